@@ -1,0 +1,137 @@
+# SPDX-License-Identifier: Apache-2.0
+# cordon: plain make. `make` builds everything, `make test` builds an ASan+UBSan variant and runs
+# every test, `make fuzz` runs the fuzz targets longer, `make bench` runs the benchmarks.
+
+# Every Debian package the project needs, in one place (installed by `make deps`).
+DEB_PACKAGES := make gcc clang libclang-rt-14-dev pkg-config \
+	libprotobuf-c-dev protobuf-c-compiler python3
+
+CC ?= gcc
+BUILD ?= build/release
+SAN ?=
+FUZZ_SECONDS ?= 20
+FUZZ_LONG_SECONDS ?= 300
+
+WARN := -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wvla -Wno-missing-field-initializers
+CFLAGS := -std=gnu17 $(WARN) -g -D_GNU_SOURCE -fno-strict-aliasing -MMD -MP
+ifeq ($(SAN),1)
+CFLAGS += -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=address,undefined
+else
+CFLAGS += -O2
+endif
+LDLIBS := -lprotobuf-c
+
+GEN := $(BUILD)/gen
+INCLUDES := -Iproto -I$(GEN) -Iorchestrator/channel -Iguest-agent -Itests/lib
+
+PROTO_SRCS := $(wildcard proto/*.c)
+AGENT_SRCS := $(wildcard guest-agent/*.c)
+CHANNEL_SRCS := $(wildcard orchestrator/channel/*.c)
+TESTLIB_SRCS := $(wildcard tests/lib/*.c)
+TEST_SRCS := $(wildcard tests/unit/test_*.c tests/integration/test_*.c tests/hostile/test_*.c)
+HOSTILE_TOOLS := $(wildcard tests/hostile/tool_*.c)
+BENCH_SRCS := $(wildcard bench/*.c)
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+PROTO_OBJS := $(call obj,$(PROTO_SRCS)) $(BUILD)/obj/gen/agent.pb-c.o
+AGENT_OBJS := $(call obj,$(AGENT_SRCS))
+CHANNEL_OBJS := $(call obj,$(CHANNEL_SRCS))
+TESTLIB_OBJS := $(call obj,$(TESTLIB_SRCS))
+
+LIBPROTO := $(BUILD)/lib/libcdnproto.a
+LIBCHANNEL := $(BUILD)/lib/libcdnchannel.a
+AGENT := $(BUILD)/bin/cordon-agent
+AGENT_STATIC := $(BUILD)/bin/cordon-agent-static
+TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
+TOOLS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(HOSTILE_TOOLS))
+BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
+
+.PHONY: all deps test fuzz bench clean format lint
+.DEFAULT_GOAL := all
+
+ifeq ($(SAN),1)
+all: $(AGENT) $(TESTS) $(TOOLS) $(BENCHES)
+else
+all: $(AGENT) $(AGENT_STATIC) $(TESTS) $(TOOLS) $(BENCHES)
+endif
+
+deps:
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEB_PACKAGES)
+
+$(GEN)/agent.pb-c.c $(GEN)/agent.pb-c.h: proto/agent.proto
+	@mkdir -p $(GEN)
+	protoc-c --c_out=$(GEN) -Iproto $<
+
+$(BUILD)/obj/gen/agent.pb-c.o: $(GEN)/agent.pb-c.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(INCLUDES) -c -o $@ $<
+
+# Every object needs the generated header first.
+$(BUILD)/obj/%.o: %.c $(GEN)/agent.pb-c.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(INCLUDES) -c -o $@ $<
+
+$(LIBPROTO): $(PROTO_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(LIBCHANNEL): $(CHANNEL_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(AGENT): $(AGENT_OBJS) $(LIBPROTO)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The guest image's agent: static, so the initramfs needs no libc.
+$(AGENT_STATIC): $(AGENT_OBJS) $(LIBPROTO)
+	@mkdir -p $(dir $@)
+	$(CC) -static $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJS) $(LIBCHANNEL) $(LIBPROTO) | $(AGENT)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(INCLUDES) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJS) $(LIBCHANNEL) $(LIBPROTO) $(LDLIBS) -lm
+
+$(BUILD)/bench/%: bench/%.c $(TESTLIB_OBJS) $(LIBCHANNEL) $(LIBPROTO) | $(AGENT)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(INCLUDES) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJS) $(LIBCHANNEL) $(LIBPROTO) $(LDLIBS) -lm
+
+# libFuzzer targets: clang, sanitizers on, built in their own tree.
+FUZZ_BUILD := build/fuzz
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRCS))
+FUZZ_FLAGS := -std=gnu17 $(WARN) -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=all
+$(FUZZ_BUILD)/gen/agent.pb-c.c: proto/agent.proto
+	@mkdir -p $(dir $@)
+	protoc-c --c_out=$(FUZZ_BUILD)/gen -Iproto $<
+$(FUZZ_BUILD)/%: tests/fuzz/%.c $(PROTO_SRCS) $(FUZZ_BUILD)/gen/agent.pb-c.c
+	clang $(FUZZ_FLAGS) -Iproto -I$(FUZZ_BUILD)/gen -o $@ $< $(PROTO_SRCS) \
+		$(FUZZ_BUILD)/gen/agent.pb-c.c $(LDLIBS)
+
+test:
+	$(MAKE) BUILD=build/asan SAN=1 all
+	$(MAKE) $(FUZZ_BINS)
+	tests/run.sh build/asan $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+fuzz: $(FUZZ_BINS)
+	tests/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_LONG_SECONDS)
+
+bench: all
+	bench/run.sh $(BUILD)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
+		-D_GNU_SOURCE -Iproto -Iguest-agent -Iorchestrator/channel \
+		proto guest-agent orchestrator
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)
