@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* agent_conn: the agent's end of the channel: framing, handshake, stream table, credits. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "frame.h"
+#include "loop.h"
+
+struct agent_conn;
+struct agent_stream;
+
+struct agent_stream_ops {
+    /* A frame for this stream (any body but Credit, which the connection handles). The envelope
+     * is valid only during the call. Data frames were already checked against our credit. */
+    void (*on_frame)(struct agent_stream *s, const cdn_envelope *env);
+    /* Send credit or output room became available after agent_conn_send_room returned 0. */
+    void (*on_writable)(struct agent_stream *s);
+    /* The stream is closed (by its owner or because the connection ends): release everything,
+     * including the struct embedding s. Processes still running are killed. */
+    void (*destroy)(struct agent_stream *s);
+};
+
+/* Embedded in each stream implementation's struct; the connection owns the table of them. */
+struct agent_stream {
+    uint64_t id;
+    const struct agent_stream_ops *ops;
+    struct agent_conn *conn;
+    uint64_t send_credit;   /* bytes we may still send to the host on this stream */
+    uint64_t recv_credit;   /* bytes the host may still send us */
+    uint64_t recv_consumed; /* consumed since our last Credit to the host */
+    bool blocked;           /* waiting for send credit or output room */
+    struct agent_stream *next;
+};
+
+struct agent_conn_opts {
+    uint32_t max_frame_bytes; /* what we accept */
+    uint32_t stream_window;   /* what each stream may send us before our first Credit */
+    uint32_t max_streams;
+};
+
+struct agent_conn_handlers {
+    /* A frame that opens a new stream (Exec, FileRead, FileWrite, ArchivePut, ArchiveGet): the
+     * handler registers a stream with agent_conn_add_stream or answers with an Error on id. */
+    void (*open)(void *ud, struct agent_conn *c, uint64_t id, const cdn_envelope *env);
+    /* The host asked for Shutdown; Done is sent after this returns. */
+    void (*shutdown)(void *ud, bool kill_processes);
+    /* The channel is gone (hang-up, I/O error, framing lost); every stream is already closed.
+     * The connection must not be freed from inside this call. */
+    void (*closed)(void *ud);
+    void *ud;
+};
+
+/* Takes ownership of fd. */
+int agent_conn_new(struct agent_loop *loop, int fd, const struct agent_conn_opts *opts,
+                   const struct agent_conn_handlers *handlers, struct agent_conn **out,
+                   cdn_err **err);
+/* Closes every stream (killing their processes) and the channel fd. */
+void agent_conn_free(struct agent_conn *c);
+bool agent_conn_closed(const struct agent_conn *c);
+struct agent_loop *agent_conn_loop(struct agent_conn *c);
+
+void agent_conn_add_stream(struct agent_conn *c, struct agent_stream *s, uint64_t id,
+                           const struct agent_stream_ops *ops);
+/* Removes s from the table and destroys it. */
+void agent_conn_close_stream(struct agent_conn *c, struct agent_stream *s);
+
+/* Bytes of data s may send right now (credit, output room and the frame size all allow);
+ * 0 marks it blocked until on_writable. */
+size_t agent_conn_send_room(struct agent_conn *c, struct agent_stream *s);
+/* Data frame in place: begin reserves up to max bytes (max <= send_room), end commits n. */
+uint8_t *agent_conn_data_begin(struct agent_conn *c, struct agent_stream *s,
+                               CordonAgent__Envelope__BodyCase kind, uint32_t fd, size_t max,
+                               struct cdn_frame_data_slot *slot);
+void agent_conn_data_end(struct agent_conn *c, struct agent_stream *s,
+                         const struct cdn_frame_data_slot *slot, size_t n, bool eof);
+/* Queues a control message on stream id. */
+void agent_conn_send(struct agent_conn *c, uint64_t id, cdn_envelope *env);
+void agent_conn_send_error(struct agent_conn *c, uint64_t id, CordonAgent__ErrorCode code,
+                           const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* The stream used n bytes of received data: grant the host more when worthwhile. */
+void agent_conn_consumed(struct agent_conn *c, struct agent_stream *s, size_t n);
