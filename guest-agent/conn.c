@@ -302,6 +302,13 @@ static void on_envelope(struct agent_conn *c, const cdn_envelope *env) {
                                   env->stream);
         return;
     }
+    if (bc == CORDON_AGENT__ENVELOPE__BODY_ERROR) { /* the host cancels this stream */
+        uint64_t id = s->id;
+        agent_conn_close_stream(c, s);
+        agent_conn_send_error(c, id, CORDON_AGENT__ERROR_CODE__ERROR_CANCELLED,
+                              "stream %" PRIu64 " cancelled by the host", id);
+        return;
+    }
     if (bc == CORDON_AGENT__ENVELOPE__BODY_CREDIT) {
         uint64_t add = env->credit->bytes;
         s->send_credit = add > UINT64_MAX - s->send_credit ? UINT64_MAX : s->send_credit + add;

@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cdn_channel: the host's end of the host<->guest channel. Everything the guest sends is
+ * bounded (frame size, per-stream credit) and every wait has a deadline; a guest that breaks the
+ * protocol is cut off and the channel reports why. Not thread-safe: one owner drives it. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "archive.h"
+#include "err.h"
+
+struct cdn_channel;
+
+struct cdn_channel_opts {
+    const char *name;          /* for messages, e.g. "vm cordon-3f2a" (default "agent") */
+    uint32_t max_frame_bytes;  /* largest frame we accept (default 1 MiB) */
+    uint32_t stream_window;    /* bytes a stream may send before we grant more (default 4 MiB) */
+    uint32_t protocol_version; /* 0: CDN_PROTOCOL_VERSION (tests set others) */
+    int handshake_timeout_ms;  /* default 10 s */
+    int default_timeout_ms;    /* used by calls given timeout 0 (default 60 s) */
+};
+
+/* Takes ownership of fd (a connected stream socket, serial port or pipe pair's socket) and
+ * performs the handshake. */
+int cdn_channel_open(int fd, const struct cdn_channel_opts *opts, struct cdn_channel **out,
+                     cdn_err **err);
+void cdn_channel_free(struct cdn_channel *ch);
+void cdn_channel_freep(struct cdn_channel **ch);
+const char *cdn_channel_peer_version(const struct cdn_channel *ch);
+bool cdn_channel_peer_has(const struct cdn_channel *ch, const char *capability);
+/* The fd to poll when driving many streams with cdn_channel_poll. */
+int cdn_channel_fd(const struct cdn_channel *ch);
+/* Waits up to timeout_ms for traffic and handles what arrived (output callbacks run here). */
+int cdn_channel_poll(struct cdn_channel *ch, int timeout_ms, cdn_err **err);
+int cdn_channel_ping(struct cdn_channel *ch, int timeout_ms, cdn_err **err);
+/* Asks the agent to stop (killing its commands if kill_processes) and waits for its answer. */
+int cdn_channel_shutdown(struct cdn_channel *ch, bool kill_processes, int timeout_ms,
+                         cdn_err **err);
+
+/* ---- exec ---- */
+
+struct cdn_rlimit {
+    int resource; /* CordonAgent__Rlimit */
+    uint64_t soft, hard;
+};
+
+struct cdn_exec_spec {
+    const char *const *argv;
+    size_t argc;
+    const char *const *env; /* KEY=VALUE */
+    size_t envc;
+    const char *cwd;
+    uint32_t timeout_ms; /* enforced in the guest; 0: none */
+    bool pty;
+    uint32_t pty_rows, pty_cols;
+    bool stdin_pipe;
+    uint64_t output_limit; /* per fd; 0: none */
+    const struct cdn_rlimit *rlimits;
+    size_t n_rlimits;
+    bool clear_env;
+};
+
+struct cdn_exec_result {
+    uint32_t pid;
+    int exit_code; /* exit status, or 128 + signal */
+    int signal;
+    bool timed_out;
+    bool output_truncated;
+    uint64_t user_ms, sys_ms, max_rss_kib, duration_ms;
+    uint64_t stdout_bytes, stderr_bytes;
+};
+
+/* Receives output as it arrives (fd 1 or 2); a negative return cancels the command. */
+typedef int (*cdn_output_fn)(void *ud, int fd, const uint8_t *data, size_t len);
+
+int cdn_channel_exec_start(struct cdn_channel *ch, const struct cdn_exec_spec *spec,
+                           cdn_output_fn on_output, void *ud, uint64_t *stream, cdn_err **err);
+/* Sends stdin bytes (waiting for the agent's credit, up to timeout_ms). */
+int cdn_channel_exec_stdin(struct cdn_channel *ch, uint64_t stream, const void *data, size_t len,
+                           int timeout_ms, cdn_err **err);
+int cdn_channel_exec_stdin_close(struct cdn_channel *ch, uint64_t stream, cdn_err **err);
+int cdn_channel_exec_signal(struct cdn_channel *ch, uint64_t stream, int signo, cdn_err **err);
+/* 1 if the command has finished (its result is ready for cdn_channel_exec_wait), else 0. */
+int cdn_channel_exec_done(struct cdn_channel *ch, uint64_t stream);
+/* Waits for the exit and releases the stream. On timeout the command is cancelled (its process
+ * group killed) and -ETIMEDOUT returned. */
+int cdn_channel_exec_wait(struct cdn_channel *ch, uint64_t stream, int timeout_ms,
+                          struct cdn_exec_result *res, cdn_err **err);
+int cdn_channel_exec(struct cdn_channel *ch, const struct cdn_exec_spec *spec,
+                     cdn_output_fn on_output, void *ud, int timeout_ms,
+                     struct cdn_exec_result *res, cdn_err **err);
+
+/* ---- files and trees ---- */
+
+/* Replaces path in the guest atomically with data (mode 0: 0644). */
+int cdn_channel_file_write(struct cdn_channel *ch, const char *path, uint32_t mode,
+                           const void *data, size_t len, int timeout_ms, cdn_err **err);
+/* Streams up to max_bytes (0: all) of path to on_data; fails past max_bytes. */
+typedef int (*cdn_data_fn)(void *ud, const uint8_t *data, size_t len);
+int cdn_channel_file_read(struct cdn_channel *ch, const char *path, uint64_t max_bytes,
+                          cdn_data_fn on_data, void *ud, int timeout_ms, cdn_err **err);
+/* Sends the tree under src_dirfd, unpacked into dest in the guest. */
+int cdn_channel_archive_put(struct cdn_channel *ch, int src_dirfd, const char *const *excludes,
+                            size_t n_excludes, const char *dest, int timeout_ms,
+                            uint64_t *entries, cdn_err **err);
+/* Fetches the guest tree under src and extracts it beneath dest_dirfd with the bounded reader;
+ * a refused entry cancels the transfer and names the entry. */
+int cdn_channel_archive_get(struct cdn_channel *ch, const char *src, const char *const *excludes,
+                            size_t n_excludes, int dest_dirfd,
+                            const struct cdn_archive_limits *limits, int timeout_ms,
+                            uint64_t *entries, cdn_err **err);

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Internals shared by the channel's files (core, exec, transfers); not part of the API. */
+#pragma once
+
+#include "buf.h"
+#include "channel.h"
+#include "frame.h"
+
+enum hstream_kind { HS_EXEC, HS_FILE_READ, HS_FILE_WRITE, HS_ARCHIVE_PUT, HS_ARCHIVE_GET, HS_PING };
+
+/* Called for each data frame's bytes (Output: fd 1/2; FileData, ArchiveData: fd 0). */
+typedef int (*hstream_data_fn)(void *ud, int fd, const uint8_t *data, size_t len);
+
+struct hstream {
+    uint64_t id;
+    enum hstream_kind kind;
+    hstream_data_fn on_data;
+    void *ud;
+    uint64_t recv_credit;   /* bytes the agent may still send us */
+    uint64_t recv_consumed; /* consumed since our last Credit */
+    uint64_t send_credit;   /* bytes we may still send */
+    bool data_eof;          /* FileData/ArchiveData with eof seen */
+    bool done;              /* terminal message (Exit, Done, Error) seen */
+    bool cancelled;         /* we cancelled it; dropped when the agent confirms */
+    cdn_err *err;           /* the stream's error, if it ended with one */
+    uint32_t pid;
+    struct cdn_exec_result exit;
+    uint64_t done_bytes, done_entries;
+    struct hstream *next;
+};
+
+struct cdn_channel {
+    struct cdn_channel_opts opts;
+    char *name;
+    int fd;
+    struct cdn_frame_decoder *dec;
+    struct cdn_buf out;
+    cdn_err *fault; /* set once the channel is unusable; every call reports it */
+    uint64_t next_id;
+    bool shutdown_sent;
+    bool shutdown_acked;
+    struct hstream *streams;
+    /* from the agent's Hello */
+    bool hello_seen;
+    uint32_t peer_version;
+    char *peer_software;
+    char **peer_caps;
+    size_t n_peer_caps;
+    uint32_t peer_max_frame;
+    uint32_t peer_window;
+};
+
+uint64_t chan_deadline(const struct cdn_channel *ch, int timeout_ms);
+int chan_remaining_ms(uint64_t deadline);
+int chan_fail(struct cdn_channel *ch, cdn_err **err);
+struct hstream *chan_stream_new(struct cdn_channel *ch, enum hstream_kind kind);
+struct hstream *chan_stream_find(struct cdn_channel *ch, uint64_t id);
+void chan_stream_release(struct cdn_channel *ch, struct hstream *s);
+/* Queues env on stream id and writes what the socket takes. */
+int chan_send(struct cdn_channel *ch, uint64_t id, cdn_envelope *env, cdn_err **err);
+/* Sends len bytes as data frames of kind on s, waiting for credit; eof on the last frame. */
+int chan_send_data(struct cdn_channel *ch, struct hstream *s, CordonAgent__Envelope__BodyCase kind,
+                   const uint8_t *data, size_t len, bool eof, uint64_t deadline, cdn_err **err);
+/* Handles traffic until s is done or the deadline passes (then -ETIMEDOUT). */
+int chan_wait_done(struct cdn_channel *ch, struct hstream *s, uint64_t deadline, const char *what,
+                   cdn_err **err);
+/* Cancels s (the agent kills what it runs); s stays until the agent confirms. */
+void chan_cancel(struct cdn_channel *ch, struct hstream *s, const char *why);
+int chan_pump(struct cdn_channel *ch, int timeout_ms, cdn_err **err);

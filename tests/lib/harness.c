@@ -1,0 +1,192 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Test helpers: agent processes, temp trees, readings. */
+#include "harness.h"
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "test.h"
+
+const char *th_agent_path(void) {
+    const char *p = getenv("CORDON_AGENT");
+    return p && *p ? p : "build/asan/bin/cordon-agent";
+}
+
+void th_agent_spawn(struct th_agent *a, const char *const *extra_args) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        FAIL("socketpair: %s", strerror(errno));
+    pid_t pid = fork();
+    if (pid < 0)
+        FAIL("fork: %s", strerror(errno));
+    if (pid == 0) {
+        if (dup2(sv[1], 3) < 0)
+            _exit(126);
+        const char *argv[32] = {th_agent_path(), "--fd", "3"};
+        size_t n = 3;
+        for (size_t i = 0; extra_args && extra_args[i] && n < 31; i++)
+            argv[n++] = extra_args[i];
+        argv[n] = NULL;
+        execv(argv[0], (char **)argv);
+        _exit(127);
+    }
+    close(sv[1]);
+    a->pid = pid;
+    a->host_fd = sv[0];
+}
+
+struct cdn_channel *th_channel(struct th_agent *a, const struct cdn_channel_opts *opts) {
+    th_agent_spawn(a, NULL);
+    struct cdn_channel *ch = NULL;
+    cdn_err *err = NULL;
+    struct cdn_channel_opts o = opts ? *opts : (struct cdn_channel_opts){.name = "test-agent"};
+    int fd = a->host_fd;
+    a->host_fd = -1;
+    ASSERT_OK(cdn_channel_open(fd, &o, &ch, &err), err);
+    return ch;
+}
+
+uint64_t th_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int th_agent_wait(struct th_agent *a, int timeout_ms) {
+    uint64_t end = th_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        int status;
+        pid_t r = waitpid(a->pid, &status, WNOHANG);
+        if (r == a->pid) {
+            a->pid = 0;
+            return status;
+        }
+        if (th_now_ms() >= end) {
+            th_agent_kill(a);
+            return -1;
+        }
+        usleep(10000);
+    }
+}
+
+void th_agent_kill(struct th_agent *a) {
+    if (a->pid > 0) {
+        kill(a->pid, SIGKILL);
+        waitpid(a->pid, NULL, 0);
+        a->pid = 0;
+    }
+    if (a->host_fd >= 0)
+        a->host_fd = safe_close(a->host_fd);
+}
+
+char *th_tmpdir(void) {
+    const char *base = getenv("TMPDIR");
+    char *path = NULL;
+    if (asprintf(&path, "%s/cordon-test-XXXXXX", base && *base ? base : "/tmp") < 0 ||
+        !mkdtemp(path))
+        FAIL("mkdtemp: %s", strerror(errno));
+    return path;
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)ftw;
+    if (flag == FTW_DP || (st && S_ISDIR(st->st_mode) && flag != FTW_SL)) {
+        chmod(p, 0700);
+        return rmdir(p) < 0 ? 0 : 0;
+    }
+    unlink(p);
+    return 0;
+}
+
+static int chmod_one(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)ftw;
+    if (flag == FTW_D || (st && S_ISDIR(st->st_mode) && flag != FTW_SL))
+        chmod(p, 0700);
+    return 0;
+}
+
+void th_rmtree(const char *path) {
+    if (!path)
+        return;
+    nftw(path, chmod_one, 32, FTW_PHYS);
+    nftw(path, rm_one, 32, FTW_DEPTH | FTW_PHYS);
+}
+
+long th_rss_kib(void) {
+    _cleanup_fclose_ FILE *f = fopen("/proc/self/status", "re");
+    char line[256];
+    long kib = -1;
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    return kib;
+}
+
+int th_collect(void *ud, int fd, const uint8_t *data, size_t len) {
+    struct th_output *o = ud;
+    if (fd < 1 || fd > 2)
+        return -1;
+    return cdn_buf_append(&o->fd[fd], data, len);
+}
+
+const char *th_output_str(struct th_output *o, int fd) {
+    struct cdn_buf *b = &o->fd[fd];
+    if (cdn_buf_reserve(b, 1) < 0)
+        FAIL("out of memory");
+    *cdn_buf_tail(b) = '\0';
+    return (const char *)cdn_buf_head(b);
+}
+
+void th_output_free(struct th_output *o) {
+    for (int i = 0; i < 3; i++)
+        cdn_buf_free(&o->fd[i]);
+}
+
+struct cdn_exec_result th_run(struct cdn_channel *ch, struct th_output *out,
+                              const char *const *argv) {
+    size_t argc = 0;
+    while (argv[argc])
+        argc++;
+    struct cdn_exec_spec spec = {.argv = argv, .argc = argc};
+    struct cdn_exec_result res = {0};
+    cdn_err *err = NULL;
+    ASSERT_OK(cdn_channel_exec(ch, &spec, th_collect, out, 30000, &res, &err), err);
+    return res;
+}
+
+void th_write_file(const char *path, const char *content, mode_t mode) {
+    _cleanup_free_ char *copy = strdup(path);
+    for (char *s = strchr(copy + 1, '/'); s; s = strchr(s + 1, '/')) {
+        *s = '\0';
+        mkdir(copy, 0755);
+        *s = '/';
+    }
+    _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd < 0)
+        FAIL("create %s: %s", path, strerror(errno));
+    size_t n = strlen(content);
+    if (write(fd, content, n) != (ssize_t)n)
+        FAIL("write %s: %s", path, strerror(errno));
+    fchmod(fd, mode);
+}
+
+char *th_read_file(const char *path) {
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    struct cdn_buf b = {0};
+    char chunk[4096];
+    ssize_t n;
+    while ((n = read(fd, chunk, sizeof(chunk))) > 0)
+        cdn_buf_append(&b, chunk, (size_t)n);
+    cdn_buf_append(&b, "", 1);
+    return (char *)b.data;
+}

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Test helpers: a real cordon-agent process on the far end of a socketpair, temp dirs, memory
+ * readings, and a collector for command output. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "buf.h"
+#include "channel.h"
+
+struct th_agent {
+    pid_t pid;
+    int host_fd; /* our end; handed to cdn_channel_open by th_channel */
+};
+
+/* Path of the agent binary under test ($CORDON_AGENT, else build/asan/bin/cordon-agent). */
+const char *th_agent_path(void);
+/* Starts the agent with --fd on one end of a socketpair; extra args (NULL-terminated) follow. */
+void th_agent_spawn(struct th_agent *a, const char *const *extra_args);
+/* Spawns an agent and opens a channel to it (asserting success). */
+struct cdn_channel *th_channel(struct th_agent *a, const struct cdn_channel_opts *opts);
+/* Waits up to timeout_ms for the agent to exit; returns its wait status, or -1 if it did not
+ * (then it is killed). */
+int th_agent_wait(struct th_agent *a, int timeout_ms);
+void th_agent_kill(struct th_agent *a);
+
+/* A fresh directory under $TMPDIR, removed with th_rmtree. */
+char *th_tmpdir(void);
+void th_rmtree(const char *path);
+/* Resident set size of this process, in KiB. */
+long th_rss_kib(void);
+uint64_t th_now_ms(void);
+
+/* Collects output per fd (1, 2), for cdn_output_fn. */
+struct th_output {
+    struct cdn_buf fd[3];
+};
+int th_collect(void *ud, int fd, const uint8_t *data, size_t len);
+/* NUL-terminated view of what fd received. */
+const char *th_output_str(struct th_output *o, int fd);
+void th_output_free(struct th_output *o);
+
+/* Runs argv (NULL-terminated) with default spec; collects output; asserts the call succeeds. */
+struct cdn_exec_result th_run(struct cdn_channel *ch, struct th_output *out,
+                              const char *const *argv);
+
+/* Writes a file (creating parents) or asserts. */
+void th_write_file(const char *path, const char *content, mode_t mode);
+char *th_read_file(const char *path);
