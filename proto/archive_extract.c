@@ -231,7 +231,8 @@ static int cmp_depth_desc(const void *a, const void *b) {
 
 int cdn_archive_extractor_finish(struct cdn_archive_extractor *x, cdn_err **err) {
     x->parent_fd = safe_close(x->parent_fd);
-    qsort(x->dirs, x->n_dirs, sizeof(*x->dirs), cmp_depth_desc);
+    if (x->n_dirs > 1)
+        qsort(x->dirs, x->n_dirs, sizeof(*x->dirs), cmp_depth_desc);
     for (size_t i = 0; i < x->n_dirs; i++) {
         _cleanup_close_ int fd = open_dir_beneath(x->root_fd, x->dirs[i].path, err);
         if (fd < 0)

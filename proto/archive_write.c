@@ -92,7 +92,8 @@ static int push_dir(struct cdn_archive_writer *w, int dirfd, size_t path_len, cd
         frame_release(&f);
         return cdn_err_set(err, e, "'%.*s': readdir: %s", (int)path_len, w->path, strerror(e));
     }
-    qsort(f.names, f.n_names, sizeof(*f.names), cmp_names);
+    if (f.n_names > 1)
+        qsort(f.names, f.n_names, sizeof(*f.names), cmp_names);
     f.dirfd = TAKE_FD(fd);
     w->stack[w->depth++] = f;
     return 0;

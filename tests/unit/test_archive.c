@@ -1,0 +1,384 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Archive codec: round trips through writer, reader and extractor; interop with GNU tar; and each
+ * hostile archive the reader must refuse, with the entry and reason named. */
+#include <fcntl.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "archive.h"
+#include "archive_tar.h"
+#include "buf.h"
+#include "cleanup.h"
+#include "harness.h"
+#include "test.h"
+
+/* ---- building archives by hand ---- */
+
+static void add_entry(struct cdn_buf *b, const char *name, char type, const char *link,
+                      const char *data, size_t size) {
+    struct tar_header h = {0};
+    memcpy(h.name, name, strnlen(name, sizeof(h.name)));
+    tar_put_octal(h.mode, sizeof(h.mode), type == '5' ? 0755 : 0644);
+    tar_put_octal(h.uid, sizeof(h.uid), 0);
+    tar_put_octal(h.gid, sizeof(h.gid), 0);
+    tar_put_octal(h.size, sizeof(h.size), size);
+    tar_put_octal(h.mtime, sizeof(h.mtime), 1700000000);
+    h.typeflag = type;
+    if (link)
+        memcpy(h.linkname, link, strnlen(link, sizeof(h.linkname)));
+    memcpy(h.magic, "ustar", 6);
+    memcpy(h.version, "00", 2);
+    tar_header_set_checksum(&h);
+    cdn_buf_append(b, &h, sizeof(h));
+    if (size) {
+        size_t padded = (size + 511) / 512 * 512;
+        cdn_buf_reserve(b, padded);
+        memset(cdn_buf_tail(b), 0, padded);
+        if (data)
+            memcpy(cdn_buf_tail(b), data, size);
+        cdn_buf_advance(b, padded);
+    }
+}
+
+static void add_pax_path(struct cdn_buf *b, const char *path) {
+    char rec[8192];
+    size_t body = strlen(path) + strlen(" path=\n"), len = body + 1;
+    while (len != body + (size_t)snprintf(NULL, 0, "%zu", len))
+        len = body + (size_t)snprintf(NULL, 0, "%zu", len);
+    snprintf(rec, sizeof(rec), "%zu path=%s\n", len, path);
+    add_entry(b, "PaxHeader", 'x', NULL, rec, strlen(rec));
+}
+
+static void add_end(struct cdn_buf *b) {
+    cdn_buf_reserve(b, 1024);
+    memset(cdn_buf_tail(b), 0, 1024);
+    cdn_buf_advance(b, 1024);
+}
+
+struct recorder {
+    char log[8192];
+};
+
+static int rec_entry(void *ud, const struct cdn_archive_entry *e, cdn_err **err) {
+    (void)err;
+    struct recorder *r = ud;
+    size_t n = strlen(r->log);
+    snprintf(r->log + n, sizeof(r->log) - n, "%c:%s%s%s:%o;",
+             e->type == CDN_ARCHIVE_DIR ? 'd' : e->type == CDN_ARCHIVE_SYMLINK ? 'l' : 'f', e->path,
+             e->link ? "->" : "", e->link ? e->link : "", e->mode);
+    return 0;
+}
+static int rec_data(void *ud, const uint8_t *p, size_t n, cdn_err **err) {
+    (void)ud, (void)p, (void)n, (void)err;
+    return 0;
+}
+static int rec_end(void *ud, cdn_err **err) {
+    (void)ud, (void)err;
+    return 0;
+}
+
+/* Feeds the whole archive (in 100-byte pieces, to cross block boundaries) and finishes. */
+static int read_archive(const struct cdn_buf *b, const struct cdn_archive_limits *lim,
+                        struct recorder *rec, cdn_err **err) {
+    struct cdn_archive_sink sink = {rec_entry, rec_data, rec_end, rec};
+    _cleanup_(cdn_archive_reader_freep) struct cdn_archive_reader *r = NULL;
+    ASSERT_EQ(cdn_archive_reader_new(lim, &sink, &r), 0);
+    for (size_t at = 0; at < cdn_buf_len(b); at += 100) {
+        size_t n = cdn_buf_len(b) - at < 100 ? cdn_buf_len(b) - at : 100;
+        int ret = cdn_archive_reader_feed(r, cdn_buf_head(b) + at, n, err);
+        if (ret < 0)
+            return ret;
+    }
+    return cdn_archive_reader_finish(r, err);
+}
+
+/* ---- refusals, table-driven ---- */
+
+struct refusal {
+    const char *name;
+    void (*build)(struct cdn_buf *b);
+    struct cdn_archive_limits limits;
+    const char *message;
+};
+
+static void b_absolute(struct cdn_buf *b) { add_entry(b, "/etc/passwd", '0', NULL, "x", 1); }
+static void b_dotdot(struct cdn_buf *b) { add_entry(b, "a/../../evil", '0', NULL, "x", 1); }
+static void b_under_symlink(struct cdn_buf *b) {
+    add_entry(b, "dir", '5', NULL, NULL, 0);
+    add_entry(b, "dir/link", '2', ".", NULL, 0);
+    add_entry(b, "dir/link/file", '0', NULL, "x", 1);
+}
+static void b_link_absolute(struct cdn_buf *b) { add_entry(b, "l", '2', "/etc/shadow", NULL, 0); }
+static void b_link_escapes(struct cdn_buf *b) {
+    add_entry(b, "a/b/l", '2', "../../../outside", NULL, 0);
+}
+static void b_link_dotdot_after_name(struct cdn_buf *b) {
+    add_entry(b, "a/l", '2', "x/../../..", NULL, 0);
+}
+static void b_hardlink(struct cdn_buf *b) { add_entry(b, "h", '1', "etc/passwd", NULL, 0); }
+static void b_chardev(struct cdn_buf *b) { add_entry(b, "null", '3', NULL, NULL, 0); }
+static void b_blockdev(struct cdn_buf *b) { add_entry(b, "sda", '4', NULL, NULL, 0); }
+static void b_fifo(struct cdn_buf *b) { add_entry(b, "fifo", '6', NULL, NULL, 0); }
+static void b_big_file(struct cdn_buf *b) {
+    add_entry(b, "small", '0', NULL, "abc", 3);
+    add_entry(b, "big", '0', NULL, NULL, 2000);
+}
+static void b_many(struct cdn_buf *b) {
+    for (int i = 0; i < 6; i++) {
+        char n[16];
+        snprintf(n, sizeof(n), "f%d", i);
+        add_entry(b, n, '0', NULL, "x", 1);
+    }
+}
+static void b_long_path(struct cdn_buf *b) {
+    char p[300];
+    memset(p, 'a', sizeof(p) - 1);
+    p[sizeof(p) - 1] = '\0';
+    add_pax_path(b, p);
+    add_entry(b, "ignored", '0', NULL, "x", 1);
+}
+static void b_deep(struct cdn_buf *b) { add_entry(b, "1/2/3/4/5/6/7/8/9", '0', NULL, "x", 1); }
+static void b_bad_checksum(struct cdn_buf *b) {
+    add_entry(b, "f", '0', NULL, "x", 1);
+    b->data[b->head] = 'g'; /* the name changes, the checksum no longer matches */
+}
+static void b_truncated(struct cdn_buf *b) {
+    add_entry(b, "f", '0', NULL, "0123456789", 10);
+    b->tail -= 512; /* drop the data block, no end marker */
+}
+static void b_no_end(struct cdn_buf *b) { add_entry(b, "f", '0', NULL, "x", 1); }
+static void b_huge_pax(struct cdn_buf *b) { add_entry(b, "PaxHeader", 'x', NULL, NULL, 1u << 20); }
+static void b_unknown_type(struct cdn_buf *b) { add_entry(b, "s", 'S', NULL, NULL, 0); }
+
+static const struct refusal refusals[] = {
+    {"absolute", b_absolute, {0}, "archive entry 1 '/etc/passwd': absolute path"},
+    {"dotdot", b_dotdot, {0}, "'a/../../evil': path has a '..' component"},
+    {"under_symlink", b_under_symlink, {0}, "entry 3 'dir/link/file': lies beneath symlink 'dir/link'"},
+    {"link_absolute", b_link_absolute, {0}, "symlink points to absolute path '/etc/shadow'"},
+    {"link_escapes", b_link_escapes, {0}, "symlink target '../../../outside' points outside the root"},
+    {"link_dotdot_after_name", b_link_dotdot_after_name, {0}, "has '..' after a name"},
+    {"hardlink", b_hardlink, {0}, "'h': hardlinks are not accepted"},
+    {"chardev", b_chardev, {0}, "'null': character devices are not accepted"},
+    {"blockdev", b_blockdev, {0}, "'sda': block devices are not accepted"},
+    {"fifo", b_fifo, {0}, "'fifo': FIFOs are not accepted"},
+    {"total_bytes", b_big_file, {.max_total_bytes = 1000}, "entry 2 'big': file of 2000 bytes exceeds"},
+    {"entry_count", b_many, {.max_entries = 5}, "more than 5 entries"},
+    {"path_length", b_long_path, {.max_path_bytes = 255}, "path is 299 bytes (limit 255)"},
+    {"depth", b_deep, {.max_depth = 8}, "deeper than 8 components"},
+    {"bad_checksum", b_bad_checksum, {0}, "header checksum mismatch"},
+    {"truncated", b_truncated, {0}, "truncated"},
+    {"no_end_marker", b_no_end, {0}, "without its end marker"},
+    {"huge_pax_header", b_huge_pax, {0}, "'x' header of 1048576 bytes"},
+    {"unknown_type", b_unknown_type, {0}, "unsupported entry type 'S'"},
+};
+
+TEST(hostile_archives_are_refused_with_entry_and_reason) {
+    for (size_t i = 0; i < ELEMENTSOF(refusals); i++) {
+        struct cdn_buf b = {0};
+        refusals[i].build(&b);
+        if (strcmp(refusals[i].name, "truncated") && strcmp(refusals[i].name, "no_end_marker"))
+            add_end(&b);
+        struct recorder rec = {""};
+        cdn_err *err = NULL;
+        int r = read_archive(&b, &refusals[i].limits, &rec, &err);
+        if (r >= 0)
+            FAIL("case %s was accepted (%s)", refusals[i].name, rec.log);
+        if (!strstr(cdn_err_msg(err), refusals[i].message))
+            FAIL("case %s: \"%s\" lacks \"%s\"", refusals[i].name, cdn_err_msg(err),
+                 refusals[i].message);
+        cdn_err_free(err);
+        cdn_buf_free(&b);
+    }
+}
+
+TEST(safe_relative_forms_are_accepted) {
+    struct cdn_buf b = {0};
+    add_entry(&b, "./", '5', NULL, NULL, 0);
+    add_entry(&b, "./a//b/", '5', NULL, NULL, 0);
+    add_entry(&b, "a/b/up", '2', "../../top", NULL, 0);
+    add_entry(&b, "a/b/same", '2', "./sibling/x", NULL, 0);
+    add_entry(&b, "a/b/f", '0', NULL, "hi", 2);
+    add_end(&b);
+    struct recorder rec = {""};
+    cdn_err *err = NULL;
+    ASSERT_OK(read_archive(&b, NULL, &rec, &err), err);
+    ASSERT_STREQ(rec.log, "d:a/b:755;l:a/b/up->../../top:644;l:a/b/same->./sibling/x:644;"
+                          "f:a/b/f:644;");
+    cdn_buf_free(&b);
+}
+
+/* ---- round trips on disk ---- */
+
+static void make_tree(const char *root) {
+    char p[4096];
+    snprintf(p, sizeof(p), "%s/src/hello.txt", root);
+    th_write_file(p, "hello\n", 0644);
+    snprintf(p, sizeof(p), "%s/src/bin/run.sh", root);
+    th_write_file(p, "#!/bin/sh\necho run\n", 0755);
+    snprintf(p, sizeof(p), "%s/src/empty", root);
+    mkdir(p, 0750);
+    snprintf(p, sizeof(p), "%s/src/zero-bytes", root);
+    th_write_file(p, "", 0600);
+    snprintf(p, sizeof(p), "%s/src/bin/link-to-hello", root);
+    symlink("../hello.txt", p);
+    /* A path longer than ustar's 255 and a name longer than 100: pax headers. */
+    char deep[4096];
+    snprintf(deep, sizeof(deep), "%s/src/%0120d/%0120d/%0110d.txt", root, 1, 2, 3);
+    th_write_file(deep, "deep\n", 0644);
+    /* 3 MiB of non-repeating bytes, so chunking bugs show. */
+    snprintf(p, sizeof(p), "%s/src/blob", root);
+    _cleanup_close_ int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    size_t words = (3u << 20) / 4;
+    _cleanup_free_ uint32_t *blob = malloc(words * 4);
+    uint32_t x = 12345;
+    for (size_t i = 0; i < words; i++)
+        blob[i] = x = x * 1103515245u + 12345u;
+    ASSERT_EQ(write(fd, blob, words * 4), (ssize_t)(words * 4));
+}
+
+__attribute__((format(printf, 1, 2))) static void run_cmd(const char *fmt, ...) {
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    int st = system(cmd);
+    if (st != 0)
+        FAIL("'%s' exited %d", cmd, st);
+}
+
+static void archive_dir_to_buf(const char *dir, const char *const *ex, size_t n_ex,
+                               struct cdn_buf *out) {
+    _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ASSERT_TRUE(fd >= 0);
+    _cleanup_(cdn_archive_writer_freep) struct cdn_archive_writer *w = NULL;
+    cdn_err *err = NULL;
+    ASSERT_OK(cdn_archive_writer_new(fd, ex, n_ex, &w, &err), err);
+    for (;;) {
+        ASSERT_EQ(cdn_buf_reserve(out, 7000), 0);
+        ssize_t n = cdn_archive_writer_read(w, cdn_buf_tail(out), 7000, &err);
+        ASSERT_OK(n, err);
+        cdn_buf_advance(out, (size_t)n);
+        if (n < 7000)
+            break;
+    }
+}
+
+static void extract_buf(const struct cdn_buf *b, const char *dir) {
+    mkdir(dir, 0755);
+    _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_(cdn_archive_extractor_freep) struct cdn_archive_extractor *x = NULL;
+    cdn_err *err = NULL;
+    ASSERT_OK(cdn_archive_extractor_new(fd, &x, &err), err);
+    struct cdn_archive_sink sink;
+    cdn_archive_extractor_sink(x, &sink);
+    _cleanup_(cdn_archive_reader_freep) struct cdn_archive_reader *r = NULL;
+    ASSERT_EQ(cdn_archive_reader_new(NULL, &sink, &r), 0);
+    ASSERT_OK(cdn_archive_reader_feed(r, cdn_buf_head(b), cdn_buf_len(b), &err), err);
+    ASSERT_OK(cdn_archive_reader_finish(r, &err), err);
+    ASSERT_OK(cdn_archive_extractor_finish(x, &err), err);
+}
+
+TEST(round_trip_preserves_files_dirs_symlinks_and_modes) {
+    _cleanup_free_ char *root = th_tmpdir();
+    make_tree(root);
+    char src[4096], dst[4096];
+    snprintf(src, sizeof(src), "%s/src", root);
+    snprintf(dst, sizeof(dst), "%s/dst", root);
+    struct cdn_buf b = {0};
+    archive_dir_to_buf(src, NULL, 0, &b);
+    extract_buf(&b, dst);
+    /* diff -r compares contents and symlink targets; find -printf compares types and modes. */
+    run_cmd("diff -r --no-dereference %s %s", src, dst);
+    run_cmd("test \"$(cd %s && find . -printf '%%p %%y %%m\\n' | sort)\" = "
+            "\"$(cd %s && find . -printf '%%p %%y %%m\\n' | sort)\"",
+            src, dst);
+    cdn_buf_free(&b);
+    th_rmtree(root);
+}
+
+TEST(gnu_tar_reads_ours_and_we_read_gnu_tars) {
+    _cleanup_free_ char *root = th_tmpdir();
+    make_tree(root);
+    char src[4096], path[4096], dst[4096];
+    snprintf(src, sizeof(src), "%s/src", root);
+    struct cdn_buf b = {0};
+    archive_dir_to_buf(src, NULL, 0, &b);
+    snprintf(path, sizeof(path), "%s/ours.tar", root);
+    _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    ASSERT_EQ(write(fd, cdn_buf_head(&b), cdn_buf_len(&b)), (ssize_t)cdn_buf_len(&b));
+    snprintf(dst, sizeof(dst), "%s/by-gnu-tar", root);
+    mkdir(dst, 0755);
+    run_cmd("tar -xpf %s -C %s", path, dst);
+    run_cmd("diff -r --no-dereference %s %s", src, dst);
+    /* And GNU tar's own pax output (with ./ prefixes) through our reader. */
+    snprintf(path, sizeof(path), "%s/gnu.tar", root);
+    run_cmd("tar --format=pax -cf %s -C %s .", path, src);
+    _cleanup_free_ char *gnu = NULL;
+    struct cdn_buf g = {0};
+    _cleanup_close_ int gfd = open(path, O_RDONLY | O_CLOEXEC);
+    uint8_t chunk[65536];
+    ssize_t n;
+    while ((n = read(gfd, chunk, sizeof(chunk))) > 0)
+        cdn_buf_append(&g, chunk, (size_t)n);
+    snprintf(dst, sizeof(dst), "%s/from-gnu-tar", root);
+    extract_buf(&g, dst);
+    run_cmd("diff -r --no-dereference %s %s", src, dst);
+    cdn_buf_free(&b);
+    cdn_buf_free(&g);
+    th_rmtree(root);
+}
+
+TEST(excludes_skip_names_and_paths) {
+    _cleanup_free_ char *root = th_tmpdir();
+    char p[4096];
+    snprintf(p, sizeof(p), "%s/.git/config", root);
+    th_write_file(p, "secret", 0644);
+    snprintf(p, sizeof(p), "%s/sub/.git/HEAD", root);
+    th_write_file(p, "ref", 0644);
+    snprintf(p, sizeof(p), "%s/sub/keep.c", root);
+    th_write_file(p, "int x;", 0644);
+    snprintf(p, sizeof(p), "%s/build/out.o", root);
+    th_write_file(p, "obj", 0644);
+    const char *ex[] = {".git", "build/*.o"};
+    struct cdn_buf b = {0};
+    archive_dir_to_buf(root, ex, 2, &b);
+    struct recorder rec = {""};
+    cdn_err *err = NULL;
+    ASSERT_OK(read_archive(&b, NULL, &rec, &err), err);
+    ASSERT_STREQ(rec.log, "d:build:755;d:sub:755;f:sub/keep.c:644;");
+    cdn_buf_free(&b);
+    th_rmtree(root);
+}
+
+/* The extractor must not follow a symlink that already exists in the destination. */
+TEST(extractor_never_follows_existing_symlinks) {
+    _cleanup_free_ char *root = th_tmpdir();
+    char dst[4096], outside[4096], p[8400];
+    snprintf(dst, sizeof(dst), "%s/dst", root);
+    snprintf(outside, sizeof(outside), "%s/outside", root);
+    mkdir(dst, 0755);
+    mkdir(outside, 0755);
+    snprintf(p, sizeof(p), "%s/escape", dst);
+    ASSERT_EQ(symlink(outside, p), 0);
+    struct cdn_buf b = {0};
+    add_entry(&b, "escape/planted", '0', NULL, "gotcha", 6);
+    add_end(&b);
+    _cleanup_close_ int fd = open(dst, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_(cdn_archive_extractor_freep) struct cdn_archive_extractor *x = NULL;
+    cdn_err *err = NULL;
+    ASSERT_OK(cdn_archive_extractor_new(fd, &x, &err), err);
+    struct cdn_archive_sink sink;
+    cdn_archive_extractor_sink(x, &sink);
+    _cleanup_(cdn_archive_reader_freep) struct cdn_archive_reader *r = NULL;
+    ASSERT_EQ(cdn_archive_reader_new(NULL, &sink, &r), 0);
+    ASSERT_FAILS(cdn_archive_reader_feed(r, cdn_buf_head(&b), cdn_buf_len(&b), &err), err,
+                 "not following it");
+    snprintf(p, sizeof(p), "%s/planted", outside);
+    ASSERT_TRUE(access(p, F_OK) < 0);
+    cdn_err_free(err);
+    cdn_buf_free(&b);
+    th_rmtree(root);
+}
