@@ -127,13 +127,15 @@ void chan_cancel(struct cdn_channel *ch, struct hstream *s, const char *why) {
     chan_send(ch, s->id, &env, NULL);
 }
 
-/* A finished stream is freed; an unfinished one is cancelled and kept (as a tombstone that still
- * enforces credit) until the agent confirms, so its late frames are not mistaken for a fault. */
+/* Ownership: a stream belongs to the call that opened it until that call releases it. A
+ * finished stream is freed at once; an unfinished one is cancelled and kept as a tombstone (still
+ * enforcing credit, so late frames are neither a fault nor unbounded) until the agent ends it. */
 void chan_stream_release(struct cdn_channel *ch, struct hstream *s) {
     if (s->done || ch->fault) {
         stream_free(ch, s);
         return;
     }
+    s->released = true;
     chan_cancel(ch, s, "released by the host");
 }
 
@@ -151,10 +153,10 @@ static void grant(struct cdn_channel *ch, struct hstream *s, size_t n) {
     chan_send(ch, s->id, &env, NULL);
 }
 
-/* Marks s finished; a cancelled stream has nobody waiting and goes at once. */
+/* Marks s finished; a released tombstone has nobody waiting and goes at once. */
 static void finish(struct cdn_channel *ch, struct hstream *s) {
     s->done = true;
-    if (s->cancelled)
+    if (s->released)
         stream_free(ch, s);
 }
 

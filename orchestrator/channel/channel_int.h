@@ -21,7 +21,8 @@ struct hstream {
     uint64_t send_credit;   /* bytes we may still send */
     bool data_eof;          /* FileData/ArchiveData with eof seen */
     bool done;              /* terminal message (Exit, Done, Error) seen */
-    bool cancelled;         /* we cancelled it; dropped when the agent confirms */
+    bool cancelled;         /* we cancelled it; the agent will confirm */
+    bool released;          /* its owner let go: freed when it ends (a tombstone until then) */
     cdn_err *err;           /* the stream's error, if it ended with one */
     uint32_t pid;
     struct cdn_exec_result exit;

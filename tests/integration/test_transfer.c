@@ -1,0 +1,207 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Files and trees through a real cordon-agent: round trips, atomic replace, bounds, and archives
+ * refused on either side of the channel. */
+#include <fcntl.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "harness.h"
+#include "test.h"
+
+__attribute__((format(printf, 1, 2))) static char *fmt(const char *f, ...) {
+    char *s = NULL;
+    va_list ap;
+    va_start(ap, f);
+    if (vasprintf(&s, f, ap) < 0)
+        FAIL("out of memory");
+    va_end(ap);
+    return s;
+}
+
+__attribute__((format(printf, 1, 2))) static void sh(const char *f, ...) {
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, f);
+    vsnprintf(cmd, sizeof(cmd), f, ap);
+    va_end(ap);
+    int st = system(cmd);
+    if (st != 0)
+        FAIL("'%s' exited %d", cmd, st);
+}
+
+static int to_buf(void *ud, const uint8_t *p, size_t n) { return cdn_buf_append(ud, p, n); }
+
+TEST(file_write_then_read_round_trip) {
+    struct th_agent a;
+    struct cdn_channel *ch = th_channel(&a, NULL);
+    _cleanup_free_ char *dir = th_tmpdir();
+    _cleanup_free_ char *path = fmt("%s/sub/data.bin", dir);
+    _cleanup_free_ char *sub = fmt("%s/sub", dir);
+    mkdir(sub, 0755);
+    size_t len = 5u << 20; /* beyond one window: write credit must flow back */
+    _cleanup_free_ uint8_t *data = malloc(len);
+    for (size_t i = 0; i < len; i++)
+        data[i] = (uint8_t)(i * 31 + (i >> 13));
+    cdn_err *err = NULL;
+    ASSERT_OK(cdn_channel_file_write(ch, path, 0600, data, len, 30000, &err), err);
+    struct stat st;
+    ASSERT_EQ(stat(path, &st), 0);
+    ASSERT_EQ(st.st_size, (long long)len);
+    ASSERT_EQ(st.st_mode & 0777, 0600);
+    struct cdn_buf got = {0};
+    ASSERT_OK(cdn_channel_file_read(ch, path, 0, to_buf, &got, 30000, &err), err);
+    ASSERT_EQ(cdn_buf_len(&got), len);
+    ASSERT_TRUE(memcmp(cdn_buf_head(&got), data, len) == 0);
+    cdn_buf_free(&got);
+    /* Empty file: still one eof frame. */
+    ASSERT_OK(cdn_channel_file_write(ch, path, 0, "", 0, 5000, &err), err);
+    ASSERT_OK(cdn_channel_file_read(ch, path, 0, to_buf, &got, 5000, &err), err);
+    ASSERT_EQ(cdn_buf_len(&got), 0);
+    cdn_buf_free(&got);
+    th_rmtree(dir);
+    cdn_channel_free(ch);
+    th_agent_kill(&a);
+}
+
+TEST(file_write_replaces_atomically) {
+    struct th_agent a;
+    struct cdn_channel *ch = th_channel(&a, NULL);
+    _cleanup_free_ char *dir = th_tmpdir();
+    _cleanup_free_ char *path = fmt("%s/config", dir);
+    th_write_file(path, "old contents\n", 0644);
+    struct stat before, after;
+    ASSERT_EQ(stat(path, &before), 0);
+    cdn_err *err = NULL;
+    ASSERT_OK(cdn_channel_file_write(ch, path, 0644, "new\n", 4, 5000, &err), err);
+    ASSERT_EQ(stat(path, &after), 0);
+    /* A rename, not an in-place rewrite: a reader never sees a half-written file. */
+    ASSERT_TRUE(before.st_ino != after.st_ino);
+    _cleanup_free_ char *content = th_read_file(path);
+    ASSERT_STREQ(content, "new\n");
+    /* No temp file left beside it. */
+    sh("test $(ls -A %s | wc -l) -eq 1", dir);
+    th_rmtree(dir);
+    cdn_channel_free(ch);
+    th_agent_kill(&a);
+}
+
+TEST(file_read_is_bounded_and_errors_are_named) {
+    struct th_agent a;
+    struct cdn_channel *ch = th_channel(&a, NULL);
+    _cleanup_free_ char *dir = th_tmpdir();
+    _cleanup_free_ char *path = fmt("%s/big", dir);
+    sh("head -c 100000 /dev/zero > %s", path);
+    struct cdn_buf got = {0};
+    cdn_err *err = NULL;
+    ASSERT_FAILS(cdn_channel_file_read(ch, path, 1000, to_buf, &got, 5000, &err), err,
+                 "is larger than 1000 bytes");
+    ASSERT_LE(cdn_buf_len(&got), 1000);
+    cdn_buf_free(&got);
+    ASSERT_OK(cdn_channel_file_read(ch, path, 100000, to_buf, &got, 5000, &err), err);
+    ASSERT_EQ(cdn_buf_len(&got), 100000);
+    cdn_buf_free(&got);
+    _cleanup_free_ char *missing = fmt("%s/missing", dir);
+    ASSERT_FAILS(cdn_channel_file_read(ch, missing, 0, to_buf, &got, 5000, &err), err,
+                 "No such file or directory");
+    ASSERT_EQ(cdn_err_code(err), ENOENT);
+    ASSERT_FAILS(cdn_channel_file_read(ch, dir, 0, to_buf, &got, 5000, &err), err,
+                 "is not a regular file");
+    ASSERT_OK(cdn_channel_ping(ch, 5000, &err), err);
+    cdn_err_free(err);
+    th_rmtree(dir);
+    cdn_channel_free(ch);
+    th_agent_kill(&a);
+}
+
+static void make_tree(const char *src) {
+    _cleanup_free_ char *f1 = fmt("%s/README", src);
+    _cleanup_free_ char *f2 = fmt("%s/bin/tool", src);
+    _cleanup_free_ char *f3 = fmt("%s/.git/HEAD", src);
+    th_write_file(f1, "read me\n", 0644);
+    th_write_file(f2, "#!/bin/sh\nexit 0\n", 0755);
+    th_write_file(f3, "ref: refs/heads/main\n", 0644);
+    sh("mkdir -p %s/empty/nested && ln -s ../README %s/bin/readme-link && "
+       "head -c 3000000 /dev/urandom > %s/blob",
+       src, src, src);
+}
+
+TEST(archive_put_and_get_round_trip) {
+    struct th_agent a;
+    struct cdn_channel *ch = th_channel(&a, NULL);
+    _cleanup_free_ char *dir = th_tmpdir();
+    _cleanup_free_ char *src = fmt("%s/src", dir);
+    _cleanup_free_ char *guest = fmt("%s/guest/workspace", dir);
+    _cleanup_free_ char *back = fmt("%s/back", dir);
+    mkdir(src, 0755);
+    mkdir(back, 0755);
+    make_tree(src);
+    _cleanup_close_ int src_fd = open(src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_close_ int back_fd = open(back, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    cdn_err *err = NULL;
+    uint64_t put_entries = 0, get_entries = 0;
+    ASSERT_OK(cdn_channel_archive_put(ch, src_fd, NULL, 0, guest, 30000, &put_entries, &err), err);
+    ASSERT_EQ(put_entries, 9);
+    sh("diff -r --no-dereference %s %s", src, guest);
+    /* Back to the host without .git, as a workspace comes back for the diff. */
+    const char *ex[] = {".git"};
+    ASSERT_OK(cdn_channel_archive_get(ch, guest, ex, 1, back_fd, NULL, 30000, &get_entries, &err),
+              err);
+    ASSERT_EQ(get_entries, 7);
+    sh("test ! -e %s/.git", back);
+    sh("diff -r --no-dereference -x .git %s %s", src, back);
+    sh("test -x %s/bin/tool && test -L %s/bin/readme-link", back, back);
+    th_rmtree(dir);
+    cdn_channel_free(ch);
+    th_agent_kill(&a);
+}
+
+/* The guest offers a tree with a symlink to the host's /etc: the host's reader refuses it, names
+ * it, and nothing lands outside the destination. */
+TEST(archive_get_refuses_a_hostile_guest_tree) {
+    struct th_agent a;
+    struct cdn_channel *ch = th_channel(&a, NULL);
+    _cleanup_free_ char *dir = th_tmpdir();
+    _cleanup_free_ char *guest = fmt("%s/guest", dir);
+    _cleanup_free_ char *back = fmt("%s/back", dir);
+    mkdir(back, 0755);
+    sh("mkdir -p %s/a && echo ok > %s/a/fine && ln -s /etc %s/a/etc-link && mkfifo %s/a/fifo",
+       guest, guest, guest, guest);
+    _cleanup_close_ int back_fd = open(back, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    cdn_err *err = NULL;
+    ASSERT_FAILS(cdn_channel_archive_get(ch, guest, NULL, 0, back_fd, NULL, 30000, NULL, &err),
+                 err, "'a/etc-link': symlink points to absolute path '/etc'");
+    ASSERT_EQ(cdn_err_code(err), EPERM);
+    sh("test ! -e %s/a/etc-link", back);
+    /* The channel survives a refused transfer. */
+    ASSERT_OK(cdn_channel_ping(ch, 5000, &err), err);
+    /* Limits apply to what comes back. */
+    sh("rm %s/a/etc-link", guest);
+    struct cdn_archive_limits lim = {.max_entries = 1};
+    ASSERT_FAILS(cdn_channel_archive_get(ch, guest, NULL, 0, back_fd, &lim, 30000, NULL, &err),
+                 err, "more than 1 entries");
+    cdn_err_free(err);
+    th_rmtree(dir);
+    cdn_channel_free(ch);
+    th_agent_kill(&a);
+}
+
+/* The host sends a tree the agent must refuse: the agent names the entry. */
+TEST(archive_put_refused_by_the_agent) {
+    struct th_agent a;
+    struct cdn_channel *ch = th_channel(&a, NULL);
+    _cleanup_free_ char *dir = th_tmpdir();
+    _cleanup_free_ char *src = fmt("%s/src", dir);
+    _cleanup_free_ char *guest = fmt("%s/guest", dir);
+    sh("mkdir -p %s/d && ln -s ../../../../outside %s/d/up", src, src);
+    _cleanup_close_ int src_fd = open(src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    cdn_err *err = NULL;
+    ASSERT_FAILS(cdn_channel_archive_put(ch, src_fd, NULL, 0, guest, 30000, NULL, &err), err,
+                 "'d/up': symlink target '../../../../outside' points outside the root");
+    ASSERT_OK(cdn_channel_ping(ch, 5000, &err), err);
+    cdn_err_free(err);
+    th_rmtree(dir);
+    cdn_channel_free(ch);
+    th_agent_kill(&a);
+}
