@@ -354,6 +354,30 @@ void agent_execs_kill_all(struct agent_execs *xs) {
             kill(-x->pid, SIGKILL);
 }
 
+/* Called when the agent is about to stop: no event loop turns after this, so reap here with a
+ * bounded wait instead of through SIGCHLD. */
+void agent_execs_shutdown(struct agent_execs *xs, int timeout_ms) {
+    agent_execs_kill_all(xs);
+    uint64_t end = agent_now_ms() + (uint64_t)timeout_ms;
+    while (xs->live && agent_now_ms() < end) {
+        int status;
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        if (pid < 0)
+            break; /* no children left */
+        if (pid == 0) {
+            usleep(2000);
+            continue;
+        }
+        for (struct agent_exec *x = xs->live; x; x = x->next_live) {
+            if (x->pid == pid) {
+                x->exited = true;
+                unlink_live(x);
+                break;
+            }
+        }
+    }
+}
+
 void agent_exec_open(struct agent_execs *xs, struct agent_conn *c, uint64_t id,
                      const CordonAgent__Exec *req) {
     struct agent_exec *x = calloc(1, sizeof(*x));

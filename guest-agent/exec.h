@@ -20,3 +20,6 @@ void agent_exec_open(struct agent_execs *x, struct agent_conn *c, uint64_t id,
 void agent_execs_reap(struct agent_execs *x);
 /* SIGKILLs the process group of every running command. */
 void agent_execs_kill_all(struct agent_execs *x);
+/* Kills every running command and reaps them, waiting at most timeout_ms, so that "shut down"
+ * means the processes are gone. Their streams are closed without an Exit. */
+void agent_execs_shutdown(struct agent_execs *x, int timeout_ms);

@@ -56,7 +56,7 @@ static void on_open(void *ud, struct agent_conn *c, uint64_t id, const cdn_envel
 static void on_shutdown(void *ud, bool kill_processes) {
     struct agent *a = ud;
     if (kill_processes)
-        agent_execs_kill_all(a->execs);
+        agent_execs_shutdown(a->execs, 2000);
     agent_loop_stop(a->loop, 0);
 }
 
@@ -228,9 +228,9 @@ int main(int argc, char **argv) {
     if (setup_transport(&a, arg) < 0)
         return 1;
     int code = agent_loop_run(a.loop);
+    agent_execs_shutdown(a.execs, 2000);
     agent_conn_free(a.conn);
     agent_conn_free(a.dead);
-    agent_execs_kill_all(a.execs);
     agent_execs_free(a.execs);
     safe_close(a.listener.fd);
     safe_close(a.retry.fd);

@@ -190,3 +190,53 @@ char *th_read_file(const char *path) {
     cdn_buf_append(&b, "", 1);
     return (char *)b.data;
 }
+
+void th_send_bytes(int fd, const void *p, size_t n) {
+    const uint8_t *b = p;
+    while (n > 0) {
+        ssize_t w = write(fd, b, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno == EAGAIN) {
+            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+            poll(&pfd, 1, 1000);
+            continue;
+        }
+        if (w < 0)
+            return; /* the peer may have hung up on purpose */
+        b += w;
+        n -= (size_t)w;
+    }
+}
+
+void th_send_env(int fd, cdn_envelope *env) {
+    struct cdn_buf b = {0};
+    cdn_err *err = NULL;
+    ASSERT_OK(cdn_frame_encode(&b, env, 16u << 20, &err), err);
+    th_send_bytes(fd, cdn_buf_head(&b), cdn_buf_len(&b));
+    cdn_buf_free(&b);
+}
+
+int th_recv_env(int fd, struct cdn_frame_decoder *dec, int timeout_ms, cdn_envelope **env) {
+    uint64_t end = th_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        cdn_err *err = NULL;
+        int r = cdn_frame_decoder_next(dec, env, &err);
+        cdn_err_free(err);
+        if (r != 0)
+            return r > 0 ? 1 : -1;
+        uint64_t now = th_now_ms();
+        if (now >= end)
+            return 0;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, (int)(end - now)) <= 0)
+            continue;
+        uint8_t *p;
+        size_t room;
+        cdn_frame_decoder_space(dec, 65536, &p, &room);
+        ssize_t n = read(fd, p, room);
+        if (n <= 0)
+            return -1;
+        cdn_frame_decoder_commit(dec, (size_t)n);
+    }
+}

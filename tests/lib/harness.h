@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "channel.h"
+#include "frame.h"
 
 struct th_agent {
     pid_t pid;
@@ -50,3 +51,10 @@ struct cdn_exec_result th_run(struct cdn_channel *ch, struct th_output *out,
 /* Writes a file (creating parents) or asserts. */
 void th_write_file(const char *path, const char *content, mode_t mode);
 char *th_read_file(const char *path);
+
+/* Raw frames, for tests that play a misbehaving peer. */
+void th_send_env(int fd, cdn_envelope *env);
+void th_send_bytes(int fd, const void *p, size_t n);
+/* Next envelope from fd within timeout_ms: 1 (set *env, valid until the next call), 0 on
+ * timeout, -1 on EOF or framing error. */
+int th_recv_env(int fd, struct cdn_frame_decoder *dec, int timeout_ms, cdn_envelope **env);

@@ -1,0 +1,260 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A misbehaving guest (a forked process speaking raw frames) against the host channel: each
+ * violation must end in a clear error on the host, never a crash, a hang or unbounded memory. */
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "harness.h"
+#include "test.h"
+
+typedef void (*guest_fn)(int fd, struct cdn_frame_decoder *dec);
+
+static pid_t start_guest(guest_fn fn, int *host_fd) {
+    int sv[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    pid_t pid = fork();
+    ASSERT_TRUE(pid >= 0);
+    if (pid == 0) {
+        close(sv[0]);
+        struct cdn_frame_decoder *dec = NULL;
+        cdn_frame_decoder_new(16u << 20, &dec);
+        fn(sv[1], dec);
+        pause(); /* keep the socket open: the host must act on what it got, not on EOF */
+        _exit(0);
+    }
+    close(sv[1]);
+    *host_fd = sv[0];
+    return pid;
+}
+
+static void stop_guest(pid_t pid) {
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+static void send_hello(int fd, uint32_t version, uint32_t window) {
+    CordonAgent__Hello h = CORDON_AGENT__HELLO__INIT;
+    h.protocol_version = version;
+    h.software_version = (char *)"hostile-guest";
+    h.max_frame_bytes = 1u << 20;
+    h.stream_window = window;
+    h.max_streams = 16;
+    cdn_envelope env = CORDON_AGENT__ENVELOPE__INIT;
+    env.body_case = CORDON_AGENT__ENVELOPE__BODY_HELLO;
+    env.hello = &h;
+    th_send_env(fd, &env);
+}
+
+/* Reads the host's hello and answers like a good agent; returns after that. */
+static void handshake(int fd, struct cdn_frame_decoder *dec) {
+    cdn_envelope *env;
+    if (th_recv_env(fd, dec, 5000, &env) == 1)
+        send_hello(fd, CDN_PROTOCOL_VERSION, 1u << 20);
+}
+
+/* Waits for the host's first Exec and returns its stream id. */
+static uint64_t await_exec(int fd, struct cdn_frame_decoder *dec) {
+    cdn_envelope *env;
+    while (th_recv_env(fd, dec, 5000, &env) == 1)
+        if (env->body_case == CORDON_AGENT__ENVELOPE__BODY_EXEC)
+            return env->stream;
+    _exit(3);
+}
+
+static void send_output(int fd, uint64_t stream, size_t n, uint32_t out_fd) {
+    uint8_t *data = calloc(1, n);
+    CordonAgent__Output o = CORDON_AGENT__OUTPUT__INIT;
+    o.fd = out_fd;
+    o.data.data = data;
+    o.data.len = n;
+    cdn_envelope env = CORDON_AGENT__ENVELOPE__INIT;
+    env.stream = stream;
+    env.body_case = CORDON_AGENT__ENVELOPE__BODY_OUTPUT;
+    env.output = &o;
+    th_send_env(fd, &env);
+    free(data);
+}
+
+static void g_silent(int fd, struct cdn_frame_decoder *dec) { (void)fd, (void)dec; }
+
+static void g_old_version(int fd, struct cdn_frame_decoder *dec) {
+    cdn_envelope *env;
+    th_recv_env(fd, dec, 5000, &env);
+    send_hello(fd, 7, 1u << 20);
+}
+
+static void g_oversized(int fd, struct cdn_frame_decoder *dec) {
+    handshake(fd, dec);
+    await_exec(fd, dec);
+    const uint8_t hdr[] = {0x7f, 0xff, 0xff, 0xff}; /* claims 2 GiB */
+    th_send_bytes(fd, hdr, sizeof(hdr));
+}
+
+static void g_credit_violation(int fd, struct cdn_frame_decoder *dec) {
+    handshake(fd, dec);
+    uint64_t id = await_exec(fd, dec);
+    send_output(fd, id, 65536 + 1, 1); /* the host granted 64 KiB */
+}
+
+static void g_garbage(int fd, struct cdn_frame_decoder *dec) {
+    handshake(fd, dec);
+    await_exec(fd, dec);
+    const uint8_t junk[] = {0, 0, 0, 6, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    th_send_bytes(fd, junk, sizeof(junk));
+}
+
+static void g_unknown_stream(int fd, struct cdn_frame_decoder *dec) {
+    handshake(fd, dec);
+    await_exec(fd, dec);
+    send_output(fd, 999, 10, 1);
+}
+
+static void g_wrong_kind(int fd, struct cdn_frame_decoder *dec) {
+    handshake(fd, dec);
+    uint64_t id = await_exec(fd, dec);
+    CordonAgent__FileData fd_msg = CORDON_AGENT__FILE_DATA__INIT;
+    cdn_envelope env = CORDON_AGENT__ENVELOPE__INIT;
+    env.stream = id;
+    env.body_case = CORDON_AGENT__ENVELOPE__BODY_FILE_DATA;
+    env.file_data = &fd_msg;
+    th_send_env(fd, &env);
+}
+
+static void g_bad_fd(int fd, struct cdn_frame_decoder *dec) {
+    handshake(fd, dec);
+    uint64_t id = await_exec(fd, dec);
+    send_output(fd, id, 10, 7);
+}
+
+static void g_stall_mid_frame(int fd, struct cdn_frame_decoder *dec) {
+    handshake(fd, dec);
+    await_exec(fd, dec);
+    const uint8_t half[] = {0, 0, 1, 0, 0x08, 0x01}; /* 256 bytes promised, 2 sent */
+    th_send_bytes(fd, half, sizeof(half));
+}
+
+static void g_hang_up_mid_frame(int fd, struct cdn_frame_decoder *dec) {
+    handshake(fd, dec);
+    await_exec(fd, dec);
+    const uint8_t half[] = {0, 0, 1, 0, 0x08};
+    th_send_bytes(fd, half, sizeof(half));
+    _exit(0);
+}
+
+struct scenario {
+    const char *name;
+    guest_fn guest;
+    bool fails_at_open;
+    const char *message;
+    int code;
+};
+
+static const struct scenario scenarios[] = {
+    {"silent guest", g_silent, true, "agent did not answer hello within 300 ms", ETIMEDOUT},
+    {"old protocol", g_old_version, true, "agent hostile-guest speaks protocol 7, this host speaks 1",
+     EPROTO},
+    {"oversized frame", g_oversized, false, "guest fault: frame length 2147483647 is over the limit",
+     EPROTO},
+    {"credit violation", g_credit_violation, false,
+     "guest fault: credit violation: stream 1 sent 65537 bytes with 65536 granted", EPROTO},
+    {"garbage protobuf", g_garbage, false, "guest fault: a 6-byte frame is not a valid Envelope",
+     EPROTO},
+    {"unknown stream", g_unknown_stream, false, "guest fault: output on stream 999, which is not open",
+     EPROTO},
+    {"wrong kind", g_wrong_kind, false, "guest fault: file_data on exec stream 1", EPROTO},
+    {"bad output fd", g_bad_fd, false, "guest fault: output on fd 7", EPROTO},
+    {"stall mid-frame", g_stall_mid_frame, false, "exec did not finish in time", ETIMEDOUT},
+    {"hang-up mid-frame", g_hang_up_mid_frame, false, "the agent closed the channel", EPIPE},
+};
+
+TEST(each_guest_violation_is_a_clear_host_error) {
+    for (size_t i = 0; i < ELEMENTSOF(scenarios); i++) {
+        const struct scenario *sc = &scenarios[i];
+        int fd;
+        pid_t pid = start_guest(sc->guest, &fd);
+        struct cdn_channel_opts opts = {.name = "vm hostile", .stream_window = 65536,
+                                        .handshake_timeout_ms = 300};
+        struct cdn_channel *ch = NULL;
+        cdn_err *err = NULL;
+        int r = cdn_channel_open(fd, &opts, &ch, &err);
+        if (sc->fails_at_open) {
+            if (r >= 0)
+                FAIL("%s: open succeeded", sc->name);
+        } else {
+            if (r < 0)
+                FAIL("%s: open failed: %s", sc->name, cdn_err_msg(err));
+            const char *argv[] = {"true", NULL};
+            struct cdn_exec_spec spec = {.argv = argv, .argc = 1};
+            struct cdn_exec_result res;
+            r = cdn_channel_exec(ch, &spec, NULL, NULL, 500, &res, &err);
+            if (r >= 0)
+                FAIL("%s: exec succeeded", sc->name);
+        }
+        if (!strstr(cdn_err_msg(err), sc->message))
+            FAIL("%s: \"%s\" lacks \"%s\"", sc->name, cdn_err_msg(err), sc->message);
+        if (!strstr(cdn_err_msg(err), "vm hostile"))
+            FAIL("%s: \"%s\" does not name the vm", sc->name, cdn_err_msg(err));
+        ASSERT_EQ(cdn_err_code(err), sc->code);
+        /* After a fault every call fails the same way, at once. */
+        if (ch && sc->code == EPROTO) {
+            uint64_t t0 = th_now_ms();
+            cdn_err *again = NULL;
+            ASSERT_TRUE(cdn_channel_ping(ch, 5000, &again) < 0);
+            ASSERT_CONTAINS(cdn_err_msg(again), sc->message);
+            ASSERT_TRUE(th_now_ms() - t0 < 1000);
+            cdn_err_free(again);
+        }
+        cdn_err_free(err);
+        cdn_channel_free(ch);
+        stop_guest(pid);
+    }
+}
+
+/* A guest that keeps sending within its credit but never finishes cannot hold a caller past its
+ * deadline, and the host's memory stays flat while it floods. */
+static void g_endless(int fd, struct cdn_frame_decoder *dec) {
+    handshake(fd, dec);
+    uint64_t id = await_exec(fd, dec);
+    uint64_t credit = 65536;
+    for (;;) {
+        while (credit >= 16384) {
+            send_output(fd, id, 16384, 1);
+            credit -= 16384;
+        }
+        cdn_envelope *env;
+        if (th_recv_env(fd, dec, 5000, &env) != 1)
+            _exit(0);
+        if (env->body_case == CORDON_AGENT__ENVELOPE__BODY_CREDIT)
+            credit += env->credit->bytes;
+    }
+}
+
+static int discard(void *ud, int fd, const uint8_t *p, size_t n) {
+    (void)fd, (void)p;
+    *(uint64_t *)ud += n;
+    return 0;
+}
+
+TEST(endless_output_meets_the_deadline) {
+    int fd;
+    pid_t pid = start_guest(g_endless, &fd);
+    struct cdn_channel_opts opts = {.name = "vm endless", .stream_window = 65536};
+    struct cdn_channel *ch = NULL;
+    cdn_err *err = NULL;
+    ASSERT_OK(cdn_channel_open(fd, &opts, &ch, &err), err);
+    const char *argv[] = {"yes", NULL};
+    struct cdn_exec_spec spec = {.argv = argv, .argc = 1};
+    struct cdn_exec_result res;
+    uint64_t got = 0, t0 = th_now_ms();
+    ASSERT_FAILS(cdn_channel_exec(ch, &spec, discard, &got, 1000, &res, &err), err,
+                 "did not finish in time");
+    uint64_t took = th_now_ms() - t0;
+    ASSERT_TRUE(took >= 1000 && took < 3000);
+    ASSERT_TRUE(got > 65536); /* it really did stream, under credit */
+    cdn_err_free(err);
+    cdn_channel_free(ch);
+    stop_guest(pid);
+}

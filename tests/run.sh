@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Runs every test binary under BUILD/tests and every fuzz target under FUZZ_BUILD for
+# FUZZ_SECONDS each, then prints one line: "N passed, N failed[, N skipped]".
+set -u
+build=${1:?usage: tests/run.sh BUILD_DIR FUZZ_BUILD_DIR FUZZ_SECONDS}
+fuzz_build=${2:?}
+fuzz_seconds=${3:?}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+export CORDON_AGENT="$root/$build/bin/cordon-agent"
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:halt_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+log_dir=$(mktemp -d "${TMPDIR:-/tmp}/cordon-tests-XXXXXX")
+trap 'rm -rf "$log_dir"' EXIT
+
+passed=0 failed=0 skipped=0
+for bin in $(find "$build/tests" -type f -perm -u+x -name 'test_*' | sort); do
+    name=$(basename "$bin")
+    out="$log_dir/$name.log"
+    "$bin" >"$out" 2>&1
+    status=$?
+    p=$(grep -c '^PASS ' "$out") f=$(grep -c '^FAIL ' "$out") s=$(grep -c '^SKIP ' "$out")
+    grep -E '^(PASS|FAIL|SKIP) |^  ' "$out"
+    if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then
+        # The binary itself died outside any test: count it, and show why.
+        echo "FAIL $name (exit status $status)"
+        tail -n 30 "$out"
+        f=1
+    elif [ "$f" -gt 0 ]; then
+        # Sanitizer reports and the like, for the failures.
+        grep -vE '^(PASS|FAIL|SKIP) |^  ' "$out" | tail -n 60
+    fi
+    passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+done
+
+# Fuzz targets: each runs for fuzz_seconds on a fresh corpus seeded from tests/fuzz/corpus.
+for bin in $(find "$fuzz_build" -maxdepth 1 -type f -perm -u+x -name 'fuzz_*' 2>/dev/null | sort); do
+    name=$(basename "$bin")
+    corpus="$log_dir/corpus-$name"
+    mkdir -p "$corpus"
+    [ -d "tests/fuzz/corpus/$name" ] && cp -r "tests/fuzz/corpus/$name/." "$corpus/"
+    if "$bin" -max_total_time="$fuzz_seconds" -max_len=65536 -rss_limit_mb=2048 \
+        -artifact_prefix="$log_dir/" "$corpus" >"$log_dir/$name.log" 2>&1; then
+        runs=$(grep -oE 'Done [0-9]+ runs' "$log_dir/$name.log" | tail -n1)
+        echo "PASS fuzz.$name (${fuzz_seconds} s, ${runs:-no summary})"
+        passed=$((passed + 1))
+    else
+        echo "FAIL fuzz.$name"
+        tail -n 40 "$log_dir/$name.log"
+        for crash in "$log_dir"/crash-* "$log_dir"/leak-* "$log_dir"/timeout-*; do
+            [ -e "$crash" ] && echo "  input: $(base64 -w0 "$crash" | head -c 400)"
+        done
+        failed=$((failed + 1))
+    fi
+done
+
+line="$passed passed, $failed failed"
+[ "$skipped" -gt 0 ] && line="$line, $skipped skipped"
+echo "$line"
+[ "$failed" -eq 0 ]
