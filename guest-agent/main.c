@@ -61,7 +61,9 @@ static void on_shutdown(void *ud, bool kill_processes) {
 }
 
 static void arm_retry(struct agent *a, unsigned ms) {
-    struct itimerspec its = {.it_value = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L}};
+    /* An all-zero it_value would disarm the timer: "now" is 1 ns. */
+    struct itimerspec its = {
+        .it_value = {.tv_sec = ms / 1000, .tv_nsec = ms ? (long)(ms % 1000) * 1000000L : 1}};
     timerfd_settime(a->retry.fd, 0, &its, NULL);
 }
 
