@@ -4,7 +4,7 @@
 
 # Every Debian package the project needs, in one place (installed by `make deps`).
 DEB_PACKAGES := make gcc clang libclang-rt-14-dev pkg-config \
-	libprotobuf-c-dev protobuf-c-compiler python3
+	libprotobuf-c-dev protobuf-c-compiler libjansson-dev tar python3
 
 CC ?= gcc
 BUILD ?= build/release
@@ -96,9 +96,11 @@ $(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJS) $(LIBCHANNEL) $(LIBPROTO) | $(AGENT)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(INCLUDES) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJS) $(LIBCHANNEL) $(LIBPROTO) $(LDLIBS) -lm
 
-$(BUILD)/bench/%: bench/%.c $(TESTLIB_OBJS) $(LIBCHANNEL) $(LIBPROTO) | $(AGENT)
+# Benchmarks link the test helpers but not the test runner's main().
+BENCH_LIB_OBJS := $(filter-out $(BUILD)/obj/tests/lib/test.o,$(TESTLIB_OBJS))
+$(BUILD)/bench/%: bench/%.c $(BENCH_LIB_OBJS) $(LIBCHANNEL) $(LIBPROTO) | $(AGENT)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(INCLUDES) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJS) $(LIBCHANNEL) $(LIBPROTO) $(LDLIBS) -lm
+	$(CC) $(CFLAGS) $(INCLUDES) $(LDFLAGS) -o $@ $< $(BENCH_LIB_OBJS) $(LIBCHANNEL) $(LIBPROTO) $(LDLIBS) -ljansson -lm
 
 # libFuzzer targets: clang, sanitizers on, built in their own tree.
 FUZZ_BUILD := build/fuzz

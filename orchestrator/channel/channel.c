@@ -19,7 +19,9 @@
 #include "cleanup.h"
 
 #define HOST_VERSION "cordon-host 0.1.0"
-#define READ_BUDGET_BYTES (1024u * 1024u)
+#define READ_BUDGET_BYTES (4u * 1024u * 1024u)
+/* One read takes at least a whole data frame: fewer wake-ups per byte. */
+#define READ_CHUNK_BYTES (512u * 1024u)
 #define SEND_CHUNK_BYTES (256u * 1024u)
 #define OUT_HIGH_BYTES (1024u * 1024u)
 #define MAX_PEER_CAPS 64u
@@ -299,7 +301,7 @@ static int read_frames(struct cdn_channel *ch) {
     while (budget > 0 && !ch->fault) {
         uint8_t *p;
         size_t room;
-        if (cdn_frame_decoder_space(ch->dec, 64 * 1024, &p, &room) < 0)
+        if (cdn_frame_decoder_space(ch->dec, READ_CHUNK_BYTES, &p, &room) < 0)
             return fault(ch, ENOMEM, "out of memory");
         ssize_t n = read(ch->fd, p, room);
         if (n < 0 && errno == EINTR)

@@ -105,8 +105,14 @@ int cdn_channel_file_read(struct cdn_channel *ch, const char *path, uint64_t max
 int cdn_channel_archive_put(struct cdn_channel *ch, int src_dirfd, const char *const *excludes,
                             size_t n_excludes, const char *dest, int timeout_ms,
                             uint64_t *entries, cdn_err **err);
-/* Fetches the guest tree under src and extracts it beneath dest_dirfd with the bounded reader;
- * a refused entry cancels the transfer and names the entry. */
+/* Fetches the guest tree under src through the bounded reader into sink (to hash, list or
+ * store entries as they arrive); a refused entry cancels the transfer and names the entry. */
+int cdn_channel_archive_get_sink(struct cdn_channel *ch, const char *src,
+                                 const char *const *excludes, size_t n_excludes,
+                                 const struct cdn_archive_sink *sink,
+                                 const struct cdn_archive_limits *limits, int timeout_ms,
+                                 uint64_t *entries, cdn_err **err);
+/* The same, extracting beneath dest_dirfd (never following a symlink while doing so). */
 int cdn_channel_archive_get(struct cdn_channel *ch, const char *src, const char *const *excludes,
                             size_t n_excludes, int dest_dirfd,
                             const struct cdn_archive_limits *limits, int timeout_ms,

@@ -157,19 +157,14 @@ static int on_archive_data(void *ud, int fd, const uint8_t *p, size_t n) {
     return cdn_archive_reader_feed(g->reader, p, n, &g->err);
 }
 
-int cdn_channel_archive_get(struct cdn_channel *ch, const char *src, const char *const *excludes,
-                            size_t n_excludes, int dest_dirfd,
-                            const struct cdn_archive_limits *limits, int timeout_ms,
-                            uint64_t *entries, cdn_err **err) {
+int cdn_channel_archive_get_sink(struct cdn_channel *ch, const char *src,
+                                 const char *const *excludes, size_t n_excludes,
+                                 const struct cdn_archive_sink *sink,
+                                 const struct cdn_archive_limits *limits, int timeout_ms,
+                                 uint64_t *entries, cdn_err **err) {
     uint64_t deadline = chan_deadline(ch, timeout_ms);
-    _cleanup_(cdn_archive_extractor_freep) struct cdn_archive_extractor *x = NULL;
-    int r = cdn_archive_extractor_new(dest_dirfd, &x, err);
-    if (r < 0)
-        return r;
-    struct cdn_archive_sink sink;
-    cdn_archive_extractor_sink(x, &sink);
     _cleanup_(cdn_archive_reader_freep) struct cdn_archive_reader *reader = NULL;
-    if (cdn_archive_reader_new(limits, &sink, &reader) < 0)
+    if (cdn_archive_reader_new(limits, sink, &reader) < 0)
         return cdn_err_set(err, ENOMEM, "out of memory");
     struct get_ctx g = {.reader = reader};
     CordonAgent__ArchiveGet ag = CORDON_AGENT__ARCHIVE_GET__INIT;
@@ -180,23 +175,38 @@ int cdn_channel_archive_get(struct cdn_channel *ch, const char *src, const char 
     env.body_case = CORDON_AGENT__ENVELOPE__BODY_ARCHIVE_GET;
     env.archive_get = &ag;
     struct hstream *s;
-    r = open_stream(ch, HS_ARCHIVE_GET, &env, &s, err);
+    int r = open_stream(ch, HS_ARCHIVE_GET, &env, &s, err);
     if (r < 0)
         return r;
     s->on_data = on_archive_data;
     s->ud = &g;
     r = finish_stream(ch, s, deadline, "archive_get", err);
     chan_stream_release(ch, s);
-    if (g.err) { /* the reader refused: that is the error that matters */
+    if (g.err) { /* the reader (or the sink) refused: that is the error that matters */
         r = cdn_err_set(err, cdn_err_code(g.err), "%s: %s", ch->name, cdn_err_msg(g.err));
         cdn_err_free(g.err);
         return r;
     }
     if (r >= 0)
         r = cdn_archive_reader_finish(reader, err);
-    if (r >= 0)
-        r = cdn_archive_extractor_finish(x, err);
     if (r >= 0 && entries)
         *entries = cdn_archive_reader_entries(reader);
     return r < 0 ? cdn_err_prefix(err, "fetching '%s'", src) : 0;
+}
+
+int cdn_channel_archive_get(struct cdn_channel *ch, const char *src, const char *const *excludes,
+                            size_t n_excludes, int dest_dirfd,
+                            const struct cdn_archive_limits *limits, int timeout_ms,
+                            uint64_t *entries, cdn_err **err) {
+    _cleanup_(cdn_archive_extractor_freep) struct cdn_archive_extractor *x = NULL;
+    int r = cdn_archive_extractor_new(dest_dirfd, &x, err);
+    if (r < 0)
+        return r;
+    struct cdn_archive_sink sink;
+    cdn_archive_extractor_sink(x, &sink);
+    r = cdn_channel_archive_get_sink(ch, src, excludes, n_excludes, &sink, limits, timeout_ms,
+                                     entries, err);
+    if (r >= 0)
+        r = cdn_archive_extractor_finish(x, err);
+    return r;
 }

@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #define MAX_TESTS 256
-#define EXIT_SKIP 77
 
 static struct {
     const char *name;
@@ -21,26 +20,6 @@ static size_t n_tests;
 void test_register(const char *name, test_fn fn, int timeout_s) {
     if (n_tests < MAX_TESTS)
         tests[n_tests++] = (typeof(tests[0])){name, fn, timeout_s};
-}
-
-void test_fail(const char *file, int line, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "  %s:%d: ", file, line);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
-}
-
-void test_skip(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "  skipped: ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(EXIT_SKIP);
 }
 
 static double now_s(void) {
@@ -84,7 +63,7 @@ int test_main(int argc, char **argv) {
         char why[64] = "";
         if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
             verdict = "PASS";
-        else if (WIFEXITED(status) && WEXITSTATUS(status) == EXIT_SKIP)
+        else if (WIFEXITED(status) && WEXITSTATUS(status) == TEST_EXIT_SKIP)
             verdict = "SKIP";
         else if (WIFSIGNALED(status))
             snprintf(why, sizeof(why), " (%s%s)", strsignal(WTERMSIG(status)),

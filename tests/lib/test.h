@@ -12,6 +12,8 @@
 
 #include "err.h"
 
+#define TEST_EXIT_SKIP 77
+
 typedef void (*test_fn)(void);
 void test_register(const char *name, test_fn fn, int timeout_s);
 /* Runs the registered tests (or those named in argv); prints PASS/FAIL/SKIP lines. */

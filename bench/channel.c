@@ -1,0 +1,294 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* bench/channel: the host<->agent channel against the limit of the socketpair it runs on.
+ * Each figure is a median over RUNS runs, measured in one process run next to its baseline:
+ *   ping round trip       vs a 1-byte echo over a raw socketpair
+ *   exec `true`           vs fork/exec/wait of `true` on the host
+ *   archive_get (tree)    vs the same bytes through a raw write/read loop
+ *   archive_put (tree)    vs the same
+ * Writes bench/results/channel.json (jansson). */
+#include <fcntl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "harness.h"
+#include "test.h"
+
+#define RUNS 21
+#define RAW_CHUNK (256u * 1024u)
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, size_t n) {
+    qsort(v, n, sizeof(*v), cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+__attribute__((format(printf, 1, 2))) static void sh(const char *fmt, ...) {
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    if (system(cmd) != 0)
+        FAIL("'%s' failed", cmd);
+}
+
+/* ---- baselines on a raw socketpair ---- */
+
+static double raw_echo_rtt_us(void) {
+    int sv[2];
+    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(sv[0]);
+        char c;
+        while (read(sv[1], &c, 1) == 1 && write(sv[1], &c, 1) == 1)
+            ;
+        _exit(0);
+    }
+    close(sv[1]);
+    double v[RUNS];
+    for (int i = 0; i < RUNS; i++) {
+        char c = 'x';
+        double t0 = now_s();
+        for (int k = 0; k < 100; k++)
+            if (write(sv[0], &c, 1) != 1 || read(sv[0], &c, 1) != 1)
+                FAIL("echo");
+        v[i] = (now_s() - t0) / 100 * 1e6;
+    }
+    close(sv[0]);
+    waitpid(pid, NULL, 0);
+    return median(v, RUNS);
+}
+
+static double local_spawn_ms(void) {
+    double v[RUNS];
+    for (int i = 0; i < RUNS; i++) {
+        double t0 = now_s();
+        pid_t pid = fork();
+        if (pid == 0) {
+            execlp("true", "true", (char *)NULL);
+            _exit(127);
+        }
+        waitpid(pid, NULL, 0);
+        v[i] = (now_s() - t0) * 1e3;
+    }
+    return median(v, RUNS);
+}
+
+/* Pushes total bytes from a child to us through a socketpair in RAW_CHUNK writes. */
+static double raw_stream_mib_s(uint64_t total) {
+    double v[RUNS];
+    _cleanup_free_ uint8_t *buf = malloc(RAW_CHUNK);
+    memset(buf, 0x5a, RAW_CHUNK);
+    for (int i = 0; i < RUNS; i++) {
+        int sv[2];
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+        double t0 = now_s();
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(sv[0]);
+            for (uint64_t left = total; left > 0;) {
+                size_t n = left < RAW_CHUNK ? (size_t)left : RAW_CHUNK;
+                ssize_t w = write(sv[1], buf, n);
+                if (w <= 0)
+                    _exit(1);
+                left -= (uint64_t)w;
+            }
+            _exit(0);
+        }
+        close(sv[1]);
+        uint64_t got = 0;
+        ssize_t n;
+        while ((n = read(sv[0], buf, RAW_CHUNK)) > 0)
+            got += (uint64_t)n;
+        waitpid(pid, NULL, 0);
+        close(sv[0]);
+        if (got != total)
+            FAIL("raw stream got %llu of %llu", (unsigned long long)got,
+                 (unsigned long long)total);
+        v[i] = (double)total / (1 << 20) / (now_s() - t0);
+    }
+    return median(v, RUNS);
+}
+
+/* ---- the channel ---- */
+
+static double channel_ping_us(struct cdn_channel *ch) {
+    double v[RUNS];
+    cdn_err *err = NULL;
+    for (int i = 0; i < RUNS; i++) {
+        double t0 = now_s();
+        for (int k = 0; k < 100; k++)
+            ASSERT_OK(cdn_channel_ping(ch, 5000, &err), err);
+        v[i] = (now_s() - t0) / 100 * 1e6;
+    }
+    return median(v, RUNS);
+}
+
+static double channel_exec_ms(struct cdn_channel *ch) {
+    double v[RUNS];
+    const char *argv[] = {"true", NULL};
+    struct cdn_exec_spec spec = {.argv = argv, .argc = 1};
+    cdn_err *err = NULL;
+    for (int i = 0; i < RUNS; i++) {
+        struct cdn_exec_result r;
+        double t0 = now_s();
+        ASSERT_OK(cdn_channel_exec(ch, &spec, NULL, NULL, 10000, &r, &err), err);
+        v[i] = (now_s() - t0) * 1e3;
+        ASSERT_EQ(r.exit_code, 0);
+    }
+    return median(v, RUNS);
+}
+
+/* A tree like a mid-sized repository with some build output: 16 x 4 MiB + 512 x 16 KiB. */
+static uint64_t make_tree(const char *dir) {
+    sh("mkdir -p %s/big %s/small && for i in $(seq 1 16); do head -c 4194304 /dev/urandom > "
+       "%s/big/f$i; done && for i in $(seq 1 512); do head -c 16384 /dev/urandom > %s/small/s$i; "
+       "done",
+       dir, dir, dir, dir);
+    return 16ull * 4194304 + 512ull * 16384;
+}
+
+static double archive_get_mib_s(struct cdn_channel *ch, const char *src, const char *work,
+                                uint64_t bytes) {
+    double v[RUNS];
+    cdn_err *err = NULL;
+    for (int i = 0; i < RUNS; i++) {
+        char dst[4200];
+        snprintf(dst, sizeof(dst), "%s/get-%d", work, i);
+        mkdir(dst, 0755);
+        _cleanup_close_ int fd = open(dst, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        double t0 = now_s();
+        ASSERT_OK(cdn_channel_archive_get(ch, src, NULL, 0, fd, NULL, 60000, NULL, &err), err);
+        v[i] = (double)bytes / (1 << 20) / (now_s() - t0);
+        th_rmtree(dst);
+    }
+    return median(v, RUNS);
+}
+
+static int count_entry(void *ud, const struct cdn_archive_entry *e, cdn_err **err) {
+    (void)ud, (void)e, (void)err;
+    return 0;
+}
+static int count_data(void *ud, const uint8_t *p, size_t n, cdn_err **err) {
+    (void)p, (void)err;
+    *(uint64_t *)ud += n;
+    return 0;
+}
+static int count_end(void *ud, cdn_err **err) {
+    (void)ud, (void)err;
+    return 0;
+}
+
+/* The stream alone: the agent's tar writer, the channel and the host's bounded reader, with the
+ * host's filesystem left out (a sink that counts). */
+static double archive_stream_mib_s(struct cdn_channel *ch, const char *src, uint64_t bytes) {
+    double v[RUNS];
+    cdn_err *err = NULL;
+    for (int i = 0; i < RUNS; i++) {
+        uint64_t got = 0;
+        struct cdn_archive_sink sink = {count_entry, count_data, count_end, &got};
+        double t0 = now_s();
+        ASSERT_OK(cdn_channel_archive_get_sink(ch, src, NULL, 0, &sink, NULL, 60000, NULL, &err),
+                  err);
+        v[i] = (double)bytes / (1 << 20) / (now_s() - t0);
+        ASSERT_EQ(got, bytes);
+    }
+    return median(v, RUNS);
+}
+
+static double archive_put_mib_s(struct cdn_channel *ch, const char *src, const char *work,
+                                uint64_t bytes) {
+    double v[RUNS];
+    cdn_err *err = NULL;
+    _cleanup_close_ int fd = open(src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    for (int i = 0; i < RUNS; i++) {
+        char dst[4200];
+        snprintf(dst, sizeof(dst), "%s/put-%d", work, i);
+        double t0 = now_s();
+        ASSERT_OK(cdn_channel_archive_put(ch, fd, NULL, 0, dst, 60000, NULL, &err), err);
+        v[i] = (double)bytes / (1 << 20) / (now_s() - t0);
+        th_rmtree(dst);
+    }
+    return median(v, RUNS);
+}
+
+static json_t *pair(const char *unit, double ours, double base, bool higher_is_better) {
+    double ratio = higher_is_better ? ours / base : base / ours;
+    return json_pack("{s:s, s:f, s:f, s:f, s:s}", "unit", unit, "cordon", ours, "baseline", base,
+                     "ratio", ratio, "ratio_means",
+                     higher_is_better ? "cordon / baseline (1.0 = at the limit)"
+                                      : "baseline / cordon (1.0 = no overhead)");
+}
+
+static void bench(void) {
+    const char *out_path = getenv("BENCH_OUT") ? getenv("BENCH_OUT") : "bench/results/channel.json";
+    struct th_agent a;
+    struct cdn_channel *ch = th_channel(&a, NULL);
+    _cleanup_free_ char *work = th_tmpdir();
+    char src[4200];
+    snprintf(src, sizeof(src), "%s/tree", work);
+    uint64_t bytes = make_tree(src);
+
+    double ping = channel_ping_us(ch), echo = raw_echo_rtt_us();
+    double exec_ms = channel_exec_ms(ch), spawn_ms = local_spawn_ms();
+    double stream = archive_stream_mib_s(ch, src, bytes);
+    double get = archive_get_mib_s(ch, src, work, bytes);
+    double put = archive_put_mib_s(ch, src, work, bytes);
+    double raw = raw_stream_mib_s(bytes);
+
+    printf("channel benchmark: medians of %d runs, agent over a socketpair\n", RUNS);
+    printf("  ping round trip        %8.1f us   raw 1-byte echo  %8.1f us   (%.2fx)\n", ping, echo,
+           ping / echo);
+    printf("  exec `true`            %8.2f ms   local fork/exec  %8.2f ms   (%.2fx)\n", exec_ms,
+           spawn_ms, exec_ms / spawn_ms);
+    printf("  archive stream %3.0f MiB  %8.0f MiB/s raw write/read %8.0f MiB/s (%.2fx of raw)\n",
+           (double)bytes / (1 << 20), stream, raw, stream / raw);
+    printf("  archive_get %3.0f MiB     %8.0f MiB/s raw write/read %8.0f MiB/s (%.2fx of raw)\n",
+           (double)bytes / (1 << 20), get, raw, get / raw);
+    printf("  archive_put %3.0f MiB     %8.0f MiB/s raw write/read %8.0f MiB/s (%.2fx of raw)\n",
+           (double)bytes / (1 << 20), put, raw, put / raw);
+
+    struct utsname u;
+    uname(&u);
+    char when[64];
+    time_t t = time(NULL);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+    json_t *root = json_pack(
+        "{s:s, s:s, s:s, s:i, s:I, s:{s:o, s:o, s:o, s:o, s:o}, s:f}", "benchmark", "channel", "date",
+        when, "host", u.release, "runs", RUNS, "tree_bytes", (json_int_t)bytes, "results",
+        "ping_round_trip", pair("us", ping, echo, false), "exec_true",
+        pair("ms", exec_ms, spawn_ms, false), "archive_stream", pair("MiB/s", stream, raw, true),
+        "archive_get", pair("MiB/s", get, raw, true),
+        "archive_put", pair("MiB/s", put, raw, true), "goal_archive_ratio", 0.8);
+    if (!root || json_dump_file(root, out_path, JSON_INDENT(2) | JSON_SORT_KEYS) < 0)
+        FAIL("writing %s", out_path);
+    json_decref(root);
+    printf("  written to %s\n", out_path);
+    th_rmtree(work);
+    cdn_channel_free(ch);
+    th_agent_kill(&a);
+}
+
+int main(void) {
+    bench();
+    return 0;
+}

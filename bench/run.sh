@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Runs every benchmark in BUILD/bench against the agent of the same (optimised) build; each writes
+# its medians and ratios to bench/results/NAME.json.
+set -eu
+build=${1:?usage: bench/run.sh BUILD_DIR}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+export CORDON_AGENT="$root/$build/bin/cordon-agent"
+mkdir -p bench/results
+for bin in "$build"/bench/*; do
+    [ -x "$bin" ] || continue
+    name=$(basename "$bin")
+    BENCH_OUT="bench/results/$name.json" "$bin"
+done
