@@ -122,8 +122,7 @@ static double raw_stream_mib_s(uint64_t total) {
         waitpid(pid, NULL, 0);
         close(sv[0]);
         if (got != total)
-            FAIL("raw stream got %llu of %llu", (unsigned long long)got,
-                 (unsigned long long)total);
+            FAIL("raw stream got %llu of %llu", (unsigned long long)got, (unsigned long long)total);
         v[i] = (double)total / (1 << 20) / (now_s() - t0);
     }
     return median(v, RUNS);
@@ -273,13 +272,13 @@ static void bench(void) {
     char when[64];
     time_t t = time(NULL);
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
-    json_t *root = json_pack(
-        "{s:s, s:s, s:s, s:i, s:I, s:{s:o, s:o, s:o, s:o, s:o}, s:f}", "benchmark", "channel", "date",
-        when, "host", u.release, "runs", RUNS, "tree_bytes", (json_int_t)bytes, "results",
-        "ping_round_trip", pair("us", ping, echo, false), "exec_true",
-        pair("ms", exec_ms, spawn_ms, false), "archive_stream", pair("MiB/s", stream, raw, true),
-        "archive_get", pair("MiB/s", get, raw, true),
-        "archive_put", pair("MiB/s", put, raw, true), "goal_archive_ratio", 0.8);
+    json_t *root =
+        json_pack("{s:s, s:s, s:s, s:i, s:I, s:{s:o, s:o, s:o, s:o, s:o}, s:f}", "benchmark",
+                  "channel", "date", when, "host", u.release, "runs", RUNS, "tree_bytes",
+                  (json_int_t)bytes, "results", "ping_round_trip", pair("us", ping, echo, false),
+                  "exec_true", pair("ms", exec_ms, spawn_ms, false), "archive_stream",
+                  pair("MiB/s", stream, raw, true), "archive_get", pair("MiB/s", get, raw, true),
+                  "archive_put", pair("MiB/s", put, raw, true), "goal_archive_ratio", 0.8);
     if (!root || json_dump_file(root, out_path, JSON_INDENT(2) | JSON_SORT_KEYS) < 0)
         FAIL("writing %s", out_path);
     json_decref(root);

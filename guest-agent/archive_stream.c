@@ -54,8 +54,10 @@ static CordonAgent__ErrorCode code_for(int e) {
     switch (e) {
     case EPERM: return CORDON_AGENT__ERROR_CODE__ERROR_REFUSED;
     case EFBIG: return CORDON_AGENT__ERROR_CODE__ERROR_REFUSED;
-    case ENOENT: case ENOTDIR: return CORDON_AGENT__ERROR_CODE__ERROR_NOT_FOUND;
-    case EINVAL: case EBADMSG: return CORDON_AGENT__ERROR_CODE__ERROR_BAD_REQUEST;
+    case ENOENT:
+    case ENOTDIR: return CORDON_AGENT__ERROR_CODE__ERROR_NOT_FOUND;
+    case EINVAL:
+    case EBADMSG: return CORDON_AGENT__ERROR_CODE__ERROR_BAD_REQUEST;
     default: return CORDON_AGENT__ERROR_CODE__ERROR_IO;
     }
 }

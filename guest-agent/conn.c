@@ -38,7 +38,9 @@ struct agent_conn {
 
 static void conn_close(struct agent_conn *c);
 
-struct agent_loop *agent_conn_loop(struct agent_conn *c) { return c->loop; }
+struct agent_loop *agent_conn_loop(struct agent_conn *c) {
+    return c->loop;
+}
 bool agent_conn_closed(const struct agent_conn *c) { return c->closed; }
 
 static struct agent_stream *find_stream(struct agent_conn *c, uint64_t id) {
@@ -216,7 +218,8 @@ static void on_hello(struct agent_conn *c, const cdn_envelope *env) {
 }
 
 static bool is_open_request(CordonAgent__Envelope__BodyCase bc) {
-    return bc == CORDON_AGENT__ENVELOPE__BODY_EXEC || bc == CORDON_AGENT__ENVELOPE__BODY_FILE_READ ||
+    return bc == CORDON_AGENT__ENVELOPE__BODY_EXEC ||
+           bc == CORDON_AGENT__ENVELOPE__BODY_FILE_READ ||
            bc == CORDON_AGENT__ENVELOPE__BODY_FILE_WRITE ||
            bc == CORDON_AGENT__ENVELOPE__BODY_ARCHIVE_PUT ||
            bc == CORDON_AGENT__ENVELOPE__BODY_ARCHIVE_GET;
@@ -278,8 +281,9 @@ static void on_envelope(struct agent_conn *c, const cdn_envelope *env) {
     if (is_open_request(bc)) {
         if (env->stream == 0 || env->stream <= c->last_opened) {
             agent_conn_send_error(c, env->stream, CORDON_AGENT__ERROR_CODE__ERROR_BAD_REQUEST,
-                                  "%s on stream %" PRIu64 ": stream ids must increase (last %" PRIu64
-                                  ")", cdn_frame_body_name(bc), env->stream, c->last_opened);
+                                  "%s on stream %" PRIu64
+                                  ": stream ids must increase (last %" PRIu64 ")",
+                                  cdn_frame_body_name(bc), env->stream, c->last_opened);
             return;
         }
         c->last_opened = env->stream;

@@ -24,7 +24,6 @@
 #define PUMP_BUDGET_BYTES (1024u * 1024u)
 #define STDIN_BUF_MAX (8u * 1024u * 1024u)
 
-
 struct agent_exec;
 
 struct exec_pipe {
@@ -190,9 +189,9 @@ static void pump_pipe(struct exec_pipe *p) {
             if (x->output_limit && room > x->output_limit - p->produced)
                 room = (size_t)(x->output_limit - p->produced);
             struct cdn_frame_data_slot slot;
-            uint8_t *buf = agent_conn_data_begin(x->stream.conn, &x->stream,
-                                                 CORDON_AGENT__ENVELOPE__BODY_OUTPUT, p->fd_no,
-                                                 room, &slot);
+            uint8_t *buf =
+                agent_conn_data_begin(x->stream.conn, &x->stream,
+                                      CORDON_AGENT__ENVELOPE__BODY_OUTPUT, p->fd_no, room, &slot);
             if (!buf)
                 return; /* out of memory: try again on the next event */
             n = read(p->src.fd, buf, room);
@@ -427,9 +426,9 @@ void agent_exec_open(struct agent_execs *xs, struct agent_conn *c, uint64_t id,
         /* Created after the spawn so the child never inherits it; if it cannot exist, the
          * command must not run without its deadline. */
         x->timer.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-        struct itimerspec its = {.it_value = {.tv_sec = req->timeout_ms / 1000,
-                                              .tv_nsec = (long)(req->timeout_ms % 1000) *
-                                                         1000000L}};
+        struct itimerspec its = {
+            .it_value = {.tv_sec = req->timeout_ms / 1000,
+                         .tv_nsec = (long)(req->timeout_ms % 1000) * 1000000L}};
         x->timer.dispatch = on_timer;
         if (x->timer.fd < 0 || timerfd_settime(x->timer.fd, 0, &its, NULL) < 0 ||
             agent_loop_add(loop, &x->timer, EPOLLIN) < 0) {

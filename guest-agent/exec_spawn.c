@@ -39,8 +39,8 @@ struct spawn_fds {
 };
 
 static void spawn_fds_close(struct spawn_fds *f) {
-    int *all[] = {&f->status[0], &f->status[1], &f->out[0],     &f->out[1],    &f->errp[0],
-                  &f->errp[1],   &f->in[0],     &f->in[1],      &f->pty_master, &f->pty_slave};
+    int *all[] = {&f->status[0], &f->status[1], &f->out[0], &f->out[1],     &f->errp[0],
+                  &f->errp[1],   &f->in[0],     &f->in[1],  &f->pty_master, &f->pty_slave};
     for (size_t i = 0; i < ELEMENTSOF(all); i++)
         *all[i] = safe_close(*all[i]);
 }
@@ -162,7 +162,7 @@ __attribute__((noreturn)) static void child_fail(int status_fd, int stage) {
 /* In the child, between fork and exec. Everything the parent opened is O_CLOEXEC, and dup2
  * clears that flag on 0, 1 and 2 only. */
 __attribute__((noreturn)) static void child(const CordonAgent__Exec *req, struct spawn_fds *f,
-                                           char **envp, const struct rl *rls) {
+                                            char **envp, const struct rl *rls) {
     int st = f->status[1];
     agent_loop_reset_signals_in_child();
     if (setsid() < 0)
@@ -201,8 +201,7 @@ static int report_failure(const CordonAgent__Exec *req, const struct child_repor
     case ST_RLIMIT:
         return cdn_err_set(err, rep->error, "exec: setrlimit: %s", strerror(rep->error));
     default:
-        return cdn_err_set(err, rep->error, "exec: setting up the child: %s",
-                           strerror(rep->error));
+        return cdn_err_set(err, rep->error, "exec: setting up the child: %s", strerror(rep->error));
     }
 }
 

@@ -113,8 +113,8 @@ void agent_file_read_open(struct agent_conn *c, uint64_t id, const CordonAgent__
         return;
     }
     if (req->offset && lseek(fd, (off_t)req->offset, SEEK_SET) < 0) {
-        agent_conn_send_error(c, id, CORDON_AGENT__ERROR_CODE__ERROR_IO, "seek '%s': %s",
-                              req->path, strerror(errno));
+        agent_conn_send_error(c, id, CORDON_AGENT__ERROR_CODE__ERROR_IO, "seek '%s': %s", req->path,
+                              strerror(errno));
         return;
     }
     struct file_read *r = calloc(1, sizeof(*r));

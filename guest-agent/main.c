@@ -148,18 +148,30 @@ static int parse_u32(const char *s, const char *what, uint32_t *out) {
 }
 
 static int parse_args(int argc, char **argv, struct agent *a, uint32_t *arg) {
-    static const struct option opts[] = {
-        {"vsock", required_argument, NULL, 'v'},   {"serial", required_argument, NULL, 's'},
-        {"fd", required_argument, NULL, 'f'},      {"max-frame", required_argument, NULL, 'm'},
-        {"window", required_argument, NULL, 'w'},  {"max-streams", required_argument, NULL, 'n'},
-        {"version", no_argument, NULL, 'V'},       {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"vsock", required_argument, NULL, 'v'},
+                                         {"serial", required_argument, NULL, 's'},
+                                         {"fd", required_argument, NULL, 'f'},
+                                         {"max-frame", required_argument, NULL, 'm'},
+                                         {"window", required_argument, NULL, 'w'},
+                                         {"max-streams", required_argument, NULL, 'n'},
+                                         {"version", no_argument, NULL, 'V'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
         int r = 0;
         switch (c) {
-        case 'v': a->transport = T_VSOCK; r = parse_u32(optarg, "--vsock", arg); break;
-        case 'f': a->transport = T_FD; r = parse_u32(optarg, "--fd", arg); break;
-        case 's': a->transport = T_SERIAL; a->serial = optarg; break;
+        case 'v':
+            a->transport = T_VSOCK;
+            r = parse_u32(optarg, "--vsock", arg);
+            break;
+        case 'f':
+            a->transport = T_FD;
+            r = parse_u32(optarg, "--fd", arg);
+            break;
+        case 's':
+            a->transport = T_SERIAL;
+            a->serial = optarg;
+            break;
         case 'm': r = parse_u32(optarg, "--max-frame", &a->opts.max_frame_bytes); break;
         case 'w': r = parse_u32(optarg, "--window", &a->opts.stream_window); break;
         case 'n': r = parse_u32(optarg, "--max-streams", &a->opts.max_streams); break;
@@ -207,7 +219,8 @@ static int setup_transport(struct agent *a, uint32_t arg) {
 
 int main(int argc, char **argv) {
     struct agent a = {
-        .opts = {.max_frame_bytes = CDN_FRAME_DEFAULT_MAX, .stream_window = 4u << 20,
+        .opts = {.max_frame_bytes = CDN_FRAME_DEFAULT_MAX,
+                 .stream_window = 4u << 20,
                  .max_streams = 1024},
         .listener.fd = -1,
         .retry.fd = -1,

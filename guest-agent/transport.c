@@ -52,8 +52,7 @@ int agent_transport_listen_vsock(uint32_t port, cdn_err **err) {
     _cleanup_close_ int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return cdn_err_set(err, errno, "vsock socket: %m");
-    struct sockaddr_vm addr = {.svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY,
-                               .svm_port = port};
+    struct sockaddr_vm addr = {.svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = port};
     if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
         return cdn_err_set(err, errno, "vsock bind port %u: %m", port);
     if (listen(fd, 4) < 0)

@@ -101,8 +101,8 @@ static int open_parent(struct cdn_archive_extractor *x, const char *path, const 
     _cleanup_free_ char *parent = strndup(path, plen);
     if (!parent)
         return cdn_err_set(err, ENOMEM, "out of memory");
-    int fd = plen ? open_dir_beneath(x->root_fd, parent, err)
-                  : fcntl(x->root_fd, F_DUPFD_CLOEXEC, 3);
+    int fd =
+        plen ? open_dir_beneath(x->root_fd, parent, err) : fcntl(x->root_fd, F_DUPFD_CLOEXEC, 3);
     if (fd < 0)
         return plen ? fd : cdn_err_set(err, errno, "dup: %m");
     safe_close(x->parent_fd);

@@ -12,12 +12,12 @@
 #include "cleanup.h"
 
 enum state {
-    ST_HEADER,  /* collecting a 512-byte header block */
-    ST_META,    /* collecting the data of a pax or GNU long-name header */
-    ST_DATA,    /* passing file data to the sink */
-    ST_PAD,     /* skipping padding up to the next block */
-    ST_END,     /* saw the end-of-archive zero block */
-    ST_BROKEN,  /* refused; every later call fails */
+    ST_HEADER, /* collecting a 512-byte header block */
+    ST_META,   /* collecting the data of a pax or GNU long-name header */
+    ST_DATA,   /* passing file data to the sink */
+    ST_PAD,    /* skipping padding up to the next block */
+    ST_END,    /* saw the end-of-archive zero block */
+    ST_BROKEN, /* refused; every later call fails */
 };
 
 /* Symlink paths seen so far, to refuse entries beneath them: an open-addressing string set. */
@@ -36,8 +36,8 @@ struct cdn_archive_reader {
     uint64_t data_size; /* declared data size of the current entry, for its padding */
     bool pass_data;     /* the sink was told of the current entry (not the root itself) */
     enum cdn_archive_type cur_type;
-    char meta_type;     /* 'x', 'g', 'L' or 'K' while in ST_META */
-    char *meta;         /* collected meta data */
+    char meta_type; /* 'x', 'g', 'L' or 'K' while in ST_META */
+    char *meta;     /* collected meta data */
     size_t meta_fill;
     char *next_path; /* from a pax 'path' or GNU 'L' for the next entry */
     char *next_link;
@@ -143,7 +143,7 @@ uint64_t cdn_archive_reader_file_bytes(const struct cdn_archive_reader *r) { ret
 
 /* Every refusal goes through here: it names the entry and makes the reader unusable. */
 __attribute__((format(printf, 4, 5))) static int refuse(struct cdn_archive_reader *r, cdn_err **err,
-                                                       int code, const char *fmt, ...) {
+                                                        int code, const char *fmt, ...) {
     r->state = ST_BROKEN;
     va_list ap;
     va_start(ap, fmt);
@@ -223,8 +223,7 @@ static int check_link_target(struct cdn_archive_reader *r, const char *path, con
             if (seen_name)
                 return refuse(r, err, EPERM, "symlink target '%s' has '..' after a name", target);
             if (++ups > dir_depth)
-                return refuse(r, err, EPERM, "symlink target '%s' points outside the root",
-                              target);
+                return refuse(r, err, EPERM, "symlink target '%s' points outside the root", target);
         } else if (n > 0 && !(n == 1 && c[0] == '.')) {
             seen_name = true;
         }
@@ -320,7 +319,11 @@ static int begin_entry(struct cdn_archive_reader *r, const struct tar_header *h,
     case '3': return refuse(r, err, EPERM, "character devices are not accepted");
     case '4': return refuse(r, err, EPERM, "block devices are not accepted");
     case '6': return refuse(r, err, EPERM, "FIFOs are not accepted");
-    case '0': case '\0': case '7': case '5': case '2': break;
+    case '0':
+    case '\0':
+    case '7':
+    case '5':
+    case '2': break;
     default:
         return refuse(r, err, EPERM, "unsupported entry type '%c' (0x%02x)",
                       type >= 0x20 && type < 0x7f ? type : '?', (uint8_t)type);
@@ -357,8 +360,10 @@ static int begin_entry(struct cdn_archive_reader *r, const struct tar_header *h,
         if (r->cur_path[0] == '\0')
             return refuse(r, err, EPERM, "a file cannot be the root");
         if (size > r->limits.max_total_bytes - r->file_bytes)
-            return refuse(r, err, EFBIG, "file of %" PRIu64 " bytes exceeds the archive's "
-                          "%" PRIu64 "-byte limit", size, r->limits.max_total_bytes);
+            return refuse(r, err, EFBIG,
+                          "file of %" PRIu64 " bytes exceeds the archive's "
+                          "%" PRIu64 "-byte limit",
+                          size, r->limits.max_total_bytes);
         r->file_bytes += size;
         e.size = size;
     }
@@ -511,8 +516,10 @@ int cdn_archive_reader_finish(struct cdn_archive_reader *r, cdn_err **err) {
     case ST_BROKEN: return cdn_err_set(err, EPERM, "archive was already refused");
     case ST_HEADER:
         if (r->block_fill == 0)
-            return cdn_err_set(err, EBADMSG, "archive ends without its end marker after %" PRIu64
-                               " entries (truncated?)", r->entries);
+            return cdn_err_set(err, EBADMSG,
+                               "archive ends without its end marker after %" PRIu64
+                               " entries (truncated?)",
+                               r->entries);
         /* fallthrough */
     default:
         return cdn_err_set(err, EBADMSG, "archive is truncated in entry %" PRIu64 " '%s'",

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Scope-bound cleanup helpers (the systemd idiom): one owner per resource, ownership moves with TAKE_*. */
+/* Scope-bound cleanup helpers (the systemd idiom): one owner per resource, ownership moves with
+ * TAKE_*. */
 #pragma once
 
 #include <dirent.h>

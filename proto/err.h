@@ -8,8 +8,10 @@ typedef struct cdn_err cdn_err;
 
 /* Replaces *err (if err is not NULL) with a new error; returns -code so callers can write
  * `return cdn_err_set(err, EINVAL, "...")`. code is a positive errno value. */
-int cdn_err_set(cdn_err **err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-int cdn_err_setv(cdn_err **err, int code, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
+int cdn_err_set(cdn_err **err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int cdn_err_setv(cdn_err **err, int code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 /* Prepends "PREFIX: " to the message of *err; returns -code of *err (or -EIO if unset). */
 int cdn_err_prefix(cdn_err **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -18,16 +18,18 @@ typedef CordonAgent__Envelope cdn_envelope;
 /* Smallest max_frame_bytes either side may negotiate: room for a useful data chunk. */
 #define CDN_FRAME_MIN_MAX 4096u
 
-/* Appends one frame holding env to out. Fails with -EMSGSIZE if the encoding exceeds max_frame_bytes. */
+/* Appends one frame holding env to out. Fails with -EMSGSIZE if the encoding exceeds
+ * max_frame_bytes. */
 int cdn_frame_encode(struct cdn_buf *out, const cdn_envelope *env, uint32_t max_frame_bytes,
                      cdn_err **err);
 
 /* Data messages, built in place so payload bytes are read straight into the output buffer:
  * cdn_frame_data_begin reserves a frame for up to max_payload bytes (-ENOMEM if it cannot) and
- * says in slot where they go; cdn_frame_data_end finishes it with the n bytes actually written there (n may be 0).
- * kind is one of the Envelope body cases Output, StdinData, FileData or ArchiveData; fd is used
- * by Output only, eof by FileData and ArchiveData only. No other frame may be appended between
- * the two calls. The frame is valid protobuf: lengths use fixed 5-byte varints. */
+ * says in slot where they go; cdn_frame_data_end finishes it with the n bytes actually written
+ * there (n may be 0). kind is one of the Envelope body cases Output, StdinData, FileData or
+ * ArchiveData; fd is used by Output only, eof by FileData and ArchiveData only. No other frame may
+ * be appended between the two calls. The frame is valid protobuf: lengths use fixed 5-byte varints.
+ */
 struct cdn_frame_data_slot {
     uint8_t *payload;   /* where the payload goes; valid until the buffer is next changed */
     size_t frame_start; /* offsets into the buffer, filled in by cdn_frame_data_end */

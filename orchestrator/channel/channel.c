@@ -50,7 +50,7 @@ int chan_fail(struct cdn_channel *ch, cdn_err **err) {
 
 /* The channel is unusable from here on; the first reason is the one reported. */
 __attribute__((format(printf, 3, 4))) static int fault(struct cdn_channel *ch, int code,
-                                                      const char *fmt, ...) {
+                                                       const char *fmt, ...) {
     if (!ch->fault) {
         _cleanup_free_ char *msg = NULL;
         va_list ap;
@@ -163,8 +163,8 @@ static void finish(struct cdn_channel *ch, struct hstream *s) {
 }
 
 static const char *kind_name(enum hstream_kind k) {
-    static const char *names[] = {"exec", "file_read", "file_write", "archive_put", "archive_get",
-                                  "ping"};
+    static const char *names[] = {"exec",        "file_read",   "file_write",
+                                  "archive_put", "archive_get", "ping"};
     return names[k];
 }
 
@@ -180,8 +180,8 @@ static int errno_for(CordonAgent__ErrorCode code) {
     }
 }
 
-static int on_data_frame(struct cdn_channel *ch, struct hstream *s, const cdn_envelope *env,
-                         int fd, const ProtobufCBinaryData *d, bool eof) {
+static int on_data_frame(struct cdn_channel *ch, struct hstream *s, const cdn_envelope *env, int fd,
+                         const ProtobufCBinaryData *d, bool eof) {
     if (d->len > s->recv_credit)
         return fault(ch, EPROTO,
                      "guest fault: credit violation: stream %" PRIu64 " sent %zu bytes with "
@@ -217,12 +217,17 @@ static bool body_fits(enum hstream_kind k, CordonAgent__Envelope__BodyCase bc) {
 }
 
 static void on_exit_msg(struct hstream *s, const CordonAgent__Exit *e) {
-    s->exit = (struct cdn_exec_result){
-        .pid = s->pid, .exit_code = e->exit_code, .signal = (int)e->signal,
-        .timed_out = e->timed_out, .output_truncated = e->output_truncated,
-        .user_ms = e->user_ms, .sys_ms = e->sys_ms, .max_rss_kib = e->max_rss_kib,
-        .duration_ms = e->duration_ms, .stdout_bytes = e->stdout_bytes,
-        .stderr_bytes = e->stderr_bytes};
+    s->exit = (struct cdn_exec_result){.pid = s->pid,
+                                       .exit_code = e->exit_code,
+                                       .signal = (int)e->signal,
+                                       .timed_out = e->timed_out,
+                                       .output_truncated = e->output_truncated,
+                                       .user_ms = e->user_ms,
+                                       .sys_ms = e->sys_ms,
+                                       .max_rss_kib = e->max_rss_kib,
+                                       .duration_ms = e->duration_ms,
+                                       .stdout_bytes = e->stdout_bytes,
+                                       .stderr_bytes = e->stderr_bytes};
 }
 
 static int on_hello(struct cdn_channel *ch, const CordonAgent__Hello *h) {
@@ -261,8 +266,8 @@ static int dispatch(struct cdn_channel *ch, const cdn_envelope *env) {
         return fault(ch, EPROTO, "guest fault: %s on stream %" PRIu64 ", which is not open",
                      cdn_frame_body_name(bc), env->stream);
     if (!body_fits(s->kind, bc))
-        return fault(ch, EPROTO, "guest fault: %s on %s stream %" PRIu64,
-                     cdn_frame_body_name(bc), kind_name(s->kind), s->id);
+        return fault(ch, EPROTO, "guest fault: %s on %s stream %" PRIu64, cdn_frame_body_name(bc),
+                     kind_name(s->kind), s->id);
     switch (bc) {
     case CORDON_AGENT__ENVELOPE__BODY_STARTED: s->pid = env->started->pid; return 0;
     case CORDON_AGENT__ENVELOPE__BODY_OUTPUT: {
@@ -379,8 +384,7 @@ int chan_send_data(struct cdn_channel *ch, struct hstream *s, CordonAgent__Envel
         if ((len > 0 && s->send_credit == 0) || cdn_buf_len(&ch->out) >= OUT_HIGH_BYTES) {
             int left = chan_remaining_ms(deadline);
             if (left == 0)
-                return cdn_err_set(err, ETIMEDOUT, "%s: agent granted no credit in time",
-                                   ch->name);
+                return cdn_err_set(err, ETIMEDOUT, "%s: agent granted no credit in time", ch->name);
             int r = chan_pump(ch, left, err);
             if (r < 0)
                 return r;
@@ -462,7 +466,8 @@ int cdn_channel_open(int fd, const struct cdn_channel_opts *opts, struct cdn_cha
         return cdn_err_set(err, EPROTO,
                            "%s: agent %s speaks protocol %u, this host speaks %u: rebuild the "
                            "guest image with a matching cordon-agent",
-                           ch->name, ch->peer_software, ch->peer_version, ch->opts.protocol_version);
+                           ch->name, ch->peer_software, ch->peer_version,
+                           ch->opts.protocol_version);
     if (ch->fault)
         return chan_fail(ch, err);
     if (ch->peer_max_frame < CDN_FRAME_MIN_MAX || ch->peer_window == 0)

@@ -89,8 +89,8 @@ int cdn_channel_exec_done(struct cdn_channel *ch, uint64_t stream);
 int cdn_channel_exec_wait(struct cdn_channel *ch, uint64_t stream, int timeout_ms,
                           struct cdn_exec_result *res, cdn_err **err);
 int cdn_channel_exec(struct cdn_channel *ch, const struct cdn_exec_spec *spec,
-                     cdn_output_fn on_output, void *ud, int timeout_ms,
-                     struct cdn_exec_result *res, cdn_err **err);
+                     cdn_output_fn on_output, void *ud, int timeout_ms, struct cdn_exec_result *res,
+                     cdn_err **err);
 
 /* ---- files and trees ---- */
 
@@ -103,8 +103,8 @@ int cdn_channel_file_read(struct cdn_channel *ch, const char *path, uint64_t max
                           cdn_data_fn on_data, void *ud, int timeout_ms, cdn_err **err);
 /* Sends the tree under src_dirfd, unpacked into dest in the guest. */
 int cdn_channel_archive_put(struct cdn_channel *ch, int src_dirfd, const char *const *excludes,
-                            size_t n_excludes, const char *dest, int timeout_ms,
-                            uint64_t *entries, cdn_err **err);
+                            size_t n_excludes, const char *dest, int timeout_ms, uint64_t *entries,
+                            cdn_err **err);
 /* Fetches the guest tree under src through the bounded reader into sink (to hash, list or
  * store entries as they arrive); a refused entry cancels the transfer and names the entry. */
 int cdn_channel_archive_get_sink(struct cdn_channel *ch, const char *src,

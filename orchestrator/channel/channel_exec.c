@@ -128,8 +128,8 @@ int cdn_channel_exec_wait(struct cdn_channel *ch, uint64_t stream, int timeout_m
 }
 
 int cdn_channel_exec(struct cdn_channel *ch, const struct cdn_exec_spec *spec,
-                     cdn_output_fn on_output, void *ud, int timeout_ms,
-                     struct cdn_exec_result *res, cdn_err **err) {
+                     cdn_output_fn on_output, void *ud, int timeout_ms, struct cdn_exec_result *res,
+                     cdn_err **err) {
     uint64_t id;
     int r = cdn_channel_exec_start(ch, spec, on_output, ud, &id, err);
     if (r < 0)

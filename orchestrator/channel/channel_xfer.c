@@ -109,8 +109,8 @@ int cdn_channel_file_read(struct cdn_channel *ch, const char *path, uint64_t max
 }
 
 int cdn_channel_archive_put(struct cdn_channel *ch, int src_dirfd, const char *const *excludes,
-                            size_t n_excludes, const char *dest, int timeout_ms,
-                            uint64_t *entries, cdn_err **err) {
+                            size_t n_excludes, const char *dest, int timeout_ms, uint64_t *entries,
+                            cdn_err **err) {
     uint64_t deadline = chan_deadline(ch, timeout_ms);
     _cleanup_(cdn_archive_writer_freep) struct cdn_archive_writer *w = NULL;
     int r = cdn_archive_writer_new(src_dirfd, excludes, n_excludes, &w, err);

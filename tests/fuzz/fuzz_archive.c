@@ -38,8 +38,8 @@ static int on_end(void *ud, cdn_err **err) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint64_t bytes = 0;
     struct cdn_archive_sink sink = {on_entry, on_data, on_end, &bytes};
-    struct cdn_archive_limits lim = {.max_total_bytes = 1u << 20, .max_entries = 64,
-                                     .max_path_bytes = 512, .max_depth = 16};
+    struct cdn_archive_limits lim = {
+        .max_total_bytes = 1u << 20, .max_entries = 64, .max_path_bytes = 512, .max_depth = 16};
     struct cdn_archive_reader *r = NULL;
     if (cdn_archive_reader_new(&lim, &sink, &r) < 0)
         return 0;

@@ -84,7 +84,8 @@ TEST(oversized_frame_is_answered_then_the_channel_closes) {
     start(&r, NULL);
     const uint8_t hdr[] = {0x00, 0x20, 0x00, 0x00}; /* 2 MiB > the agent's 1 MiB */
     th_send_bytes(r.a.host_fd, hdr, sizeof(hdr));
-    expect_error(&r, CORDON_AGENT__ERROR_CODE__ERROR_FRAME, "frame length 2097152 is over the limit");
+    expect_error(&r, CORDON_AGENT__ERROR_CODE__ERROR_FRAME,
+                 "frame length 2097152 is over the limit");
     expect_clean_exit(&r);
 }
 
@@ -199,7 +200,8 @@ TEST(requests_before_hello_and_bad_requests_are_answered) {
     env.body_case = CORDON_AGENT__ENVELOPE__BODY_SIGNAL;
     env.signal = &sg;
     th_send_env(r.a.host_fd, &env);
-    expect_error(&r, CORDON_AGENT__ERROR_CODE__ERROR_BAD_REQUEST, "signal 1000 is not a valid signal");
+    expect_error(&r, CORDON_AGENT__ERROR_CODE__ERROR_BAD_REQUEST,
+                 "signal 1000 is not a valid signal");
     ping(&r, 9);
     finish(&r);
 }

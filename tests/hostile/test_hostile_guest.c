@@ -154,16 +154,16 @@ struct scenario {
 
 static const struct scenario scenarios[] = {
     {"silent guest", g_silent, true, "agent did not answer hello within 300 ms", ETIMEDOUT},
-    {"old protocol", g_old_version, true, "agent hostile-guest speaks protocol 7, this host speaks 1",
-     EPROTO},
-    {"oversized frame", g_oversized, false, "guest fault: frame length 2147483647 is over the limit",
-     EPROTO},
+    {"old protocol", g_old_version, true,
+     "agent hostile-guest speaks protocol 7, this host speaks 1", EPROTO},
+    {"oversized frame", g_oversized, false,
+     "guest fault: frame length 2147483647 is over the limit", EPROTO},
     {"credit violation", g_credit_violation, false,
      "guest fault: credit violation: stream 1 sent 65537 bytes with 65536 granted", EPROTO},
     {"garbage protobuf", g_garbage, false, "guest fault: a 6-byte frame is not a valid Envelope",
      EPROTO},
-    {"unknown stream", g_unknown_stream, false, "guest fault: output on stream 999, which is not open",
-     EPROTO},
+    {"unknown stream", g_unknown_stream, false,
+     "guest fault: output on stream 999, which is not open", EPROTO},
     {"wrong kind", g_wrong_kind, false, "guest fault: file_data on exec stream 1", EPROTO},
     {"bad output fd", g_bad_fd, false, "guest fault: output on fd 7", EPROTO},
     {"stall mid-frame", g_stall_mid_frame, false, "exec did not finish in time", ETIMEDOUT},
@@ -175,8 +175,8 @@ TEST(each_guest_violation_is_a_clear_host_error) {
         const struct scenario *sc = &scenarios[i];
         int fd;
         pid_t pid = start_guest(sc->guest, &fd);
-        struct cdn_channel_opts opts = {.name = "vm hostile", .stream_window = 65536,
-                                        .handshake_timeout_ms = 300};
+        struct cdn_channel_opts opts = {
+            .name = "vm hostile", .stream_window = 65536, .handshake_timeout_ms = 300};
         struct cdn_channel *ch = NULL;
         cdn_err *err = NULL;
         int r = cdn_channel_open(fd, &opts, &ch, &err);

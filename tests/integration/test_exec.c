@@ -38,9 +38,9 @@ TEST(stdout_and_stderr_stay_apart) {
     struct th_agent a;
     struct cdn_channel *ch = th_channel(&a, NULL);
     struct th_output o = {0};
-    struct cdn_exec_result r = th_run(
-        ch, &o,
-        ARGV("sh", "-c", "for i in 1 2 3 4 5; do echo out$i; echo err$i >&2; done; exit 3"));
+    struct cdn_exec_result r =
+        th_run(ch, &o,
+               ARGV("sh", "-c", "for i in 1 2 3 4 5; do echo out$i; echo err$i >&2; done; exit 3"));
     ASSERT_EQ(r.exit_code, 3);
     ASSERT_STREQ(th_output_str(&o, 1), "out1\nout2\nout3\nout4\nout5\n");
     ASSERT_STREQ(th_output_str(&o, 2), "err1\nerr2\nerr3\nerr4\nerr5\n");
@@ -53,8 +53,8 @@ TEST(stdin_round_trip) {
     struct th_agent a;
     struct cdn_channel *ch = th_channel(&a, NULL);
     struct th_output o = {0};
-    struct cdn_exec_spec spec = {.argv = ARGV("sh", "-c", "wc -c; cat >&2"), .argc = 3,
-                                 .stdin_pipe = true};
+    struct cdn_exec_spec spec = {
+        .argv = ARGV("sh", "-c", "wc -c; cat >&2"), .argc = 3, .stdin_pipe = true};
     spec.argv = ARGV("cat");
     spec.argc = 1;
     uint64_t id;
@@ -81,10 +81,10 @@ TEST(signal_reaches_the_command) {
     struct th_agent a;
     struct cdn_channel *ch = th_channel(&a, NULL);
     struct th_output o = {0};
-    struct cdn_exec_spec spec = {
-        .argv = ARGV("sh", "-c", "trap 'echo got-term; exit 7' TERM; echo ready; "
-                                 "while :; do sleep 0.05; done"),
-        .argc = 3};
+    struct cdn_exec_spec spec = {.argv = ARGV("sh", "-c",
+                                              "trap 'echo got-term; exit 7' TERM; echo ready; "
+                                              "while :; do sleep 0.05; done"),
+                                 .argc = 3};
     uint64_t id;
     cdn_err *err = NULL;
     ASSERT_OK(cdn_channel_exec_start(ch, &spec, th_collect, &o, &id, &err), err);
@@ -193,9 +193,10 @@ TEST(output_limit_truncates_and_says_so) {
     struct th_agent a;
     struct cdn_channel *ch = th_channel(&a, NULL);
     struct th_output o = {0};
-    struct cdn_exec_spec spec = {
-        .argv = ARGV("sh", "-c", "head -c 100000 /dev/zero; echo tail >&2"), .argc = 3,
-        .output_limit = 1000};
+    struct cdn_exec_spec spec = {.argv =
+                                     ARGV("sh", "-c", "head -c 100000 /dev/zero; echo tail >&2"),
+                                 .argc = 3,
+                                 .output_limit = 1000};
     struct cdn_exec_result r;
     cdn_err *err = NULL;
     ASSERT_OK(cdn_channel_exec(ch, &spec, th_collect, &o, 10000, &r, &err), err);
@@ -238,15 +239,22 @@ TEST(env_cwd_pty_and_rlimits) {
     struct cdn_exec_result r;
     cdn_err *err = NULL;
     const char *env[] = {"CORDON_TEST=value-1", "PATH=/usr/bin:/bin"};
-    struct cdn_exec_spec spec = {.argv = ARGV("sh", "-c", "echo $CORDON_TEST; pwd"), .argc = 3,
-                                 .env = env, .envc = 2, .cwd = "/usr"};
+    struct cdn_exec_spec spec = {.argv = ARGV("sh", "-c", "echo $CORDON_TEST; pwd"),
+                                 .argc = 3,
+                                 .env = env,
+                                 .envc = 2,
+                                 .cwd = "/usr"};
     ASSERT_OK(cdn_channel_exec(ch, &spec, th_collect, &o, 5000, &r, &err), err);
     ASSERT_STREQ(th_output_str(&o, 1), "value-1\n/usr\n");
     th_output_free(&o);
     /* With a pty, the command sees a terminal on stdout and stderr, both reported on fd 1. */
-    spec = (struct cdn_exec_spec){.argv = ARGV("sh", "-c", "test -t 1 && test -t 2 && echo tty; "
-                                                           "stty size </dev/tty; echo err >&2"),
-                                  .argc = 3, .pty = true, .pty_rows = 33, .pty_cols = 101};
+    spec = (struct cdn_exec_spec){.argv = ARGV("sh", "-c",
+                                               "test -t 1 && test -t 2 && echo tty; "
+                                               "stty size </dev/tty; echo err >&2"),
+                                  .argc = 3,
+                                  .pty = true,
+                                  .pty_rows = 33,
+                                  .pty_cols = 101};
     memset(&o, 0, sizeof(o));
     ASSERT_OK(cdn_channel_exec(ch, &spec, th_collect, &o, 5000, &r, &err), err);
     ASSERT_EQ(r.exit_code, 0);

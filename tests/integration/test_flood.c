@@ -28,8 +28,8 @@ static int count(void *ud, int fd, const uint8_t *data, size_t len) {
 TEST_T(flood_of_200_mib_keeps_host_memory_bounded, 300) {
     struct th_agent a;
     const uint32_t window = 1u << 20;
-    struct cdn_channel_opts opts = {.name = "flood", .stream_window = window,
-                                    .max_frame_bytes = 1u << 20};
+    struct cdn_channel_opts opts = {
+        .name = "flood", .stream_window = window, .max_frame_bytes = 1u << 20};
     struct cdn_channel *ch = th_channel(&a, &opts);
     /* Warm up allocator pools with a small run, then measure. */
     struct counter c = {0};

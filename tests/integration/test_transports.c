@@ -114,8 +114,8 @@ TEST(vsock_where_the_kernel_loops_it_back) {
         stop_agent(pid);
         SKIP("no AF_VSOCK on this host (%s)", strerror(errno));
     }
-    struct sockaddr_vm addr = {.svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_LOCAL,
-                               .svm_port = port};
+    struct sockaddr_vm addr = {
+        .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_LOCAL, .svm_port = port};
     struct timeval tv = {.tv_sec = 2};
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     int r = -1;

@@ -20,11 +20,12 @@ void test_register(const char *name, test_fn fn, int timeout_s);
 int test_main(int argc, char **argv);
 __attribute__((noreturn)) void test_fail(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-__attribute__((noreturn)) void test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+__attribute__((noreturn)) void test_skip(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
 
 #define TEST_T(name, timeout_s)                                                                    \
     static void test_##name(void);                                                                 \
-    __attribute__((constructor)) static void register_##name(void) {                              \
+    __attribute__((constructor)) static void register_##name(void) {                               \
         test_register(#name, test_##name, timeout_s);                                              \
     }                                                                                              \
     static void test_##name(void)
@@ -57,14 +58,14 @@ __attribute__((noreturn)) void test_skip(const char *fmt, ...) __attribute__((fo
     do {                                                                                           \
         const char *_a = (a), *_b = (b);                                                           \
         if (!_a || !_b || strcmp(_a, _b) != 0)                                                     \
-            FAIL("%s == %s: \"%s\" != \"%s\"", #a, #b, _a ? _a : "(null)", _b ? _b : "(null)");   \
+            FAIL("%s == %s: \"%s\" != \"%s\"", #a, #b, _a ? _a : "(null)", _b ? _b : "(null)");    \
     } while (0)
 
 #define ASSERT_CONTAINS(hay, needle)                                                               \
     do {                                                                                           \
         const char *_h = (hay), *_n = (needle);                                                    \
         if (!_h || !strstr(_h, _n))                                                                \
-            FAIL("%s should contain \"%s\": got \"%s\"", #hay, _n, _h ? _h : "(null)");           \
+            FAIL("%s should contain \"%s\": got \"%s\"", #hay, _n, _h ? _h : "(null)");            \
     } while (0)
 
 /* expr returns >= 0 on success and fills err on failure. */

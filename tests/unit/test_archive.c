@@ -66,8 +66,10 @@ static int rec_entry(void *ud, const struct cdn_archive_entry *e, cdn_err **err)
     struct recorder *r = ud;
     size_t n = strlen(r->log);
     snprintf(r->log + n, sizeof(r->log) - n, "%c:%s%s%s:%o;",
-             e->type == CDN_ARCHIVE_DIR ? 'd' : e->type == CDN_ARCHIVE_SYMLINK ? 'l' : 'f', e->path,
-             e->link ? "->" : "", e->link ? e->link : "", e->mode);
+             e->type == CDN_ARCHIVE_DIR       ? 'd'
+             : e->type == CDN_ARCHIVE_SYMLINK ? 'l'
+                                              : 'f',
+             e->path, e->link ? "->" : "", e->link ? e->link : "", e->mode);
     return 0;
 }
 static int rec_data(void *ud, const uint8_t *p, size_t n, cdn_err **err) {
@@ -155,15 +157,24 @@ static void b_unknown_type(struct cdn_buf *b) { add_entry(b, "s", 'S', NULL, NUL
 static const struct refusal refusals[] = {
     {"absolute", b_absolute, {0}, "archive entry 1 '/etc/passwd': absolute path"},
     {"dotdot", b_dotdot, {0}, "'a/../../evil': path has a '..' component"},
-    {"under_symlink", b_under_symlink, {0}, "entry 3 'dir/link/file': lies beneath symlink 'dir/link'"},
+    {"under_symlink",
+     b_under_symlink,
+     {0},
+     "entry 3 'dir/link/file': lies beneath symlink 'dir/link'"},
     {"link_absolute", b_link_absolute, {0}, "symlink points to absolute path '/etc/shadow'"},
-    {"link_escapes", b_link_escapes, {0}, "symlink target '../../../outside' points outside the root"},
+    {"link_escapes",
+     b_link_escapes,
+     {0},
+     "symlink target '../../../outside' points outside the root"},
     {"link_dotdot_after_name", b_link_dotdot_after_name, {0}, "has '..' after a name"},
     {"hardlink", b_hardlink, {0}, "'h': hardlinks are not accepted"},
     {"chardev", b_chardev, {0}, "'null': character devices are not accepted"},
     {"blockdev", b_blockdev, {0}, "'sda': block devices are not accepted"},
     {"fifo", b_fifo, {0}, "'fifo': FIFOs are not accepted"},
-    {"total_bytes", b_big_file, {.max_total_bytes = 1000}, "entry 2 'big': file of 2000 bytes exceeds"},
+    {"total_bytes",
+     b_big_file,
+     {.max_total_bytes = 1000},
+     "entry 2 'big': file of 2000 bytes exceeds"},
     {"entry_count", b_many, {.max_entries = 5}, "more than 5 entries"},
     {"path_length", b_long_path, {.max_path_bytes = 255}, "path is 299 bytes (limit 255)"},
     {"depth", b_deep, {.max_depth = 8}, "deeper than 8 components"},
