@@ -40,16 +40,6 @@ static double median(double *v, size_t n) {
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-__attribute__((format(printf, 1, 2))) static void sh(const char *fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    if (system(cmd) != 0)
-        FAIL("'%s' failed", cmd);
-}
-
 /* ---- baselines on a raw socketpair ---- */
 
 static double raw_echo_rtt_us(void) {
@@ -159,10 +149,11 @@ static double channel_exec_ms(struct cdn_channel *ch) {
 
 /* A tree like a mid-sized repository with some build output: 16 x 4 MiB + 512 x 16 KiB. */
 static uint64_t make_tree(const char *dir) {
-    sh("mkdir -p %s/big %s/small && for i in $(seq 1 16); do head -c 4194304 /dev/urandom > "
-       "%s/big/f$i; done && for i in $(seq 1 512); do head -c 16384 /dev/urandom > %s/small/s$i; "
-       "done",
-       dir, dir, dir, dir);
+    th_sh(
+        "mkdir -p %s/big %s/small && for i in $(seq 1 16); do head -c 4194304 /dev/urandom > "
+        "%s/big/f$i; done && for i in $(seq 1 512); do head -c 16384 /dev/urandom > %s/small/s$i; "
+        "done",
+        dir, dir, dir, dir);
     return 16ull * 4194304 + 512ull * 16384;
 }
 

@@ -144,14 +144,11 @@ void agent_conn_data_end(struct agent_conn *c, struct agent_stream *s,
 }
 
 void agent_conn_consumed(struct agent_conn *c, struct agent_stream *s, size_t n) {
-    s->recv_consumed += n;
-    /* Grant in batches of a quarter window: fewer Credit frames, no stall. */
-    if (s->recv_consumed < c->opts.stream_window / 4)
+    uint64_t grant = cdn_credit_consume(&s->recv, n, c->opts.stream_window);
+    if (!grant)
         return;
     CordonAgent__Credit cr = CORDON_AGENT__CREDIT__INIT;
-    cr.bytes = s->recv_consumed;
-    s->recv_credit += s->recv_consumed;
-    s->recv_consumed = 0;
+    cr.bytes = grant;
     cdn_envelope env = CORDON_AGENT__ENVELOPE__INIT;
     env.body_case = CORDON_AGENT__ENVELOPE__BODY_CREDIT;
     env.credit = &cr;
@@ -164,8 +161,7 @@ void agent_conn_add_stream(struct agent_conn *c, struct agent_stream *s, uint64_
     s->ops = ops;
     s->conn = c;
     s->send_credit = c->peer_window;
-    s->recv_credit = c->opts.stream_window;
-    s->recv_consumed = 0;
+    s->recv = cdn_credit_init(c->opts.stream_window);
     s->blocked = false;
     s->next = c->streams;
     c->streams = s;
@@ -319,14 +315,13 @@ static void on_envelope(struct agent_conn *c, const cdn_envelope *env) {
         return; /* woken after this read batch */
     }
     size_t n = data_len(env);
-    if (n > s->recv_credit) {
+    if (!cdn_credit_take(&s->recv, n)) {
         agent_conn_send_error(c, s->id, CORDON_AGENT__ERROR_CODE__ERROR_CREDIT,
                               "%s of %zu bytes exceeds the %" PRIu64 " bytes of credit",
-                              cdn_frame_body_name(bc), n, s->recv_credit);
+                              cdn_frame_body_name(bc), n, s->recv.left);
         agent_conn_close_stream(c, s);
         return;
     }
-    s->recv_credit -= n;
     s->ops->on_frame(s, env);
 }
 

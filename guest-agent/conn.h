@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "credit.h"
 #include "err.h"
 #include "frame.h"
 #include "loop.h"
@@ -30,8 +31,7 @@ struct agent_stream {
     const struct agent_stream_ops *ops;
     struct agent_conn *conn;
     uint64_t send_credit;   /* bytes we may still send to the host on this stream */
-    uint64_t recv_credit;   /* bytes the host may still send us */
-    uint64_t recv_consumed; /* consumed since our last Credit to the host */
+    struct cdn_credit recv; /* what the host may still send us */
     bool blocked;           /* waiting for send credit or output room */
     struct agent_stream *next;
 };

@@ -90,7 +90,7 @@ struct hstream *chan_stream_new(struct cdn_channel *ch, enum hstream_kind kind) 
     s->id = ch->next_id;
     ch->next_id += 2; /* host streams are odd */
     s->kind = kind;
-    s->recv_credit = ch->opts.stream_window;
+    s->recv = cdn_credit_init(ch->opts.stream_window);
     s->send_credit = ch->peer_window;
     s->next = ch->streams;
     ch->streams = s;
@@ -142,13 +142,11 @@ void chan_stream_release(struct cdn_channel *ch, struct hstream *s) {
 }
 
 static void grant(struct cdn_channel *ch, struct hstream *s, size_t n) {
-    s->recv_consumed += n;
-    if (s->recv_consumed < ch->opts.stream_window / 4)
+    uint64_t bytes = cdn_credit_consume(&s->recv, n, ch->opts.stream_window);
+    if (!bytes)
         return;
     CordonAgent__Credit cr = CORDON_AGENT__CREDIT__INIT;
-    cr.bytes = s->recv_consumed;
-    s->recv_credit += s->recv_consumed;
-    s->recv_consumed = 0;
+    cr.bytes = bytes;
     cdn_envelope env = CORDON_AGENT__ENVELOPE__INIT;
     env.body_case = CORDON_AGENT__ENVELOPE__BODY_CREDIT;
     env.credit = &cr;
@@ -182,12 +180,11 @@ static int errno_for(CordonAgent__ErrorCode code) {
 
 static int on_data_frame(struct cdn_channel *ch, struct hstream *s, const cdn_envelope *env, int fd,
                          const ProtobufCBinaryData *d, bool eof) {
-    if (d->len > s->recv_credit)
+    if (!cdn_credit_take(&s->recv, d->len))
         return fault(ch, EPROTO,
                      "guest fault: credit violation: stream %" PRIu64 " sent %zu bytes with "
                      "%" PRIu64 " granted",
-                     s->id, d->len, s->recv_credit);
-    s->recv_credit -= d->len;
+                     s->id, d->len, s->recv.left);
     if (s->on_data && d->len > 0 && s->on_data(s->ud, fd, d->data, d->len) < 0)
         chan_cancel(ch, s, "refused by the host");
     if (ch->fault)

@@ -4,6 +4,7 @@
 
 #include "buf.h"
 #include "channel.h"
+#include "credit.h"
 #include "frame.h"
 
 enum hstream_kind { HS_EXEC, HS_FILE_READ, HS_FILE_WRITE, HS_ARCHIVE_PUT, HS_ARCHIVE_GET, HS_PING };
@@ -16,8 +17,7 @@ struct hstream {
     enum hstream_kind kind;
     hstream_data_fn on_data;
     void *ud;
-    uint64_t recv_credit;   /* bytes the agent may still send us */
-    uint64_t recv_consumed; /* consumed since our last Credit */
+    struct cdn_credit recv; /* what the agent may still send us */
     uint64_t send_credit;   /* bytes we may still send */
     bool data_eof;          /* FileData/ArchiveData with eof seen */
     bool done;              /* terminal message (Exit, Done, Error) seen */

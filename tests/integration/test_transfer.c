@@ -20,17 +20,6 @@ __attribute__((format(printf, 1, 2))) static char *fmt(const char *f, ...) {
     return s;
 }
 
-__attribute__((format(printf, 1, 2))) static void sh(const char *f, ...) {
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, f);
-    vsnprintf(cmd, sizeof(cmd), f, ap);
-    va_end(ap);
-    int st = system(cmd);
-    if (st != 0)
-        FAIL("'%s' exited %d", cmd, st);
-}
-
 static int to_buf(void *ud, const uint8_t *p, size_t n) { return cdn_buf_append(ud, p, n); }
 
 TEST(file_write_then_read_round_trip) {
@@ -81,7 +70,7 @@ TEST(file_write_replaces_atomically) {
     _cleanup_free_ char *content = th_read_file(path);
     ASSERT_STREQ(content, "new\n");
     /* No temp file left beside it. */
-    sh("test $(ls -A %s | wc -l) -eq 1", dir);
+    th_sh("test $(ls -A %s | wc -l) -eq 1", dir);
     th_rmtree(dir);
     cdn_channel_free(ch);
     th_agent_kill(&a);
@@ -92,7 +81,7 @@ TEST(file_read_is_bounded_and_errors_are_named) {
     struct cdn_channel *ch = th_channel(&a, NULL);
     _cleanup_free_ char *dir = th_tmpdir();
     _cleanup_free_ char *path = fmt("%s/big", dir);
-    sh("head -c 100000 /dev/zero > %s", path);
+    th_sh("head -c 100000 /dev/zero > %s", path);
     struct cdn_buf got = {0};
     cdn_err *err = NULL;
     ASSERT_FAILS(cdn_channel_file_read(ch, path, 1000, to_buf, &got, 5000, &err), err,
@@ -122,9 +111,9 @@ static void make_tree(const char *src) {
     th_write_file(f1, "read me\n", 0644);
     th_write_file(f2, "#!/bin/sh\nexit 0\n", 0755);
     th_write_file(f3, "ref: refs/heads/main\n", 0644);
-    sh("mkdir -p %s/empty/nested && ln -s ../README %s/bin/readme-link && "
-       "head -c 3000000 /dev/urandom > %s/blob",
-       src, src, src);
+    th_sh("mkdir -p %s/empty/nested && ln -s ../README %s/bin/readme-link && "
+          "head -c 3000000 /dev/urandom > %s/blob",
+          src, src, src);
 }
 
 TEST(archive_put_and_get_round_trip) {
@@ -143,15 +132,15 @@ TEST(archive_put_and_get_round_trip) {
     uint64_t put_entries = 0, get_entries = 0;
     ASSERT_OK(cdn_channel_archive_put(ch, src_fd, NULL, 0, guest, 30000, &put_entries, &err), err);
     ASSERT_EQ(put_entries, 9);
-    sh("diff -r --no-dereference %s %s", src, guest);
+    th_sh("diff -r --no-dereference %s %s", src, guest);
     /* Back to the host without .git, as a workspace comes back for the diff. */
     const char *ex[] = {".git"};
     ASSERT_OK(cdn_channel_archive_get(ch, guest, ex, 1, back_fd, NULL, 30000, &get_entries, &err),
               err);
     ASSERT_EQ(get_entries, 7);
-    sh("test ! -e %s/.git", back);
-    sh("diff -r --no-dereference -x .git %s %s", src, back);
-    sh("test -x %s/bin/tool && test -L %s/bin/readme-link", back, back);
+    th_sh("test ! -e %s/.git", back);
+    th_sh("diff -r --no-dereference -x .git %s %s", src, back);
+    th_sh("test -x %s/bin/tool && test -L %s/bin/readme-link", back, back);
     th_rmtree(dir);
     cdn_channel_free(ch);
     th_agent_kill(&a);
@@ -166,18 +155,18 @@ TEST(archive_get_refuses_a_hostile_guest_tree) {
     _cleanup_free_ char *guest = fmt("%s/guest", dir);
     _cleanup_free_ char *back = fmt("%s/back", dir);
     mkdir(back, 0755);
-    sh("mkdir -p %s/a && echo ok > %s/a/fine && ln -s /etc %s/a/etc-link && mkfifo %s/a/fifo",
-       guest, guest, guest, guest);
+    th_sh("mkdir -p %s/a && echo ok > %s/a/fine && ln -s /etc %s/a/etc-link && mkfifo %s/a/fifo",
+          guest, guest, guest, guest);
     _cleanup_close_ int back_fd = open(back, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     cdn_err *err = NULL;
     ASSERT_FAILS(cdn_channel_archive_get(ch, guest, NULL, 0, back_fd, NULL, 30000, NULL, &err), err,
                  "'a/etc-link': symlink points to absolute path '/etc'");
     ASSERT_EQ(cdn_err_code(err), EPERM);
-    sh("test ! -e %s/a/etc-link", back);
+    th_sh("test ! -e %s/a/etc-link", back);
     /* The channel survives a refused transfer. */
     ASSERT_OK(cdn_channel_ping(ch, 5000, &err), err);
     /* Limits apply to what comes back. */
-    sh("rm %s/a/etc-link", guest);
+    th_sh("rm %s/a/etc-link", guest);
     struct cdn_archive_limits lim = {.max_entries = 1};
     ASSERT_FAILS(cdn_channel_archive_get(ch, guest, NULL, 0, back_fd, &lim, 30000, NULL, &err), err,
                  "more than 1 entries");
@@ -194,7 +183,7 @@ TEST(archive_put_refused_by_the_agent) {
     _cleanup_free_ char *dir = th_tmpdir();
     _cleanup_free_ char *src = fmt("%s/src", dir);
     _cleanup_free_ char *guest = fmt("%s/guest", dir);
-    sh("mkdir -p %s/d && ln -s ../../../../outside %s/d/up", src, src);
+    th_sh("mkdir -p %s/d && ln -s ../../../../outside %s/d/up", src, src);
     _cleanup_close_ int src_fd = open(src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     cdn_err *err = NULL;
     ASSERT_FAILS(cdn_channel_archive_put(ch, src_fd, NULL, 0, guest, 30000, NULL, &err), err,

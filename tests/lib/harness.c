@@ -3,6 +3,7 @@
 #include "harness.h"
 
 #include <fcntl.h>
+#include <stdarg.h>
 #include <ftw.h>
 #include <poll.h>
 #include <signal.h>
@@ -160,6 +161,17 @@ struct cdn_exec_result th_run(struct cdn_channel *ch, struct th_output *out,
     cdn_err *err = NULL;
     ASSERT_OK(cdn_channel_exec(ch, &spec, th_collect, out, 30000, &res, &err), err);
     return res;
+}
+
+void th_sh(const char *fmt, ...) {
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    int st = system(cmd);
+    if (st != 0)
+        FAIL("'%s' exited with status %d", cmd, st);
 }
 
 void th_write_file(const char *path, const char *content, mode_t mode) {

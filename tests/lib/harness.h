@@ -48,6 +48,9 @@ void th_output_free(struct th_output *o);
 struct cdn_exec_result th_run(struct cdn_channel *ch, struct th_output *out,
                               const char *const *argv);
 
+/* Runs a shell command built from fmt; fails the test (or benchmark) if it does not exit 0. */
+void th_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Writes a file (creating parents) or asserts. */
 void th_write_file(const char *path, const char *content, mode_t mode);
 char *th_read_file(const char *path);

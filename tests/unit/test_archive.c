@@ -249,17 +249,6 @@ static void make_tree(const char *root) {
     ASSERT_EQ(write(fd, blob, words * 4), (ssize_t)(words * 4));
 }
 
-__attribute__((format(printf, 1, 2))) static void run_cmd(const char *fmt, ...) {
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    int st = system(cmd);
-    if (st != 0)
-        FAIL("'%s' exited %d", cmd, st);
-}
-
 static void archive_dir_to_buf(const char *dir, const char *const *ex, size_t n_ex,
                                struct cdn_buf *out) {
     _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -302,10 +291,10 @@ TEST(round_trip_preserves_files_dirs_symlinks_and_modes) {
     archive_dir_to_buf(src, NULL, 0, &b);
     extract_buf(&b, dst);
     /* diff -r compares contents and symlink targets; find -printf compares types and modes. */
-    run_cmd("diff -r --no-dereference %s %s", src, dst);
-    run_cmd("test \"$(cd %s && find . -printf '%%p %%y %%m\\n' | sort)\" = "
-            "\"$(cd %s && find . -printf '%%p %%y %%m\\n' | sort)\"",
-            src, dst);
+    th_sh("diff -r --no-dereference %s %s", src, dst);
+    th_sh("test \"$(cd %s && find . -printf '%%p %%y %%m\\n' | sort)\" = "
+          "\"$(cd %s && find . -printf '%%p %%y %%m\\n' | sort)\"",
+          src, dst);
     cdn_buf_free(&b);
     th_rmtree(root);
 }
@@ -322,11 +311,11 @@ TEST(gnu_tar_reads_ours_and_we_read_gnu_tars) {
     ASSERT_EQ(write(fd, cdn_buf_head(&b), cdn_buf_len(&b)), (ssize_t)cdn_buf_len(&b));
     snprintf(dst, sizeof(dst), "%s/by-gnu-tar", root);
     mkdir(dst, 0755);
-    run_cmd("tar -xpf %s -C %s", path, dst);
-    run_cmd("diff -r --no-dereference %s %s", src, dst);
+    th_sh("tar -xpf %s -C %s", path, dst);
+    th_sh("diff -r --no-dereference %s %s", src, dst);
     /* And GNU tar's own pax output (with ./ prefixes) through our reader. */
     snprintf(path, sizeof(path), "%s/gnu.tar", root);
-    run_cmd("tar --format=pax -cf %s -C %s .", path, src);
+    th_sh("tar --format=pax -cf %s -C %s .", path, src);
     _cleanup_free_ char *gnu = NULL;
     struct cdn_buf g = {0};
     _cleanup_close_ int gfd = open(path, O_RDONLY | O_CLOEXEC);
@@ -336,7 +325,7 @@ TEST(gnu_tar_reads_ours_and_we_read_gnu_tars) {
         cdn_buf_append(&g, chunk, (size_t)n);
     snprintf(dst, sizeof(dst), "%s/from-gnu-tar", root);
     extract_buf(&g, dst);
-    run_cmd("diff -r --no-dereference %s %s", src, dst);
+    th_sh("diff -r --no-dereference %s %s", src, dst);
     cdn_buf_free(&b);
     cdn_buf_free(&g);
     th_rmtree(root);
