@@ -5,7 +5,7 @@
  *   exec `true`           vs fork/exec/wait of `true` on the host
  *   archive_get (tree)    vs the same bytes through a raw write/read loop
  *   archive_put (tree)    vs the same
- * Writes bench/results/channel.json (jansson). */
+ * Writes bench/results/channel.json (jansson), including where the trees lived ($TMPDIR). */
 #include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
@@ -263,9 +263,11 @@ static void bench(void) {
     char when[64];
     time_t t = time(NULL);
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+    const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     json_t *root =
-        json_pack("{s:s, s:s, s:s, s:i, s:I, s:{s:o, s:o, s:o, s:o, s:o}, s:f}", "benchmark",
-                  "channel", "date", when, "host", u.release, "runs", RUNS, "tree_bytes",
+        json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:{s:o, s:o, s:o, s:o, s:o}, s:f}", "benchmark",
+                  "channel", "date", when, "host", u.release, "tree_dir", tmp, "runs", RUNS,
+                  "tree_bytes",
                   (json_int_t)bytes, "results", "ping_round_trip", pair("us", ping, echo, false),
                   "exec_true", pair("ms", exec_ms, spawn_ms, false), "archive_stream",
                   pair("MiB/s", stream, raw, true), "archive_get", pair("MiB/s", get, raw, true),

@@ -150,6 +150,11 @@ static void get_destroy(struct agent_stream *s) {
     free(g);
 }
 
+/* File data of at least this size goes out with sendfile; smaller pieces are copied. */
+#define SPLICE_MIN_BYTES (64u * 1024u)
+
+/* Sends the tree as frames while credit and room last. Headers and small files are copied into
+ * frames; a large file's bytes are spliced from the file straight into the channel. */
 static void get_pump(struct agent_stream *s) {
     struct archive_get *g = (struct archive_get *)s;
     struct agent_conn *c = s->conn;
@@ -157,19 +162,34 @@ static void get_pump(struct agent_stream *s) {
         size_t room = agent_conn_send_room(c, s);
         if (room == 0)
             return;
+        _cleanup_err_ cdn_err *err = NULL;
+        struct cdn_archive_chunk ch;
+        int r = cdn_archive_writer_peek(g->w, &ch, &err);
+        if (r < 0)
+            return fail(s, err);
+        bool splice = room >= SPLICE_MIN_BYTES;
+        if (r > 0 && splice && ch.fd >= 0 && ch.len >= SPLICE_MIN_BYTES) {
+            size_t n = ch.len < room ? (size_t)ch.len : room;
+            if (agent_conn_data_splice(c, s, CORDON_AGENT__ENVELOPE__BODY_ARCHIVE_DATA, ch.fd,
+                                       ch.offset, n) == 0) {
+                if (cdn_archive_writer_advance(g->w, n, &err) < 0)
+                    return fail(s, err);
+                continue;
+            }
+            splice = false; /* could not start one: copy this time */
+        }
         struct cdn_frame_data_slot slot;
         uint8_t *buf =
             agent_conn_data_begin(c, s, CORDON_AGENT__ENVELOPE__BODY_ARCHIVE_DATA, 0, room, &slot);
         if (!buf)
             return;
-        _cleanup_err_ cdn_err *err = NULL;
-        ssize_t n = cdn_archive_writer_read(g->w, buf, room, &err);
+        bool complete;
+        ssize_t n = cdn_archive_writer_fill(g->w, buf, room, splice ? SPLICE_MIN_BYTES : 0,
+                                            &complete, &err);
         if (n < 0)
             return fail(s, err);
-        /* The writer fills the whole room until its stream is complete. */
-        bool eof = (size_t)n < room;
-        agent_conn_data_end(c, s, &slot, (size_t)n, eof);
-        if (eof) {
+        agent_conn_data_end(c, s, &slot, (size_t)n, complete);
+        if (complete) {
             agent_conn_close_stream(c, s);
             return;
         }

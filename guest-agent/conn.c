@@ -4,12 +4,14 @@
 #include "conn.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/sendfile.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -17,6 +19,18 @@
 #define AGENT_VERSION "0.1.0"
 #define DATA_CHUNK_BYTES (256u * 1024u)
 #define READ_BUDGET_BYTES (512u * 1024u)
+
+/* The payload of one data frame in flight from a file (see agent_conn_data_splice). */
+struct splice {
+    bool active;
+    bool copy;          /* sendfile refused, or the file ended early: pread (or zeros) instead */
+    bool file_ended;    /* what is left is sent as zeros */
+    int fd;             /* our dup of the file */
+    uint64_t offset;    /* next file byte to take */
+    uint64_t left;      /* payload bytes not yet written to the channel */
+    size_t before;      /* queued bytes in out that precede the payload */
+    struct cdn_buf tmp; /* copy mode's bounce buffer */
+};
 
 struct agent_conn {
     struct agent_loop *loop;
@@ -27,6 +41,8 @@ struct agent_conn {
     struct cdn_buf out;
     size_t out_high; /* stop producing data above this many queued bytes */
     bool want_out;   /* EPOLLOUT registered */
+    bool need_wake;  /* a splice ended: blocked streams may produce again */
+    struct splice splice;
     bool closed;
     bool hello_done;
     uint32_t peer_max_frame; /* what the host accepts */
@@ -51,7 +67,7 @@ static struct agent_stream *find_stream(struct agent_conn *c, uint64_t id) {
 }
 
 static void update_events(struct agent_conn *c) {
-    bool want = cdn_buf_len(&c->out) > 0;
+    bool want = cdn_buf_len(&c->out) > 0 || c->splice.active || c->need_wake;
     if (want != c->want_out && !c->closed) {
         c->want_out = want;
         agent_loop_mod(c->loop, &c->src, EPOLLIN | (want ? EPOLLOUT : 0));
@@ -61,7 +77,8 @@ static void update_events(struct agent_conn *c) {
 /* Wakes blocked streams while there is room; each may produce and block again. */
 static void wake_streams(struct agent_conn *c) {
     bool progress = true;
-    while (progress && !c->closed && cdn_buf_len(&c->out) < c->out_high) {
+    c->need_wake = false;
+    while (progress && !c->closed && !c->splice.active && cdn_buf_len(&c->out) < c->out_high) {
         progress = false;
         for (struct agent_stream *s = c->streams; s; s = s->next) {
             if (s->blocked && s->send_credit > 0) {
@@ -74,15 +91,110 @@ static void wake_streams(struct agent_conn *c) {
     }
 }
 
+static void splice_end(struct agent_conn *c) {
+    struct splice *sp = &c->splice;
+    sp->fd = safe_close(sp->fd);
+    cdn_buf_clear(&sp->tmp, 64 * 1024);
+    sp->active = sp->copy = sp->file_ended = false;
+    c->need_wake = true;
+}
+
+/* Moves some of the spliced payload to the channel: > 0 progress, 0 would block, < 0 error. */
+static int splice_step(struct agent_conn *c) {
+    struct splice *sp = &c->splice;
+    if (!sp->copy) {
+        off_t off = (off_t)sp->offset;
+        ssize_t n = sendfile(c->src.fd, sp->fd, &off, sp->left < (1u << 30) ? sp->left : (1u << 30));
+        if (n > 0) {
+            sp->offset += (uint64_t)n;
+            sp->left -= (uint64_t)n;
+            return 1;
+        }
+        if (n < 0 && errno == EAGAIN)
+            return 0;
+        if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
+            return -errno;
+        /* 0: the file ended early; other errors: this fd pair cannot sendfile. */
+        sp->copy = true;
+        return 1;
+    }
+    if (cdn_buf_len(&sp->tmp) == 0) {
+        size_t want = sp->left < 65536 ? (size_t)sp->left : 65536;
+        if (cdn_buf_reserve(&sp->tmp, want) < 0)
+            return -ENOMEM;
+        ssize_t n = sp->file_ended ? 0 : pread(sp->fd, cdn_buf_tail(&sp->tmp), want, (off_t)sp->offset);
+        if (n <= 0) { /* the header promised these bytes: zeros keep the framing */
+            sp->file_ended = true;
+            memset(cdn_buf_tail(&sp->tmp), 0, want);
+            n = (ssize_t)want;
+        }
+        cdn_buf_advance(&sp->tmp, (size_t)n);
+        sp->offset += (uint64_t)n;
+    }
+    ssize_t w = cdn_buf_write_fd(&sp->tmp, c->src.fd);
+    if (w < 0)
+        return (int)w;
+    sp->left -= (uint64_t)w;
+    return w > 0 ? 1 : 0;
+}
+
+/* Writes what is queued, in stream order: the output buffer up to a splice's payload, the payload
+ * from its file, then the rest. */
 static void flush(struct agent_conn *c) {
     if (c->closed)
         return;
-    ssize_t n = cdn_buf_write_fd(&c->out, c->src.fd);
-    if (n < 0) {
-        conn_close(c);
-        return;
+    for (;;) {
+        int r;
+        if (c->splice.active && c->splice.before == 0) {
+            if (c->splice.left == 0) {
+                splice_end(c);
+                continue;
+            }
+            r = splice_step(c);
+        } else {
+            size_t limit = c->splice.active ? c->splice.before : cdn_buf_len(&c->out);
+            if (limit == 0)
+                break;
+            ssize_t n = write(c->src.fd, cdn_buf_head(&c->out), limit);
+            if (n > 0) {
+                cdn_buf_consume(&c->out, (size_t)n);
+                if (c->splice.active)
+                    c->splice.before -= (size_t)n;
+                r = 1;
+            } else {
+                r = n < 0 && errno == EINTR ? 1 : n < 0 && errno == EAGAIN ? 0 : -EPIPE;
+            }
+        }
+        if (r < 0) {
+            conn_close(c);
+            return;
+        }
+        if (r == 0)
+            break;
     }
     update_events(c);
+}
+
+int agent_conn_data_splice(struct agent_conn *c, struct agent_stream *s,
+                           CordonAgent__Envelope__BodyCase kind, int fd, uint64_t offset, size_t n) {
+    if (c->closed || c->splice.active)
+        return -EBUSY;
+    int own = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (own < 0)
+        return -errno;
+    if (cdn_frame_data_header(&c->out, kind, s->id, 0, n) < 0) {
+        safe_close(own);
+        return -ENOMEM;
+    }
+    struct splice *sp = &c->splice;
+    sp->active = true;
+    sp->fd = own;
+    sp->offset = offset;
+    sp->left = n;
+    sp->before = cdn_buf_len(&c->out);
+    s->send_credit -= n < s->send_credit ? n : s->send_credit;
+    flush(c);
+    return 0;
 }
 
 void agent_conn_send(struct agent_conn *c, uint64_t id, cdn_envelope *env) {
@@ -117,7 +229,8 @@ void agent_conn_send_error(struct agent_conn *c, uint64_t id, CordonAgent__Error
 
 size_t agent_conn_send_room(struct agent_conn *c, struct agent_stream *s) {
     size_t room = 0;
-    if (!c->closed && cdn_buf_len(&c->out) < c->out_high && s->send_credit > 0) {
+    if (!c->closed && !c->splice.active && cdn_buf_len(&c->out) < c->out_high &&
+        s->send_credit > 0) {
         room = c->peer_max_frame - cdn_frame_data_overhead();
         if (room > DATA_CHUNK_BYTES)
             room = DATA_CHUNK_BYTES;
@@ -375,6 +488,7 @@ static void dispatch(struct agent_source *src, uint32_t events) {
     if (events & EPOLLOUT) {
         flush(c);
         wake_streams(c);
+        update_events(c);
     }
     if (!c->closed && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
         on_readable(c);
@@ -394,6 +508,7 @@ int agent_conn_new(struct agent_loop *loop, int fd, const struct agent_conn_opts
     c->opts = *opts;
     c->h = *handlers;
     c->peer_max_frame = CDN_FRAME_MIN_MAX;
+    c->splice.fd = -1;
     c->out_high = 4 * (size_t)DATA_CHUNK_BYTES;
     if (cdn_frame_decoder_new(opts->max_frame_bytes, &c->dec) < 0) {
         c->closed = true;
@@ -420,8 +535,12 @@ static void close_all_streams(struct agent_conn *c) {
 static void conn_close(struct agent_conn *c) {
     if (c->closed)
         return;
-    /* Best effort: push out what is queued (an Error saying why) before closing. */
-    cdn_buf_write_fd(&c->out, c->src.fd);
+    /* Best effort: push out what is queued (an Error saying why) before closing, unless a spliced
+     * payload sits in the middle of it. */
+    if (!c->splice.active)
+        cdn_buf_write_fd(&c->out, c->src.fd);
+    c->splice.fd = safe_close(c->splice.fd);
+    c->splice.active = false;
     c->closed = true;
     agent_loop_del(c->loop, &c->src);
     close_all_streams(c);
@@ -437,5 +556,6 @@ void agent_conn_free(struct agent_conn *c) {
     safe_close(c->src.fd);
     cdn_frame_decoder_free(c->dec);
     cdn_buf_free(&c->out);
+    cdn_buf_free(&c->splice.tmp);
     free(c);
 }

@@ -77,6 +77,12 @@ uint8_t *agent_conn_data_begin(struct agent_conn *c, struct agent_stream *s,
                                struct cdn_frame_data_slot *slot);
 void agent_conn_data_end(struct agent_conn *c, struct agent_stream *s,
                          const struct cdn_frame_data_slot *slot, size_t n, bool eof);
+/* A data frame of n bytes (n <= send_room) taken by the kernel from file fd at offset with
+ * sendfile(2), so file bytes never pass through the agent's memory. Bytes past the file's end (it
+ * shrank) are sent as zeros; an fd pair that cannot sendfile falls back to pread. The connection
+ * keeps its own dup of fd. Returns -errno (nothing queued) if it cannot start. */
+int agent_conn_data_splice(struct agent_conn *c, struct agent_stream *s,
+                           CordonAgent__Envelope__BodyCase kind, int fd, uint64_t offset, size_t n);
 /* Queues a control message on stream id. */
 void agent_conn_send(struct agent_conn *c, uint64_t id, cdn_envelope *env);
 void agent_conn_send_error(struct agent_conn *c, uint64_t id, CordonAgent__ErrorCode code,

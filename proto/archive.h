@@ -80,6 +80,27 @@ void cdn_archive_writer_freep(struct cdn_archive_writer **w);
 /* Writes up to cap bytes of the stream into p; returns the count, 0 once the stream is complete. */
 ssize_t cdn_archive_writer_read(struct cdn_archive_writer *w, uint8_t *p, size_t cap,
                                 cdn_err **err);
+
+/* The same stream without copying, for callers that send file bytes with sendfile(2): what comes
+ * next is either len bytes at `bytes` (headers, padding; valid until the next call) or, when fd
+ * is >= 0, len bytes of that file from offset. A file that shrank since its header was written
+ * must be completed with zeros by the caller: the stream has to match its headers. */
+struct cdn_archive_chunk {
+    const uint8_t *bytes;
+    int fd; /* owned by the writer; valid until the chunk is consumed */
+    uint64_t offset;
+    uint64_t len;
+};
+/* Returns 1 with *chunk set, 0 once the stream is complete. */
+int cdn_archive_writer_peek(struct cdn_archive_writer *w, struct cdn_archive_chunk *chunk,
+                            cdn_err **err);
+/* Marks the first n bytes (n <= chunk.len) of the chunk from the last peek as sent. */
+int cdn_archive_writer_advance(struct cdn_archive_writer *w, uint64_t n, cdn_err **err);
+/* Like cdn_archive_writer_read, but stops before the data of a file chunk of at least
+ * stop_before_file bytes (0: never), so the caller can send that with sendfile; sets *complete
+ * once the whole stream has been produced. */
+ssize_t cdn_archive_writer_fill(struct cdn_archive_writer *w, uint8_t *p, size_t cap,
+                                uint64_t stop_before_file, bool *complete, cdn_err **err);
 uint64_t cdn_archive_writer_entries(const struct cdn_archive_writer *w);
 
 /* ---- extractor: a sink that creates entries beneath a directory ----

@@ -31,6 +31,7 @@ struct cdn_archive_writer {
     size_t path_cap;
     struct cdn_buf staged; /* headers and padding waiting to be read */
     int file_fd;           /* the regular file whose data is being streamed */
+    uint64_t file_off;     /* where its next bytes are read from */
     uint64_t file_left;    /* data bytes still owed for it (zeros if it shrank) */
     uint64_t file_size;
     uint64_t entries;
@@ -335,66 +336,32 @@ static int next_entry(struct cdn_archive_writer *w, cdn_err **err) {
             return 1;
         }
         w->file_fd = fd;
+        w->file_off = 0;
         w->file_left = w->file_size = (uint64_t)st.st_size;
         return 1;
     }
     return 0;
 }
 
-/* Streams the current file's data straight into p. A file that shrinks while being read is
- * padded with zeros, one that grows is cut, so the stream always matches its header. */
-static ssize_t read_file_data(struct cdn_archive_writer *w, uint8_t *p, size_t cap, cdn_err **err) {
-    size_t want = w->file_left < cap ? (size_t)w->file_left : cap;
-    ssize_t n = 0;
-    if (w->file_fd >= 0) {
-        do
-            n = read(w->file_fd, p, want);
-        while (n < 0 && errno == EINTR);
-        if (n < 0)
-            return cdn_err_set(err, errno, "'%s': read: %m", w->path);
-    }
-    if (n == 0) { /* shrank */
-        w->file_fd = safe_close(w->file_fd);
-        memset(p, 0, want);
-        n = (ssize_t)want;
-    }
-    w->file_left -= (uint64_t)n;
-    if (w->file_left == 0) {
-        w->file_fd = safe_close(w->file_fd);
-        size_t pad = (TAR_BLOCK - w->file_size % TAR_BLOCK) % TAR_BLOCK;
-        if (cdn_buf_reserve(&w->staged, pad) < 0)
-            return cdn_err_set(err, ENOMEM, "out of memory");
-        memset(cdn_buf_tail(&w->staged), 0, pad);
-        cdn_buf_advance(&w->staged, pad);
-    }
-    return n;
-}
-
-ssize_t cdn_archive_writer_read(struct cdn_archive_writer *w, uint8_t *p, size_t cap,
-                                cdn_err **err) {
-    size_t done = 0;
-    while (done < cap) {
-        size_t staged = cdn_buf_len(&w->staged);
-        if (staged > 0) {
-            size_t n = staged < cap - done ? staged : cap - done;
-            memcpy(p + done, cdn_buf_head(&w->staged), n);
-            cdn_buf_consume(&w->staged, n);
-            done += n;
-            continue;
+int cdn_archive_writer_peek(struct cdn_archive_writer *w, struct cdn_archive_chunk *chunk,
+                            cdn_err **err) {
+    for (;;) {
+        if (cdn_buf_len(&w->staged) > 0) {
+            *chunk = (struct cdn_archive_chunk){
+                .bytes = cdn_buf_head(&w->staged), .fd = -1, .len = cdn_buf_len(&w->staged)};
+            return 1;
         }
         if (w->file_left > 0) {
-            ssize_t n = read_file_data(w, p + done, cap - done, err);
-            if (n < 0)
-                return n;
-            done += (size_t)n;
-            continue;
+            *chunk = (struct cdn_archive_chunk){
+                .fd = w->file_fd, .offset = w->file_off, .len = w->file_left};
+            return 1;
         }
         if (w->trailer_done)
-            break;
+            return 0;
         int ret = next_entry(w, err);
         if (ret < 0)
             return ret;
-        if (ret == 0) {
+        if (ret == 0) { /* the end-of-archive marker: two zero blocks */
             if (cdn_buf_reserve(&w->staged, 2 * TAR_BLOCK) < 0)
                 return cdn_err_set(err, ENOMEM, "out of memory");
             memset(cdn_buf_tail(&w->staged), 0, 2 * TAR_BLOCK);
@@ -402,5 +369,81 @@ ssize_t cdn_archive_writer_read(struct cdn_archive_writer *w, uint8_t *p, size_t
             w->trailer_done = true;
         }
     }
+}
+
+int cdn_archive_writer_advance(struct cdn_archive_writer *w, uint64_t n, cdn_err **err) {
+    if (cdn_buf_len(&w->staged) > 0) {
+        cdn_buf_consume(&w->staged, (size_t)n);
+        return 0;
+    }
+    n = n < w->file_left ? n : w->file_left;
+    w->file_off += n;
+    w->file_left -= n;
+    if (w->file_left > 0)
+        return 0;
+    /* The file is complete: pad its data to a whole block. */
+    w->file_fd = safe_close(w->file_fd);
+    size_t pad = (TAR_BLOCK - w->file_size % TAR_BLOCK) % TAR_BLOCK;
+    if (cdn_buf_reserve(&w->staged, pad) < 0)
+        return cdn_err_set(err, ENOMEM, "out of memory");
+    memset(cdn_buf_tail(&w->staged), 0, pad);
+    cdn_buf_advance(&w->staged, pad);
+    return 0;
+}
+
+/* Copies a file chunk into p with pread. A file that shrinks while being read is completed with
+ * zeros, one that grows is cut, so the stream always matches its header. */
+static ssize_t read_file_chunk(struct cdn_archive_writer *w, const struct cdn_archive_chunk *ch,
+                               uint8_t *p, size_t cap, cdn_err **err) {
+    size_t want = ch->len < cap ? (size_t)ch->len : cap;
+    ssize_t n;
+    do
+        n = pread(ch->fd, p, want, (off_t)ch->offset);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return cdn_err_set(err, errno, "'%s': read: %m", w->path);
+    if (n == 0) { /* shrank */
+        memset(p, 0, want);
+        n = (ssize_t)want;
+    }
+    return n;
+}
+
+ssize_t cdn_archive_writer_fill(struct cdn_archive_writer *w, uint8_t *p, size_t cap,
+                                uint64_t stop_before_file, bool *complete, cdn_err **err) {
+    size_t done = 0;
+    *complete = false;
+    while (done < cap) {
+        struct cdn_archive_chunk ch;
+        int ret = cdn_archive_writer_peek(w, &ch, err);
+        if (ret < 0)
+            return ret;
+        if (ret == 0) {
+            *complete = true;
+            break;
+        }
+        if (stop_before_file && ch.fd >= 0 && ch.len >= stop_before_file)
+            break;
+        size_t n;
+        if (ch.fd < 0) {
+            n = ch.len < cap - done ? (size_t)ch.len : cap - done;
+            memcpy(p + done, ch.bytes, n);
+        } else {
+            ssize_t got = read_file_chunk(w, &ch, p + done, cap - done, err);
+            if (got < 0)
+                return got;
+            n = (size_t)got;
+        }
+        ret = cdn_archive_writer_advance(w, n, err);
+        if (ret < 0)
+            return ret;
+        done += n;
+    }
     return (ssize_t)done;
+}
+
+ssize_t cdn_archive_writer_read(struct cdn_archive_writer *w, uint8_t *p, size_t cap,
+                                cdn_err **err) {
+    bool complete;
+    return cdn_archive_writer_fill(w, p, cap, 0, &complete, err);
 }

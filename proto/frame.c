@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cleanup.h"
+#include "frame_inplace.h"
 
 static void put_be32(uint8_t *p, uint32_t v) {
     p[0] = (uint8_t)(v >> 24);
@@ -93,20 +94,37 @@ int cdn_frame_data_begin(struct cdn_buf *out, CordonAgent__Envelope__BodyCase ki
     return 0;
 }
 
+/* Fills the three lengths of a data frame whose payload is n bytes and which ends at `end`. */
+static void put_lengths(uint8_t *base, const struct cdn_frame_data_slot *pd, size_t n, size_t end) {
+    put_len5(base + pd->data_len_at, (uint32_t)n);
+    put_len5(base + pd->body_len_at, (uint32_t)(end - (pd->body_len_at + LEN5)));
+    put_be32(base + pd->frame_start, (uint32_t)(end - pd->frame_start - CDN_FRAME_HEADER_BYTES));
+}
+
 void cdn_frame_data_end(struct cdn_buf *out, const struct cdn_frame_data_slot *slot, size_t n,
                         bool eof) {
-    struct cdn_frame_data_slot pd = *slot;
     uint8_t *base = out->data;
-    size_t data_at = pd.data_len_at + LEN5;
-    size_t end = data_at + n;
-    if (pd.has_eof && eof) {
+    size_t end = slot->data_len_at + LEN5 + n;
+    if (slot->has_eof && eof) {
         base[end++] = 0x10;
         base[end++] = 0x01;
     }
-    put_len5(base + pd.data_len_at, (uint32_t)n);
-    put_len5(base + pd.body_len_at, (uint32_t)(end - (pd.body_len_at + LEN5)));
-    put_be32(base + pd.frame_start, (uint32_t)(end - pd.frame_start - CDN_FRAME_HEADER_BYTES));
+    put_lengths(base, slot, n, end);
     out->tail = end;
+}
+
+int cdn_frame_data_header(struct cdn_buf *out, CordonAgent__Envelope__BodyCase kind,
+                          uint64_t stream, uint32_t fd, size_t n) {
+    struct cdn_frame_data_slot slot;
+    int r = cdn_frame_data_begin(out, kind, stream, fd, 0, &slot);
+    if (r < 0)
+        return r;
+    if (n > UINT32_MAX - DATA_OVERHEAD_MAX)
+        return -EMSGSIZE;
+    size_t data_at = slot.data_len_at + LEN5;
+    put_lengths(out->data, &slot, n, data_at + n);
+    out->tail = data_at;
+    return 0;
 }
 
 /* ---- decoder ----
@@ -128,7 +146,6 @@ struct cdn_frame_decoder {
     size_t region_used;
     struct arena_block *extra;
     ProtobufCAllocator alloc;
-    cdn_envelope *last;
 };
 
 static void *arena_alloc(void *ud, size_t size) {
@@ -161,7 +178,6 @@ static void arena_reset(struct cdn_frame_decoder *d) {
         free(d->extra);
         d->extra = next;
     }
-    d->last = NULL;
 }
 
 int cdn_frame_decoder_new(uint32_t max_frame_bytes, struct cdn_frame_decoder **out) {
@@ -227,13 +243,22 @@ int cdn_frame_decoder_next(struct cdn_frame_decoder *d, cdn_envelope **env, cdn_
     if (avail - CDN_FRAME_HEADER_BYTES < len)
         return 0;
     const uint8_t *payload = cdn_buf_head(&d->in) + CDN_FRAME_HEADER_BYTES;
+    /* Consuming only moves the head: the payload stays where it is until the next call. */
+    cdn_buf_consume(&d->in, CDN_FRAME_HEADER_BYTES + (size_t)len);
+    return cdn_frame_decode(d, payload, len, env, err);
+}
+
+int cdn_frame_decode(struct cdn_frame_decoder *d, const uint8_t *payload, size_t len,
+                     cdn_envelope **env, cdn_err **err) {
+    arena_reset(d);
+    if (cdn_frame_decode_in_place(payload, len, arena_alloc, d, env))
+        return 1;
+    arena_reset(d);
     ProtobufCMessage *m =
         protobuf_c_message_unpack(&cordon_agent__envelope__descriptor, &d->alloc, len, payload);
-    cdn_buf_consume(&d->in, CDN_FRAME_HEADER_BYTES + (size_t)len);
     if (!m)
-        return cdn_err_set(err, EBADMSG, "a %u-byte frame is not a valid Envelope", len);
-    d->last = (cdn_envelope *)m;
-    *env = d->last;
+        return cdn_err_set(err, EBADMSG, "a %zu-byte frame is not a valid Envelope", len);
+    *env = (cdn_envelope *)m;
     return 1;
 }
 

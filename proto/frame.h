@@ -41,6 +41,10 @@ int cdn_frame_data_begin(struct cdn_buf *out, CordonAgent__Envelope__BodyCase ki
                          uint32_t fd, size_t max_payload, struct cdn_frame_data_slot *slot);
 void cdn_frame_data_end(struct cdn_buf *out, const struct cdn_frame_data_slot *slot, size_t n,
                         bool eof);
+/* Appends only the head of a data frame that declares n payload bytes (no eof); the caller must
+ * send exactly those n bytes itself right after it (e.g. with sendfile). */
+int cdn_frame_data_header(struct cdn_buf *out, CordonAgent__Envelope__BodyCase kind,
+                          uint64_t stream, uint32_t fd, size_t n);
 /* Frame bytes a data message of max_payload bytes takes at most, header included. */
 size_t cdn_frame_data_overhead(void);
 
@@ -57,8 +61,14 @@ int cdn_frame_decoder_feed(struct cdn_frame_decoder *d, const void *data, size_t
 /* Decodes the next whole frame. Returns 1 and sets *env (owned by the decoder, valid until the
  * next call on it), 0 when more input is needed, -EMSGSIZE when a length exceeds the maximum or is
  * zero (the stream can no longer be framed: every later call fails the same way), -EBADMSG when a
- * frame's payload is not a valid Envelope (that frame is skipped; decoding can go on). */
+ * frame's payload is not a valid Envelope (that frame is skipped; decoding can go on). The data
+ * bytes of Output, StdinData, FileData and ArchiveData point into the decoder's input buffer. */
 int cdn_frame_decoder_next(struct cdn_frame_decoder *d, cdn_envelope **env, cdn_err **err);
+/* Decodes one frame's payload (no length prefix) with the decoder's memory; *env is valid until
+ * the next call on the decoder, and data messages' bytes point into payload, which must stay
+ * untouched as long. Returns 1, or -EBADMSG if payload is not a valid Envelope. */
+int cdn_frame_decode(struct cdn_frame_decoder *d, const uint8_t *payload, size_t len,
+                     cdn_envelope **env, cdn_err **err);
 /* Bytes received but not yet decoded. */
 size_t cdn_frame_decoder_pending(const struct cdn_frame_decoder *d);
 

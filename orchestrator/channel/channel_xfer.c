@@ -129,12 +129,11 @@ int cdn_channel_archive_put(struct cdn_channel *ch, int src_dirfd, const char *c
     if (r < 0)
         return r;
     for (bool eof = false; !eof && r >= 0;) {
-        ssize_t n = cdn_archive_writer_read(w, buf, PUT_CHUNK_BYTES, err);
+        ssize_t n = cdn_archive_writer_fill(w, buf, PUT_CHUNK_BYTES, 0, &eof, err);
         if (n < 0) {
             r = (int)n;
             break;
         }
-        eof = (size_t)n < PUT_CHUNK_BYTES;
         r = chan_send_data(ch, s, CORDON_AGENT__ENVELOPE__BODY_ARCHIVE_DATA, buf, (size_t)n, eof,
                            deadline, err);
     }

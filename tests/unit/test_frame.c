@@ -185,3 +185,24 @@ TEST(encode_refuses_frames_over_the_maximum) {
     cdn_err_free(err);
     cdn_buf_free(&b);
 }
+
+/* A data frame with a field this build does not know (a newer peer) still decodes, through
+ * protobuf-c instead of in place, with the same result. */
+TEST(data_frame_with_unknown_field_decodes_the_same) {
+    /* Envelope{stream=5, output{fd=2, data="abc", field 15 = 7}} */
+    const uint8_t payload[] = {0x08, 0x05, 0x52, 0x09, 0x08, 0x02, 0x12, 0x03,
+                               'a',  'b',  'c',  0x78, 0x07};
+    uint8_t frame[4 + sizeof(payload)] = {0, 0, 0, sizeof(payload)};
+    memcpy(frame + 4, payload, sizeof(payload));
+    _cleanup_(cdn_frame_decoder_freep) struct cdn_frame_decoder *d = NULL;
+    ASSERT_EQ(cdn_frame_decoder_new(4096, &d), 0);
+    ASSERT_EQ(cdn_frame_decoder_feed(d, frame, sizeof(frame)), 0);
+    cdn_envelope *env;
+    cdn_err *err = NULL;
+    ASSERT_EQ(cdn_frame_decoder_next(d, &env, &err), 1);
+    ASSERT_EQ(env->stream, 5);
+    ASSERT_EQ(env->body_case, CORDON_AGENT__ENVELOPE__BODY_OUTPUT);
+    ASSERT_EQ(env->output->fd, 2);
+    ASSERT_EQ(env->output->data.len, 3);
+    ASSERT_TRUE(memcmp(env->output->data.data, "abc", 3) == 0);
+}
