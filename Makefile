@@ -62,7 +62,7 @@ deps:
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEB_PACKAGES)
 
-$(GEN)/agent.pb-c.c $(GEN)/agent.pb-c.h: proto/agent.proto
+$(GEN)/agent.pb-c.c $(GEN)/agent.pb-c.h &: proto/agent.proto
 	@mkdir -p $(GEN)
 	protoc-c --c_out=$(GEN) -Iproto $<
 

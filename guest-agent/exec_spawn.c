@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -22,10 +23,11 @@
 #define MAX_ARGS 4096u
 #define MAX_ENV 4096u
 #define MAX_RLIMITS 16u
+#define MAX_GROUPS 64u
 
 extern char **environ;
 
-enum stage { ST_STDIO = 1, ST_SESSION, ST_RLIMIT, ST_CWD, ST_EXEC };
+enum stage { ST_STDIO = 1, ST_SESSION, ST_RLIMIT, ST_USER, ST_CWD, ST_EXEC };
 
 struct child_report {
     int stage;
@@ -179,6 +181,12 @@ __attribute__((noreturn)) static void child(const CordonAgent__Exec *req, struct
     for (size_t i = 0; i < req->n_rlimits; i++)
         if (setrlimit(rls[i].resource, &rls[i].lim) < 0)
             child_fail(st, ST_RLIMIT);
+    /* Groups before the gid, the gid before the uid: each step needs the privilege the next one
+     * drops. The cwd is entered as the user, so its permissions apply. */
+    const CordonAgent__Credentials *u = req->user;
+    if (u && (setgroups(u->n_groups, (const gid_t *)u->groups) < 0 || setgid(u->gid) < 0 ||
+              setuid(u->uid) < 0))
+        child_fail(st, ST_USER);
     if (req->cwd && req->cwd[0] && chdir(req->cwd) < 0)
         child_fail(st, ST_CWD);
     environ = envp;
@@ -200,6 +208,9 @@ static int report_failure(const CordonAgent__Exec *req, const struct child_repor
         return cdn_err_set(err, rep->error, "exec: cwd '%s': %s", req->cwd, strerror(rep->error));
     case ST_RLIMIT:
         return cdn_err_set(err, rep->error, "exec: setrlimit: %s", strerror(rep->error));
+    case ST_USER:
+        return cdn_err_set(err, rep->error, "exec: switching to uid %u gid %u: %s",
+                           req->user->uid, req->user->gid, strerror(rep->error));
     default:
         return cdn_err_set(err, rep->error, "exec: setting up the child: %s", strerror(rep->error));
     }
@@ -210,6 +221,9 @@ int exec_spawn(const CordonAgent__Exec *req, struct exec_spawned *out, cdn_err *
         return cdn_err_set(err, EINVAL, "exec: argv is empty");
     if (req->n_argv > MAX_ARGS)
         return cdn_err_set(err, E2BIG, "exec: %zu arguments (limit %u)", req->n_argv, MAX_ARGS);
+    if (req->user && req->user->n_groups > MAX_GROUPS)
+        return cdn_err_set(err, E2BIG, "exec: %zu supplementary groups (limit %u)",
+                           req->user->n_groups, MAX_GROUPS);
     struct rl rls[MAX_RLIMITS];
     int r = build_rlimits(req, rls, err);
     if (r < 0)

@@ -60,6 +60,10 @@ struct cdn_exec_spec {
     const struct cdn_rlimit *rlimits;
     size_t n_rlimits;
     bool clear_env;
+    bool as_user; /* run as uid/gid/groups instead of the agent's own user */
+    uint32_t uid, gid;
+    const uint32_t *groups;
+    size_t n_groups;
 };
 
 struct cdn_exec_result {

@@ -49,6 +49,14 @@ int cdn_channel_exec_start(struct cdn_channel *ch, const struct cdn_exec_spec *s
     }
     x.n_rlimits = spec->n_rlimits;
     x.rlimits = rlp;
+    CordonAgent__Credentials user = CORDON_AGENT__CREDENTIALS__INIT;
+    if (spec->as_user) {
+        user.uid = spec->uid;
+        user.gid = spec->gid;
+        user.n_groups = spec->n_groups;
+        user.groups = (uint32_t *)spec->groups;
+        x.user = &user;
+    }
     struct hstream *s = chan_stream_new(ch, HS_EXEC);
     if (!s)
         return cdn_err_set(err, ENOMEM, "out of memory");

@@ -305,3 +305,31 @@ TEST(host_deadline_cancels_the_command) {
     cdn_channel_free(ch);
     th_agent_kill(&a);
 }
+
+TEST(runs_as_the_requested_user) {
+    if (geteuid() != 0)
+        SKIP("needs root to switch users");
+    struct th_agent a;
+    struct cdn_channel *ch = th_channel(&a, NULL);
+    struct th_output o = {0};
+    const uint32_t groups[] = {65533};
+    struct cdn_exec_spec spec = {.argv = ARGV("sh", "-c", "id -u; id -g; id -G; touch /root/x"),
+                                 .argc = 3, .as_user = true, .uid = 65534, .gid = 65534,
+                                 .groups = groups, .n_groups = 1};
+    struct cdn_exec_result r;
+    cdn_err *err = NULL;
+    ASSERT_OK(cdn_channel_exec(ch, &spec, th_collect, &o, 5000, &r, &err), err);
+    ASSERT_STREQ(th_output_str(&o, 1), "65534\n65534\n65534 65533\n");
+    ASSERT_TRUE(r.exit_code != 0); /* nobody cannot write to /root */
+    ASSERT_CONTAINS(th_output_str(&o, 2), "Permission denied");
+    /* A cwd the user may not enter is refused as that user, with the reason. */
+    spec.argv = ARGV("true");
+    spec.argc = 1;
+    spec.cwd = "/root";
+    ASSERT_FAILS(cdn_channel_exec(ch, &spec, NULL, NULL, 5000, &r, &err), err,
+                 "cwd '/root': Permission denied");
+    cdn_err_free(err);
+    th_output_free(&o);
+    cdn_channel_free(ch);
+    th_agent_kill(&a);
+}
