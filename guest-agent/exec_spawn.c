@@ -216,6 +216,28 @@ static int report_failure(const CordonAgent__Exec *req, const struct child_repor
     }
 }
 
+/* The child started: keep our ends (non-blocking) and close everything else. */
+static void hand_over(struct spawn_fds *f, pid_t pid, struct exec_spawned *out) {
+    *out = (struct exec_spawned){.pid = pid, .out_fd = {-1, -1}, .in_fd = -1};
+    if (f->pty_master >= 0) {
+        out->out_fd[0] = TAKE_FD(f->pty_master);
+        if (f->in[1] >= 0) { /* with a pty, stdin data goes to the terminal */
+            f->in[1] = safe_close(f->in[1]);
+            out->in_fd = fcntl(out->out_fd[0], F_DUPFD_CLOEXEC, 3);
+        }
+    } else {
+        out->out_fd[0] = TAKE_FD(f->out[0]);
+        out->out_fd[1] = TAKE_FD(f->errp[0]);
+        out->in_fd = TAKE_FD(f->in[1]);
+    }
+    spawn_fds_close(f);
+    for (int i = 0; i < 2; i++)
+        if (out->out_fd[i] >= 0)
+            set_nonblock(out->out_fd[i]);
+    if (out->in_fd >= 0)
+        set_nonblock(out->in_fd);
+}
+
 int exec_spawn(const CordonAgent__Exec *req, struct exec_spawned *out, cdn_err **err) {
     if (req->n_argv == 0 || !req->argv[0][0])
         return cdn_err_set(err, EINVAL, "exec: argv is empty");
@@ -265,23 +287,6 @@ int exec_spawn(const CordonAgent__Exec *req, struct exec_spawned *out, cdn_err *
         spawn_fds_close(&f);
         return report_failure(req, &rep, err);
     }
-    *out = (struct exec_spawned){.pid = pid, .out_fd = {-1, -1}, .in_fd = -1};
-    if (f.pty_master >= 0) {
-        out->out_fd[0] = TAKE_FD(f.pty_master);
-        if (f.in[1] >= 0) { /* with a pty, stdin data goes to the terminal */
-            f.in[1] = safe_close(f.in[1]);
-            out->in_fd = fcntl(out->out_fd[0], F_DUPFD_CLOEXEC, 3);
-        }
-    } else {
-        out->out_fd[0] = TAKE_FD(f.out[0]);
-        out->out_fd[1] = TAKE_FD(f.errp[0]);
-        out->in_fd = TAKE_FD(f.in[1]);
-    }
-    spawn_fds_close(&f);
-    for (int i = 0; i < 2; i++)
-        if (out->out_fd[i] >= 0)
-            set_nonblock(out->out_fd[i]);
-    if (out->in_fd >= 0)
-        set_nonblock(out->in_fd);
+    hand_over(&f, pid, out);
     return 0;
 }

@@ -71,17 +71,29 @@ int th_agent_wait(struct th_agent *a, int timeout_ms) {
             return status;
         }
         if (th_now_ms() >= end) {
-            th_agent_kill(a);
+            kill(a->pid, SIGKILL);
+            waitpid(a->pid, NULL, 0);
+            a->pid = 0;
             return -1;
         }
         usleep(10000);
     }
 }
 
+/* SIGTERM first: the agent then kills and reaps the process groups of its commands (which run in
+ * sessions of their own and would outlive a SIGKILLed agent); SIGKILL only if it does not go. */
 void th_agent_kill(struct th_agent *a) {
     if (a->pid > 0) {
-        kill(a->pid, SIGKILL);
-        waitpid(a->pid, NULL, 0);
+        kill(a->pid, SIGTERM);
+        uint64_t end = th_now_ms() + 3000;
+        while (waitpid(a->pid, NULL, WNOHANG) == 0) {
+            if (th_now_ms() >= end) {
+                kill(a->pid, SIGKILL);
+                waitpid(a->pid, NULL, 0);
+                break;
+            }
+            usleep(5000);
+        }
         a->pid = 0;
     }
     if (a->host_fd >= 0)
