@@ -2,6 +2,8 @@
 /* The test runner: fork per test so a crash, leak report or hang fails one test, not the file. */
 #include "test.h"
 
+#include "harness.h"
+
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/wait.h>
@@ -45,9 +47,12 @@ int test_main(int argc, char **argv) {
             continue;
         fflush(stdout);
         fflush(stderr);
+        /* A private TMPDIR, removed whatever the outcome: a failing test leaves nothing behind. */
+        char *tmp = th_tmpdir();
         double t0 = now_s();
         pid_t pid = fork();
         if (pid == 0) {
+            setenv("TMPDIR", tmp, 1);
             setpgid(0, 0); /* the test's own helpers die with it on timeout */
             alarm((unsigned)tests[i].timeout_s);
             tests[i].fn();
@@ -58,6 +63,8 @@ int test_main(int argc, char **argv) {
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
             ;
         kill(-pid, SIGKILL);
+        th_rmtree(tmp);
+        free(tmp);
         double ms = (now_s() - t0) * 1000.0;
         const char *verdict = "FAIL";
         char why[64] = "";
