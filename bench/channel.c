@@ -264,14 +264,13 @@ static void bench(void) {
     time_t t = time(NULL);
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
     const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    json_t *root =
-        json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:{s:o, s:o, s:o, s:o, s:o}, s:f}", "benchmark",
-                  "channel", "date", when, "host", u.release, "tree_dir", tmp, "runs", RUNS,
-                  "tree_bytes",
-                  (json_int_t)bytes, "results", "ping_round_trip", pair("us", ping, echo, false),
-                  "exec_true", pair("ms", exec_ms, spawn_ms, false), "archive_stream",
-                  pair("MiB/s", stream, raw, true), "archive_get", pair("MiB/s", get, raw, true),
-                  "archive_put", pair("MiB/s", put, raw, true), "goal_archive_ratio", 0.8);
+    json_t *root = json_pack(
+        "{s:s, s:s, s:s, s:s, s:i, s:I, s:{s:o, s:o, s:o, s:o, s:o}, s:f}", "benchmark", "channel",
+        "date", when, "host", u.release, "tree_dir", tmp, "runs", RUNS, "tree_bytes",
+        (json_int_t)bytes, "results", "ping_round_trip", pair("us", ping, echo, false), "exec_true",
+        pair("ms", exec_ms, spawn_ms, false), "archive_stream", pair("MiB/s", stream, raw, true),
+        "archive_get", pair("MiB/s", get, raw, true), "archive_put", pair("MiB/s", put, raw, true),
+        "goal_archive_ratio", 0.8);
     if (!root || json_dump_file(root, out_path, JSON_INDENT(2) | JSON_SORT_KEYS) < 0)
         FAIL("writing %s", out_path);
     json_decref(root);

@@ -104,7 +104,8 @@ static int splice_step(struct agent_conn *c) {
     struct splice *sp = &c->splice;
     if (!sp->copy) {
         off_t off = (off_t)sp->offset;
-        ssize_t n = sendfile(c->src.fd, sp->fd, &off, sp->left < (1u << 30) ? sp->left : (1u << 30));
+        ssize_t n =
+            sendfile(c->src.fd, sp->fd, &off, sp->left < (1u << 30) ? sp->left : (1u << 30));
         if (n > 0) {
             sp->offset += (uint64_t)n;
             sp->left -= (uint64_t)n;
@@ -122,7 +123,8 @@ static int splice_step(struct agent_conn *c) {
         size_t want = sp->left < 65536 ? (size_t)sp->left : 65536;
         if (cdn_buf_reserve(&sp->tmp, want) < 0)
             return -ENOMEM;
-        ssize_t n = sp->file_ended ? 0 : pread(sp->fd, cdn_buf_tail(&sp->tmp), want, (off_t)sp->offset);
+        ssize_t n =
+            sp->file_ended ? 0 : pread(sp->fd, cdn_buf_tail(&sp->tmp), want, (off_t)sp->offset);
         if (n <= 0) { /* the header promised these bytes: zeros keep the framing */
             sp->file_ended = true;
             memset(cdn_buf_tail(&sp->tmp), 0, want);
@@ -176,7 +178,8 @@ static void flush(struct agent_conn *c) {
 }
 
 int agent_conn_data_splice(struct agent_conn *c, struct agent_stream *s,
-                           CordonAgent__Envelope__BodyCase kind, int fd, uint64_t offset, size_t n) {
+                           CordonAgent__Envelope__BodyCase kind, int fd, uint64_t offset,
+                           size_t n) {
     if (c->closed || c->splice.active)
         return -EBUSY;
     int own = fcntl(fd, F_DUPFD_CLOEXEC, 3);

@@ -209,8 +209,8 @@ static int report_failure(const CordonAgent__Exec *req, const struct child_repor
     case ST_RLIMIT:
         return cdn_err_set(err, rep->error, "exec: setrlimit: %s", strerror(rep->error));
     case ST_USER:
-        return cdn_err_set(err, rep->error, "exec: switching to uid %u gid %u: %s",
-                           req->user->uid, req->user->gid, strerror(rep->error));
+        return cdn_err_set(err, rep->error, "exec: switching to uid %u gid %u: %s", req->user->uid,
+                           req->user->gid, strerror(rep->error));
     default:
         return cdn_err_set(err, rep->error, "exec: setting up the child: %s", strerror(rep->error));
     }

@@ -81,7 +81,8 @@ static bool is_data_kind(uint64_t field) {
 }
 
 bool cdn_frame_decode_in_place(const uint8_t *payload, size_t len,
-                               void *(*alloc)(void *ud, size_t size), void *ud, cdn_envelope **out) {
+                               void *(*alloc)(void *ud, size_t size), void *ud,
+                               cdn_envelope **out) {
     struct cursor c = {payload, payload + len}, body = {0};
     uint64_t stream = 0;
     CordonAgent__Envelope__BodyCase kind = CORDON_AGENT__ENVELOPE__BODY__NOT_SET;
@@ -95,7 +96,8 @@ bool cdn_frame_decode_in_place(const uint8_t *payload, size_t len,
             if (!varint(&c, &stream))
                 return false;
             seen_stream = true;
-        } else if (is_data_kind(field) && wire == 2 && kind == CORDON_AGENT__ENVELOPE__BODY__NOT_SET) {
+        } else if (is_data_kind(field) && wire == 2 &&
+                   kind == CORDON_AGENT__ENVELOPE__BODY__NOT_SET) {
             if (!length_delimited(&c, &body))
                 return false;
             kind = (CordonAgent__Envelope__BodyCase)field;

@@ -314,8 +314,12 @@ TEST(runs_as_the_requested_user) {
     struct th_output o = {0};
     const uint32_t groups[] = {65533};
     struct cdn_exec_spec spec = {.argv = ARGV("sh", "-c", "id -u; id -g; id -G; touch /root/x"),
-                                 .argc = 3, .as_user = true, .uid = 65534, .gid = 65534,
-                                 .groups = groups, .n_groups = 1};
+                                 .argc = 3,
+                                 .as_user = true,
+                                 .uid = 65534,
+                                 .gid = 65534,
+                                 .groups = groups,
+                                 .n_groups = 1};
     struct cdn_exec_result r;
     cdn_err *err = NULL;
     ASSERT_OK(cdn_channel_exec(ch, &spec, th_collect, &o, 5000, &r, &err), err);

@@ -266,19 +266,24 @@ static void archive_dir_to_buf(const char *dir, const char *const *ex, size_t n_
     }
 }
 
-static void extract_buf(const struct cdn_buf *b, const char *dir) {
+/* Extracts the archive in b beneath dir (created if needed); returns the first failure. */
+static int extract_buf(const struct cdn_buf *b, const char *dir, cdn_err **err) {
     mkdir(dir, 0755);
     _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     _cleanup_(cdn_archive_extractor_freep) struct cdn_archive_extractor *x = NULL;
-    cdn_err *err = NULL;
-    ASSERT_OK(cdn_archive_extractor_new(fd, &x, &err), err);
+    int r = cdn_archive_extractor_new(fd, &x, err);
+    if (r < 0)
+        return r;
     struct cdn_archive_sink sink;
     cdn_archive_extractor_sink(x, &sink);
-    _cleanup_(cdn_archive_reader_freep) struct cdn_archive_reader *r = NULL;
-    ASSERT_EQ(cdn_archive_reader_new(NULL, &sink, &r), 0);
-    ASSERT_OK(cdn_archive_reader_feed(r, cdn_buf_head(b), cdn_buf_len(b), &err), err);
-    ASSERT_OK(cdn_archive_reader_finish(r, &err), err);
-    ASSERT_OK(cdn_archive_extractor_finish(x, &err), err);
+    _cleanup_(cdn_archive_reader_freep) struct cdn_archive_reader *reader = NULL;
+    ASSERT_EQ(cdn_archive_reader_new(NULL, &sink, &reader), 0);
+    r = cdn_archive_reader_feed(reader, cdn_buf_head(b), cdn_buf_len(b), err);
+    if (r >= 0)
+        r = cdn_archive_reader_finish(reader, err);
+    if (r >= 0)
+        r = cdn_archive_extractor_finish(x, err);
+    return r;
 }
 
 TEST(round_trip_preserves_files_dirs_symlinks_and_modes) {
@@ -289,7 +294,8 @@ TEST(round_trip_preserves_files_dirs_symlinks_and_modes) {
     snprintf(dst, sizeof(dst), "%s/dst", root);
     struct cdn_buf b = {0};
     archive_dir_to_buf(src, NULL, 0, &b);
-    extract_buf(&b, dst);
+    cdn_err *err = NULL;
+    ASSERT_OK(extract_buf(&b, dst, &err), err);
     /* diff -r compares contents and symlink targets; find -printf compares types and modes. */
     th_sh("diff -r --no-dereference %s %s", src, dst);
     th_sh("test \"$(cd %s && find . -printf '%%p %%y %%m\\n' | sort)\" = "
@@ -324,7 +330,8 @@ TEST(gnu_tar_reads_ours_and_we_read_gnu_tars) {
     while ((n = read(gfd, chunk, sizeof(chunk))) > 0)
         cdn_buf_append(&g, chunk, (size_t)n);
     snprintf(dst, sizeof(dst), "%s/from-gnu-tar", root);
-    extract_buf(&g, dst);
+    cdn_err *err = NULL;
+    ASSERT_OK(extract_buf(&g, dst, &err), err);
     th_sh("diff -r --no-dereference %s %s", src, dst);
     cdn_buf_free(&b);
     cdn_buf_free(&g);
@@ -366,16 +373,8 @@ TEST(extractor_never_follows_existing_symlinks) {
     struct cdn_buf b = {0};
     add_entry(&b, "escape/planted", '0', NULL, "gotcha", 6);
     add_end(&b);
-    _cleanup_close_ int fd = open(dst, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    _cleanup_(cdn_archive_extractor_freep) struct cdn_archive_extractor *x = NULL;
     cdn_err *err = NULL;
-    ASSERT_OK(cdn_archive_extractor_new(fd, &x, &err), err);
-    struct cdn_archive_sink sink;
-    cdn_archive_extractor_sink(x, &sink);
-    _cleanup_(cdn_archive_reader_freep) struct cdn_archive_reader *r = NULL;
-    ASSERT_EQ(cdn_archive_reader_new(NULL, &sink, &r), 0);
-    ASSERT_FAILS(cdn_archive_reader_feed(r, cdn_buf_head(&b), cdn_buf_len(&b), &err), err,
-                 "not following it");
+    ASSERT_FAILS(extract_buf(&b, dst, &err), err, "not following it");
     snprintf(p, sizeof(p), "%s/planted", outside);
     ASSERT_TRUE(access(p, F_OK) < 0);
     cdn_err_free(err);

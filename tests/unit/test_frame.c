@@ -190,8 +190,8 @@ TEST(encode_refuses_frames_over_the_maximum) {
  * protobuf-c instead of in place, with the same result. */
 TEST(data_frame_with_unknown_field_decodes_the_same) {
     /* Envelope{stream=5, output{fd=2, data="abc", field 15 = 7}} */
-    const uint8_t payload[] = {0x08, 0x05, 0x52, 0x09, 0x08, 0x02, 0x12, 0x03,
-                               'a',  'b',  'c',  0x78, 0x07};
+    const uint8_t payload[] = {0x08, 0x05, 0x52, 0x09, 0x08, 0x02, 0x12,
+                               0x03, 'a',  'b',  'c',  0x78, 0x07};
     uint8_t frame[4 + sizeof(payload)] = {0, 0, 0, sizeof(payload)};
     memcpy(frame + 4, payload, sizeof(payload));
     _cleanup_(cdn_frame_decoder_freep) struct cdn_frame_decoder *d = NULL;
