@@ -120,7 +120,7 @@ test:
 	tests/run.sh build/asan $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 fuzz: $(FUZZ_BINS)
-	tests/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_LONG_SECONDS)
+	tests/run.sh - $(FUZZ_BUILD) $(FUZZ_LONG_SECONDS)
 
 bench: all
 	bench/run.sh $(BUILD)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Runs every test binary under BUILD/tests and every fuzz target under FUZZ_BUILD for
-# FUZZ_SECONDS each, then prints one line: "N passed, N failed[, N skipped]".
+# Runs every test binary under BUILD/tests (BUILD "-": none) and every fuzz target under
+# FUZZ_BUILD for FUZZ_SECONDS each, then prints one line: "N passed, N failed[, N skipped]".
+# A fuzz target's corpus grows in FUZZ_BUILD/corpus/NAME, seeded from tests/fuzz/corpus/NAME.
 set -u
 build=${1:?usage: tests/run.sh BUILD_DIR FUZZ_BUILD_DIR FUZZ_SECONDS}
 fuzz_build=${2:?}
@@ -16,7 +17,9 @@ log_dir=$(mktemp -d "${TMPDIR:-/tmp}/cordon-tests-XXXXXX")
 trap 'rm -rf "$log_dir"' EXIT
 
 passed=0 failed=0 skipped=0
-for bin in $(find "$build/tests" -type f -perm -u+x -name 'test_*' | sort); do
+test_bins=""
+[ "$build" != "-" ] && test_bins=$(find "$build/tests" -type f -perm -u+x -name 'test_*' | sort)
+for bin in $test_bins; do
     name=$(basename "$bin")
     out="$log_dir/$name.log"
     "$bin" >"$out" 2>&1
@@ -35,12 +38,11 @@ for bin in $(find "$build/tests" -type f -perm -u+x -name 'test_*' | sort); do
     passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
 done
 
-# Fuzz targets: each runs for fuzz_seconds on a fresh corpus seeded from tests/fuzz/corpus.
 for bin in $(find "$fuzz_build" -maxdepth 1 -type f -perm -u+x -name 'fuzz_*' 2>/dev/null | sort); do
     name=$(basename "$bin")
-    corpus="$log_dir/corpus-$name"
+    corpus="$fuzz_build/corpus/$name"
     mkdir -p "$corpus"
-    [ -d "tests/fuzz/corpus/$name" ] && cp -r "tests/fuzz/corpus/$name/." "$corpus/"
+    [ -d "tests/fuzz/corpus/$name" ] && cp -rn "tests/fuzz/corpus/$name/." "$corpus/"
     if "$bin" -max_total_time="$fuzz_seconds" -max_len=65536 -rss_limit_mb=2048 \
         -artifact_prefix="$log_dir/" "$corpus" >"$log_dir/$name.log" 2>&1; then
         runs=$(grep -oE 'Done [0-9]+ runs' "$log_dir/$name.log" | tail -n1)
