@@ -74,6 +74,19 @@ static void update_events(struct agent_conn *c) {
     }
 }
 
+/* Moves s to the end of the stream list: streams are woken in list order, so this is what makes
+ * waking round-robin and keeps one busy stream from starving the others. */
+static void move_to_back(struct agent_conn *c, struct agent_stream *s) {
+    struct agent_stream **p = &c->streams;
+    while (*p != s)
+        p = &(*p)->next;
+    *p = s->next;
+    while (*p)
+        p = &(*p)->next;
+    *p = s;
+    s->next = NULL;
+}
+
 /* Wakes blocked streams while there is room; each may produce and block again. */
 static void wake_streams(struct agent_conn *c) {
     bool progress = true;
@@ -83,9 +96,10 @@ static void wake_streams(struct agent_conn *c) {
         for (struct agent_stream *s = c->streams; s; s = s->next) {
             if (s->blocked && s->send_credit > 0) {
                 s->blocked = false;
-                s->ops->on_writable(s);
+                move_to_back(c, s);
+                s->ops->on_writable(s); /* may close s, or others */
                 progress = true;
-                break; /* the list may have changed */
+                break;
             }
         }
     }
@@ -375,9 +389,19 @@ static void on_control(struct agent_conn *c, const cdn_envelope *env) {
     }
 }
 
+static void close_all_streams(struct agent_conn *c);
+
 static void on_envelope(struct agent_conn *c, const cdn_envelope *env) {
     CordonAgent__Envelope__BodyCase bc = env->body_case;
     if (bc == CORDON_AGENT__ENVELOPE__BODY_HELLO) {
+        /* A hello mid-session is a new host on the same port (a serial port does not always
+         * show the old one leaving): its predecessor's streams have nobody to report to, and
+         * the newcomer numbers its streams from the start. */
+        if (c->hello_done) {
+            close_all_streams(c);
+            c->last_opened = 0;
+            c->hello_done = false;
+        }
         on_hello(c, env);
         return;
     }

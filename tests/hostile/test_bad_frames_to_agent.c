@@ -245,3 +245,34 @@ TEST(shutdown_kills_commands_and_the_agent_exits) {
     th_output_free(&o);
     cdn_channel_free(ch);
 }
+
+/* A new host on the same port (as after a daemon restart on a serial port) says hello again: the
+ * old session's commands are ended and stream numbering starts over. */
+TEST(a_second_hello_starts_a_new_session) {
+    struct raw r;
+    start(&r, NULL);
+    const char *argv[] = {"sleep", "30"};
+    CordonAgent__Exec x = CORDON_AGENT__EXEC__INIT;
+    x.n_argv = 2;
+    x.argv = (char **)argv;
+    cdn_envelope env = CORDON_AGENT__ENVELOPE__INIT;
+    env.stream = 9;
+    env.body_case = CORDON_AGENT__ENVELOPE__BODY_EXEC;
+    env.exec = &x;
+    th_send_env(r.a.host_fd, &env);
+    uint32_t pid = expect(&r, CORDON_AGENT__ENVELOPE__BODY_STARTED)->started->pid;
+    send_hello(&r, CDN_PROTOCOL_VERSION);
+    expect(&r, CORDON_AGENT__ENVELOPE__BODY_HELLO);
+    uint64_t end = th_now_ms() + 3000;
+    while (kill((pid_t)pid, 0) == 0 && th_now_ms() < end)
+        usleep(10000);
+    ASSERT_TRUE(kill((pid_t)pid, 0) < 0);
+    const char *argv2[] = {"true"};
+    x.n_argv = 1;
+    x.argv = (char **)argv2;
+    env.stream = 1;
+    th_send_env(r.a.host_fd, &env);
+    expect(&r, CORDON_AGENT__ENVELOPE__BODY_STARTED);
+    ASSERT_EQ(expect(&r, CORDON_AGENT__ENVELOPE__BODY_EXIT)->exit->exit_code, 0);
+    finish(&r);
+}
