@@ -25,6 +25,9 @@
 #define SEND_CHUNK_BYTES (256u * 1024u)
 #define OUT_HIGH_BYTES (1024u * 1024u)
 #define MAX_PEER_CAPS 64u
+/* An agent that never confirms cancellations would make tombstones pile up: past this many it is
+ * treated as a guest fault. */
+#define MAX_TOMBSTONES 256u
 
 static uint64_t now_ms(void) {
     struct timespec ts;
@@ -138,6 +141,11 @@ void chan_stream_release(struct cdn_channel *ch, struct hstream *s) {
         return;
     }
     s->released = true;
+    if (++ch->n_tombstones > MAX_TOMBSTONES) {
+        fault(ch, EPROTO, "guest fault: %u cancelled streams were never ended by the agent",
+              MAX_TOMBSTONES);
+        return;
+    }
     chan_cancel(ch, s, "released by the host");
 }
 
@@ -156,8 +164,10 @@ static void grant(struct cdn_channel *ch, struct hstream *s, size_t n) {
 /* Marks s finished; a released tombstone has nobody waiting and goes at once. */
 static void finish(struct cdn_channel *ch, struct hstream *s) {
     s->done = true;
-    if (s->released)
+    if (s->released) {
+        ch->n_tombstones--;
         stream_free(ch, s);
+    }
 }
 
 static const char *kind_name(enum hstream_kind k) {

@@ -38,6 +38,7 @@ struct cdn_channel {
     struct cdn_buf out;
     cdn_err *fault; /* set once the channel is unusable; every call reports it */
     uint64_t next_id;
+    size_t n_tombstones; /* released streams the agent has not ended yet */
     bool shutdown_sent;
     bool shutdown_acked;
     struct hstream *streams;

@@ -258,3 +258,45 @@ TEST(endless_output_meets_the_deadline) {
     cdn_channel_free(ch);
     stop_guest(pid);
 }
+
+/* Acknowledges every exec and then ignores everything, cancellations included. */
+static void g_never_ends(int fd, struct cdn_frame_decoder *dec) {
+    handshake(fd, dec);
+    cdn_envelope *env;
+    while (th_recv_env(fd, dec, 10000, &env) == 1) {
+        if (env->body_case != CORDON_AGENT__ENVELOPE__BODY_EXEC)
+            continue;
+        CordonAgent__Started st = CORDON_AGENT__STARTED__INIT;
+        st.pid = 1;
+        cdn_envelope out = CORDON_AGENT__ENVELOPE__INIT;
+        out.stream = env->stream;
+        out.body_case = CORDON_AGENT__ENVELOPE__BODY_STARTED;
+        out.started = &st;
+        th_send_env(fd, &out);
+    }
+}
+
+TEST(cancellations_never_confirmed_become_a_fault) {
+    int fd;
+    pid_t pid = start_guest(g_never_ends, &fd);
+    struct cdn_channel_opts opts = {.name = "vm stubborn"};
+    struct cdn_channel *ch = NULL;
+    cdn_err *err = NULL;
+    ASSERT_OK(cdn_channel_open(fd, &opts, &ch, &err), err);
+    const char *argv[] = {"true", NULL};
+    struct cdn_exec_spec spec = {.argv = argv, .argc = 1};
+    struct cdn_exec_result res;
+    int i = 0;
+    for (; i < 1000; i++) {
+        int r = cdn_channel_exec(ch, &spec, NULL, NULL, 1, &res, &err);
+        ASSERT_TRUE(r < 0);
+        if (cdn_err_code(err) != ETIMEDOUT)
+            break;
+    }
+    ASSERT_CONTAINS(cdn_err_msg(err), "vm stubborn: guest fault: 256 cancelled streams were never "
+                                      "ended by the agent");
+    ASSERT_LE(i, 260);
+    cdn_err_free(err);
+    cdn_channel_free(ch);
+    stop_guest(pid);
+}
