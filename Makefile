@@ -3,8 +3,8 @@
 # every test, `make fuzz` runs the fuzz targets longer, `make bench` runs the benchmarks.
 
 # Every Debian package the project needs, in one place (installed by `make deps`).
-DEB_PACKAGES := make gcc clang libclang-rt-14-dev pkg-config \
-	libprotobuf-c-dev protobuf-c-compiler libjansson-dev tar python3
+DEB_PACKAGES := make gcc libc6-dev clang libclang-rt-14-dev \
+	libprotobuf-c-dev protobuf-c-compiler libjansson-dev tar
 
 CC ?= gcc
 BUILD ?= build/release
