@@ -4,7 +4,8 @@
 
 # Every Debian package the project needs, in one place (installed by `make deps`).
 DEB_PACKAGES := make gcc libc6-dev clang libclang-rt-14-dev \
-	libprotobuf-c-dev protobuf-c-compiler libjansson-dev tar
+	libprotobuf-c-dev protobuf-c-compiler libjansson-dev tar \
+	qemu-system-x86 busybox-static kmod cpio lz4
 
 CC ?= gcc
 BUILD ?= build/release
@@ -29,7 +30,8 @@ PROTO_SRCS := $(wildcard proto/*.c)
 AGENT_SRCS := $(wildcard guest-agent/*.c)
 CHANNEL_SRCS := $(wildcard orchestrator/channel/*.c)
 TESTLIB_SRCS := $(wildcard tests/lib/*.c)
-TEST_SRCS := $(wildcard tests/unit/test_*.c tests/integration/test_*.c tests/hostile/test_*.c)
+TEST_SRCS := $(wildcard tests/unit/test_*.c tests/integration/test_*.c tests/hostile/test_*.c \
+	tests/e2e/test_*.c)
 HOSTILE_TOOLS := $(wildcard tests/hostile/tool_*.c)
 BENCH_SRCS := $(wildcard bench/*.c)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
@@ -49,7 +51,7 @@ TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
 TOOLS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(HOSTILE_TOOLS))
 BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 
-.PHONY: all deps test fuzz bench clean format lint
+.PHONY: all deps test fuzz bench clean format lint images
 .DEFAULT_GOAL := all
 
 ifeq ($(SAN),1)
@@ -114,7 +116,28 @@ $(FUZZ_BUILD)/%: tests/fuzz/%.c $(PROTO_SRCS) $(wildcard proto/*.h) $(FUZZ_BUILD
 	clang $(FUZZ_FLAGS) -Iproto -I$(FUZZ_BUILD)/gen -o $@ $< $(PROTO_SRCS) \
 		$(FUZZ_BUILD)/gen/agent.pb-c.c $(LDLIBS)
 
-test:
+# Guest images (images/): Debian's cloud kernel and the minimal initramfs with the static agent.
+IMAGES := build/images
+KERNEL_STAMP := $(IMAGES)/kernel/version
+MINIMAL_IMAGE := $(IMAGES)/minimal.cpio.lz4
+images: $(MINIMAL_IMAGE)
+
+$(KERNEL_STAMP): images/kernel.sh
+	images/kernel.sh $(IMAGES)/kernel
+
+$(MINIMAL_IMAGE): images/minimal.sh images/init-minimal images/minimal.modules $(KERNEL_STAMP) \
+		build/release/bin/cordon-agent-static
+	images/minimal.sh $(IMAGES)/kernel build/release/bin/cordon-agent-static $@
+
+# The image always carries the release agent; from another build, ask the release build for it.
+ifneq ($(BUILD),build/release)
+build/release/bin/cordon-agent-static: FORCE
+	$(MAKE) BUILD=build/release $@
+endif
+.PHONY: FORCE
+FORCE:
+
+test: images
 	$(MAKE) BUILD=build/asan SAN=1 all
 	$(MAKE) $(FUZZ_BINS)
 	tests/run.sh build/asan $(FUZZ_BUILD) $(FUZZ_SECONDS)

@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Test helper: boots the minimal guest image with plain QEMU (TCG, q35, direct kernel boot) and
+ * connects to its agent over virtio-serial. The product boots through libvirt (orchestrator/vm);
+ * this is the reference tests and the boot benchmark compare against. */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "channel.h"
+
+struct th_vm {
+    pid_t qemu;
+    char *dir; /* private: agent.sock, console.log */
+    char *sock;
+    char *console;
+};
+
+/* Where `make images` put the kernel and initramfs ($CORDON_IMAGES, else build/images). */
+const char *th_images_dir(void);
+/* Starts QEMU with extra_cmdline appended to the kernel command line (NULL: none). */
+void th_vm_boot(struct th_vm *vm, const char *extra_cmdline);
+/* Connects to the agent's port and runs the handshake within handshake_ms. */
+int th_vm_channel(struct th_vm *vm, int handshake_ms, struct cdn_channel **ch, cdn_err **err);
+/* Waits up to timeout_ms for QEMU to exit by itself (the guest powered off). */
+bool th_vm_wait_exit(struct th_vm *vm, int timeout_ms);
+/* Kills QEMU if still running and removes its directory. */
+void th_vm_destroy(struct th_vm *vm);
