@@ -5,7 +5,7 @@
 # Every Debian package the project needs, in one place (installed by `make deps`).
 DEB_PACKAGES := make gcc libc6-dev clang libclang-rt-14-dev \
 	libprotobuf-c-dev protobuf-c-compiler libjansson-dev tar \
-	qemu-system-x86 busybox-static kmod cpio lz4
+	qemu-system-x86 busybox-static kmod cpio lz4 libvirt-daemon-system libvirt-dev
 
 CC ?= gcc
 BUILD ?= build/release
@@ -22,13 +22,15 @@ else
 CFLAGS += -O2
 endif
 LDLIBS := -lprotobuf-c
+VIRT_LIBS := -lvirt
 
 GEN := $(BUILD)/gen
-INCLUDES := -Iproto -I$(GEN) -Iorchestrator/channel -Iguest-agent -Itests/lib
+INCLUDES := -Iproto -I$(GEN) -Iorchestrator/channel -Iorchestrator/vm -Iguest-agent -Itests/lib
 
 PROTO_SRCS := $(wildcard proto/*.c)
 AGENT_SRCS := $(wildcard guest-agent/*.c)
 CHANNEL_SRCS := $(wildcard orchestrator/channel/*.c)
+VM_SRCS := $(wildcard orchestrator/vm/*.c)
 TESTLIB_SRCS := $(wildcard tests/lib/*.c)
 TEST_SRCS := $(wildcard tests/unit/test_*.c tests/integration/test_*.c tests/hostile/test_*.c \
 	tests/e2e/test_*.c)
@@ -41,10 +43,12 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 PROTO_OBJS := $(call obj,$(PROTO_SRCS)) $(BUILD)/obj/gen/agent.pb-c.o
 AGENT_OBJS := $(call obj,$(AGENT_SRCS))
 CHANNEL_OBJS := $(call obj,$(CHANNEL_SRCS))
+VM_OBJS := $(call obj,$(VM_SRCS))
 TESTLIB_OBJS := $(call obj,$(TESTLIB_SRCS))
 
 LIBPROTO := $(BUILD)/lib/libcdnproto.a
 LIBCHANNEL := $(BUILD)/lib/libcdnchannel.a
+LIBVM := $(BUILD)/lib/libcdnvm.a
 AGENT := $(BUILD)/bin/cordon-agent
 AGENT_STATIC := $(BUILD)/bin/cordon-agent-static
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
@@ -85,6 +89,10 @@ $(LIBCHANNEL): $(CHANNEL_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
+$(LIBVM): $(VM_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
 $(AGENT): $(AGENT_OBJS) $(LIBPROTO)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -94,9 +102,10 @@ $(AGENT_STATIC): $(AGENT_OBJS) $(LIBPROTO)
 	@mkdir -p $(dir $@)
 	$(CC) -static $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJS) $(LIBCHANNEL) $(LIBPROTO) | $(AGENT)
+$(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJS) $(LIBVM) $(LIBCHANNEL) $(LIBPROTO) | $(AGENT)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(INCLUDES) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJS) $(LIBCHANNEL) $(LIBPROTO) $(LDLIBS) -lm
+	$(CC) $(CFLAGS) $(INCLUDES) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJS) $(LIBVM) $(LIBCHANNEL) \
+		$(LIBPROTO) $(LDLIBS) $(VIRT_LIBS) -lm
 
 # Benchmarks link the test helpers but not the test runner's main().
 BENCH_LIB_OBJS := $(filter-out $(BUILD)/obj/tests/lib/test.o,$(TESTLIB_OBJS))
@@ -156,7 +165,7 @@ format:
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
 		--suppress=memleak \
-		-D_GNU_SOURCE -Iproto -Iguest-agent -Iorchestrator/channel \
+		-D_GNU_SOURCE -Iproto -Iguest-agent -Iorchestrator/channel -Iorchestrator/vm \
 		proto guest-agent orchestrator
 
 clean:

@@ -21,8 +21,7 @@ TEST_T(minimal_vm_runs_commands_and_powers_off, 180) {
     cdn_err *err = NULL;
     uint64_t t0 = th_now_ms();
     ASSERT_OK(th_vm_channel(&vm, 60000, &ch, &err), err);
-    printf("  agent answered %llu ms after qemu started\n",
-           (unsigned long long)(th_now_ms() - t0));
+    printf("  agent answered %llu ms after qemu started\n", (unsigned long long)(th_now_ms() - t0));
 
     /* It really is another kernel: Debian's cloud kernel, with our command line. */
     struct th_output o = {0};
@@ -54,8 +53,8 @@ TEST_T(minimal_vm_runs_commands_and_powers_off, 180) {
     th_output_free(&o);
 
     /* The guest enforces the command timeout on the whole group. */
-    spec = (struct cdn_exec_spec){.argv = ARGV("sh", "-c", "sleep 100 & wait"), .argc = 3,
-                                  .timeout_ms = 500};
+    spec = (struct cdn_exec_spec){
+        .argv = ARGV("sh", "-c", "sleep 100 & wait"), .argc = 3, .timeout_ms = 500};
     ASSERT_OK(cdn_channel_exec(ch, &spec, NULL, NULL, 30000, &r, &err), err);
     ASSERT_TRUE(r.timed_out);
 
@@ -74,9 +73,9 @@ TEST_T(minimal_vm_runs_commands_and_powers_off, 180) {
     r = th_run(ch, &o, ARGV("sh", "-c", "cat /tmp/workspace/l; echo more > /tmp/workspace/new"));
     ASSERT_STREQ(th_output_str(&o, 1), "hi\n");
     th_output_free(&o);
-    ASSERT_OK(cdn_channel_archive_get(ch, "/tmp/workspace", NULL, 0, back_fd, NULL, 60000, NULL,
-                                      &err),
-              err);
+    ASSERT_OK(
+        cdn_channel_archive_get(ch, "/tmp/workspace", NULL, 0, back_fd, NULL, 60000, NULL, &err),
+        err);
     th_sh("diff -r --no-dereference -x new %s %s && grep -q more %s/new", src, back, back);
     th_rmtree(dir);
 

@@ -63,7 +63,8 @@ int th_vm_channel(struct th_vm *vm, int handshake_ms, struct cdn_channel **ch, c
     for (;;) {
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0) {
-            struct cdn_channel_opts opts = {.name = "vm test", .handshake_timeout_ms = handshake_ms};
+            struct cdn_channel_opts opts = {.name = "vm test",
+                                            .handshake_timeout_ms = handshake_ms};
             return cdn_channel_open(fd, &opts, ch, err);
         }
         close(fd);

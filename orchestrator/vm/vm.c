@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cdn_vm over the libvirt C API. Ownership: a cdn_vm_host owns its virConnectPtr (and the daemons
+ * it started); a cdn_vm owns its virDomainPtr. Domains are created transient with
+ * VIR_DOMAIN_START_AUTODESTROY, so if cordon dies with one running, libvirt destroys it when the
+ * connection drops: no VM outlives its owner. libvirt's errors are converted here, once. */
+#include "vm.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+#include "cleanup.h"
+#include "vm_daemon.h"
+
+#define DAEMON_START_TIMEOUT_MS 20000
+
+struct cdn_vm_host {
+    virConnectPtr conn;
+    char *uri;
+    struct vm_daemons daemons;
+};
+
+struct cdn_vm {
+    struct cdn_vm_host *host;
+    virDomainPtr dom;
+    char *name;
+    char *sock;
+    char *console;
+};
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(virDomainPtr, virDomainFree)
+
+/* Library code never prints: libvirt's default handler would write every error to stderr. */
+static void quiet_errors(void *ud, virErrorPtr e) {
+    (void)ud;
+    (void)e;
+}
+
+__attribute__((format(printf, 2, 3))) static int lv_err(cdn_err **err, const char *fmt, ...) {
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    virErrorPtr e = virGetLastError();
+    return cdn_err_set(err, EIO, "%s: %s", what, e && e->message ? e->message : "libvirt error");
+}
+
+static uint64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int cdn_vm_host_open(const struct cdn_vm_host_opts *opts, struct cdn_vm_host **out,
+                     cdn_err **err) {
+    _cleanup_(cdn_vm_host_closep) struct cdn_vm_host *h = calloc(1, sizeof(*h));
+    if (!h)
+        return cdn_err_set(err, ENOMEM, "out of memory");
+    h->uri = strdup(opts && opts->uri ? opts->uri : "qemu:///system");
+    if (!h->uri)
+        return cdn_err_set(err, ENOMEM, "out of memory");
+    virSetErrorFunc(NULL, quiet_errors);
+    if (strcmp(h->uri, "qemu:///system") == 0) {
+        const char *dir = opts && opts->daemon_dir ? opts->daemon_dir : "/run/cordon";
+        int r = vm_daemons_ensure(&h->daemons, dir, DAEMON_START_TIMEOUT_MS, err);
+        if (r < 0)
+            return cdn_err_prefix(err, "starting libvirt");
+    }
+    h->conn = virConnectOpen(h->uri);
+    if (!h->conn)
+        return lv_err(err, "connecting to %s", h->uri);
+    *out = TAKE_PTR(h);
+    return 0;
+}
+
+void cdn_vm_host_close(struct cdn_vm_host *h) {
+    if (!h)
+        return;
+    if (h->conn)
+        virConnectClose(h->conn);
+    vm_daemons_stop(&h->daemons);
+    free(h->uri);
+    free(h);
+}
+
+void cdn_vm_host_closep(struct cdn_vm_host **h) {
+    cdn_vm_host_close(*h);
+    *h = NULL;
+}
+
+bool cdn_vm_host_started_daemons(const struct cdn_vm_host *h) {
+    return h->daemons.started_libvirtd || h->daemons.started_virtlogd;
+}
+
+int cdn_vm_host_list(struct cdn_vm_host *h, char ***names, size_t *n, cdn_err **err) {
+    virDomainPtr *doms = NULL;
+    int count = virConnectListAllDomains(h->conn, &doms, 0);
+    if (count < 0)
+        return lv_err(err, "listing domains on %s", h->uri);
+    char **out = calloc((size_t)count + 1, sizeof(char *));
+    size_t k = 0;
+    for (int i = 0; i < count; i++) {
+        const char *name = virDomainGetName(doms[i]);
+        if (out && name && strncmp(name, "cordon-", 7) == 0)
+            out[k++] = strdup(name);
+        virDomainFree(doms[i]);
+    }
+    free(doms);
+    if (!out)
+        return cdn_err_set(err, ENOMEM, "out of memory");
+    *names = out;
+    *n = k;
+    return 0;
+}
+
+/* libvirt resolves paths in its own daemon: hand it absolute ones, and say here what is missing. */
+static int absolute(const char *id, const char *what, const char *path, char **out, cdn_err **err) {
+    if (!path)
+        return cdn_err_set(err, EINVAL, "vm cordon-%s: no %s given", id, what);
+    *out = realpath(path, NULL);
+    if (!*out)
+        return cdn_err_set(err, errno, "vm cordon-%s: %s %s: %m", id, what, path);
+    return 0;
+}
+
+int cdn_vm_start(struct cdn_vm_host *h, const struct cdn_vm_spec *spec_in, struct cdn_vm **out,
+                 cdn_err **err) {
+    struct cdn_vm_spec spec = *spec_in;
+    const char *id = spec.id ? spec.id : "";
+    _cleanup_free_ char *dir = NULL, *kernel = NULL, *initrd = NULL, *xml = NULL;
+    int r;
+    if ((r = absolute(id, "task folder", spec.dir, &dir, err)) < 0 ||
+        (r = absolute(id, "kernel", spec.kernel, &kernel, err)) < 0 ||
+        (r = absolute(id, "initrd", spec.initrd, &initrd, err)) < 0)
+        return r;
+    spec.dir = dir;
+    spec.kernel = kernel;
+    spec.initrd = initrd;
+    r = cdn_vm_domain_xml(&spec, &xml, err);
+    if (r < 0)
+        return r;
+    _cleanup_(cdn_vm_destroyp) struct cdn_vm *vm = calloc(1, sizeof(*vm));
+    if (!vm || asprintf(&vm->name, "cordon-%s", spec.id) < 0 ||
+        asprintf(&vm->sock, "%s/agent.sock", spec.dir) < 0 ||
+        asprintf(&vm->console, "%s/console.log", spec.dir) < 0)
+        return cdn_err_set(err, ENOMEM, "out of memory");
+    vm->host = h;
+    /* A stale socket from an earlier run would make QEMU's bind fail. */
+    unlink(vm->sock);
+    vm->dom = virDomainCreateXML(h->conn, xml, VIR_DOMAIN_START_AUTODESTROY);
+    if (!vm->dom)
+        return lv_err(err, "vm %s: starting the domain", vm->name);
+    *out = TAKE_PTR(vm);
+    return 0;
+}
+
+int cdn_vm_agent_fd(struct cdn_vm *vm, int timeout_ms, cdn_err **err) {
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (strlen(vm->sock) >= sizeof(addr.sun_path))
+        return cdn_err_set(err, ENAMETOOLONG, "vm %s: socket path %s is too long", vm->name,
+                           vm->sock);
+    strcpy(addr.sun_path, vm->sock);
+    uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return cdn_err_set(err, errno, "socket: %m");
+        if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0)
+            return fd;
+        int e = errno;
+        close(fd);
+        if (!cdn_vm_running(vm))
+            return cdn_err_set(err, EPIPE, "vm %s: the guest stopped before its agent's port "
+                               "opened (console: %s)", vm->name, vm->console);
+        if (now_ms() >= deadline)
+            return cdn_err_set(err, ETIMEDOUT, "vm %s: agent port %s: %s after %d ms", vm->name,
+                               vm->sock, strerror(e), timeout_ms);
+        usleep(10000);
+    }
+}
+
+const char *cdn_vm_name(const struct cdn_vm *vm) { return vm->name; }
+const char *cdn_vm_console_path(const struct cdn_vm *vm) { return vm->console; }
+
+bool cdn_vm_running(struct cdn_vm *vm) {
+    if (!vm->dom)
+        return false;
+    _cleanup_(virDomainFreep) virDomainPtr d = virDomainLookupByName(vm->host->conn, vm->name);
+    return d && virDomainIsActive(d) == 1;
+}
+
+void cdn_vm_destroy(struct cdn_vm *vm) {
+    if (!vm)
+        return;
+    if (vm->dom) {
+        /* Looked up again: a guest that powered off is gone, and its old handle with it. */
+        _cleanup_(virDomainFreep) virDomainPtr d = virDomainLookupByName(vm->host->conn, vm->name);
+        if (d)
+            virDomainDestroy(d);
+        virDomainFree(vm->dom);
+    }
+    if (vm->sock)
+        unlink(vm->sock);
+    free(vm->name);
+    free(vm->sock);
+    free(vm->console);
+    free(vm);
+}
+
+void cdn_vm_destroyp(struct cdn_vm **vm) {
+    cdn_vm_destroy(*vm);
+    *vm = NULL;
+}

@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Task VMs through libvirt (orchestrator/vm): the daemons are started when none runs (and
+ * stopped after), a transient domain boots the minimal image, the agent answers on the domain's
+ * virtio-serial socket, and every exit path leaves no cordon-* domain and no socket behind. */
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "harness.h"
+#include "qemu.h"
+#include "test.h"
+#include "vm.h"
+
+#define ARGV(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+static void spec_for(struct cdn_vm_spec *spec, const char *id, const char *dir, char *kernel,
+                     char *initrd, size_t len, const char *extra) {
+    snprintf(kernel, len, "%s/kernel/vmlinux", th_images_dir());
+    snprintf(initrd, len, "%s/minimal.cpio.lz4", th_images_dir());
+    *spec = (struct cdn_vm_spec){.id = id, .dir = dir, .kernel = kernel, .initrd = initrd,
+                                 .cmdline_extra = extra, .memory_mib = 256};
+}
+
+static void assert_no_cordon_domains(struct cdn_vm_host *h) {
+    char **names = NULL;
+    size_t n = 0;
+    cdn_err *err = NULL;
+    ASSERT_OK(cdn_vm_host_list(h, &names, &n, &err), err);
+    for (size_t i = 0; i < n; i++)
+        FAIL("leftover domain %s", names[i]);
+    free(names);
+}
+
+TEST(domain_xml_is_escaped_and_validated) {
+    struct cdn_vm_spec spec = {.id = "t1", .dir = "/tmp/a'b<c>", .kernel = "/k&", .initrd = "/i",
+                               .cmdline_extra = "x=\"y\""};
+    char *xml = NULL;
+    cdn_err *err = NULL;
+    ASSERT_OK(cdn_vm_domain_xml(&spec, &xml, &err), err);
+    ASSERT_CONTAINS(xml, "<name>cordon-t1</name>");
+    ASSERT_CONTAINS(xml, "path='/tmp/a&apos;b&lt;c&gt;/agent.sock'");
+    ASSERT_CONTAINS(xml, "<kernel>/k&amp;</kernel>");
+    ASSERT_CONTAINS(xml, "x=&quot;y&quot;");
+    ASSERT_CONTAINS(xml, "name='org.cordon.agent.0'");
+    ASSERT_TRUE(!strstr(xml, "<interface")); /* no NIC, ever */
+    free(xml);
+    spec.id = "../evil";
+    ASSERT_FAILS(cdn_vm_domain_xml(&spec, &xml, &err), err, "must be 1-64 of [A-Za-z0-9_-]");
+    spec.id = "ok";
+    spec.dir = "/tmp/new\nline";
+    ASSERT_FAILS(cdn_vm_domain_xml(&spec, &xml, &err), err, "control character");
+    cdn_err_free(err);
+}
+
+TEST(missing_image_files_are_named_before_libvirt_is_asked) {
+    struct cdn_vm_spec spec = {.id = "t2", .dir = "/tmp", .kernel = "/no/such/vmlinux",
+                               .initrd = "/no/such/initrd"};
+    struct cdn_vm *vm = NULL;
+    cdn_err *err = NULL;
+    /* No connection is needed to refuse this: the host pointer is never touched. */
+    ASSERT_FAILS(cdn_vm_start(NULL, &spec, &vm, &err), err,
+                 "vm cordon-t2: kernel /no/such/vmlinux: No such file or directory");
+    cdn_err_free(err);
+}
+
+/* Closed at exit, so a failing assertion still stops the daemons this test started (they run in
+ * sessions of their own) and drops the connection (its domains autodestroy). */
+static struct cdn_vm_host *test_host;
+static void close_test_host(void) {
+    cdn_vm_host_close(test_host);
+    test_host = NULL;
+}
+
+TEST_T(libvirt_vm_boots_runs_and_leaves_nothing, 240) {
+    _cleanup_free_ char *dir = th_tmpdir();
+    chmod(dir, 0711);
+    char daemons[4200], vmdir[4200], vmdir2[4200], kernel[4200], initrd[4200];
+    snprintf(daemons, sizeof(daemons), "%s/daemons", dir);
+    snprintf(vmdir, sizeof(vmdir), "%s/vm1", dir);
+    snprintf(vmdir2, sizeof(vmdir2), "%s/vm2", dir);
+    mkdir(vmdir, 0711);
+    mkdir(vmdir2, 0711);
+    struct cdn_vm_host_opts hopts = {.daemon_dir = daemons};
+    struct cdn_vm_host *h = NULL;
+    cdn_err *err = NULL;
+    ASSERT_OK(cdn_vm_host_open(&hopts, &h, &err), err);
+    test_host = h;
+    atexit(close_test_host);
+    bool started = cdn_vm_host_started_daemons(h);
+
+    char id[64];
+    snprintf(id, sizeof(id), "test-%d", getpid());
+    struct cdn_vm_spec spec;
+    spec_for(&spec, id, vmdir, kernel, initrd, sizeof(kernel), "cordon.test=libvirt");
+    struct cdn_vm *vm = NULL;
+    uint64_t t0 = th_now_ms();
+    ASSERT_OK(cdn_vm_start(h, &spec, &vm, &err), err);
+    int fd = cdn_vm_agent_fd(vm, 10000, &err);
+    ASSERT_OK(fd, err);
+    struct cdn_channel_opts copts = {.name = cdn_vm_name(vm), .handshake_timeout_ms = 60000};
+    struct cdn_channel *ch = NULL;
+    ASSERT_OK(cdn_channel_open(fd, &copts, &ch, &err), err);
+    printf("  agent answered %llu ms after the domain was created\n",
+           (unsigned long long)(th_now_ms() - t0));
+    struct th_output o = {0};
+    struct cdn_exec_result r = th_run(ch, &o, ARGV("sh", "-c", "cat /proc/cmdline; exit 7"));
+    ASSERT_EQ(r.exit_code, 7);
+    ASSERT_CONTAINS(th_output_str(&o, 1), "cordon.test=libvirt");
+    th_output_free(&o);
+
+    /* A second VM at once, destroyed while it boots: nothing of it may remain. */
+    char id2[80];
+    snprintf(id2, sizeof(id2), "%s-b", id);
+    struct cdn_vm_spec spec2;
+    char kernel2[4200], initrd2[4200];
+    spec_for(&spec2, id2, vmdir2, kernel2, initrd2, sizeof(kernel2), "cordon.agent=off");
+    struct cdn_vm *vm2 = NULL;
+    ASSERT_OK(cdn_vm_start(h, &spec2, &vm2, &err), err);
+    ASSERT_TRUE(cdn_vm_running(vm2));
+    cdn_vm_destroy(vm2);
+
+    /* Shutdown powers the guest off; libvirt drops the transient domain by itself. */
+    ASSERT_OK(cdn_channel_shutdown(ch, true, 10000, &err), err);
+    cdn_channel_free(ch);
+    uint64_t end = th_now_ms() + 20000;
+    while (cdn_vm_running(vm) && th_now_ms() < end)
+        usleep(50000);
+    ASSERT_TRUE(!cdn_vm_running(vm));
+    char console[4300];
+    snprintf(console, sizeof(console), "%s", cdn_vm_console_path(vm));
+    cdn_vm_destroy(vm);
+    assert_no_cordon_domains(h);
+    /* The socket is gone; the console log stays as evidence. */
+    char sock[4300];
+    snprintf(sock, sizeof(sock), "%s/agent.sock", vmdir);
+    ASSERT_TRUE(access(sock, F_OK) < 0);
+    ASSERT_TRUE(access(console, F_OK) == 0);
+    close_test_host();
+    if (started) { /* and the daemons we started are stopped */
+        uint64_t until = th_now_ms() + 5000;
+        while (access("/run/libvirt/libvirt-sock", F_OK) == 0 && th_now_ms() < until)
+            usleep(50000);
+    }
+    th_rmtree(dir);
+}
