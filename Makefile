@@ -25,12 +25,15 @@ LDLIBS := -lprotobuf-c
 VIRT_LIBS := -lvirt
 
 GEN := $(BUILD)/gen
-INCLUDES := -Iproto -I$(GEN) -Iorchestrator/channel -Iorchestrator/vm -Iguest-agent -Itests/lib
+INCLUDES := -Iproto -I$(GEN) -Iorchestrator/channel -Iorchestrator/vm -Iorchestrator/task \
+	-Iorchestrator/cli -Iguest-agent -Itests/lib
 
 PROTO_SRCS := $(wildcard proto/*.c)
 AGENT_SRCS := $(wildcard guest-agent/*.c)
 CHANNEL_SRCS := $(wildcard orchestrator/channel/*.c)
 VM_SRCS := $(wildcard orchestrator/vm/*.c)
+TASK_SRCS := $(wildcard orchestrator/task/*.c)
+CLI_SRCS := $(wildcard orchestrator/cli/*.c)
 TESTLIB_SRCS := $(wildcard tests/lib/*.c)
 TEST_SRCS := $(wildcard tests/unit/test_*.c tests/integration/test_*.c tests/hostile/test_*.c \
 	tests/e2e/test_*.c)
@@ -44,24 +47,27 @@ PROTO_OBJS := $(call obj,$(PROTO_SRCS)) $(BUILD)/obj/gen/agent.pb-c.o
 AGENT_OBJS := $(call obj,$(AGENT_SRCS))
 CHANNEL_OBJS := $(call obj,$(CHANNEL_SRCS))
 VM_OBJS := $(call obj,$(VM_SRCS))
+TASK_OBJS := $(call obj,$(TASK_SRCS))
+CLI_OBJS := $(call obj,$(CLI_SRCS))
 TESTLIB_OBJS := $(call obj,$(TESTLIB_SRCS))
 
 LIBPROTO := $(BUILD)/lib/libcdnproto.a
 LIBCHANNEL := $(BUILD)/lib/libcdnchannel.a
 LIBVM := $(BUILD)/lib/libcdnvm.a
 AGENT := $(BUILD)/bin/cordon-agent
+CORDON := $(BUILD)/bin/cordon
 AGENT_STATIC := $(BUILD)/bin/cordon-agent-static
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
 TOOLS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(HOSTILE_TOOLS))
 BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 
-.PHONY: all deps test fuzz bench clean format lint images
+.PHONY: all deps test fuzz bench clean format lint images demo
 .DEFAULT_GOAL := all
 
 ifeq ($(SAN),1)
-all: $(AGENT) $(TESTS) $(TOOLS) $(BENCHES)
+all: $(AGENT) $(CORDON) $(TESTS) $(TOOLS) $(BENCHES)
 else
-all: $(AGENT) $(AGENT_STATIC) $(TESTS) $(TOOLS) $(BENCHES)
+all: $(AGENT) $(AGENT_STATIC) $(CORDON) $(TESTS) $(TOOLS) $(BENCHES)
 endif
 
 deps:
@@ -93,6 +99,10 @@ $(LIBVM): $(VM_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
+$(CORDON): $(CLI_OBJS) $(TASK_OBJS) $(LIBVM) $(LIBCHANNEL) $(LIBPROTO)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(VIRT_LIBS) -ljansson
+
 $(AGENT): $(AGENT_OBJS) $(LIBPROTO)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -102,10 +112,10 @@ $(AGENT_STATIC): $(AGENT_OBJS) $(LIBPROTO)
 	@mkdir -p $(dir $@)
 	$(CC) -static $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJS) $(LIBVM) $(LIBCHANNEL) $(LIBPROTO) | $(AGENT)
+$(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJS) $(LIBVM) $(LIBCHANNEL) $(LIBPROTO) | $(AGENT) $(CORDON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(INCLUDES) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJS) $(LIBVM) $(LIBCHANNEL) \
-		$(LIBPROTO) $(LDLIBS) $(VIRT_LIBS) -lm
+		$(LIBPROTO) $(LDLIBS) $(VIRT_LIBS) -ljansson -lm
 
 # Benchmarks link the test helpers but not the test runner's main().
 BENCH_LIB_OBJS := $(filter-out $(BUILD)/obj/tests/lib/test.o,$(TESTLIB_OBJS))
@@ -146,6 +156,14 @@ endif
 .PHONY: FORCE
 FORCE:
 
+# A real task in a real VM: the guest's kernel and command line are not the host's.
+demo: all images
+	@echo "host:  kernel $$(uname -r), $$(nproc) CPUs, $$(free -m | awk '/Mem:/ {print $$2}') MiB"
+	@echo '$$ cordon run -- sh -c "uname -r; nproc; free -m; cat /proc/cmdline; ls /sys/class/net"'
+	@build/release/bin/cordon run --images $(IMAGES) -- sh -c 'echo "guest: kernel $$(uname -r), \
+	$$(nproc) CPU, $$(free -m | awk "/Mem:/ {print \$$2}") MiB"; echo "guest cmdline: \
+	$$(cat /proc/cmdline)"; echo "guest has no network: $$(ls /sys/class/net)"'
+
 test: images
 	$(MAKE) BUILD=build/asan SAN=1 all
 	$(MAKE) $(FUZZ_BINS)
@@ -166,6 +184,7 @@ lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
 		--suppress=memleak \
 		-D_GNU_SOURCE -Iproto -Iguest-agent -Iorchestrator/channel -Iorchestrator/vm \
+		-Iorchestrator/task -Iorchestrator/cli \
 		proto guest-agent orchestrator
 
 clean:

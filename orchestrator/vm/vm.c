@@ -62,8 +62,7 @@ static uint64_t now_ms(void) {
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-int cdn_vm_host_open(const struct cdn_vm_host_opts *opts, struct cdn_vm_host **out,
-                     cdn_err **err) {
+int cdn_vm_host_open(const struct cdn_vm_host_opts *opts, struct cdn_vm_host **out, cdn_err **err) {
     _cleanup_(cdn_vm_host_closep) struct cdn_vm_host *h = calloc(1, sizeof(*h));
     if (!h)
         return cdn_err_set(err, ENOMEM, "out of memory");
@@ -181,13 +180,34 @@ int cdn_vm_agent_fd(struct cdn_vm *vm, int timeout_ms, cdn_err **err) {
         int e = errno;
         close(fd);
         if (!cdn_vm_running(vm))
-            return cdn_err_set(err, EPIPE, "vm %s: the guest stopped before its agent's port "
-                               "opened (console: %s)", vm->name, vm->console);
+            return cdn_err_set(err, EPIPE,
+                               "vm %s: the guest stopped before its agent's port "
+                               "opened (console: %s)",
+                               vm->name, vm->console);
         if (now_ms() >= deadline)
             return cdn_err_set(err, ETIMEDOUT, "vm %s: agent port %s: %s after %d ms", vm->name,
                                vm->sock, strerror(e), timeout_ms);
         usleep(10000);
     }
+}
+
+bool cdn_vm_kvm_usable(const char **why) {
+    if (access("/dev/kvm", R_OK | W_OK) < 0) {
+        *why = "/dev/kvm is not available";
+        return false;
+    }
+    _cleanup_fclose_ FILE *f = fopen("/proc/cpuinfo", "re");
+    char line[4096];
+    while (f && fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "flags", 5) != 0)
+            continue;
+        if (strstr(line, " vmx") || strstr(line, " svm"))
+            return true;
+        break;
+    }
+    *why = "the CPU offers no vmx/svm (nested virtualisation in software): /dev/kvm exists but "
+           "cannot run guests";
+    return false;
 }
 
 const char *cdn_vm_name(const struct cdn_vm *vm) { return vm->name; }

@@ -19,8 +19,7 @@ struct cdn_vm_host_opts {
 
 /* Connects to libvirt. For the local system URI, when no libvirt daemon answers (no systemd on
  * the host), starts virtlogd and libvirtd itself and remembers to stop them. */
-int cdn_vm_host_open(const struct cdn_vm_host_opts *opts, struct cdn_vm_host **out,
-                     cdn_err **err);
+int cdn_vm_host_open(const struct cdn_vm_host_opts *opts, struct cdn_vm_host **out, cdn_err **err);
 /* Closes the connection (libvirt destroys any domain still running: they autodestroy) and stops
  * the daemons this host started. */
 void cdn_vm_host_close(struct cdn_vm_host *h);
@@ -30,6 +29,11 @@ bool cdn_vm_host_started_daemons(const struct cdn_vm_host *h);
  * array. */
 int cdn_vm_host_list(struct cdn_vm_host *h, char ***names, size_t *n, cdn_err **err);
 
+/* Whether KVM can run guests here. /dev/kvm existing is not enough (on nested hosts without
+ * hardware virtualisation it exists and fails): the CPU must offer vmx or svm too. Otherwise the
+ * reason is returned in *why and guests run under QEMU TCG. */
+bool cdn_vm_kvm_usable(const char **why);
+
 struct cdn_vm_spec {
     const char *id;  /* the domain is cordon-<id>; [A-Za-z0-9_-], at most 64 bytes */
     const char *dir; /* the task folder (must exist): agent.sock and console.log go here */
@@ -38,6 +42,7 @@ struct cdn_vm_spec {
     const char *cmdline_extra; /* appended to the kernel command line, may be NULL */
     unsigned memory_mib;       /* default 512 */
     unsigned vcpus;            /* default 1 */
+    bool kvm;                  /* domain type kvm (host CPU) instead of qemu (TCG, qemu64) */
 };
 
 /* Generates the domain XML (exposed for tests; every value is escaped). Returns malloc'd XML. */

@@ -56,7 +56,7 @@ static int spawn_daemon(const char *prog, const char *pidfile, cdn_err **err) {
         return cdn_err_set(err, EIO, "%s did not start (exit status %d%s)", prog,
                            WIFEXITED(status) ? WEXITSTATUS(status) : -1,
                            WIFEXITED(status) && WEXITSTATUS(status) == 127 ? ": not installed?"
-                                                                            : "");
+                                                                           : "");
     return 0;
 }
 

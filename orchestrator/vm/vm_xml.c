@@ -56,15 +56,17 @@ int cdn_vm_domain_xml(const struct cdn_vm_spec *spec, char **xml, cdn_err **err)
     _cleanup_free_ char *initrd = xml_escape(spec->initrd);
     _cleanup_free_ char *extra = xml_escape(spec->cmdline_extra ? spec->cmdline_extra : "");
     if (!dir || !kernel || !initrd || !extra)
-        return cdn_err_set(err, EINVAL, "vm %s: a path or the command line holds a control "
-                           "character", spec->id);
+        return cdn_err_set(err, EINVAL,
+                           "vm %s: a path or the command line holds a control "
+                           "character",
+                           spec->id);
     unsigned memory = spec->memory_mib ? spec->memory_mib : 512;
     unsigned vcpus = spec->vcpus ? spec->vcpus : 1;
     /* The virtio-serial controller sits on pcie.0 itself: behind libvirt's default PCIe root
      * port the guest found no IRQ for it under TCG, and the port never carried a byte. */
     int n = asprintf(
         xml,
-        "<domain type='qemu'>\n"
+        "<domain type='%s'>\n"
         "  <name>cordon-%s</name>\n"
         "  <memory unit='MiB'>%u</memory>\n"
         "  <vcpu>%u</vcpu>\n"
@@ -74,7 +76,7 @@ int cdn_vm_domain_xml(const struct cdn_vm_spec *spec, char **xml, cdn_err **err)
         "    <initrd>%s</initrd>\n"
         "    <cmdline>console=ttyS0 panic=-1 quiet %s</cmdline>\n"
         "  </os>\n"
-        "  <cpu mode='custom'><model>qemu64</model></cpu>\n"
+        "  %s\n"
         "  <on_poweroff>destroy</on_poweroff>\n"
         "  <on_reboot>destroy</on_reboot>\n"
         "  <on_crash>destroy</on_crash>\n"
@@ -91,7 +93,10 @@ int cdn_vm_domain_xml(const struct cdn_vm_spec *spec, char **xml, cdn_err **err)
         "    <memballoon model='none'/>\n"
         "  </devices>\n"
         "</domain>\n",
-        spec->id, memory, vcpus, kernel, initrd, extra, dir, dir);
+        spec->kvm ? "kvm" : "qemu", spec->id, memory, vcpus, kernel, initrd, extra,
+        spec->kvm ? "<cpu mode='host-passthrough'/>"
+                  : "<cpu mode='custom'><model>qemu64</model></cpu>",
+        dir, dir);
     if (n < 0)
         return cdn_err_set(err, ENOMEM, "out of memory");
     return 0;

@@ -17,8 +17,12 @@ static void spec_for(struct cdn_vm_spec *spec, const char *id, const char *dir, 
                      char *initrd, size_t len, const char *extra) {
     snprintf(kernel, len, "%s/kernel/vmlinux", th_images_dir());
     snprintf(initrd, len, "%s/minimal.cpio.lz4", th_images_dir());
-    *spec = (struct cdn_vm_spec){.id = id, .dir = dir, .kernel = kernel, .initrd = initrd,
-                                 .cmdline_extra = extra, .memory_mib = 256};
+    *spec = (struct cdn_vm_spec){.id = id,
+                                 .dir = dir,
+                                 .kernel = kernel,
+                                 .initrd = initrd,
+                                 .cmdline_extra = extra,
+                                 .memory_mib = 256};
 }
 
 static void assert_no_cordon_domains(struct cdn_vm_host *h) {
@@ -32,7 +36,10 @@ static void assert_no_cordon_domains(struct cdn_vm_host *h) {
 }
 
 TEST(domain_xml_is_escaped_and_validated) {
-    struct cdn_vm_spec spec = {.id = "t1", .dir = "/tmp/a'b<c>", .kernel = "/k&", .initrd = "/i",
+    struct cdn_vm_spec spec = {.id = "t1",
+                               .dir = "/tmp/a'b<c>",
+                               .kernel = "/k&",
+                               .initrd = "/i",
                                .cmdline_extra = "x=\"y\""};
     char *xml = NULL;
     cdn_err *err = NULL;
@@ -53,8 +60,8 @@ TEST(domain_xml_is_escaped_and_validated) {
 }
 
 TEST(missing_image_files_are_named_before_libvirt_is_asked) {
-    struct cdn_vm_spec spec = {.id = "t2", .dir = "/tmp", .kernel = "/no/such/vmlinux",
-                               .initrd = "/no/such/initrd"};
+    struct cdn_vm_spec spec = {
+        .id = "t2", .dir = "/tmp", .kernel = "/no/such/vmlinux", .initrd = "/no/such/initrd"};
     struct cdn_vm *vm = NULL;
     cdn_err *err = NULL;
     /* No connection is needed to refuse this: the host pointer is never touched. */

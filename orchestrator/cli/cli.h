@@ -1,0 +1,10 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The cordon CLI's subcommands: each parses its own arguments and returns the process exit code. */
+#pragma once
+
+/* Exit codes besides a command's own: */
+#define CLI_EXIT_TIMEOUT 124 /* the command hit --timeout (as timeout(1)) */
+#define CLI_EXIT_FAILURE 125 /* cordon could not run it (bad usage, boot failure, ...) */
+#define CLI_EXIT_INTERRUPTED 130
+
+int cli_run(int argc, char **argv);

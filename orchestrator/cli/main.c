@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cordon: dispatches to one file per subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "frame.h"
+
+static void usage(FILE *f) {
+    fputs("usage: cordon COMMAND [OPTIONS]\n"
+          "\n"
+          "Runs untrusted work in a fresh microVM per task.\n"
+          "\n"
+          "commands:\n"
+          "  run [OPTIONS] -- CMD [ARGS...]   run CMD in a new VM; `cordon run --help` for options\n"
+          "  version                         print the version and protocol\n",
+          f);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_EXIT_FAILURE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "run") == 0)
+        return cli_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("cordon 0.1.0 (agent protocol %u)\n", CDN_PROTOCOL_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "cordon: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return CLI_EXIT_FAILURE;
+}

@@ -1,0 +1,285 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cordon run: parses options, runs one task, streams its output live (or returns it in --json),
+ * and exits with the command's exit code. */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "cleanup.h"
+#include "cli.h"
+#include "task.h"
+
+#define MAX_ENV 256
+#define JSON_OUTPUT_LIMIT (16u << 20)
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int signo) {
+    (void)signo;
+    interrupted = 1;
+}
+
+struct run_ctx {
+    bool json;
+    struct cdn_buf out[3]; /* --json: what each fd produced */
+};
+
+static int write_all(int fd, const uint8_t *p, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -errno;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int on_output(void *ud, int fd, const uint8_t *data, size_t len) {
+    struct run_ctx *c = ud;
+    if (c->json)
+        return cdn_buf_append(&c->out[fd], data, len);
+    write_all(fd, data, len); /* a closed terminal must not stop the task's teardown */
+    return 0;
+}
+
+static void on_notice(void *ud, const char *line) {
+    (void)ud;
+    fprintf(stderr, "cordon: %s\n", line);
+}
+
+static void usage(FILE *f) {
+    fputs("usage: cordon run [OPTIONS] -- CMD [ARGS...]\n"
+          "\n"
+          "Boots a fresh microVM, runs CMD in it, streams its output, destroys the VM, and exits\n"
+          "with CMD's exit code.\n"
+          "\n"
+          "options:\n"
+          "  --image NAME       guest image (default minimal; available: minimal)\n"
+          "  --memory MIB       guest memory (default 512)\n"
+          "  --cpus N           guest vCPUs (default 1)\n"
+          "  --timeout S        kill CMD's whole process group after S seconds (exit 124)\n"
+          "  --boot-timeout S   give up if the guest's agent has not answered after S seconds\n"
+          "                     (default 60)\n"
+          "  --env K=V          set an environment variable for CMD (repeatable)\n"
+          "  --workdir DIR      run CMD in DIR inside the guest\n"
+          "  --kernel-arg ARG   append ARG to the guest kernel's command line (repeatable)\n"
+          "  --json             print one JSON object (exit code, output, timings) instead of\n"
+          "                     streaming the output\n"
+          "  --images DIR       where `make images` put the images ($CORDON_IMAGES, else\n"
+          "                     /usr/share/cordon/images or ./build/images)\n"
+          "  --state DIR        task folders ($CORDON_STATE, else /var/lib/cordon)\n"
+          "  --uri URI          libvirt connection (default qemu:///system)\n"
+          "\n"
+          "exit codes: CMD's own; 124 CMD timed out; 125 cordon could not run it (the reason is\n"
+          "printed); 130 interrupted.\n",
+          f);
+}
+
+static int parse_uint(const char *s, const char *what, unsigned max, unsigned *out) {
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || *end || end == s || v == 0 || v > max) {
+        fprintf(stderr, "cordon run: %s must be a number from 1 to %u, not '%s'\n", what, max, s);
+        return -1;
+    }
+    *out = (unsigned)v;
+    return 0;
+}
+
+static const char *default_images(void) {
+    const char *env = getenv("CORDON_IMAGES");
+    if (env && *env)
+        return env;
+    return access("/usr/share/cordon/images/kernel/vmlinux", R_OK) == 0
+               ? "/usr/share/cordon/images"
+               : "build/images";
+}
+
+struct run_opts {
+    struct cdn_task_spec spec;
+    const char *env[MAX_ENV];
+    struct cdn_buf kernel_args;
+    bool json;
+};
+
+static int parse(int argc, char **argv, struct run_opts *o) {
+    static const struct option longopts[] = {
+        {"image", required_argument, NULL, 'i'},   {"memory", required_argument, NULL, 'm'},
+        {"cpus", required_argument, NULL, 'c'},    {"timeout", required_argument, NULL, 't'},
+        {"boot-timeout", required_argument, NULL, 'b'}, {"env", required_argument, NULL, 'e'},
+        {"workdir", required_argument, NULL, 'w'}, {"json", no_argument, NULL, 'j'},
+        {"images", required_argument, NULL, 'I'},  {"state", required_argument, NULL, 's'},
+        {"uri", required_argument, NULL, 'u'},     {"help", no_argument, NULL, 'h'},
+        {"kernel-arg", required_argument, NULL, 'k'},
+        {NULL, 0, NULL, 0}};
+    struct cdn_task_spec *s = &o->spec;
+    unsigned v;
+    optind = 1;
+    for (int c; (c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1;) {
+        switch (c) {
+        case 'i': s->image = optarg; break;
+        case 'm':
+            if (parse_uint(optarg, "--memory", 1u << 20, &s->memory_mib) < 0)
+                return -1;
+            break;
+        case 'c':
+            if (parse_uint(optarg, "--cpus", 256, &s->vcpus) < 0)
+                return -1;
+            break;
+        case 't':
+            if (parse_uint(optarg, "--timeout", UINT_MAX / 1000, &v) < 0)
+                return -1;
+            s->timeout_ms = v * 1000u;
+            break;
+        case 'b':
+            if (parse_uint(optarg, "--boot-timeout", 3600, &v) < 0)
+                return -1;
+            s->boot_timeout_ms = (int)v * 1000;
+            break;
+        case 'e':
+            if (!strchr(optarg, '=') || optarg[0] == '=' || s->envc == MAX_ENV) {
+                fprintf(stderr, "cordon run: --env takes KEY=VALUE (at most %d), not '%s'\n",
+                        MAX_ENV, optarg);
+                return -1;
+            }
+            o->env[s->envc++] = optarg;
+            break;
+        case 'w': s->workdir = optarg; break;
+        case 'k':
+            if (strpbrk(optarg, " \t\n") || !*optarg) {
+                fprintf(stderr, "cordon run: --kernel-arg takes one word, not '%s'\n", optarg);
+                return -1;
+            }
+            if ((cdn_buf_len(&o->kernel_args) && cdn_buf_append(&o->kernel_args, " ", 1) < 0) ||
+                cdn_buf_append(&o->kernel_args, optarg, strlen(optarg)) < 0)
+                return -1;
+            break;
+        case 'j': o->json = true; break;
+        case 'I': s->images_dir = optarg; break;
+        case 's': s->state_dir = optarg; break;
+        case 'u': s->uri = optarg; break;
+        case 'h': usage(stdout); exit(0);
+        default: usage(stderr); return -1;
+        }
+    }
+    if (optind >= argc) {
+        fprintf(stderr, "cordon run: no command given (cordon run [OPTIONS] -- CMD [ARGS...])\n");
+        return -1;
+    }
+    s->argv = (const char *const *)argv + optind;
+    s->argc = (size_t)(argc - optind);
+    s->env = o->env;
+    if (cdn_buf_len(&o->kernel_args)) {
+        if (cdn_buf_append(&o->kernel_args, "", 1) < 0)
+            return -1;
+        s->kernel_args = (const char *)cdn_buf_head(&o->kernel_args);
+    }
+    return 0;
+}
+
+/* Output as a JSON string. Output that is not UTF-8 (binary) cannot be one: its bytes >= 0x80
+ * become '?' and *lossy says so. */
+static json_t *buf_json(struct cdn_buf *b, bool *lossy) {
+    size_t n = cdn_buf_len(b);
+    *lossy = false;
+    if (n == 0)
+        return json_string("");
+    json_t *s = json_stringn((const char *)cdn_buf_head(b), n);
+    if (s)
+        return s;
+    *lossy = true;
+    for (size_t i = 0; i < n; i++)
+        if (b->data[b->head + i] >= 0x80 || b->data[b->head + i] == 0)
+            b->data[b->head + i] = '?';
+    return json_stringn((const char *)cdn_buf_head(b), n);
+}
+
+static void print_json(struct run_ctx *ctx, const struct cdn_task_result *res, int code,
+                       const char *error) {
+    json_t *o = json_object();
+    json_object_set_new(o, "exit_code", json_integer(code));
+    json_object_set_new(o, "task", json_string(res->id));
+    json_object_set_new(o, "vm", json_string(res->vm));
+    if (res->console)
+        json_object_set_new(o, "console_log", json_string(res->console));
+    if (error) {
+        json_object_set_new(o, "error", json_string(error));
+    } else {
+        const struct cdn_exec_result *x = &res->exec;
+        json_object_set_new(o, "signal", json_integer(x->signal));
+        json_object_set_new(o, "timed_out", json_boolean(x->timed_out));
+        json_object_set_new(o, "output_truncated", json_boolean(x->output_truncated));
+        bool lossy_out, lossy_err;
+        json_object_set_new(o, "stdout", buf_json(&ctx->out[1], &lossy_out));
+        json_object_set_new(o, "stderr", buf_json(&ctx->out[2], &lossy_err));
+        json_object_set_new(o, "output_not_utf8", json_boolean(lossy_out || lossy_err));
+        json_object_set_new(o, "user_ms", json_integer((json_int_t)x->user_ms));
+        json_object_set_new(o, "sys_ms", json_integer((json_int_t)x->sys_ms));
+        json_object_set_new(o, "max_rss_kib", json_integer((json_int_t)x->max_rss_kib));
+        json_object_set_new(o, "command_ms", json_integer((json_int_t)x->duration_ms));
+        json_object_set_new(o, "boot_ms", json_integer((json_int_t)res->boot_ms));
+        json_object_set_new(o, "total_ms", json_integer((json_int_t)res->total_ms));
+    }
+    json_dumpf(o, stdout, JSON_COMPACT);
+    fputc('\n', stdout);
+    json_decref(o);
+}
+
+int cli_run(int argc, char **argv) {
+    struct run_opts o = {0};
+    if (parse(argc, argv, &o) < 0)
+        return CLI_EXIT_FAILURE;
+    struct cdn_task_spec *s = &o.spec;
+    if (!s->images_dir)
+        s->images_dir = default_images();
+    if (!s->state_dir)
+        s->state_dir = getenv("CORDON_STATE") && *getenv("CORDON_STATE") ? getenv("CORDON_STATE")
+                                                                          : "/var/lib/cordon";
+    struct run_ctx ctx = {.json = o.json};
+    s->on_output = on_output;
+    s->on_notice = on_notice;
+    s->ud = &ctx;
+    s->cancel = &interrupted;
+    if (o.json)
+        s->output_limit = JSON_OUTPUT_LIMIT;
+    struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: poll must wake */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+
+    struct cdn_task_result res;
+    _cleanup_err_ cdn_err *err = NULL;
+    int r = cdn_task_run(s, &res, &err);
+    int code;
+    if (r == -EINTR || interrupted)
+        code = CLI_EXIT_INTERRUPTED;
+    else if (r < 0)
+        code = CLI_EXIT_FAILURE;
+    else if (res.exec.timed_out)
+        code = CLI_EXIT_TIMEOUT;
+    else
+        code = res.exec.exit_code;
+    if (o.json)
+        print_json(&ctx, &res, code, r < 0 ? cdn_err_msg(err) : NULL);
+    else if (r < 0)
+        fprintf(stderr, "cordon run: %s\n", cdn_err_msg(err));
+    else if (res.exec.timed_out)
+        fprintf(stderr, "cordon run: command timed out after %u s; its process group was killed\n",
+                s->timeout_ms / 1000);
+    for (int i = 0; i < 3; i++)
+        cdn_buf_free(&ctx.out[i]);
+    cdn_buf_free(&o.kernel_args);
+    free(res.console);
+    return code;
+}

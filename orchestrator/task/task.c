@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cdn_task: boot, run, tear down. Resources are declared in the order they are acquired so the
+ * cleanup attributes release them in reverse: channel, then VM (destroyed, socket removed), then
+ * the libvirt connection (and any daemons it started). */
+#include "task.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "cleanup.h"
+#include "vm.h"
+
+#define POLL_SLICE_MS 100
+
+static uint64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int make_dir(const char *path, mode_t mode, cdn_err **err) {
+    _cleanup_free_ char *copy = strdup(path);
+    if (!copy)
+        return cdn_err_set(err, ENOMEM, "out of memory");
+    for (char *s = strchr(copy + 1, '/');; s = strchr(s + 1, '/')) {
+        if (s)
+            *s = '\0';
+        if (mkdir(copy, mode) < 0 && errno != EEXIST)
+            return cdn_err_set(err, errno, "mkdir %s: %m", copy);
+        if (!s)
+            break;
+        *s = '/';
+    }
+    /* libvirt's QEMU runs unprivileged: it must be able to pass through to the task folder. */
+    return chmod(path, mode) < 0 ? cdn_err_set(err, errno, "chmod %s: %m", path) : 0;
+}
+
+static int new_id(char id[17], cdn_err **err) {
+    uint8_t raw[8];
+    if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
+        return cdn_err_set(err, errno, "getrandom: %m");
+    for (int i = 0; i < 8; i++)
+        snprintf(id + 2 * i, 3, "%02x", raw[i]);
+    return 0;
+}
+
+static bool cancelled(const struct cdn_task_spec *spec) { return spec->cancel && *spec->cancel; }
+
+/* Waits for the command, in slices, so a cancellation is seen within POLL_SLICE_MS. */
+static int run_command(const struct cdn_task_spec *spec, struct cdn_channel *ch,
+                       struct cdn_exec_result *res, cdn_err **err) {
+    struct cdn_exec_spec x = {.argv = spec->argv, .argc = spec->argc, .env = spec->env,
+                              .envc = spec->envc, .cwd = spec->workdir,
+                              .timeout_ms = spec->timeout_ms, .output_limit = spec->output_limit};
+    uint64_t id;
+    int r = cdn_channel_exec_start(ch, &x, spec->on_output, spec->ud, &id, err);
+    if (r < 0)
+        return r;
+    while (!cdn_channel_exec_done(ch, id)) {
+        if (cancelled(spec))
+            return cdn_err_set(err, EINTR, "cancelled");
+        r = cdn_channel_poll(ch, POLL_SLICE_MS, err);
+        if (r < 0)
+            return r;
+    }
+    return cdn_channel_exec_wait(ch, id, 1000, res, err);
+}
+
+int cdn_task_run(const struct cdn_task_spec *spec, struct cdn_task_result *res, cdn_err **err) {
+    uint64_t t0 = now_ms();
+    *res = (struct cdn_task_result){0};
+    int r = new_id(res->id, err);
+    if (r < 0)
+        return r;
+    snprintf(res->vm, sizeof(res->vm), "cordon-%s", res->id);
+    _cleanup_free_ char *tasks = NULL, *dir = NULL, *daemons = NULL, *kernel = NULL,
+                        *initrd = NULL;
+    const char *image = spec->image ? spec->image : "minimal";
+    if (strcmp(image, "minimal") != 0)
+        return cdn_err_set(err, EINVAL, "unknown image '%s' (available: minimal)", image);
+    if (asprintf(&tasks, "%s/tasks", spec->state_dir) < 0 ||
+        asprintf(&dir, "%s/%s", tasks, res->id) < 0 ||
+        asprintf(&daemons, "%s/run", spec->state_dir) < 0 ||
+        asprintf(&kernel, "%s/kernel/vmlinux", spec->images_dir) < 0 ||
+        asprintf(&initrd, "%s/%s.cpio.lz4", spec->images_dir, image) < 0)
+        return cdn_err_set(err, ENOMEM, "out of memory");
+    if ((r = make_dir(tasks, 0711, err)) < 0 || (r = make_dir(dir, 0711, err)) < 0)
+        return r;
+
+    const char *why = NULL;
+    bool kvm = cdn_vm_kvm_usable(&why);
+    if (!kvm && spec->on_notice) {
+        char line[512];
+        snprintf(line, sizeof(line), "using QEMU TCG (slower): %s", why);
+        spec->on_notice(spec->ud, line);
+    }
+    struct cdn_vm_host_opts hopts = {.uri = spec->uri, .daemon_dir = daemons};
+    _cleanup_(cdn_vm_host_closep) struct cdn_vm_host *host = NULL;
+    if ((r = cdn_vm_host_open(&hopts, &host, err)) < 0)
+        return r;
+    struct cdn_vm_spec vspec = {.id = res->id, .dir = dir, .kernel = kernel, .initrd = initrd,
+                                .cmdline_extra = spec->kernel_args,
+                                .memory_mib = spec->memory_mib, .vcpus = spec->vcpus, .kvm = kvm};
+    _cleanup_(cdn_vm_destroyp) struct cdn_vm *vm = NULL;
+    uint64_t boot0 = now_ms();
+    if ((r = cdn_vm_start(host, &vspec, &vm, err)) < 0)
+        return r;
+    res->console = strdup(cdn_vm_console_path(vm));
+    int boot_ms = spec->boot_timeout_ms > 0 ? spec->boot_timeout_ms : 60000;
+    int fd = cdn_vm_agent_fd(vm, boot_ms, err);
+    if (fd < 0)
+        return fd;
+    struct cdn_channel_opts copts = {.name = res->vm, .handshake_timeout_ms = boot_ms};
+    _cleanup_(cdn_channel_freep) struct cdn_channel *ch = NULL;
+    if ((r = cdn_channel_open(fd, &copts, &ch, err)) < 0)
+        return cdn_err_prefix(err, "booting (console: %s)", res->console);
+    res->boot_ms = now_ms() - boot0;
+    if (cancelled(spec))
+        return cdn_err_set(err, EINTR, "cancelled");
+    r = run_command(spec, ch, &res->exec, err);
+    if (r >= 0) /* a clean exit for the guest; teardown destroys the VM either way */
+        cdn_channel_shutdown(ch, true, 2000, NULL);
+    res->total_ms = now_ms() - t0;
+    return r;
+}

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cdn_task: one task end to end: a fresh VM, one command through its agent, and a teardown that
+ * runs on every path (success, error, boot timeout, cancellation). */
+#pragma once
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "channel.h"
+#include "err.h"
+
+struct cdn_task_spec {
+    const char *state_dir;  /* tasks/<id>/ is created here (console log kept as evidence) */
+    const char *images_dir; /* kernel/vmlinux and <image>.cpio.lz4 */
+    const char *image;      /* "minimal" */
+    const char *uri;        /* libvirt URI, NULL for qemu:///system */
+    unsigned memory_mib, vcpus;
+    const char *kernel_args; /* appended to the guest kernel's command line, may be NULL */
+    int boot_timeout_ms;     /* until the agent's hello */
+    uint32_t timeout_ms; /* the command's own timeout (0: none), enforced in the guest */
+    const char *const *argv;
+    size_t argc;
+    const char *const *env;
+    size_t envc;
+    const char *workdir;
+    uint64_t output_limit; /* per fd, 0: none */
+    cdn_output_fn on_output;
+    void *ud;
+    /* Called once with a one-line notice worth showing (e.g. the fall back to TCG). */
+    void (*on_notice)(void *ud, const char *line);
+    /* Set from a signal handler to tear the task down now (the call returns -EINTR). */
+    volatile sig_atomic_t *cancel;
+};
+
+struct cdn_task_result {
+    char id[17];
+    char vm[32];
+    char *console; /* path of the kept console log; caller frees */
+    struct cdn_exec_result exec;
+    uint64_t boot_ms;  /* domain creation to the agent's hello */
+    uint64_t total_ms; /* boot and command (the teardown follows) */
+};
+
+/* Errors: -ETIMEDOUT (boot deadline, message names the console log), -EINTR (cancelled),
+ * others from the VM or the channel. The command's own failure is not an error: see res->exec. */
+int cdn_task_run(const struct cdn_task_spec *spec, struct cdn_task_result *res, cdn_err **err);

@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* `cordon run` as a user runs it: the real binary, real VMs through libvirt. Three boots, each
+ * worth its seconds: a result in --json with the exit code passed through, a command timeout, and
+ * a guest whose agent never answers. Afterwards no cordon-* domain and no socket may remain. */
+#include <fcntl.h>
+#include <jansson.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "harness.h"
+#include "qemu.h"
+#include "test.h"
+#include "vm.h"
+
+struct ran {
+    int code;
+    char *out, *err;
+};
+
+/* Runs the cordon binary next to the agent under test, with a private state folder. */
+static struct ran cordon(const char *state, const char *const *args) {
+    char bin[4200], images[4200];
+    snprintf(bin, sizeof(bin), "%s", th_agent_path());
+    char *slash = strrchr(bin, '/');
+    snprintf(slash + 1, sizeof(bin) - (size_t)(slash + 1 - bin), "cordon");
+    snprintf(images, sizeof(images), "%s", th_images_dir());
+    char out_path[4300], err_path[4300];
+    snprintf(out_path, sizeof(out_path), "%s/out", state);
+    snprintf(err_path, sizeof(err_path), "%s/err", state);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        dup2(o, 1);
+        dup2(e, 2);
+        const char *argv[32] = {bin, "run", "--state", state, "--images", images};
+        size_t n = 6;
+        for (size_t i = 0; args[i] && n < 31; i++)
+            argv[n++] = args[i];
+        argv[n] = NULL;
+        execv(bin, (char **)argv);
+        _exit(127);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    struct ran r = {.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                    .out = th_read_file(out_path), .err = th_read_file(err_path)};
+    return r;
+}
+
+static void ran_free(struct ran *r) {
+    free(r->out);
+    free(r->err);
+}
+
+TEST_T(cordon_run_end_to_end, 300) {
+    _cleanup_free_ char *state = th_tmpdir();
+    /* Exit code, output, env and workdir come back in --json. */
+    struct ran r = cordon(state, (const char *[]){"--json", "--env", "GREETING=hi", "--workdir",
+                                                  "/tmp", "--", "sh", "-c",
+                                                  "echo $GREETING; pwd; echo warn >&2; exit 3",
+                                                  NULL});
+    ASSERT_EQ(r.code, 3);
+    json_error_t jerr;
+    json_t *j = json_loads(r.out, 0, &jerr);
+    if (!j)
+        FAIL("not JSON (%s): %s / %s", jerr.text, r.out, r.err);
+    ASSERT_EQ(json_integer_value(json_object_get(j, "exit_code")), 3);
+    ASSERT_STREQ(json_string_value(json_object_get(j, "stdout")), "hi\n/tmp\n");
+    ASSERT_STREQ(json_string_value(json_object_get(j, "stderr")), "warn\n");
+    ASSERT_TRUE(json_integer_value(json_object_get(j, "boot_ms")) > 0);
+    const char *console = json_string_value(json_object_get(j, "console_log"));
+    ASSERT_TRUE(console && access(console, F_OK) == 0); /* kept as evidence */
+    json_decref(j);
+    ASSERT_CONTAINS(r.err, "using QEMU TCG");
+    ran_free(&r);
+
+    /* --timeout kills the command's group in the guest: exit 124 and a message. */
+    r = cordon(state, (const char *[]){"--timeout", "1", "--", "sh", "-c", "echo start; sleep 60",
+                                       NULL});
+    ASSERT_EQ(r.code, 124);
+    ASSERT_STREQ(r.out, "start\n");
+    ASSERT_CONTAINS(r.err, "command timed out after 1 s");
+    ran_free(&r);
+
+    /* A guest whose agent never answers: exit 125 at the boot deadline, console named. */
+    uint64_t t0 = th_now_ms();
+    r = cordon(state, (const char *[]){"--kernel-arg", "cordon.agent=off", "--boot-timeout", "6",
+                                       "--", "true", NULL});
+    ASSERT_EQ(r.code, 125);
+    ASSERT_CONTAINS(r.err, "agent did not answer hello within 6000 ms");
+    ASSERT_CONTAINS(r.err, "console.log");
+    ASSERT_TRUE(th_now_ms() - t0 < 30000);
+    ran_free(&r);
+
+    /* Usage errors are named, and exit 125 without booting anything. */
+    r = cordon(state, (const char *[]){"--memory", "lots", "--", "true", NULL});
+    ASSERT_EQ(r.code, 125);
+    ASSERT_CONTAINS(r.err, "--memory must be a number");
+    ran_free(&r);
+
+    /* Nothing left: no domain, no agent socket in any task folder. */
+    struct cdn_vm_host *h = NULL;
+    cdn_err *err = NULL;
+    char daemons[4300];
+    snprintf(daemons, sizeof(daemons), "%s/run", state);
+    struct cdn_vm_host_opts hopts = {.daemon_dir = daemons};
+    ASSERT_OK(cdn_vm_host_open(&hopts, &h, &err), err);
+    char **names = NULL;
+    size_t n = 0;
+    ASSERT_OK(cdn_vm_host_list(h, &names, &n, &err), err);
+    for (size_t i = 0; i < n; i++)
+        FAIL("leftover domain %s", names[i]);
+    free(names);
+    cdn_vm_host_close(h);
+    th_sh("test -z \"$(find %s/tasks -name agent.sock)\"", state);
+    th_rmtree(state);
+}
