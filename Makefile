@@ -119,9 +119,10 @@ $(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJS) $(LIBVM) $(LIBCHANNEL) $(LIBPROTO) |
 
 # Benchmarks link the test helpers but not the test runner's main().
 BENCH_LIB_OBJS := $(filter-out $(BUILD)/obj/tests/lib/test.o,$(TESTLIB_OBJS))
-$(BUILD)/bench/%: bench/%.c $(BENCH_LIB_OBJS) $(LIBCHANNEL) $(LIBPROTO) | $(AGENT)
+$(BUILD)/bench/%: bench/%.c $(BENCH_LIB_OBJS) $(LIBVM) $(LIBCHANNEL) $(LIBPROTO) | $(AGENT) $(CORDON)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(INCLUDES) $(LDFLAGS) -o $@ $< $(BENCH_LIB_OBJS) $(LIBCHANNEL) $(LIBPROTO) $(LDLIBS) -ljansson -lm
+	$(CC) $(CFLAGS) $(INCLUDES) $(LDFLAGS) -o $@ $< $(BENCH_LIB_OBJS) $(LIBVM) $(LIBCHANNEL) \
+		$(LIBPROTO) $(LDLIBS) $(VIRT_LIBS) -ljansson -lm
 
 # libFuzzer targets: clang, sanitizers on, built in their own tree.
 FUZZ_BUILD := build/fuzz
@@ -172,7 +173,7 @@ test: images
 fuzz: $(FUZZ_BINS)
 	tests/run.sh - $(FUZZ_BUILD) $(FUZZ_LONG_SECONDS)
 
-bench: all
+bench: all images
 	bench/run.sh $(BUILD)
 
 format:

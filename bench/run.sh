@@ -7,6 +7,7 @@ build=${1:?usage: bench/run.sh BUILD_DIR}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 export CORDON_AGENT="$root/$build/bin/cordon-agent"
+export CORDON_IMAGES="${CORDON_IMAGES:-$root/build/images}"
 # Trees live on tmpfs where there is one, so the archive figures measure cordon rather than the
 # disk's inode allocator (which, on ext4 after many create/delete rounds, dominated and drifted).
 if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then

@@ -7,14 +7,15 @@
 #include "frame.h"
 
 static void usage(FILE *f) {
-    fputs("usage: cordon COMMAND [OPTIONS]\n"
-          "\n"
-          "Runs untrusted work in a fresh microVM per task.\n"
-          "\n"
-          "commands:\n"
-          "  run [OPTIONS] -- CMD [ARGS...]   run CMD in a new VM; `cordon run --help` for options\n"
-          "  version                         print the version and protocol\n",
-          f);
+    fputs(
+        "usage: cordon COMMAND [OPTIONS]\n"
+        "\n"
+        "Runs untrusted work in a fresh microVM per task.\n"
+        "\n"
+        "commands:\n"
+        "  run [OPTIONS] -- CMD [ARGS...]   run CMD in a new VM; `cordon run --help` for options\n"
+        "  version                         print the version and protocol\n",
+        f);
 }
 
 int main(int argc, char **argv) {

@@ -101,9 +101,8 @@ static const char *default_images(void) {
     const char *env = getenv("CORDON_IMAGES");
     if (env && *env)
         return env;
-    return access("/usr/share/cordon/images/kernel/vmlinux", R_OK) == 0
-               ? "/usr/share/cordon/images"
-               : "build/images";
+    return access("/usr/share/cordon/images/kernel/vmlinux", R_OK) == 0 ? "/usr/share/cordon/images"
+                                                                        : "build/images";
 }
 
 struct run_opts {
@@ -115,14 +114,13 @@ struct run_opts {
 
 static int parse(int argc, char **argv, struct run_opts *o) {
     static const struct option longopts[] = {
-        {"image", required_argument, NULL, 'i'},   {"memory", required_argument, NULL, 'm'},
-        {"cpus", required_argument, NULL, 'c'},    {"timeout", required_argument, NULL, 't'},
+        {"image", required_argument, NULL, 'i'},        {"memory", required_argument, NULL, 'm'},
+        {"cpus", required_argument, NULL, 'c'},         {"timeout", required_argument, NULL, 't'},
         {"boot-timeout", required_argument, NULL, 'b'}, {"env", required_argument, NULL, 'e'},
-        {"workdir", required_argument, NULL, 'w'}, {"json", no_argument, NULL, 'j'},
-        {"images", required_argument, NULL, 'I'},  {"state", required_argument, NULL, 's'},
-        {"uri", required_argument, NULL, 'u'},     {"help", no_argument, NULL, 'h'},
-        {"kernel-arg", required_argument, NULL, 'k'},
-        {NULL, 0, NULL, 0}};
+        {"workdir", required_argument, NULL, 'w'},      {"json", no_argument, NULL, 'j'},
+        {"images", required_argument, NULL, 'I'},       {"state", required_argument, NULL, 's'},
+        {"uri", required_argument, NULL, 'u'},          {"help", no_argument, NULL, 'h'},
+        {"kernel-arg", required_argument, NULL, 'k'},   {NULL, 0, NULL, 0}};
     struct cdn_task_spec *s = &o->spec;
     unsigned v;
     optind = 1;
@@ -245,7 +243,7 @@ int cli_run(int argc, char **argv) {
         s->images_dir = default_images();
     if (!s->state_dir)
         s->state_dir = getenv("CORDON_STATE") && *getenv("CORDON_STATE") ? getenv("CORDON_STATE")
-                                                                          : "/var/lib/cordon";
+                                                                         : "/var/lib/cordon";
     struct run_ctx ctx = {.json = o.json};
     s->on_output = on_output;
     s->on_notice = on_notice;

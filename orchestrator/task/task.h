@@ -19,7 +19,7 @@ struct cdn_task_spec {
     unsigned memory_mib, vcpus;
     const char *kernel_args; /* appended to the guest kernel's command line, may be NULL */
     int boot_timeout_ms;     /* until the agent's hello */
-    uint32_t timeout_ms; /* the command's own timeout (0: none), enforced in the guest */
+    uint32_t timeout_ms;     /* the command's own timeout (0: none), enforced in the guest */
     const char *const *argv;
     size_t argc;
     const char *const *env;

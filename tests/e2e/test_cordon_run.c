@@ -45,7 +45,8 @@ static struct ran cordon(const char *state, const char *const *args) {
     int status;
     waitpid(pid, &status, 0);
     struct ran r = {.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-                    .out = th_read_file(out_path), .err = th_read_file(err_path)};
+                    .out = th_read_file(out_path),
+                    .err = th_read_file(err_path)};
     return r;
 }
 
@@ -57,10 +58,9 @@ static void ran_free(struct ran *r) {
 TEST_T(cordon_run_end_to_end, 300) {
     _cleanup_free_ char *state = th_tmpdir();
     /* Exit code, output, env and workdir come back in --json. */
-    struct ran r = cordon(state, (const char *[]){"--json", "--env", "GREETING=hi", "--workdir",
-                                                  "/tmp", "--", "sh", "-c",
-                                                  "echo $GREETING; pwd; echo warn >&2; exit 3",
-                                                  NULL});
+    struct ran r = cordon(
+        state, (const char *[]){"--json", "--env", "GREETING=hi", "--workdir", "/tmp", "--", "sh",
+                                "-c", "echo $GREETING; pwd; echo warn >&2; exit 3", NULL});
     ASSERT_EQ(r.code, 3);
     json_error_t jerr;
     json_t *j = json_loads(r.out, 0, &jerr);
@@ -77,8 +77,8 @@ TEST_T(cordon_run_end_to_end, 300) {
     ran_free(&r);
 
     /* --timeout kills the command's group in the guest: exit 124 and a message. */
-    r = cordon(state, (const char *[]){"--timeout", "1", "--", "sh", "-c", "echo start; sleep 60",
-                                       NULL});
+    r = cordon(state,
+               (const char *[]){"--timeout", "1", "--", "sh", "-c", "echo start; sleep 60", NULL});
     ASSERT_EQ(r.code, 124);
     ASSERT_STREQ(r.out, "start\n");
     ASSERT_CONTAINS(r.err, "command timed out after 1 s");
