@@ -156,8 +156,9 @@ int main(void) {
     json_object_set_new(root, "raw_qemu_to_hello_ms", json_real(a * 1000));
     json_object_set_new(root, "cordon_run_true_ms", json_real(b * 1000));
     json_object_set_new(root, "ratio", json_real(b / a));
-    json_object_set_new(root, "ratio_means", json_string("cordon run / raw qemu boot, lower is "
-                                                         "better; goal <= 1.2"));
+    json_object_set_new(root, "ratio_means",
+                        json_string("cordon run / raw qemu boot, lower is "
+                                    "better; goal <= 1.2"));
     json_object_set_new(root, "daemon_start_ms", json_real(daemon_start * 1000));
     json_object_set_new(root, "pid1_orphan_reap_ms", json_real(reap_s * 1000));
     if (json_dump_file(root, out_path, JSON_INDENT(2) | JSON_SORT_KEYS) < 0)

@@ -270,6 +270,8 @@ int cli_run(int argc, char **argv) {
         code = res.exec.exit_code;
     if (o.json)
         print_json(&ctx, &res, code, r < 0 ? cdn_err_msg(err) : NULL);
+    else if (code == CLI_EXIT_INTERRUPTED)
+        fprintf(stderr, "cordon run: interrupted; VM %s destroyed\n", res.vm);
     else if (r < 0)
         fprintf(stderr, "cordon run: %s\n", cdn_err_msg(err));
     else if (res.exec.timed_out)

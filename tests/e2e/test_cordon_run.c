@@ -4,6 +4,7 @@
  * a guest whose agent never answers. Afterwards no cordon-* domain and no socket may remain. */
 #include <fcntl.h>
 #include <jansson.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -93,6 +94,43 @@ TEST_T(cordon_run_end_to_end, 300) {
     ASSERT_CONTAINS(r.err, "console.log");
     ASSERT_TRUE(th_now_ms() - t0 < 30000);
     ran_free(&r);
+
+    /* Ctrl-C while the command runs: exit 130, and the VM is torn down all the same. */
+    char out_path[4300], err_path[4300];
+    snprintf(out_path, sizeof(out_path), "%s/bg-out", state);
+    snprintf(err_path, sizeof(err_path), "%s/bg-err", state);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        dup2(o, 1);
+        dup2(e, 2);
+        char bin[4200];
+        snprintf(bin, sizeof(bin), "%s", th_agent_path());
+        snprintf(strrchr(bin, '/') + 1, 64, "cordon");
+        execl(bin, bin, "run", "--state", state, "--images", th_images_dir(), "--", "sh", "-c",
+              "echo started; sleep 120", (char *)NULL);
+        _exit(127);
+    }
+    uint64_t until = th_now_ms() + 60000;
+    for (;;) {
+        _cleanup_free_ char *got = th_read_file(out_path);
+        if (got && strstr(got, "started"))
+            break;
+        if (th_now_ms() > until)
+            FAIL("the command never started");
+        usleep(50000);
+    }
+    kill(pid, SIGINT);
+    uint64_t t1 = th_now_ms();
+    int status;
+    waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 130);
+    ASSERT_TRUE(th_now_ms() - t1 < 15000);
+    _cleanup_free_ char *bg_err = th_read_file(err_path);
+    ASSERT_CONTAINS(bg_err, "interrupted; VM cordon-");
+    ASSERT_CONTAINS(bg_err, "destroyed");
 
     /* Usage errors are named, and exit 125 without booting anything. */
     r = cordon(state, (const char *[]){"--memory", "lots", "--", "true", NULL});

@@ -115,14 +115,26 @@ TEST_T(libvirt_vm_boots_runs_and_leaves_nothing, 240) {
     ASSERT_CONTAINS(th_output_str(&o, 1), "cordon.test=libvirt");
     th_output_free(&o);
 
-    /* A second VM at once, destroyed while it boots: nothing of it may remain. */
+    /* A second VM at once, both running commands; then destroyed while it runs. */
     char id2[80];
     snprintf(id2, sizeof(id2), "%s-b", id);
     struct cdn_vm_spec spec2;
     char kernel2[4200], initrd2[4200];
-    spec_for(&spec2, id2, vmdir2, kernel2, initrd2, sizeof(kernel2), "cordon.agent=off");
+    spec_for(&spec2, id2, vmdir2, kernel2, initrd2, sizeof(kernel2), "cordon.test=second");
     struct cdn_vm *vm2 = NULL;
     ASSERT_OK(cdn_vm_start(h, &spec2, &vm2, &err), err);
+    int fd2 = cdn_vm_agent_fd(vm2, 10000, &err);
+    ASSERT_OK(fd2, err);
+    struct cdn_channel_opts copts2 = {.name = cdn_vm_name(vm2), .handshake_timeout_ms = 60000};
+    struct cdn_channel *ch2 = NULL;
+    ASSERT_OK(cdn_channel_open(fd2, &copts2, &ch2, &err), err);
+    r = th_run(ch2, &o, ARGV("cat", "/proc/cmdline"));
+    ASSERT_CONTAINS(th_output_str(&o, 1), "cordon.test=second");
+    th_output_free(&o);
+    r = th_run(ch, &o, ARGV("cat", "/proc/cmdline")); /* the first is still there too */
+    ASSERT_CONTAINS(th_output_str(&o, 1), "cordon.test=libvirt");
+    th_output_free(&o);
+    cdn_channel_free(ch2);
     ASSERT_TRUE(cdn_vm_running(vm2));
     cdn_vm_destroy(vm2);
 
