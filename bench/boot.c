@@ -22,30 +22,14 @@
 
 #define RUNS 7
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, size_t n) {
-    qsort(v, n, sizeof(*v), cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 static double raw_qemu_to_hello_s(void) {
     struct th_vm vm;
-    double t0 = now_s();
+    double t0 = th_now_s();
     th_vm_boot(&vm, NULL);
     struct cdn_channel *ch = NULL;
     cdn_err *err = NULL;
     ASSERT_OK(th_vm_channel(&vm, 60000, &ch, &err), err);
-    double t = now_s() - t0;
+    double t = th_now_s() - t0;
     cdn_channel_shutdown(ch, true, 5000, NULL);
     cdn_channel_free(ch);
     th_vm_wait_exit(&vm, 10000);
@@ -54,7 +38,7 @@ static double raw_qemu_to_hello_s(void) {
 }
 
 static double cordon_run_true_s(const char *cordon, const char *state) {
-    double t0 = now_s();
+    double t0 = th_now_s();
     pid_t pid = fork();
     if (pid == 0) {
         int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
@@ -68,7 +52,7 @@ static double cordon_run_true_s(const char *cordon, const char *state) {
     waitpid(pid, &status, 0);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         FAIL("cordon run -- true exited with status %d", status);
-    return now_s() - t0;
+    return th_now_s() - t0;
 }
 
 /* How long this machine's PID 1 takes to reap an orphan: libvirt's destroy waits until QEMU (an
@@ -94,11 +78,11 @@ static double orphan_reap_s(void) {
     waitpid(child, NULL, 0);
     close(pfd[0]);
     close(pfd[1]);
-    double t0 = now_s();
+    double t0 = th_now_s();
     usleep(50000); /* its own run time */
-    while (kill(orphan, 0) == 0 && now_s() - t0 < 10)
+    while (kill(orphan, 0) == 0 && th_now_s() - t0 < 10)
         usleep(2000);
-    return now_s() - t0 - 0.05;
+    return th_now_s() - t0 - 0.05;
 }
 
 static bool accel_kvm(void) {
@@ -116,23 +100,23 @@ int main(void) {
     snprintf(daemons, sizeof(daemons), "%s/run", state);
 
     /* The daemons' own start-up, measured once, then kept running for (b). */
-    double d0 = now_s();
+    double d0 = th_now_s();
     struct cdn_vm_host_opts hopts = {.daemon_dir = daemons};
     struct cdn_vm_host *host = NULL;
     cdn_err *err = NULL;
     ASSERT_OK(cdn_vm_host_open(&hopts, &host, &err), err);
-    double daemon_start = cdn_vm_host_started_daemons(host) ? now_s() - d0 : 0;
+    double daemon_start = cdn_vm_host_started_daemons(host) ? th_now_s() - d0 : 0;
 
     double raw[RUNS], run[RUNS];
     for (int i = 0; i < RUNS; i++) { /* interleaved, so drift hits both alike */
         raw[i] = raw_qemu_to_hello_s();
         run[i] = cordon_run_true_s(cordon, state);
     }
-    double a = median(raw, RUNS), b = median(run, RUNS);
+    double a = th_median(raw, RUNS), b = th_median(run, RUNS);
     double reap[5];
     for (int i = 0; i < 5; i++)
         reap[i] = orphan_reap_s();
-    double reap_s = median(reap, 5);
+    double reap_s = th_median(reap, 5);
     cdn_vm_host_close(host);
 
     const char *accel = accel_kvm() ? "kvm" : "tcg";

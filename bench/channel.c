@@ -26,22 +26,6 @@
 #define RUNS 21
 #define RAW_CHUNK (256u * 1024u)
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, size_t n) {
-    qsort(v, n, sizeof(*v), cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 /* ---- baselines on a raw socketpair ---- */
 
 static double raw_echo_rtt_us(void) {
@@ -59,30 +43,30 @@ static double raw_echo_rtt_us(void) {
     double v[RUNS];
     for (int i = 0; i < RUNS; i++) {
         char c = 'x';
-        double t0 = now_s();
+        double t0 = th_now_s();
         for (int k = 0; k < 100; k++)
             if (write(sv[0], &c, 1) != 1 || read(sv[0], &c, 1) != 1)
                 FAIL("echo");
-        v[i] = (now_s() - t0) / 100 * 1e6;
+        v[i] = (th_now_s() - t0) / 100 * 1e6;
     }
     close(sv[0]);
     waitpid(pid, NULL, 0);
-    return median(v, RUNS);
+    return th_median(v, RUNS);
 }
 
 static double local_spawn_ms(void) {
     double v[RUNS];
     for (int i = 0; i < RUNS; i++) {
-        double t0 = now_s();
+        double t0 = th_now_s();
         pid_t pid = fork();
         if (pid == 0) {
             execlp("true", "true", (char *)NULL);
             _exit(127);
         }
         waitpid(pid, NULL, 0);
-        v[i] = (now_s() - t0) * 1e3;
+        v[i] = (th_now_s() - t0) * 1e3;
     }
-    return median(v, RUNS);
+    return th_median(v, RUNS);
 }
 
 /* Pushes total bytes from a child to us through a socketpair in RAW_CHUNK writes. */
@@ -93,7 +77,7 @@ static double raw_stream_mib_s(uint64_t total) {
     for (int i = 0; i < RUNS; i++) {
         int sv[2];
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
-        double t0 = now_s();
+        double t0 = th_now_s();
         pid_t pid = fork();
         if (pid == 0) {
             close(sv[0]);
@@ -115,9 +99,9 @@ static double raw_stream_mib_s(uint64_t total) {
         close(sv[0]);
         if (got != total)
             FAIL("raw stream got %llu of %llu", (unsigned long long)got, (unsigned long long)total);
-        v[i] = (double)total / (1 << 20) / (now_s() - t0);
+        v[i] = (double)total / (1 << 20) / (th_now_s() - t0);
     }
-    return median(v, RUNS);
+    return th_median(v, RUNS);
 }
 
 /* ---- the channel ---- */
@@ -126,12 +110,12 @@ static double channel_ping_us(struct cdn_channel *ch) {
     double v[RUNS];
     cdn_err *err = NULL;
     for (int i = 0; i < RUNS; i++) {
-        double t0 = now_s();
+        double t0 = th_now_s();
         for (int k = 0; k < 100; k++)
             ASSERT_OK(cdn_channel_ping(ch, 5000, &err), err);
-        v[i] = (now_s() - t0) / 100 * 1e6;
+        v[i] = (th_now_s() - t0) / 100 * 1e6;
     }
-    return median(v, RUNS);
+    return th_median(v, RUNS);
 }
 
 static double channel_exec_ms(struct cdn_channel *ch) {
@@ -141,12 +125,12 @@ static double channel_exec_ms(struct cdn_channel *ch) {
     cdn_err *err = NULL;
     for (int i = 0; i < RUNS; i++) {
         struct cdn_exec_result r;
-        double t0 = now_s();
+        double t0 = th_now_s();
         ASSERT_OK(cdn_channel_exec(ch, &spec, NULL, NULL, 10000, &r, &err), err);
-        v[i] = (now_s() - t0) * 1e3;
+        v[i] = (th_now_s() - t0) * 1e3;
         ASSERT_EQ(r.exit_code, 0);
     }
-    return median(v, RUNS);
+    return th_median(v, RUNS);
 }
 
 /* A tree like a mid-sized repository with some build output: 16 x 4 MiB + 512 x 16 KiB. */
@@ -168,12 +152,12 @@ static double archive_get_mib_s(struct cdn_channel *ch, const char *src, const c
         snprintf(dst, sizeof(dst), "%s/get-%d", work, i);
         mkdir(dst, 0755);
         _cleanup_close_ int fd = open(dst, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        double t0 = now_s();
+        double t0 = th_now_s();
         ASSERT_OK(cdn_channel_archive_get(ch, src, NULL, 0, fd, NULL, 60000, NULL, &err), err);
-        v[i] = (double)bytes / (1 << 20) / (now_s() - t0);
+        v[i] = (double)bytes / (1 << 20) / (th_now_s() - t0);
         th_rmtree(dst);
     }
-    return median(v, RUNS);
+    return th_median(v, RUNS);
 }
 
 static int count_entry(void *ud, const struct cdn_archive_entry *e, cdn_err **err) {
@@ -198,13 +182,13 @@ static double archive_stream_mib_s(struct cdn_channel *ch, const char *src, uint
     for (int i = 0; i < RUNS; i++) {
         uint64_t got = 0;
         struct cdn_archive_sink sink = {count_entry, count_data, count_end, &got};
-        double t0 = now_s();
+        double t0 = th_now_s();
         ASSERT_OK(cdn_channel_archive_get_sink(ch, src, NULL, 0, &sink, NULL, 60000, NULL, &err),
                   err);
-        v[i] = (double)bytes / (1 << 20) / (now_s() - t0);
+        v[i] = (double)bytes / (1 << 20) / (th_now_s() - t0);
         ASSERT_EQ(got, bytes);
     }
-    return median(v, RUNS);
+    return th_median(v, RUNS);
 }
 
 static double archive_put_mib_s(struct cdn_channel *ch, const char *src, const char *work,
@@ -215,12 +199,12 @@ static double archive_put_mib_s(struct cdn_channel *ch, const char *src, const c
     for (int i = 0; i < RUNS; i++) {
         char dst[4200];
         snprintf(dst, sizeof(dst), "%s/put-%d", work, i);
-        double t0 = now_s();
+        double t0 = th_now_s();
         ASSERT_OK(cdn_channel_archive_put(ch, fd, NULL, 0, dst, 60000, NULL, &err), err);
-        v[i] = (double)bytes / (1 << 20) / (now_s() - t0);
+        v[i] = (double)bytes / (1 << 20) / (th_now_s() - t0);
         th_rmtree(dst);
     }
-    return median(v, RUNS);
+    return th_median(v, RUNS);
 }
 
 /* ratio is always cordon / baseline, as printed: for times lower is better (1.0 = no overhead),
@@ -230,12 +214,12 @@ static double local_cp_mib_s(const char *src, const char *work, uint64_t bytes) 
     for (int i = 0; i < RUNS; i++) {
         char dst[4200];
         snprintf(dst, sizeof(dst), "%s/cp-%d", work, i);
-        double t0 = now_s();
+        double t0 = th_now_s();
         th_sh("cp -r %s %s", src, dst);
-        v[i] = (double)bytes / (1 << 20) / (now_s() - t0);
+        v[i] = (double)bytes / (1 << 20) / (th_now_s() - t0);
         th_rmtree(dst);
     }
-    return median(v, RUNS);
+    return th_median(v, RUNS);
 }
 
 static json_t *pair(const char *unit, double ours, double base, bool higher_is_better) {

@@ -26,12 +26,6 @@ struct agent_loop {
 
 static const int handled_signals[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP};
 
-uint64_t agent_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void dispatch_signal(struct agent_source *src, uint32_t events) {
     (void)events;
     struct agent_loop *l = (struct agent_loop *)((char *)src - offsetof(struct agent_loop, sig));

@@ -30,5 +30,6 @@ int agent_loop_run(struct agent_loop *l);
 void agent_loop_stop(struct agent_loop *l, int code);
 /* Restores the signal mask and dispositions a child should start with (call after fork). */
 void agent_loop_reset_signals_in_child(void);
-/* CLOCK_MONOTONIC in milliseconds. */
-uint64_t agent_now_ms(void);
+/* CLOCK_MONOTONIC in milliseconds (the project's one clock). */
+#include "clock.h"
+#define agent_now_ms cdn_now_ms

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "clock.h"
 
 #define HOST_VERSION "cordon-host 0.1.0"
 #define READ_BUDGET_BYTES (4u * 1024u * 1024u)
@@ -29,18 +30,12 @@
  * treated as a guest fault. */
 #define MAX_TOMBSTONES 256u
 
-static uint64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 uint64_t chan_deadline(const struct cdn_channel *ch, int timeout_ms) {
-    return now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : ch->opts.default_timeout_ms);
+    return cdn_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : ch->opts.default_timeout_ms);
 }
 
 int chan_remaining_ms(uint64_t deadline) {
-    uint64_t now = now_ms();
+    uint64_t now = cdn_now_ms();
     if (now >= deadline)
         return 0;
     uint64_t left = deadline - now;

@@ -13,15 +13,10 @@
 #include <time.h>
 
 #include "cleanup.h"
+#include "clock.h"
 #include "vm.h"
 
 #define POLL_SLICE_MS 100
-
-static uint64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static int make_dir(const char *path, mode_t mode, cdn_err **err) {
     _cleanup_free_ char *copy = strdup(path);
@@ -76,7 +71,7 @@ static int run_command(const struct cdn_task_spec *spec, struct cdn_channel *ch,
 }
 
 int cdn_task_run(const struct cdn_task_spec *spec, struct cdn_task_result *res, cdn_err **err) {
-    uint64_t t0 = now_ms();
+    uint64_t t0 = cdn_now_ms();
     *res = (struct cdn_task_result){0};
     int r = new_id(res->id, err);
     if (r < 0)
@@ -115,7 +110,7 @@ int cdn_task_run(const struct cdn_task_spec *spec, struct cdn_task_result *res, 
                                 .vcpus = spec->vcpus,
                                 .kvm = kvm};
     _cleanup_(cdn_vm_destroyp) struct cdn_vm *vm = NULL;
-    uint64_t boot0 = now_ms();
+    uint64_t boot0 = cdn_now_ms();
     if ((r = cdn_vm_start(host, &vspec, &vm, err)) < 0)
         return r;
     res->console = strdup(cdn_vm_console_path(vm));
@@ -127,12 +122,12 @@ int cdn_task_run(const struct cdn_task_spec *spec, struct cdn_task_result *res, 
     _cleanup_(cdn_channel_freep) struct cdn_channel *ch = NULL;
     if ((r = cdn_channel_open(fd, &copts, &ch, err)) < 0)
         return cdn_err_prefix(err, "booting (console: %s)", res->console);
-    res->boot_ms = now_ms() - boot0;
+    res->boot_ms = cdn_now_ms() - boot0;
     if (cancelled(spec))
         return cdn_err_set(err, EINTR, "cancelled");
     r = run_command(spec, ch, &res->exec, err);
     /* No graceful shutdown: the guest is discarded, and destroying it outright is faster than
      * letting it power off (libvirt's destroy then raced a QEMU already on its way out). */
-    res->total_ms = now_ms() - t0;
+    res->total_ms = cdn_now_ms() - t0;
     return r;
 }

@@ -20,6 +20,7 @@
 #include <libvirt/virterror.h>
 
 #include "cleanup.h"
+#include "clock.h"
 #include "vm_daemon.h"
 
 #define DAEMON_START_TIMEOUT_MS 20000
@@ -54,12 +55,6 @@ __attribute__((format(printf, 2, 3))) static int lv_err(cdn_err **err, const cha
     va_end(ap);
     virErrorPtr e = virGetLastError();
     return cdn_err_set(err, EIO, "%s: %s", what, e && e->message ? e->message : "libvirt error");
-}
-
-static uint64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 int cdn_vm_host_open(const struct cdn_vm_host_opts *opts, struct cdn_vm_host **out, cdn_err **err) {
@@ -170,7 +165,7 @@ int cdn_vm_agent_fd(struct cdn_vm *vm, int timeout_ms, cdn_err **err) {
         return cdn_err_set(err, ENAMETOOLONG, "vm %s: socket path %s is too long", vm->name,
                            vm->sock);
     strcpy(addr.sun_path, vm->sock);
-    uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+    uint64_t deadline = cdn_now_ms() + (uint64_t)timeout_ms;
     for (;;) {
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
@@ -184,7 +179,7 @@ int cdn_vm_agent_fd(struct cdn_vm *vm, int timeout_ms, cdn_err **err) {
                                "vm %s: the guest stopped before its agent's port "
                                "opened (console: %s)",
                                vm->name, vm->console);
-        if (now_ms() >= deadline)
+        if (cdn_now_ms() >= deadline)
             return cdn_err_set(err, ETIMEDOUT, "vm %s: agent port %s: %s after %d ms", vm->name,
                                vm->sock, strerror(e), timeout_ms);
         usleep(10000);

@@ -19,15 +19,10 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "clock.h"
 
 #define LIBVIRTD_SOCK "/run/libvirt/libvirt-sock"
 #define VIRTLOGD_SOCK "/run/libvirt/virtlogd-sock"
-
-static uint64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static bool answers(const char *path) {
     _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -62,7 +57,7 @@ static int spawn_daemon(const char *prog, const char *pidfile, cdn_err **err) {
 
 static int wait_socket(const char *path, uint64_t deadline, const char *what, cdn_err **err) {
     while (!answers(path)) {
-        if (now_ms() >= deadline)
+        if (cdn_now_ms() >= deadline)
             return cdn_err_set(err, ETIMEDOUT, "%s did not open %s in time", what, path);
         usleep(20000);
     }
@@ -70,7 +65,7 @@ static int wait_socket(const char *path, uint64_t deadline, const char *what, cd
 }
 
 int vm_daemons_ensure(struct vm_daemons *d, const char *dir, int timeout_ms, cdn_err **err) {
-    uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+    uint64_t deadline = cdn_now_ms() + (uint64_t)timeout_ms;
     if (answers(LIBVIRTD_SOCK) && answers(VIRTLOGD_SOCK))
         return 0;
     if (mkdir(dir, 0700) < 0 && errno != EEXIST)
@@ -108,8 +103,8 @@ static void stop_one(const char *dir, const char *name) {
     pid_t pid = (pid_t)atoi(buf);
     if (pid <= 1 || kill(pid, SIGTERM) < 0)
         return;
-    uint64_t deadline = now_ms() + 10000;
-    while (kill(pid, 0) == 0 && now_ms() < deadline)
+    uint64_t deadline = cdn_now_ms() + 10000;
+    while (kill(pid, 0) == 0 && cdn_now_ms() < deadline)
         usleep(20000);
     if (kill(pid, 0) == 0)
         kill(pid, SIGKILL);

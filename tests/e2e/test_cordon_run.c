@@ -19,23 +19,21 @@ struct ran {
     char *out, *err;
 };
 
-/* Runs the cordon binary next to the agent under test, with a private state folder. */
-static struct ran cordon(const char *state, const char *const *args) {
-    char bin[4200], images[4200];
+/* Starts the cordon binary next to the agent under test (`cordon run --state STATE --images ...
+ * ARGS`), its stdout and stderr going to STATE/NAME.out and STATE/NAME.err. */
+static pid_t spawn_cordon(const char *state, const char *name, const char *const *args) {
+    char bin[4200], out_path[4300], err_path[4300];
     snprintf(bin, sizeof(bin), "%s", th_agent_path());
-    char *slash = strrchr(bin, '/');
-    snprintf(slash + 1, sizeof(bin) - (size_t)(slash + 1 - bin), "cordon");
-    snprintf(images, sizeof(images), "%s", th_images_dir());
-    char out_path[4300], err_path[4300];
-    snprintf(out_path, sizeof(out_path), "%s/out", state);
-    snprintf(err_path, sizeof(err_path), "%s/err", state);
+    snprintf(strrchr(bin, '/') + 1, 64, "cordon");
+    snprintf(out_path, sizeof(out_path), "%s/%s.out", state, name);
+    snprintf(err_path, sizeof(err_path), "%s/%s.err", state, name);
     pid_t pid = fork();
     if (pid == 0) {
         int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         dup2(o, 1);
         dup2(e, 2);
-        const char *argv[32] = {bin, "run", "--state", state, "--images", images};
+        const char *argv[32] = {bin, "run", "--state", state, "--images", th_images_dir()};
         size_t n = 6;
         for (size_t i = 0; args[i] && n < 31; i++)
             argv[n++] = args[i];
@@ -43,12 +41,23 @@ static struct ran cordon(const char *state, const char *const *args) {
         execv(bin, (char **)argv);
         _exit(127);
     }
+    return pid;
+}
+
+static char *read_output(const char *state, const char *name, const char *ext) {
+    char path[4300];
+    snprintf(path, sizeof(path), "%s/%s.%s", state, name, ext);
+    return th_read_file(path);
+}
+
+/* Runs cordon to completion. */
+static struct ran cordon(const char *state, const char *const *args) {
+    pid_t pid = spawn_cordon(state, "run", args);
     int status;
     waitpid(pid, &status, 0);
-    struct ran r = {.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-                    .out = th_read_file(out_path),
-                    .err = th_read_file(err_path)};
-    return r;
+    return (struct ran){.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                        .out = read_output(state, "run", "out"),
+                        .err = read_output(state, "run", "err")};
 }
 
 static void ran_free(struct ran *r) {
@@ -96,25 +105,11 @@ TEST_T(cordon_run_end_to_end, 300) {
     ran_free(&r);
 
     /* Ctrl-C while the command runs: exit 130, and the VM is torn down all the same. */
-    char out_path[4300], err_path[4300];
-    snprintf(out_path, sizeof(out_path), "%s/bg-out", state);
-    snprintf(err_path, sizeof(err_path), "%s/bg-err", state);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        dup2(o, 1);
-        dup2(e, 2);
-        char bin[4200];
-        snprintf(bin, sizeof(bin), "%s", th_agent_path());
-        snprintf(strrchr(bin, '/') + 1, 64, "cordon");
-        execl(bin, bin, "run", "--state", state, "--images", th_images_dir(), "--", "sh", "-c",
-              "echo started; sleep 120", (char *)NULL);
-        _exit(127);
-    }
+    pid_t pid = spawn_cordon(state, "bg",
+                             (const char *[]){"--", "sh", "-c", "echo started; sleep 120", NULL});
     uint64_t until = th_now_ms() + 60000;
     for (;;) {
-        _cleanup_free_ char *got = th_read_file(out_path);
+        _cleanup_free_ char *got = read_output(state, "bg", "out");
         if (got && strstr(got, "started"))
             break;
         if (th_now_ms() > until)
@@ -128,7 +123,7 @@ TEST_T(cordon_run_end_to_end, 300) {
     ASSERT_TRUE(WIFEXITED(status));
     ASSERT_EQ(WEXITSTATUS(status), 130);
     ASSERT_TRUE(th_now_ms() - t1 < 15000);
-    _cleanup_free_ char *bg_err = th_read_file(err_path);
+    _cleanup_free_ char *bg_err = read_output(state, "bg", "err");
     ASSERT_CONTAINS(bg_err, "interrupted; VM cordon-");
     ASSERT_CONTAINS(bg_err, "destroyed");
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "clock.h"
 #include "test.h"
 
 const char *th_agent_path(void) {
@@ -55,10 +56,22 @@ struct cdn_channel *th_channel(struct th_agent *a, const struct cdn_channel_opts
     return ch;
 }
 
-uint64_t th_now_ms(void) {
+uint64_t th_now_ms(void) { return cdn_now_ms(); }
+
+double th_now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+double th_median(double *v, size_t n) {
+    qsort(v, n, sizeof(*v), cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 int th_agent_wait(struct th_agent *a, int timeout_ms) {

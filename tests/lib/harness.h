@@ -34,6 +34,9 @@ void th_rmtree(const char *path);
 /* Resident set size of this process, in KiB. */
 long th_rss_kib(void);
 uint64_t th_now_ms(void);
+double th_now_s(void);
+/* Median of v (sorted in place). */
+double th_median(double *v, size_t n);
 
 /* Collects output per fd (1, 2), for cdn_output_fn. */
 struct th_output {

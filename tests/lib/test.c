@@ -24,12 +24,6 @@ void test_register(const char *name, test_fn fn, int timeout_s) {
         tests[n_tests++] = (typeof(tests[0])){name, fn, timeout_s};
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static bool selected(const char *name, int argc, char **argv) {
     if (argc < 2)
         return true;
@@ -49,7 +43,7 @@ int test_main(int argc, char **argv) {
         fflush(stderr);
         /* A private TMPDIR, removed whatever the outcome: a failing test leaves nothing behind. */
         char *tmp = th_tmpdir();
-        double t0 = now_s();
+        double t0 = th_now_s();
         pid_t pid = fork();
         if (pid == 0) {
             setenv("TMPDIR", tmp, 1);
@@ -65,7 +59,7 @@ int test_main(int argc, char **argv) {
         kill(-pid, SIGKILL);
         th_rmtree(tmp);
         free(tmp);
-        double ms = (now_s() - t0) * 1000.0;
+        double ms = (th_now_s() - t0) * 1000.0;
         const char *verdict = "FAIL";
         char why[64] = "";
         if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
