@@ -5,7 +5,8 @@
 # Every Debian package the project needs, in one place (installed by `make deps`).
 DEB_PACKAGES := make gcc libc6-dev clang libclang-rt-14-dev \
 	libprotobuf-c-dev protobuf-c-compiler libjansson-dev tar \
-	qemu-system-x86 busybox-static kmod cpio lz4 libvirt-daemon-system libvirt-dev
+	qemu-system-x86 busybox-static kmod cpio lz4 libvirt-daemon-system libvirt-dev \
+	mmdebstrap e2fsprogs qemu-utils
 
 CC ?= gcc
 BUILD ?= build/release
@@ -140,7 +141,11 @@ $(FUZZ_BUILD)/%: tests/fuzz/%.c $(PROTO_SRCS) $(wildcard proto/*.h) $(FUZZ_BUILD
 IMAGES := build/images
 KERNEL_STAMP := $(IMAGES)/kernel/version
 MINIMAL_IMAGE := $(IMAGES)/minimal.cpio.lz4
-images: $(MINIMAL_IMAGE)
+DEVBOX_IMAGE := $(IMAGES)/devbox.qcow2
+images: $(MINIMAL_IMAGE) $(DEVBOX_IMAGE)
+
+$(DEVBOX_IMAGE): images/devbox.sh images/init-devbox build/release/bin/cordon-agent-static
+	images/devbox.sh build/release/bin/cordon-agent-static $@
 
 $(KERNEL_STAMP): images/kernel.sh
 	images/kernel.sh $(IMAGES)/kernel

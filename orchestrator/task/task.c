@@ -11,6 +11,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cleanup.h"
 #include "clock.h"
@@ -42,6 +43,14 @@ static int new_id(char id[17], cdn_err **err) {
     for (int i = 0; i < 8; i++)
         snprintf(id + 2 * i, 3, "%02x", raw[i]);
     return 0;
+}
+
+/* The overlay goes with the task: after the VM that wrote it is destroyed (declared before it). */
+static void unlink_and_free(char **path) {
+    if (*path) {
+        unlink(*path);
+        free(*path);
+    }
 }
 
 static bool cancelled(const struct cdn_task_spec *spec) { return spec->cancel && *spec->cancel; }
@@ -77,18 +86,35 @@ int cdn_task_run(const struct cdn_task_spec *spec, struct cdn_task_result *res, 
     if (r < 0)
         return r;
     snprintf(res->vm, sizeof(res->vm), "cordon-%s", res->id);
-    _cleanup_free_ char *tasks = NULL, *dir = NULL, *daemons = NULL, *kernel = NULL, *initrd = NULL;
+    _cleanup_free_ char *tasks = NULL, *dir = NULL, *daemons = NULL, *kernel = NULL, *initrd = NULL,
+                        *base = NULL, *cmdline = NULL;
     const char *image = spec->image ? spec->image : "minimal";
-    if (strcmp(image, "minimal") != 0)
-        return cdn_err_set(err, EINVAL, "unknown image '%s' (available: minimal)", image);
+    /* minimal: the initramfs is the whole guest. devbox: the same initramfs mounts a Debian root
+     * from the task's overlay of devbox.qcow2 and switches to it. */
+    bool devbox = strcmp(image, "devbox") == 0;
+    if (!devbox && strcmp(image, "minimal") != 0)
+        return cdn_err_set(err, EINVAL, "unknown image '%s' (available: minimal, devbox)", image);
     if (asprintf(&tasks, "%s/tasks", spec->state_dir) < 0 ||
         asprintf(&dir, "%s/%s", tasks, res->id) < 0 ||
         asprintf(&daemons, "%s/run", spec->state_dir) < 0 ||
         asprintf(&kernel, "%s/kernel/vmlinux", spec->images_dir) < 0 ||
-        asprintf(&initrd, "%s/%s.cpio.lz4", spec->images_dir, image) < 0)
+        asprintf(&initrd, "%s/minimal.cpio.lz4", spec->images_dir) < 0 ||
+        asprintf(&base, "%s/devbox.qcow2", spec->images_dir) < 0 ||
+        asprintf(&cmdline, "%s %s", devbox ? "cordon.root=/dev/vda" : "",
+                 spec->kernel_args ? spec->kernel_args : "") < 0)
         return cdn_err_set(err, ENOMEM, "out of memory");
-    if ((r = make_dir(tasks, 0711, err)) < 0 || (r = make_dir(dir, 0711, err)) < 0)
+    /* QEMU (an unprivileged user under libvirt) opens the task's disk: it must be able to pass
+     * through the state folder. */
+    if ((r = make_dir(spec->state_dir, 0711, err)) < 0 || (r = make_dir(tasks, 0711, err)) < 0 ||
+        (r = make_dir(dir, 0711, err)) < 0)
         return r;
+    _cleanup_(unlink_and_free) char *overlay = NULL;
+    if (devbox) {
+        if (asprintf(&overlay, "%s/disk.qcow2", dir) < 0)
+            return cdn_err_set(err, ENOMEM, "out of memory");
+        if ((r = cdn_vm_overlay_create(base, overlay, err)) < 0)
+            return r;
+    }
 
     const char *why = NULL;
     bool kvm = cdn_vm_kvm_usable(&why);
@@ -101,12 +127,16 @@ int cdn_task_run(const struct cdn_task_spec *spec, struct cdn_task_result *res, 
     _cleanup_(cdn_vm_host_closep) struct cdn_vm_host *host = NULL;
     if ((r = cdn_vm_host_open(&hopts, &host, err)) < 0)
         return r;
+    /* A compiler needs more than the minimal image's default. */
+    unsigned memory = spec->memory_mib ? spec->memory_mib : devbox ? 1024 : 512;
     struct cdn_vm_spec vspec = {.id = res->id,
                                 .dir = dir,
                                 .kernel = kernel,
                                 .initrd = initrd,
-                                .cmdline_extra = spec->kernel_args,
-                                .memory_mib = spec->memory_mib,
+                                .cmdline_extra = cmdline,
+                                .disk = overlay,
+                                .disk_base = devbox ? base : NULL,
+                                .memory_mib = memory,
                                 .vcpus = spec->vcpus,
                                 .kvm = kvm};
     _cleanup_(cdn_vm_destroyp) struct cdn_vm *vm = NULL;

@@ -132,15 +132,20 @@ int cdn_vm_start(struct cdn_vm_host *h, const struct cdn_vm_spec *spec_in, struc
                  cdn_err **err) {
     struct cdn_vm_spec spec = *spec_in;
     const char *id = spec.id ? spec.id : "";
-    _cleanup_free_ char *dir = NULL, *kernel = NULL, *initrd = NULL, *xml = NULL;
+    _cleanup_free_ char *dir = NULL, *kernel = NULL, *initrd = NULL, *disk = NULL, *base = NULL,
+                        *xml = NULL;
     int r;
     if ((r = absolute(id, "task folder", spec.dir, &dir, err)) < 0 ||
         (r = absolute(id, "kernel", spec.kernel, &kernel, err)) < 0 ||
-        (r = absolute(id, "initrd", spec.initrd, &initrd, err)) < 0)
+        (r = absolute(id, "initrd", spec.initrd, &initrd, err)) < 0 ||
+        (spec.disk && (r = absolute(id, "disk", spec.disk, &disk, err)) < 0) ||
+        (spec.disk_base && (r = absolute(id, "base image", spec.disk_base, &base, err)) < 0))
         return r;
+    spec.disk_base = base;
     spec.dir = dir;
     spec.kernel = kernel;
     spec.initrd = initrd;
+    spec.disk = disk;
     r = cdn_vm_domain_xml(&spec, &xml, err);
     if (r < 0)
         return r;

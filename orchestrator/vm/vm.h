@@ -40,10 +40,15 @@ struct cdn_vm_spec {
     const char *kernel;
     const char *initrd;
     const char *cmdline_extra; /* appended to the kernel command line, may be NULL */
+    const char *disk;          /* qcow2 attached as /dev/vda (a task's overlay), may be NULL */
+    const char *disk_base;     /* the overlay's read-only qcow2 backing file (shared by tasks) */
     unsigned memory_mib;       /* default 512 */
     unsigned vcpus;            /* default 1 */
     bool kvm;                  /* domain type kvm (host CPU) instead of qemu (TCG, qemu64) */
 };
+
+/* Creates a qcow2 overlay at path whose backing file is the (read-only) base image. */
+int cdn_vm_overlay_create(const char *base, const char *path, cdn_err **err);
 
 /* Generates the domain XML (exposed for tests; every value is escaped). Returns malloc'd XML. */
 int cdn_vm_domain_xml(const struct cdn_vm_spec *spec, char **xml, cdn_err **err);

@@ -55,11 +55,35 @@ int cdn_vm_domain_xml(const struct cdn_vm_spec *spec, char **xml, cdn_err **err)
     _cleanup_free_ char *kernel = xml_escape(spec->kernel);
     _cleanup_free_ char *initrd = xml_escape(spec->initrd);
     _cleanup_free_ char *extra = xml_escape(spec->cmdline_extra ? spec->cmdline_extra : "");
-    if (!dir || !kernel || !initrd || !extra)
+    _cleanup_free_ char *disk = spec->disk ? xml_escape(spec->disk) : strdup("");
+    _cleanup_free_ char *base = spec->disk_base ? xml_escape(spec->disk_base) : strdup("");
+    if (!dir || !kernel || !initrd || !extra || !disk || !base)
         return cdn_err_set(err, EINVAL,
                            "vm %s: a path or the command line holds a control "
                            "character",
                            spec->id);
+    /* Like the serial controller, the disk sits on pcie.0 itself (no IRQ behind a root port).
+     * The shared base is named with relabel='no': it is world-readable, and libvirt must not
+     * chown a file that concurrent tasks share (nor leave it owned by its QEMU user). */
+    if (spec->disk && !spec->disk_base)
+        return cdn_err_set(err, EINVAL, "vm %s: an overlay disk needs its base", spec->id);
+    _cleanup_free_ char *disk_xml = NULL;
+    if (spec->disk &&
+        asprintf(
+            &disk_xml,
+            "    <disk type='file' device='disk'>\n"
+            "      <driver name='qemu' type='qcow2' cache='unsafe'/>\n"
+            "      <source file='%s'/>\n"
+            "      <backingStore type='file'>\n"
+            "        <format type='qcow2'/>\n"
+            "        <source file='%s'><seclabel model='dac' relabel='no'/></source>\n"
+            "        <backingStore/>\n"
+            "      </backingStore>\n"
+            "      <target dev='vda' bus='virtio'/>\n"
+            "      <address type='pci' domain='0x0000' bus='0x00' slot='0x06' function='0x0'/>\n"
+            "    </disk>\n",
+            disk, base) < 0)
+        return cdn_err_set(err, ENOMEM, "out of memory");
     unsigned memory = spec->memory_mib ? spec->memory_mib : 512;
     unsigned vcpus = spec->vcpus ? spec->vcpus : 1;
     /* The virtio-serial controller sits on pcie.0 itself: behind libvirt's default PCIe root
@@ -81,6 +105,7 @@ int cdn_vm_domain_xml(const struct cdn_vm_spec *spec, char **xml, cdn_err **err)
         "  <on_reboot>destroy</on_reboot>\n"
         "  <on_crash>destroy</on_crash>\n"
         "  <devices>\n"
+        "%s"
         "    <serial type='file'><source path='%s/console.log'/><target port='0'/></serial>\n"
         "    <controller type='virtio-serial' index='0'>\n"
         "      <address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/>\n"
@@ -96,7 +121,7 @@ int cdn_vm_domain_xml(const struct cdn_vm_spec *spec, char **xml, cdn_err **err)
         spec->kvm ? "kvm" : "qemu", spec->id, memory, vcpus, kernel, initrd, extra,
         spec->kvm ? "<cpu mode='host-passthrough'/>"
                   : "<cpu mode='custom'><model>qemu64</model></cpu>",
-        dir, dir);
+        disk_xml ? disk_xml : "", dir, dir);
     if (n < 0)
         return cdn_err_set(err, ENOMEM, "out of memory");
     return 0;

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* `cordon run` as a user runs it: the real binary, real VMs through libvirt. Three boots, each
- * worth its seconds: a result in --json with the exit code passed through, a command timeout, and
- * a guest whose agent never answers. Afterwards no cordon-* domain and no socket may remain. */
+/* `cordon run` as a user runs it: the real binary, real VMs through libvirt. Five boots, each
+ * worth its seconds: a result in --json with the exit code passed through, the devbox image, a
+ * command timeout, a guest whose agent never answers, and Ctrl-C. Afterwards no cordon-* domain,
+ * no socket and no overlay may remain. */
 #include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
@@ -85,6 +86,19 @@ TEST_T(cordon_run_end_to_end, 300) {
     json_decref(j);
     ASSERT_CONTAINS(r.err, "using QEMU TCG");
     ran_free(&r);
+
+    /* devbox: a Debian root with a toolchain on a per-task overlay, gone with the task. */
+    r = cordon(state, (const char *[]){"--image", "devbox", "--", "sh", "-c",
+                                       "git --version && gcc --version | head -n1 && "
+                                       "printf 'int main(void){return 5;}' > t.c && gcc -o t t.c "
+                                       "&& ./t; echo built=$?",
+                                       NULL});
+    ASSERT_EQ(r.code, 0);
+    ASSERT_CONTAINS(r.out, "git version");
+    ASSERT_CONTAINS(r.out, "gcc (Debian");
+    ASSERT_CONTAINS(r.out, "built=5");
+    ran_free(&r);
+    th_sh("test -z \"$(find %s/tasks -name disk.qcow2)\"", state);
 
     /* --timeout kills the command's group in the guest: exit 124 and a message. */
     r = cordon(state,

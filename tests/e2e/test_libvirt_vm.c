@@ -51,6 +51,16 @@ TEST(domain_xml_is_escaped_and_validated) {
     ASSERT_CONTAINS(xml, "name='org.cordon.agent.0'");
     ASSERT_TRUE(!strstr(xml, "<interface")); /* no NIC, ever */
     free(xml);
+    /* A task disk: the overlay on pcie.0, its shared base never relabelled by libvirt. */
+    spec.disk = "/t/disk.qcow2";
+    ASSERT_FAILS(cdn_vm_domain_xml(&spec, &xml, &err), err, "an overlay disk needs its base");
+    spec.disk_base = "/img/devbox.qcow2";
+    ASSERT_OK(cdn_vm_domain_xml(&spec, &xml, &err), err);
+    ASSERT_CONTAINS(xml, "<source file='/t/disk.qcow2'/>");
+    ASSERT_CONTAINS(xml, "<source file='/img/devbox.qcow2'><seclabel model='dac' relabel='no'/>");
+    ASSERT_CONTAINS(xml, "<target dev='vda' bus='virtio'/>");
+    free(xml);
+    spec.disk = spec.disk_base = NULL;
     spec.id = "../evil";
     ASSERT_FAILS(cdn_vm_domain_xml(&spec, &xml, &err), err, "must be 1-64 of [A-Za-z0-9_-]");
     spec.id = "ok";

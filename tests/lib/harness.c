@@ -119,6 +119,8 @@ char *th_tmpdir(void) {
     if (asprintf(&path, "%s/cordon-test-XXXXXX", base && *base ? base : "/tmp") < 0 ||
         !mkdtemp(path))
         FAIL("mkdtemp: %s", strerror(errno));
+    /* Traversable (not listable) by others: libvirt's unprivileged QEMU opens task disks here. */
+    chmod(path, 0711);
     return path;
 }
 
