@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "vm_run.h"
 #include "clock.h"
 
 #define LIBVIRTD_SOCK "/run/libvirt/libvirt-sock"
@@ -33,25 +34,13 @@ static bool answers(const char *path) {
 
 /* Runs `prog -d -p PIDFILE`: it daemonises, so the child we wait for exits at once. */
 static int spawn_daemon(const char *prog, const char *pidfile, cdn_err **err) {
-    pid_t pid = fork();
-    if (pid < 0)
-        return cdn_err_set(err, errno, "fork: %m");
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-        dup2(devnull, 0);
-        dup2(devnull, 1);
-        dup2(devnull, 2);
-        execlp(prog, prog, "-d", "-p", pidfile, (char *)NULL);
-        _exit(127);
-    }
-    int status;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        return cdn_err_set(err, EIO, "%s did not start (exit status %d%s)", prog,
-                           WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-                           WIFEXITED(status) && WEXITSTATUS(status) == 127 ? ": not installed?"
-                                                                           : "");
+    const char *argv[] = {prog, "-d", "-p", pidfile, NULL};
+    int status = vm_run(argv, err);
+    if (status < 0)
+        return status;
+    if (status != 0)
+        return cdn_err_set(err, EIO, "%s did not start (exit status %d%s)", prog, status,
+                           status == 127 ? ": not installed?" : "");
     return 0;
 }
 
