@@ -227,6 +227,7 @@ static void print_json(struct run_ctx *ctx, const struct cdn_task_result *res, i
         json_object_set_new(o, "sys_ms", json_integer((json_int_t)x->sys_ms));
         json_object_set_new(o, "max_rss_kib", json_integer((json_int_t)x->max_rss_kib));
         json_object_set_new(o, "command_ms", json_integer((json_int_t)x->duration_ms));
+        json_object_set_new(o, "create_ms", json_integer((json_int_t)res->create_ms));
         json_object_set_new(o, "boot_ms", json_integer((json_int_t)res->boot_ms));
         json_object_set_new(o, "total_ms", json_integer((json_int_t)res->total_ms));
     }

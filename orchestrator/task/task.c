@@ -143,6 +143,7 @@ int cdn_task_run(const struct cdn_task_spec *spec, struct cdn_task_result *res, 
     uint64_t boot0 = cdn_now_ms();
     if ((r = cdn_vm_start(host, &vspec, &vm, err)) < 0)
         return r;
+    res->create_ms = cdn_now_ms() - boot0;
     res->console = strdup(cdn_vm_console_path(vm));
     int boot_ms = spec->boot_timeout_ms > 0 ? spec->boot_timeout_ms : 60000;
     int fd = cdn_vm_agent_fd(vm, boot_ms, err);

@@ -39,8 +39,9 @@ struct cdn_task_result {
     char vm[32];
     char *console; /* path of the kept console log; caller frees */
     struct cdn_exec_result exec;
-    uint64_t boot_ms;  /* domain creation to the agent's hello */
-    uint64_t total_ms; /* boot and command (the teardown follows) */
+    uint64_t create_ms; /* libvirt's domain creation alone (QEMU started, guest not yet run) */
+    uint64_t boot_ms;   /* domain creation to the agent's hello */
+    uint64_t total_ms;  /* boot and command (the teardown follows) */
 };
 
 /* Errors: -ETIMEDOUT (boot deadline, message names the console log), -EINTR (cancelled),

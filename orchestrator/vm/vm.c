@@ -94,7 +94,7 @@ void cdn_vm_host_closep(struct cdn_vm_host **h) {
 }
 
 bool cdn_vm_host_started_daemons(const struct cdn_vm_host *h) {
-    return h->daemons.started_libvirtd || h->daemons.started_virtlogd;
+    return h->daemons.driver || h->daemons.started_virtlogd;
 }
 
 int cdn_vm_host_list(struct cdn_vm_host *h, char ***names, size_t *n, cdn_err **err) {

@@ -2,6 +2,7 @@
 /* Task VMs through libvirt (orchestrator/vm): the daemons are started when none runs (and
  * stopped after), a transient domain boots the minimal image, the agent answers on the domain's
  * virtio-serial socket, and every exit path leaves no cordon-* domain and no socket behind. */
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -82,6 +83,19 @@ TEST(missing_image_files_are_named_before_libvirt_is_asked) {
 
 /* Closed at exit, so a failing assertion still stops the daemons this test started (they run in
  * sessions of their own) and drops the connection (its domains autodestroy). */
+/* The parent of the domain's QEMU, found through the pid file libvirt keeps for it. */
+static pid_t qemu_parent(const char *name) {
+    char path[256], buf[32] = "";
+    snprintf(path, sizeof(path), "/run/libvirt/qemu/%s.pid", name);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    if (!fgets(buf, sizeof(buf), f))
+        buf[0] = '\0';
+    fclose(f);
+    return th_proc_ppid((pid_t)atoi(buf));
+}
+
 static struct cdn_vm_host *test_host;
 static void close_test_host(void) {
     cdn_vm_host_close(test_host);
@@ -124,6 +138,15 @@ TEST_T(libvirt_vm_boots_runs_and_leaves_nothing, 240) {
     ASSERT_EQ(r.exit_code, 7);
     ASSERT_CONTAINS(th_output_str(&o, 1), "cordon.test=libvirt");
     th_output_free(&o);
+    /* Daemons cordon started run under its reaper, which QEMU (daemonised by libvirt) reaches
+     * when orphaned: teardown does not wait on a slow PID 1 to reap it. */
+    pid_t reaper = started ? qemu_parent(cdn_vm_name(vm)) : 0;
+    if (started) {
+        char comm[64];
+        ASSERT_TRUE(reaper > 1);
+        ASSERT_TRUE(th_proc_comm(reaper, comm, sizeof(comm)));
+        ASSERT_STREQ(comm, "cordon-reaper");
+    }
 
     /* A second VM at once, both running commands; then destroyed while it runs. */
     char id2[80];
@@ -169,6 +192,10 @@ TEST_T(libvirt_vm_boots_runs_and_leaves_nothing, 240) {
         uint64_t until = th_now_ms() + 5000;
         while (access("/run/libvirt/libvirt-sock", F_OK) == 0 && th_now_ms() < until)
             usleep(50000);
+        /* the reaper goes once the daemons and their QEMUs are gone */
+        while (kill(reaper, 0) == 0 && th_now_ms() < until + 5000)
+            usleep(50000);
+        ASSERT_TRUE(kill(reaper, 0) < 0);
     }
     th_rmtree(dir);
 }

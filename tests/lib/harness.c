@@ -279,3 +279,33 @@ int th_recv_env(int fd, struct cdn_frame_decoder *dec, int timeout_ms, cdn_envel
         cdn_frame_decoder_commit(dec, (size_t)n);
     }
 }
+
+/* /proc/PID/stat: "pid (comm) state ppid ...", where comm may itself hold ") ". */
+pid_t th_proc_ppid(pid_t pid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *close_paren = strrchr(buf, ')');
+    int ppid = 0;
+    if (!close_paren || sscanf(close_paren + 1, " %*c %d", &ppid) != 1)
+        return 0;
+    return (pid_t)ppid;
+}
+
+bool th_proc_comm(pid_t pid, char *out, size_t size) {
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return false;
+    bool ok = fgets(out, (int)size, f) != NULL;
+    fclose(f);
+    if (ok)
+        out[strcspn(out, "\n")] = '\0';
+    return ok;
+}

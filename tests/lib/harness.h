@@ -33,6 +33,9 @@ char *th_tmpdir(void);
 void th_rmtree(const char *path);
 /* Resident set size of this process, in KiB. */
 long th_rss_kib(void);
+/* From /proc: a process's parent (0 if it is gone) and its name (false if it is gone). */
+pid_t th_proc_ppid(pid_t pid);
+bool th_proc_comm(pid_t pid, char *out, size_t size);
 uint64_t th_now_ms(void);
 double th_now_s(void);
 /* Median of v (sorted in place). */
