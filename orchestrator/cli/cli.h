@@ -8,3 +8,9 @@
 #define CLI_EXIT_INTERRUPTED 130
 
 int cli_run(int argc, char **argv);
+int cli_gc(int argc, char **argv);
+
+/* Defaults shared by the subcommands: $CORDON_IMAGES, else the installed images, else
+ * ./build/images; $CORDON_STATE, else /var/lib/cordon. */
+const char *cli_default_images(void);
+const char *cli_default_state(void);

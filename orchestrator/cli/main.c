@@ -14,6 +14,7 @@ static void usage(FILE *f) {
         "\n"
         "commands:\n"
         "  run [OPTIONS] -- CMD [ARGS...]   run CMD in a new VM; `cordon run --help` for options\n"
+        "  gc [--state DIR]                clean up after tasks whose cordon process died\n"
         "  version                         print the version and protocol\n",
         f);
 }
@@ -26,6 +27,8 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (strcmp(cmd, "run") == 0)
         return cli_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "gc") == 0)
+        return cli_gc(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("cordon 0.1.0 (agent protocol %u)\n", CDN_PROTOCOL_VERSION);
         return 0;

@@ -68,6 +68,8 @@ static void usage(FILE *f) {
           "                     (Debian with git, make, gcc, python3; on a per-task overlay)\n"
           "  --memory MIB       guest memory (default 512; devbox 1024)\n"
           "  --cpus N           guest vCPUs (default 1)\n"
+          "  --accel A          auto (default: KVM once a probe boot proved it works on this\n"
+          "                     host, cached per host boot), kvm (fail if unusable) or tcg\n"
           "  --timeout S        kill CMD's whole process group after S seconds (exit 124)\n"
           "  --boot-timeout S   give up if the guest's agent has not answered after S seconds\n"
           "                     (default 60)\n"
@@ -98,14 +100,6 @@ static int parse_uint(const char *s, const char *what, unsigned max, unsigned *o
     return 0;
 }
 
-static const char *default_images(void) {
-    const char *env = getenv("CORDON_IMAGES");
-    if (env && *env)
-        return env;
-    return access("/usr/share/cordon/images/kernel/vmlinux", R_OK) == 0 ? "/usr/share/cordon/images"
-                                                                        : "build/images";
-}
-
 struct run_opts {
     struct cdn_task_spec spec;
     const char *env[MAX_ENV];
@@ -114,20 +108,35 @@ struct run_opts {
 };
 
 static int parse(int argc, char **argv, struct run_opts *o) {
-    static const struct option longopts[] = {
-        {"image", required_argument, NULL, 'i'},        {"memory", required_argument, NULL, 'm'},
-        {"cpus", required_argument, NULL, 'c'},         {"timeout", required_argument, NULL, 't'},
-        {"boot-timeout", required_argument, NULL, 'b'}, {"env", required_argument, NULL, 'e'},
-        {"workdir", required_argument, NULL, 'w'},      {"json", no_argument, NULL, 'j'},
-        {"images", required_argument, NULL, 'I'},       {"state", required_argument, NULL, 's'},
-        {"uri", required_argument, NULL, 'u'},          {"help", no_argument, NULL, 'h'},
-        {"kernel-arg", required_argument, NULL, 'k'},   {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"image", required_argument, NULL, 'i'},
+                                             {"memory", required_argument, NULL, 'm'},
+                                             {"cpus", required_argument, NULL, 'c'},
+                                             {"timeout", required_argument, NULL, 't'},
+                                             {"boot-timeout", required_argument, NULL, 'b'},
+                                             {"env", required_argument, NULL, 'e'},
+                                             {"workdir", required_argument, NULL, 'w'},
+                                             {"json", no_argument, NULL, 'j'},
+                                             {"images", required_argument, NULL, 'I'},
+                                             {"state", required_argument, NULL, 's'},
+                                             {"uri", required_argument, NULL, 'u'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {"kernel-arg", required_argument, NULL, 'k'},
+                                             {"accel", required_argument, NULL, 'a'},
+                                             {NULL, 0, NULL, 0}};
     struct cdn_task_spec *s = &o->spec;
     unsigned v;
     optind = 1;
     for (int c; (c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1;) {
         switch (c) {
         case 'i': s->image = optarg; break;
+        case 'a':
+            if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "kvm") != 0 &&
+                strcmp(optarg, "tcg") != 0) {
+                fprintf(stderr, "cordon run: --accel takes auto, kvm or tcg, not '%s'\n", optarg);
+                return -1;
+            }
+            s->accel = optarg;
+            break;
         case 'm':
             if (parse_uint(optarg, "--memory", 1u << 20, &s->memory_mib) < 0)
                 return -1;
@@ -227,6 +236,8 @@ static void print_json(struct run_ctx *ctx, const struct cdn_task_result *res, i
         json_object_set_new(o, "sys_ms", json_integer((json_int_t)x->sys_ms));
         json_object_set_new(o, "max_rss_kib", json_integer((json_int_t)x->max_rss_kib));
         json_object_set_new(o, "command_ms", json_integer((json_int_t)x->duration_ms));
+        json_object_set_new(o, "accel", json_string(res->accel ? res->accel : ""));
+        json_object_set_new(o, "transport", json_string(res->transport ? res->transport : ""));
         json_object_set_new(o, "create_ms", json_integer((json_int_t)res->create_ms));
         json_object_set_new(o, "boot_ms", json_integer((json_int_t)res->boot_ms));
         json_object_set_new(o, "total_ms", json_integer((json_int_t)res->total_ms));
@@ -242,10 +253,9 @@ int cli_run(int argc, char **argv) {
         return CLI_EXIT_FAILURE;
     struct cdn_task_spec *s = &o.spec;
     if (!s->images_dir)
-        s->images_dir = default_images();
+        s->images_dir = cli_default_images();
     if (!s->state_dir)
-        s->state_dir = getenv("CORDON_STATE") && *getenv("CORDON_STATE") ? getenv("CORDON_STATE")
-                                                                         : "/var/lib/cordon";
+        s->state_dir = cli_default_state();
     struct run_ctx ctx = {.json = o.json};
     s->on_output = on_output;
     s->on_notice = on_notice;

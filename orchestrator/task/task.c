@@ -5,6 +5,7 @@
 #include "task.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 
 #include "cleanup.h"
 #include "clock.h"
+#include "task_gc.h"
 #include "vm.h"
 
 #define POLL_SLICE_MS 100
@@ -52,6 +54,48 @@ static void unlink_and_free(char **path) {
         free(*path);
     }
 }
+
+__attribute__((format(printf, 2, 3))) static void notice(const struct cdn_task_spec *spec,
+                                                         const char *fmt, ...) {
+    if (!spec->on_notice)
+        return;
+    char line[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    spec->on_notice(spec->ud, line);
+}
+
+/* KVM when asked for, or (auto) when a probe boot on this host proved it; TCG otherwise, said in
+ * one line. */
+static int choose_accel(const struct cdn_task_spec *spec, struct cdn_vm_host *host,
+                        const char *kernel, const char *initrd, bool *kvm, cdn_err **err) {
+    const char *want = spec->accel ? spec->accel : "auto";
+    *kvm = false;
+    if (strcmp(want, "tcg") == 0)
+        return 0;
+    if (strcmp(want, "kvm") != 0 && strcmp(want, "auto") != 0)
+        return cdn_err_set(err, EINVAL, "unknown accelerator '%s' (auto, kvm or tcg)", want);
+    _cleanup_free_ char *cache = NULL, *scratch = NULL;
+    if (asprintf(&cache, "%s/accel.json", spec->state_dir) < 0 ||
+        asprintf(&scratch, "%s/probe", spec->state_dir) < 0)
+        return cdn_err_set(err, ENOMEM, "out of memory");
+    struct cdn_vm_accel_opts o = {
+        .cache = cache, .scratch = scratch, .kernel = kernel, .initrd = initrd};
+    struct cdn_vm_accel a;
+    int r = cdn_vm_accel_choose(host, &o, &a, err);
+    if (r < 0)
+        return r;
+    if (!a.kvm && strcmp(want, "kvm") == 0)
+        return cdn_err_set(err, ENODEV, "KVM was asked for but cannot run guests here: %s", a.why);
+    if (!a.kvm)
+        notice(spec, "using QEMU TCG (slower): %s", a.why);
+    *kvm = a.kvm;
+    return 0;
+}
+
+static void owner_clear(const char **dir) { cdn_task_owner_clear(*dir); }
 
 static bool cancelled(const struct cdn_task_spec *spec) { return spec->cancel && *spec->cancel; }
 
@@ -108,6 +152,10 @@ int cdn_task_run(const struct cdn_task_spec *spec, struct cdn_task_result *res, 
     if ((r = make_dir(spec->state_dir, 0711, err)) < 0 || (r = make_dir(tasks, 0711, err)) < 0 ||
         (r = make_dir(dir, 0711, err)) < 0)
         return r;
+    /* Declared before the overlay and the VM, so the mark goes only after they have. */
+    if ((r = cdn_task_owner_write(dir, err)) < 0)
+        return r;
+    _cleanup_(owner_clear) const char *owned = dir;
     _cleanup_(unlink_and_free) char *overlay = NULL;
     if (devbox) {
         if (asprintf(&overlay, "%s/disk.qcow2", dir) < 0)
@@ -116,17 +164,28 @@ int cdn_task_run(const struct cdn_task_spec *spec, struct cdn_task_result *res, 
             return r;
     }
 
-    const char *why = NULL;
-    bool kvm = cdn_vm_kvm_usable(&why);
-    if (!kvm && spec->on_notice) {
-        char line[512];
-        snprintf(line, sizeof(line), "using QEMU TCG (slower): %s", why);
-        spec->on_notice(spec->ud, line);
-    }
     struct cdn_vm_host_opts hopts = {.uri = spec->uri, .daemon_dir = daemons};
     _cleanup_(cdn_vm_host_closep) struct cdn_vm_host *host = NULL;
     if ((r = cdn_vm_host_open(&hopts, &host, err)) < 0)
         return r;
+    /* Leftovers of tasks whose cordon died without tearing down (killed, crashed). */
+    struct cdn_task_gc_report gc;
+    if ((r = cdn_task_gc(spec->state_dir, host, &gc, err)) < 0)
+        return r;
+    if (gc.tasks)
+        notice(spec, "cleaned up after %u dead task%s (%u domain%s destroyed, %u files removed)",
+               gc.tasks, gc.tasks == 1 ? "" : "s", gc.domains, gc.domains == 1 ? "" : "s",
+               gc.files);
+    bool kvm;
+    if ((r = choose_accel(spec, host, kernel, initrd, &kvm, err)) < 0)
+        return r;
+    res->accel = kvm ? "kvm" : "tcg";
+    /* vhost-vsock is a kernel vhost device: it needs KVM's ioeventfd/irqfd, not only the node. */
+    const char *why = "vsock needs KVM";
+    bool vsock = kvm && cdn_vm_vsock_usable(&why);
+    if (!vsock)
+        notice(spec, "agent channel is virtio-serial: %s", why);
+    res->transport = vsock ? "vsock" : "serial";
     /* A compiler needs more than the minimal image's default. */
     unsigned memory = spec->memory_mib ? spec->memory_mib : devbox ? 1024 : 512;
     struct cdn_vm_spec vspec = {.id = res->id,
@@ -138,7 +197,8 @@ int cdn_task_run(const struct cdn_task_spec *spec, struct cdn_task_result *res, 
                                 .disk_base = devbox ? base : NULL,
                                 .memory_mib = memory,
                                 .vcpus = spec->vcpus,
-                                .kvm = kvm};
+                                .kvm = kvm,
+                                .transport = vsock ? CDN_VM_VSOCK : CDN_VM_SERIAL};
     _cleanup_(cdn_vm_destroyp) struct cdn_vm *vm = NULL;
     uint64_t boot0 = cdn_now_ms();
     if ((r = cdn_vm_start(host, &vspec, &vm, err)) < 0)

@@ -17,6 +17,7 @@ struct cdn_task_spec {
     const char *image;      /* "minimal" */
     const char *uri;        /* libvirt URI, NULL for qemu:///system */
     unsigned memory_mib, vcpus;
+    const char *accel;       /* "auto" (default: KVM if a probe boot proved it), "kvm" or "tcg" */
     const char *kernel_args; /* appended to the guest kernel's command line, may be NULL */
     int boot_timeout_ms;     /* until the agent's hello */
     uint32_t timeout_ms;     /* the command's own timeout (0: none), enforced in the guest */
@@ -37,7 +38,9 @@ struct cdn_task_spec {
 struct cdn_task_result {
     char id[17];
     char vm[32];
-    char *console; /* path of the kept console log; caller frees */
+    const char *accel;     /* "kvm" or "tcg" */
+    const char *transport; /* "vsock" or "serial" */
+    char *console;         /* path of the kept console log; caller frees */
     struct cdn_exec_result exec;
     uint64_t create_ms; /* libvirt's domain creation alone (QEMU started, guest not yet run) */
     uint64_t boot_ms;   /* domain creation to the agent's hello */

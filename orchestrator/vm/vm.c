@@ -13,6 +13,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <fcntl.h>
+#include <linux/vm_sockets.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,6 +39,8 @@ struct cdn_vm {
     char *name;
     char *sock;
     char *console;
+    enum cdn_vm_transport transport;
+    unsigned cid; /* vsock: the guest's context id, as libvirt assigned it */
 };
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(virDomainPtr, virDomainFree)
@@ -118,6 +122,15 @@ int cdn_vm_host_list(struct cdn_vm_host *h, char ***names, size_t *n, cdn_err **
     return 0;
 }
 
+int cdn_vm_host_destroy(struct cdn_vm_host *h, const char *name, cdn_err **err) {
+    _cleanup_(virDomainFreep) virDomainPtr d = virDomainLookupByName(h->conn, name);
+    if (!d)
+        return 0;
+    if (virDomainDestroy(d) < 0)
+        return lv_err(err, "destroying %s", name);
+    return 1;
+}
+
 /* libvirt resolves paths in its own daemon: hand it absolute ones, and say here what is missing. */
 static int absolute(const char *id, const char *what, const char *path, char **out, cdn_err **err) {
     if (!path)
@@ -125,6 +138,25 @@ static int absolute(const char *id, const char *what, const char *path, char **o
     *out = realpath(path, NULL);
     if (!*out)
         return cdn_err_set(err, errno, "vm cordon-%s: %s %s: %m", id, what, path);
+    return 0;
+}
+
+/* The CID libvirt chose (<cid auto='yes' address='N'/>), from the live domain's XML. */
+static int read_cid(struct cdn_vm *vm, cdn_err **err) {
+    _cleanup_free_ char *xml = virDomainGetXMLDesc(vm->dom, 0);
+    if (!xml)
+        return lv_err(err, "vm %s: reading its live XML", vm->name);
+    const char *vsock = strstr(xml, "<vsock");
+    const char *cid = vsock ? strstr(vsock, "<cid ") : NULL;
+    const char *addr = cid ? strstr(cid, "address='") : NULL;
+    const char *end = cid ? strchr(cid, '>') : NULL;
+    if (!addr || !end || addr > end)
+        return cdn_err_set(err, EIO, "vm %s: libvirt assigned no vsock CID", vm->name);
+    char *stop = NULL;
+    unsigned long v = strtoul(addr + strlen("address='"), &stop, 10);
+    if (!stop || *stop != '\'' || v < 3 || v > UINT32_MAX - 1)
+        return cdn_err_set(err, EIO, "vm %s: unusable vsock CID in its XML", vm->name);
+    vm->cid = (unsigned)v;
     return 0;
 }
 
@@ -157,28 +189,56 @@ int cdn_vm_start(struct cdn_vm_host *h, const struct cdn_vm_spec *spec_in, struc
     vm->host = h;
     /* A stale socket from an earlier run would make QEMU's bind fail. */
     unlink(vm->sock);
+    vm->transport = spec.transport;
     vm->dom = virDomainCreateXML(h->conn, xml, VIR_DOMAIN_START_AUTODESTROY);
     if (!vm->dom)
         return lv_err(err, "vm %s: starting the domain", vm->name);
+    if (vm->transport == CDN_VM_VSOCK && (r = read_cid(vm, err)) < 0)
+        return r;
     *out = TAKE_PTR(vm);
     return 0;
 }
 
+/* One attempt at the agent's port: the fd, or -errno (the guest may not listen yet). */
+static int try_connect(const struct cdn_vm *vm) {
+    int fd;
+    if (vm->transport == CDN_VM_VSOCK) {
+        fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_vm a = {
+            .svm_family = AF_VSOCK, .svm_cid = vm->cid, .svm_port = CDN_VM_VSOCK_PORT};
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
+            return fd;
+    } else {
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        snprintf(a.sun_path, sizeof(a.sun_path), "%s", vm->sock);
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
+            return fd;
+    }
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    return -e;
+}
+
 int cdn_vm_agent_fd(struct cdn_vm *vm, int timeout_ms, cdn_err **err) {
-    struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    if (strlen(vm->sock) >= sizeof(addr.sun_path))
+    struct sockaddr_un addr;
+    if (vm->transport == CDN_VM_SERIAL && strlen(vm->sock) >= sizeof(addr.sun_path))
         return cdn_err_set(err, ENAMETOOLONG, "vm %s: socket path %s is too long", vm->name,
                            vm->sock);
-    strcpy(addr.sun_path, vm->sock);
+    char where[4200];
+    if (vm->transport == CDN_VM_VSOCK)
+        snprintf(where, sizeof(where), "vsock %u:%u", vm->cid, CDN_VM_VSOCK_PORT);
+    else
+        snprintf(where, sizeof(where), "%s", vm->sock);
     uint64_t deadline = cdn_now_ms() + (uint64_t)timeout_ms;
     for (;;) {
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-            return cdn_err_set(err, errno, "socket: %m");
-        if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0)
+        int fd = try_connect(vm);
+        if (fd >= 0)
             return fd;
-        int e = errno;
-        close(fd);
+        if (fd == -EMFILE || fd == -ENFILE || fd == -ENOMEM)
+            return cdn_err_set(err, -fd, "vm %s: agent port %s: %s", vm->name, where,
+                               strerror(-fd));
         if (!cdn_vm_running(vm))
             return cdn_err_set(err, EPIPE,
                                "vm %s: the guest stopped before its agent's port "
@@ -186,39 +246,43 @@ int cdn_vm_agent_fd(struct cdn_vm *vm, int timeout_ms, cdn_err **err) {
                                vm->name, vm->console);
         if (cdn_now_ms() >= deadline)
             return cdn_err_set(err, ETIMEDOUT, "vm %s: agent port %s: %s after %d ms", vm->name,
-                               vm->sock, strerror(e), timeout_ms);
+                               where, strerror(-fd), timeout_ms);
         usleep(10000);
     }
 }
 
-bool cdn_vm_kvm_usable(const char **why) {
-    if (access("/dev/kvm", R_OK | W_OK) < 0) {
-        *why = "/dev/kvm is not available";
-        return false;
+bool cdn_vm_vsock_usable(const char **why) {
+    int fd = open("/dev/vhost-vsock", O_RDWR | O_CLOEXEC);
+    if (fd >= 0) {
+        close(fd);
+        return true;
     }
-    _cleanup_fclose_ FILE *f = fopen("/proc/cpuinfo", "re");
-    char line[4096];
-    while (f && fgets(line, sizeof(line), f)) {
-        if (strncmp(line, "flags", 5) != 0)
-            continue;
-        if (strstr(line, " vmx") || strstr(line, " svm"))
-            return true;
-        break;
-    }
-    *why = "the CPU offers no vmx/svm (nested virtualisation in software): /dev/kvm exists but "
-           "cannot run guests";
+    *why = errno == ENOENT ? "/dev/vhost-vsock is absent (module vhost_vsock)"
+                           : "/dev/vhost-vsock cannot be opened";
     return false;
 }
 
 const char *cdn_vm_name(const struct cdn_vm *vm) { return vm->name; }
 const char *cdn_vm_console_path(const struct cdn_vm *vm) { return vm->console; }
 
-bool cdn_vm_running(struct cdn_vm *vm) {
+bool cdn_vm_running(struct cdn_vm *vm) { return cdn_vm_state(vm) != CDN_VM_GONE; }
+
+enum cdn_vm_state cdn_vm_state(struct cdn_vm *vm) {
     if (!vm->dom)
-        return false;
+        return CDN_VM_GONE;
+    /* Looked up by name: a guest that powered off is gone, and its old handle says nothing. */
     _cleanup_(virDomainFreep) virDomainPtr d = virDomainLookupByName(vm->host->conn, vm->name);
-    return d && virDomainIsActive(d) == 1;
+    int state = 0, reason = 0;
+    if (!d || virDomainIsActive(d) != 1)
+        return CDN_VM_GONE;
+    if (virDomainGetState(d, &state, &reason, 0) < 0)
+        return CDN_VM_OTHER;
+    return state == VIR_DOMAIN_RUNNING  ? CDN_VM_RUNNING
+           : state == VIR_DOMAIN_PAUSED ? CDN_VM_PAUSED
+                                        : CDN_VM_OTHER;
 }
+
+enum cdn_vm_transport cdn_vm_transport(const struct cdn_vm *vm) { return vm->transport; }
 
 void cdn_vm_destroy(struct cdn_vm *vm) {
     if (!vm)

@@ -28,11 +28,17 @@ bool cdn_vm_host_started_daemons(const struct cdn_vm_host *h);
 /* Names of the cordon-* domains this libvirt knows (running or not); caller frees each and the
  * array. */
 int cdn_vm_host_list(struct cdn_vm_host *h, char ***names, size_t *n, cdn_err **err);
+/* Destroys the running domain of that name, if any (leftovers: see cdn_task_gc). Returns 1 if one
+ * was destroyed, 0 if there was none. */
+int cdn_vm_host_destroy(struct cdn_vm_host *h, const char *name, cdn_err **err);
 
-/* Whether KVM can run guests here. /dev/kvm existing is not enough (on nested hosts without
- * hardware virtualisation it exists and fails): the CPU must offer vmx or svm too. Otherwise the
- * reason is returned in *why and guests run under QEMU TCG. */
-bool cdn_vm_kvm_usable(const char **why);
+/* The agent's channel: vsock where the host has vhost-vsock (libvirt picks the guest's CID), else
+ * a virtio-serial port backed by agent.sock in the task folder. The same frames flow on both. */
+enum cdn_vm_transport { CDN_VM_SERIAL, CDN_VM_VSOCK };
+#define CDN_VM_VSOCK_PORT 1024
+
+/* Whether guests can get a vsock device here (/dev/vhost-vsock opens); if not, *why says why. */
+bool cdn_vm_vsock_usable(const char **why);
 
 struct cdn_vm_spec {
     const char *id;  /* the domain is cordon-<id>; [A-Za-z0-9_-], at most 64 bytes */
@@ -45,6 +51,7 @@ struct cdn_vm_spec {
     unsigned memory_mib;       /* default 512 */
     unsigned vcpus;            /* default 1 */
     bool kvm;                  /* domain type kvm (host CPU) instead of qemu (TCG, qemu64) */
+    enum cdn_vm_transport transport;
 };
 
 /* Creates a qcow2 overlay at path whose backing file is the (read-only) base image. */
@@ -61,7 +68,37 @@ const char *cdn_vm_name(const struct cdn_vm *vm);
 const char *cdn_vm_console_path(const struct cdn_vm *vm);
 /* True while libvirt still has the domain (it goes when the guest powers off). */
 bool cdn_vm_running(struct cdn_vm *vm);
+enum cdn_vm_state { CDN_VM_GONE, CDN_VM_RUNNING, CDN_VM_PAUSED, CDN_VM_OTHER };
+enum cdn_vm_state cdn_vm_state(struct cdn_vm *vm);
+enum cdn_vm_transport cdn_vm_transport(const struct cdn_vm *vm);
 /* Destroys the domain if it still exists and removes the agent socket; the console log stays as
  * evidence. Safe in every state, including after the guest powered itself off. */
 void cdn_vm_destroy(struct cdn_vm *vm);
 void cdn_vm_destroyp(struct cdn_vm **vm);
+
+/* Which accelerator a guest gets. /dev/kvm existing is not enough (on nested hosts without
+ * hardware virtualisation it exists and fails), so KVM is proven by booting a throwaway guest
+ * under it, with a deadline; the verdict is cached per host boot (the cache file names the boot
+ * id), so only the first task after a reboot pays for the probe. */
+struct cdn_vm_accel_opts {
+    const char *cache;   /* the verdict's file, e.g. STATE/accel.json */
+    const char *scratch; /* a folder the probe may create and remove (its console log) */
+    const char *kernel, *initrd;
+    int timeout_ms;      /* the probe's deadline (default 15000) */
+    bool reprobe;        /* ignore the cached verdict */
+    const char *kvm_dev; /* default /dev/kvm (tests name another node to reach the probe) */
+};
+struct cdn_vm_accel {
+    bool kvm;
+    bool cached;   /* the verdict came from the cache */
+    char why[512]; /* when !kvm: why not */
+};
+int cdn_vm_accel_choose(struct cdn_vm_host *h, const struct cdn_vm_accel_opts *opts,
+                        struct cdn_vm_accel *out, cdn_err **err);
+
+/* One probe boot: domain cordon-probe-<pid> of type kvm (or qemu), whose init writes a marker to
+ * its console and powers off. Returns 1 if the guest reached userspace and powered off within
+ * timeout_ms, 0 if not (why says what happened), <0 if the probe itself could not run. */
+int cdn_vm_probe_boot(struct cdn_vm_host *h, const char *dir, const char *kernel,
+                      const char *initrd, bool kvm, int timeout_ms, char *why, size_t why_size,
+                      cdn_err **err);

@@ -84,6 +84,23 @@ int cdn_vm_domain_xml(const struct cdn_vm_spec *spec, char **xml, cdn_err **err)
             "    </disk>\n",
             disk, base) < 0)
         return cdn_err_set(err, ENOMEM, "out of memory");
+    /* The agent's channel: a vsock device (libvirt picks a free CID), else a virtio-serial port
+     * on a unix socket QEMU listens on in the task folder. */
+    bool vsock = spec->transport == CDN_VM_VSOCK;
+    _cleanup_free_ char *agent_xml = NULL;
+    if (vsock ? asprintf(&agent_xml,
+                         "    <vsock model='virtio'>\n"
+                         "      <cid auto='yes'/>\n"
+                         "      <address type='pci' domain='0x0000' bus='0x00' slot='0x07' "
+                         "function='0x0'/>\n"
+                         "    </vsock>\n") < 0
+              : asprintf(&agent_xml,
+                         "    <channel type='unix'>\n"
+                         "      <source mode='bind' path='%s/agent.sock'/>\n"
+                         "      <target type='virtio' name='org.cordon.agent.0'/>\n"
+                         "    </channel>\n",
+                         dir) < 0)
+        return cdn_err_set(err, ENOMEM, "out of memory");
     unsigned memory = spec->memory_mib ? spec->memory_mib : 512;
     unsigned vcpus = spec->vcpus ? spec->vcpus : 1;
     /* The virtio-serial controller sits on pcie.0 itself: behind libvirt's default PCIe root
@@ -98,7 +115,7 @@ int cdn_vm_domain_xml(const struct cdn_vm_spec *spec, char **xml, cdn_err **err)
         "    <type arch='x86_64' machine='q35'>hvm</type>\n"
         "    <kernel>%s</kernel>\n"
         "    <initrd>%s</initrd>\n"
-        "    <cmdline>console=ttyS0 panic=-1 quiet %s</cmdline>\n"
+        "    <cmdline>console=ttyS0 panic=-1 quiet%s %s</cmdline>\n"
         "  </os>\n"
         "  %s\n"
         "  <on_poweroff>destroy</on_poweroff>\n"
@@ -110,18 +127,16 @@ int cdn_vm_domain_xml(const struct cdn_vm_spec *spec, char **xml, cdn_err **err)
         "    <controller type='virtio-serial' index='0'>\n"
         "      <address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/>\n"
         "    </controller>\n"
-        "    <channel type='unix'>\n"
-        "      <source mode='bind' path='%s/agent.sock'/>\n"
-        "      <target type='virtio' name='org.cordon.agent.0'/>\n"
-        "    </channel>\n"
+        "%s"
         "    <controller type='usb' model='none'/>\n"
         "    <memballoon model='none'/>\n"
         "  </devices>\n"
         "</domain>\n",
-        spec->kvm ? "kvm" : "qemu", spec->id, memory, vcpus, kernel, initrd, extra,
+        spec->kvm ? "kvm" : "qemu", spec->id, memory, vcpus, kernel, initrd,
+        vsock ? " cordon.transport=vsock" : "", extra,
         spec->kvm ? "<cpu mode='host-passthrough'/>"
                   : "<cpu mode='custom'><model>qemu64</model></cpu>",
-        disk_xml ? disk_xml : "", dir, dir);
+        disk_xml ? disk_xml : "", dir, agent_xml);
     if (n < 0)
         return cdn_err_set(err, ENOMEM, "out of memory");
     return 0;

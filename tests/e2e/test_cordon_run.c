@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* `cordon run` as a user runs it: the real binary, real VMs through libvirt. Five boots, each
+/* `cordon run` as a user runs it: the real binary, real VMs through libvirt. Six boots, each
  * worth its seconds: a result in --json with the exit code passed through, the devbox image, a
- * command timeout, a guest whose agent never answers, and Ctrl-C. Afterwards no cordon-* domain,
- * no socket and no overlay may remain. */
+ * command timeout, a guest whose agent never answers, Ctrl-C, and SIGKILL followed by `cordon gc`.
+ * Afterwards no cordon-* domain, no socket and no overlay may remain. */
 #include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
@@ -22,7 +22,8 @@ struct ran {
 
 /* Starts the cordon binary next to the agent under test (`cordon run --state STATE --images ...
  * ARGS`), its stdout and stderr going to STATE/NAME.out and STATE/NAME.err. */
-static pid_t spawn_cordon(const char *state, const char *name, const char *const *args) {
+static pid_t spawn_cordon_cmd(const char *sub, const char *state, const char *name,
+                              const char *const *args) {
     char bin[4200], out_path[4300], err_path[4300];
     snprintf(bin, sizeof(bin), "%s", th_agent_path());
     snprintf(strrchr(bin, '/') + 1, 64, "cordon");
@@ -34,8 +35,8 @@ static pid_t spawn_cordon(const char *state, const char *name, const char *const
         int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         dup2(o, 1);
         dup2(e, 2);
-        const char *argv[32] = {bin, "run", "--state", state, "--images", th_images_dir()};
-        size_t n = 6;
+        const char *argv[32] = {bin, sub, "--state", state, "--images", th_images_dir()};
+        size_t n = strcmp(sub, "run") == 0 ? 6 : 4;
         for (size_t i = 0; args[i] && n < 31; i++)
             argv[n++] = args[i];
         argv[n] = NULL;
@@ -45,10 +46,29 @@ static pid_t spawn_cordon(const char *state, const char *name, const char *const
     return pid;
 }
 
+static pid_t spawn_cordon(const char *state, const char *name, const char *const *args) {
+    return spawn_cordon_cmd("run", state, name, args);
+}
+
 static char *read_output(const char *state, const char *name, const char *ext) {
     char path[4300];
     snprintf(path, sizeof(path), "%s/%s.%s", state, name, ext);
     return th_read_file(path);
+}
+
+/* Starts `cordon run -- sh -c 'echo started; sleep 120'` and waits until the command runs. */
+static pid_t spawn_started(const char *state, const char *name) {
+    pid_t pid = spawn_cordon(state, name,
+                             (const char *[]){"--", "sh", "-c", "echo started; sleep 120", NULL});
+    uint64_t until = th_now_ms() + 60000;
+    for (;;) {
+        _cleanup_free_ char *got = read_output(state, name, "out");
+        if (got && strstr(got, "started"))
+            return pid;
+        if (th_now_ms() > until)
+            FAIL("the command never started");
+        usleep(50000);
+    }
 }
 
 /* Runs cordon to completion. */
@@ -66,8 +86,22 @@ static void ran_free(struct ran *r) {
     free(r->err);
 }
 
+/* The test holds the libvirt daemons for its whole length (started if none runs, stopped at
+ * exit even when an assertion fails), so that the cordon it SIGKILLs leaves none behind. */
+static struct cdn_vm_host *test_host;
+static void close_test_host(void) {
+    cdn_vm_host_close(test_host);
+    test_host = NULL;
+}
+
 TEST_T(cordon_run_end_to_end, 300) {
     _cleanup_free_ char *state = th_tmpdir();
+    cdn_err *err = NULL;
+    char daemons[4300];
+    snprintf(daemons, sizeof(daemons), "%s/daemons", state);
+    struct cdn_vm_host_opts hopts = {.daemon_dir = daemons};
+    ASSERT_OK(cdn_vm_host_open(&hopts, &test_host, &err), err);
+    atexit(close_test_host);
     /* Exit code, output, env and workdir come back in --json. */
     struct ran r = cordon(
         state, (const char *[]){"--json", "--env", "GREETING=hi", "--workdir", "/tmp", "--", "sh",
@@ -83,8 +117,17 @@ TEST_T(cordon_run_end_to_end, 300) {
     ASSERT_TRUE(json_integer_value(json_object_get(j, "boot_ms")) > 0);
     const char *console = json_string_value(json_object_get(j, "console_log"));
     ASSERT_TRUE(console && access(console, F_OK) == 0); /* kept as evidence */
+    /* The accelerator and channel it chose, and one line for each fall back. */
+    const char *accel = json_string_value(json_object_get(j, "accel"));
+    const char *transport = json_string_value(json_object_get(j, "transport"));
+    ASSERT_TRUE(accel && transport);
+    if (strcmp(accel, "tcg") == 0) {
+        ASSERT_CONTAINS(r.err, "cordon: using QEMU TCG (slower): ");
+        ASSERT_STREQ(transport, "serial");
+    }
+    if (strcmp(transport, "serial") == 0)
+        ASSERT_CONTAINS(r.err, "cordon: agent channel is virtio-serial: ");
     json_decref(j);
-    ASSERT_CONTAINS(r.err, "using QEMU TCG");
     ran_free(&r);
 
     /* devbox: a Debian root with a toolchain on a per-task overlay, gone with the task. */
@@ -119,17 +162,7 @@ TEST_T(cordon_run_end_to_end, 300) {
     ran_free(&r);
 
     /* Ctrl-C while the command runs: exit 130, and the VM is torn down all the same. */
-    pid_t pid = spawn_cordon(state, "bg",
-                             (const char *[]){"--", "sh", "-c", "echo started; sleep 120", NULL});
-    uint64_t until = th_now_ms() + 60000;
-    for (;;) {
-        _cleanup_free_ char *got = read_output(state, "bg", "out");
-        if (got && strstr(got, "started"))
-            break;
-        if (th_now_ms() > until)
-            FAIL("the command never started");
-        usleep(50000);
-    }
+    pid_t pid = spawn_started(state, "bg");
     kill(pid, SIGINT);
     uint64_t t1 = th_now_ms();
     int status;
@@ -141,26 +174,57 @@ TEST_T(cordon_run_end_to_end, 300) {
     ASSERT_CONTAINS(bg_err, "interrupted; VM cordon-");
     ASSERT_CONTAINS(bg_err, "destroyed");
 
+    /* SIGKILL: no teardown runs. libvirt destroys the domain when the connection drops
+     * (autodestroy); the socket and the owner mark stay until a sweep finds the owner dead. */
+    pid = spawn_started(state, "killed");
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    th_sh("test -n \"$(find %s/tasks -name agent.sock)\"", state);
+    /* A dead task with an overlay (its pid long gone), and a live one that must be left alone. */
+    pid_t gone = fork();
+    if (gone == 0)
+        _exit(0);
+    waitpid(gone, NULL, 0);
+    th_sh("mkdir -p %s/tasks/deadtask %s/tasks/livetask && cd %s/tasks/deadtask && "
+          "echo '%d 12345' > owner && : > disk.qcow2 && : > agent.sock && echo log > console.log",
+          state, state, state, (int)gone);
+    th_sh("echo '%d %llu' > %s/tasks/livetask/owner && : > %s/tasks/livetask/agent.sock",
+          (int)getpid(), th_proc_start_time(getpid()), state, state);
+    pid = spawn_cordon_cmd("gc", state, "gc", (const char *[]){NULL});
+    waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    _cleanup_free_ char *gc_out = read_output(state, "gc", "out");
+    ASSERT_CONTAINS(gc_out, "cordon gc: 2 dead tasks cleaned up");
+    th_sh("cd %s/tasks/deadtask && test ! -e owner && test ! -e disk.qcow2 && test ! -e agent.sock "
+          "&& test -e console.log",
+          state);
+    th_sh("test -e %s/tasks/livetask/owner && test -e %s/tasks/livetask/agent.sock", state, state);
+    th_sh("rm -r %s/tasks/livetask", state);
+
     /* Usage errors are named, and exit 125 without booting anything. */
     r = cordon(state, (const char *[]){"--memory", "lots", "--", "true", NULL});
     ASSERT_EQ(r.code, 125);
     ASSERT_CONTAINS(r.err, "--memory must be a number");
     ran_free(&r);
+    r = cordon(state, (const char *[]){"--accel", "hvf", "--", "true", NULL});
+    ASSERT_EQ(r.code, 125);
+    ASSERT_CONTAINS(r.err, "--accel takes auto, kvm or tcg, not 'hvf'");
+    ran_free(&r);
+    if (access("/dev/kvm", F_OK) < 0) { /* asked for, KVM is not silently replaced */
+        r = cordon(state, (const char *[]){"--accel", "kvm", "--", "true", NULL});
+        ASSERT_EQ(r.code, 125);
+        ASSERT_CONTAINS(r.err, "KVM was asked for but cannot run guests here: /dev/kvm is absent");
+        ran_free(&r);
+    }
 
     /* Nothing left: no domain, no agent socket in any task folder. */
-    struct cdn_vm_host *h = NULL;
-    cdn_err *err = NULL;
-    char daemons[4300];
-    snprintf(daemons, sizeof(daemons), "%s/run", state);
-    struct cdn_vm_host_opts hopts = {.daemon_dir = daemons};
-    ASSERT_OK(cdn_vm_host_open(&hopts, &h, &err), err);
     char **names = NULL;
     size_t n = 0;
-    ASSERT_OK(cdn_vm_host_list(h, &names, &n, &err), err);
+    ASSERT_OK(cdn_vm_host_list(test_host, &names, &n, &err), err);
     for (size_t i = 0; i < n; i++)
         FAIL("leftover domain %s", names[i]);
     free(names);
-    cdn_vm_host_close(h);
+    close_test_host();
     th_sh("test -z \"$(find %s/tasks -name agent.sock)\"", state);
     th_rmtree(state);
 }

@@ -62,6 +62,15 @@ TEST(domain_xml_is_escaped_and_validated) {
     ASSERT_CONTAINS(xml, "<target dev='vda' bus='virtio'/>");
     free(xml);
     spec.disk = spec.disk_base = NULL;
+    /* vsock: a virtio vsock device with a CID libvirt picks, the agent told so, no serial port. */
+    spec.transport = CDN_VM_VSOCK;
+    ASSERT_OK(cdn_vm_domain_xml(&spec, &xml, &err), err);
+    ASSERT_CONTAINS(xml, "<vsock model='virtio'>");
+    ASSERT_CONTAINS(xml, "<cid auto='yes'/>");
+    ASSERT_CONTAINS(xml, "quiet cordon.transport=vsock ");
+    ASSERT_TRUE(!strstr(xml, "agent.sock") && !strstr(xml, "<channel"));
+    free(xml);
+    spec.transport = CDN_VM_SERIAL;
     spec.id = "../evil";
     ASSERT_FAILS(cdn_vm_domain_xml(&spec, &xml, &err), err, "must be 1-64 of [A-Za-z0-9_-]");
     spec.id = "ok";
@@ -81,8 +90,6 @@ TEST(missing_image_files_are_named_before_libvirt_is_asked) {
     cdn_err_free(err);
 }
 
-/* Closed at exit, so a failing assertion still stops the daemons this test started (they run in
- * sessions of their own) and drops the connection (its domains autodestroy). */
 /* The parent of the domain's QEMU, found through the pid file libvirt keeps for it. */
 static pid_t qemu_parent(const char *name) {
     char path[256], buf[32] = "";
@@ -96,6 +103,8 @@ static pid_t qemu_parent(const char *name) {
     return th_proc_ppid((pid_t)atoi(buf));
 }
 
+/* Closed at exit, so a failing assertion still stops the daemons this test started (they run in
+ * sessions of their own) and drops the connection (its domains autodestroy). */
 static struct cdn_vm_host *test_host;
 static void close_test_host(void) {
     cdn_vm_host_close(test_host);
@@ -197,5 +206,66 @@ TEST_T(libvirt_vm_boots_runs_and_leaves_nothing, 240) {
             usleep(50000);
         ASSERT_TRUE(kill(reaper, 0) < 0);
     }
+    th_rmtree(dir);
+}
+
+/* The KVM probe is a real boot: proven here under TCG (the guest reaches userspace, says so, and
+ * powers off), then the verdict for KVM is cached per host boot. /dev/kvm is named through
+ * kvm_dev so the probe runs even on hosts without it (libvirt or QEMU then refuses the guest). */
+TEST_T(kvm_probe_boots_a_guest_and_caches_its_verdict, 180) {
+    _cleanup_free_ char *dir = th_tmpdir();
+    chmod(dir, 0711);
+    char daemons[4200], scratch[4200], cache[4200], fake_kvm[4200], kernel[4200], initrd[4200];
+    snprintf(daemons, sizeof(daemons), "%s/daemons", dir);
+    snprintf(scratch, sizeof(scratch), "%s/probe", dir);
+    snprintf(cache, sizeof(cache), "%s/accel.json", dir);
+    snprintf(fake_kvm, sizeof(fake_kvm), "%s/kvm-node", dir);
+    snprintf(kernel, sizeof(kernel), "%s/kernel/vmlinux", th_images_dir());
+    snprintf(initrd, sizeof(initrd), "%s/minimal.cpio.lz4", th_images_dir());
+    struct cdn_vm_host_opts hopts = {.daemon_dir = daemons};
+    cdn_err *err = NULL;
+    ASSERT_OK(cdn_vm_host_open(&hopts, &test_host, &err), err);
+    atexit(close_test_host);
+
+    char why[512] = "";
+    uint64_t t0 = th_now_ms();
+    int r =
+        cdn_vm_probe_boot(test_host, scratch, kernel, initrd, false, 60000, why, sizeof(why), &err);
+    ASSERT_OK(r, err);
+    if (r != 1)
+        FAIL("the TCG probe boot failed: %s", why);
+    printf("  TCG probe boot: %llu ms\n", (unsigned long long)(th_now_ms() - t0));
+
+    struct cdn_vm_accel a;
+    struct cdn_vm_accel_opts o = {.cache = cache,
+                                  .scratch = scratch,
+                                  .kernel = kernel,
+                                  .initrd = initrd,
+                                  .timeout_ms = 60000,
+                                  .kvm_dev = "/nonexistent/kvm"};
+    ASSERT_OK(cdn_vm_accel_choose(test_host, &o, &a, &err), err);
+    ASSERT_TRUE(!a.kvm && !a.cached);
+    ASSERT_CONTAINS(a.why, "/nonexistent/kvm is absent");
+    ASSERT_TRUE(access(cache, F_OK) < 0); /* nothing probed, nothing cached */
+
+    th_write_file(fake_kvm, "", 0600);
+    o.kvm_dev = access("/dev/kvm", R_OK | W_OK) == 0 ? "/dev/kvm" : fake_kvm;
+    ASSERT_OK(cdn_vm_accel_choose(test_host, &o, &a, &err), err);
+    printf("  KVM probe verdict: %s%s\n", a.kvm ? "usable" : "unusable: ", a.why);
+    bool verdict = a.kvm;
+    ASSERT_TRUE(!a.cached);
+    if (!a.kvm)
+        ASSERT_CONTAINS(a.why, "exists but a probe boot under KVM failed");
+    _cleanup_free_ char *cached = th_read_file(cache);
+    ASSERT_CONTAINS(cached, "\"boot_id\"");
+    ASSERT_OK(cdn_vm_accel_choose(test_host, &o, &a, &err), err);
+    ASSERT_TRUE(a.cached && a.kvm == verdict);
+    o.reprobe = true;
+    ASSERT_OK(cdn_vm_accel_choose(test_host, &o, &a, &err), err);
+    ASSERT_TRUE(!a.cached && a.kvm == verdict);
+
+    assert_no_cordon_domains(test_host);
+    ASSERT_TRUE(rmdir(scratch) == 0); /* the probes removed their folders */
+    close_test_host();
     th_rmtree(dir);
 }

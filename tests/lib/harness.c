@@ -280,21 +280,37 @@ int th_recv_env(int fd, struct cdn_frame_decoder *dec, int timeout_ms, cdn_envel
     }
 }
 
-/* /proc/PID/stat: "pid (comm) state ppid ...", where comm may itself hold ") ". */
-pid_t th_proc_ppid(pid_t pid) {
-    char path[64], buf[1024];
+/* /proc/PID/stat after the name: "pid (comm) state ppid ...", where comm may hold ") ". */
+static bool proc_stat_tail(pid_t pid, char *buf, size_t size, char **tail) {
+    char path[64];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
     FILE *f = fopen(path, "re");
     if (!f)
-        return 0;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        return false;
+    size_t n = fread(buf, 1, size - 1, f);
     fclose(f);
     buf[n] = '\0';
-    char *close_paren = strrchr(buf, ')');
+    *tail = strrchr(buf, ')');
+    return *tail != NULL;
+}
+
+pid_t th_proc_ppid(pid_t pid) {
+    char buf[1024], *tail;
     int ppid = 0;
-    if (!close_paren || sscanf(close_paren + 1, " %*c %d", &ppid) != 1)
+    if (!proc_stat_tail(pid, buf, sizeof(buf), &tail) || sscanf(tail + 1, " %*c %d", &ppid) != 1)
         return 0;
     return (pid_t)ppid;
+}
+
+unsigned long long th_proc_start_time(pid_t pid) {
+    char buf[1024], *tail;
+    unsigned long long t = 0;
+    if (!proc_stat_tail(pid, buf, sizeof(buf), &tail) ||
+        sscanf(tail + 1,
+               " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+               &t) != 1)
+        return 0;
+    return t;
 }
 
 bool th_proc_comm(pid_t pid, char *out, size_t size) {

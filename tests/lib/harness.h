@@ -36,6 +36,8 @@ long th_rss_kib(void);
 /* From /proc: a process's parent (0 if it is gone) and its name (false if it is gone). */
 pid_t th_proc_ppid(pid_t pid);
 bool th_proc_comm(pid_t pid, char *out, size_t size);
+/* Its start time in clock ticks since boot (field 22 of /proc/PID/stat), 0 if it is gone. */
+unsigned long long th_proc_start_time(pid_t pid);
 uint64_t th_now_ms(void);
 double th_now_s(void);
 /* Median of v (sorted in place). */

@@ -23,6 +23,10 @@ const char *th_images_dir(void) {
 }
 
 void th_vm_boot(struct th_vm *vm, const char *extra_cmdline) {
+    th_vm_boot_accel(vm, extra_cmdline, false);
+}
+
+void th_vm_boot_accel(struct th_vm *vm, const char *extra_cmdline, bool kvm) {
     *vm = (struct th_vm){0};
     char kernel[4096], initrd[4096];
     snprintf(kernel, sizeof(kernel), "%s/kernel/vmlinux", th_images_dir());
@@ -45,12 +49,12 @@ void th_vm_boot(struct th_vm *vm, const char *extra_cmdline) {
         int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
         dup2(devnull, 0);
         dup2(devnull, 1);
-        execlp("qemu-system-x86_64", "qemu-system-x86_64", "-M", "q35", "-accel", "tcg", "-cpu",
-               "qemu64", "-m", "512", "-smp", "1", "-nodefaults", "-no-user-config", "-display",
-               "none", "-no-reboot", "-kernel", kernel, "-initrd", initrd, "-append", append,
-               "-serial", serial, "-device", "virtio-serial-pci,id=vser", "-chardev", chardev,
-               "-device", "virtserialport,bus=vser.0,chardev=agent,name=org.cordon.agent.0",
-               (char *)NULL);
+        execlp("qemu-system-x86_64", "qemu-system-x86_64", "-M", "q35", "-accel",
+               kvm ? "kvm" : "tcg", "-cpu", kvm ? "host" : "qemu64", "-m", "512", "-smp", "1",
+               "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-kernel",
+               kernel, "-initrd", initrd, "-append", append, "-serial", serial, "-device",
+               "virtio-serial-pci,id=vser", "-chardev", chardev, "-device",
+               "virtserialport,bus=vser.0,chardev=agent,name=org.cordon.agent.0", (char *)NULL);
         _exit(127);
     }
     vm->qemu = pid;

@@ -20,6 +20,8 @@ struct th_vm {
 const char *th_images_dir(void);
 /* Starts QEMU with extra_cmdline appended to the kernel command line (NULL: none). */
 void th_vm_boot(struct th_vm *vm, const char *extra_cmdline);
+/* The same under KVM (-accel kvm, host CPU) when kvm is true. */
+void th_vm_boot_accel(struct th_vm *vm, const char *extra_cmdline, bool kvm);
 /* Connects to the agent's port and runs the handshake within handshake_ms. */
 int th_vm_channel(struct th_vm *vm, int handshake_ms, struct cdn_channel **ch, cdn_err **err);
 /* Waits up to timeout_ms for QEMU to exit by itself (the guest powered off). */

@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cdn_task_gc: the owner mark and the sweep for dead tasks. */
+#include "task_gc.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "vm.h"
+
+/* Field 22 of /proc/PID/stat, the start time in clock ticks since boot: 0 if the process is gone. */
+static unsigned long long start_time(pid_t pid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the name may hold spaces and parentheses */
+    unsigned long long t = 0;
+    if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
+                            "%*d %*d %llu",
+                     &t) != 1)
+        return 0;
+    return t;
+}
+
+int cdn_task_owner_write(const char *task_dir, cdn_err **err) {
+    char path[4200], line[64];
+    snprintf(path, sizeof(path), "%s/owner", task_dir);
+    int n = snprintf(line, sizeof(line), "%d %llu\n", (int)getpid(), start_time(getpid()));
+    _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || write(fd, line, (size_t)n) != n)
+        return cdn_err_set(err, errno, "writing %s: %m", path);
+    return 0;
+}
+
+void cdn_task_owner_clear(const char *task_dir) {
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/owner", task_dir);
+    unlink(path);
+    rmdir(task_dir); /* only if nothing is left: a task that failed before its VM existed */
+}
+
+/* True if the folder has an owner mark and the process it names is gone. */
+static bool owner_dead(int dirfd) {
+    _cleanup_close_ int fd = openat(dirfd, "owner", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return false;
+    char buf[64];
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    if (n <= 0)
+        return true; /* a mark cut short by the crash */
+    buf[n] = '\0';
+    int pid = 0;
+    unsigned long long t = 0;
+    if (sscanf(buf, "%d %llu", &pid, &t) != 2 || pid <= 0)
+        return true;
+    return start_time((pid_t)pid) != t;
+}
+
+static bool unlink_at(int dirfd, const char *name, unsigned *count) {
+    if (unlinkat(dirfd, name, 0) == 0) {
+        (*count)++;
+        return true;
+    }
+    return false;
+}
+
+static bool valid_id(const char *s) {
+    size_t n = strlen(s);
+    if (n == 0 || n > 64 || s[0] == '.')
+        return false;
+    return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == n;
+}
+
+/* The domain of a dead task or probe, cordon-<id>, if it still runs. */
+static int destroy_domain(struct cdn_vm_host *h, const char *id, struct cdn_task_gc_report *rep,
+                          cdn_err **err) {
+    char name[80];
+    snprintf(name, sizeof(name), "cordon-%.64s", id);
+    int r = h ? cdn_vm_host_destroy(h, name, err) : 0;
+    if (r > 0)
+        rep->domains++;
+    return r;
+}
+
+static int sweep_tasks(const char *tasks, struct cdn_vm_host *h, struct cdn_task_gc_report *rep,
+                       cdn_err **err) {
+    _cleanup_(closedirp) DIR *d = opendir(tasks);
+    if (!d)
+        return errno == ENOENT ? 0 : cdn_err_set(err, errno, "opening %s: %m", tasks);
+    for (struct dirent *e; (e = readdir(d));) {
+        if (!valid_id(e->d_name))
+            continue;
+        _cleanup_close_ int fd =
+            openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 || !owner_dead(fd))
+            continue;
+        int r = destroy_domain(h, e->d_name, rep, err);
+        if (r < 0)
+            return r;
+        unlink_at(fd, "agent.sock", &rep->files);
+        unlink_at(fd, "disk.qcow2", &rep->files);
+        unlinkat(fd, "owner", 0);
+        rep->tasks++;
+        /* A folder with nothing left (the task died before its console existed) goes too. */
+        unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR);
+    }
+    return 0;
+}
+
+/* probe/probe-<pid>: a KVM probe's folder; its domain is cordon-probe-<pid>. */
+static int sweep_probes(const char *probes, struct cdn_vm_host *h, struct cdn_task_gc_report *rep,
+                        cdn_err **err) {
+    _cleanup_(closedirp) DIR *d = opendir(probes);
+    if (!d)
+        return 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        int pid = 0;
+        char tail;
+        if (sscanf(e->d_name, "probe-%d%c", &pid, &tail) != 1 || pid <= 0 ||
+            start_time((pid_t)pid) != 0)
+            continue;
+        int r = destroy_domain(h, e->d_name, rep, err);
+        if (r < 0)
+            return r;
+        _cleanup_close_ int fd =
+            openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0) {
+            unlink_at(fd, "agent.sock", &rep->files);
+            unlink_at(fd, "console.log", &rep->files);
+        }
+        unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR);
+    }
+    return 0;
+}
+
+int cdn_task_gc(const char *state_dir, struct cdn_vm_host *h, struct cdn_task_gc_report *rep,
+                cdn_err **err) {
+    *rep = (struct cdn_task_gc_report){0};
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/tasks", state_dir);
+    int r = sweep_tasks(path, h, rep, err);
+    if (r < 0)
+        return r;
+    snprintf(path, sizeof(path), "%s/probe", state_dir);
+    return sweep_probes(path, h, rep, err);
+}

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cdn_task_gc: cleans up after tasks whose cordon process died without tearing down (SIGKILL, a
+ * crash, a power cut). A live task's folder holds an `owner` file naming its process (pid and
+ * start time, so a reused pid is not mistaken for it); a clean teardown removes it. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+struct cdn_vm_host;
+
+/* Marks a task folder as owned by the calling process. */
+int cdn_task_owner_write(const char *task_dir, cdn_err **err);
+/* Removes the mark (the task was torn down), and the folder if nothing else is in it. */
+void cdn_task_owner_clear(const char *task_dir);
+
+struct cdn_task_gc_report {
+    unsigned tasks;   /* dead tasks cleaned up */
+    unsigned domains; /* their domains that were still running, destroyed */
+    unsigned files;   /* sockets and overlays removed (console logs stay: evidence) */
+};
+
+/* For every folder under STATE/tasks whose owner is dead: destroys its domain cordon-<id> if it
+ * still runs, removes its agent socket and overlay disk, and drops the mark; also removes the
+ * folders of dead KVM probes. Tasks of live processes are never touched. */
+int cdn_task_gc(const char *state_dir, struct cdn_vm_host *h, struct cdn_task_gc_report *rep,
+                cdn_err **err);
