@@ -6,7 +6,7 @@
 DEB_PACKAGES := make gcc libc6-dev clang libclang-rt-14-dev \
 	libprotobuf-c-dev protobuf-c-compiler libjansson-dev tar \
 	qemu-system-x86 busybox-static kmod cpio lz4 libvirt-daemon-system libvirt-dev \
-	mmdebstrap e2fsprogs qemu-utils
+	mmdebstrap e2fsprogs qemu-utils libgit2-dev libssl-dev git
 
 CC ?= gcc
 BUILD ?= build/release
@@ -24,16 +24,18 @@ CFLAGS += -O2
 endif
 LDLIBS := -lprotobuf-c
 VIRT_LIBS := -lvirt
+GIT_LIBS := -lgit2 -lcrypto
 
 GEN := $(BUILD)/gen
 INCLUDES := -Iproto -I$(GEN) -Iorchestrator/channel -Iorchestrator/vm -Iorchestrator/task \
-	-Iorchestrator/cli -Iguest-agent -Itests/lib
+	-Iorchestrator/workspace -Iorchestrator/cli -Iguest-agent -Itests/lib
 
 PROTO_SRCS := $(wildcard proto/*.c)
 AGENT_SRCS := $(wildcard guest-agent/*.c)
 CHANNEL_SRCS := $(wildcard orchestrator/channel/*.c)
 VM_SRCS := $(wildcard orchestrator/vm/*.c)
 TASK_SRCS := $(wildcard orchestrator/task/*.c)
+WORKSPACE_SRCS := $(wildcard orchestrator/workspace/*.c)
 CLI_SRCS := $(wildcard orchestrator/cli/*.c)
 TESTLIB_SRCS := $(wildcard tests/lib/*.c)
 TEST_SRCS := $(wildcard tests/unit/test_*.c tests/integration/test_*.c tests/hostile/test_*.c \
@@ -49,12 +51,14 @@ AGENT_OBJS := $(call obj,$(AGENT_SRCS))
 CHANNEL_OBJS := $(call obj,$(CHANNEL_SRCS))
 VM_OBJS := $(call obj,$(VM_SRCS))
 TASK_OBJS := $(call obj,$(TASK_SRCS))
+WORKSPACE_OBJS := $(call obj,$(WORKSPACE_SRCS))
 CLI_OBJS := $(call obj,$(CLI_SRCS))
 TESTLIB_OBJS := $(call obj,$(TESTLIB_SRCS))
 
 LIBPROTO := $(BUILD)/lib/libcdnproto.a
 LIBCHANNEL := $(BUILD)/lib/libcdnchannel.a
 LIBVM := $(BUILD)/lib/libcdnvm.a
+LIBWORKSPACE := $(BUILD)/lib/libcdnworkspace.a
 AGENT := $(BUILD)/bin/cordon-agent
 CORDON := $(BUILD)/bin/cordon
 AGENT_STATIC := $(BUILD)/bin/cordon-agent-static
@@ -100,6 +104,10 @@ $(LIBVM): $(VM_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
+$(LIBWORKSPACE): $(WORKSPACE_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
 $(CORDON): $(CLI_OBJS) $(TASK_OBJS) $(LIBVM) $(LIBCHANNEL) $(LIBPROTO)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(VIRT_LIBS) -ljansson
@@ -113,17 +121,19 @@ $(AGENT_STATIC): $(AGENT_OBJS) $(LIBPROTO)
 	@mkdir -p $(dir $@)
 	$(CC) -static $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJS) $(LIBVM) $(LIBCHANNEL) $(LIBPROTO) | $(AGENT) $(CORDON)
+$(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJS) $(LIBWORKSPACE) $(LIBVM) $(LIBCHANNEL) $(LIBPROTO) | \
+		$(AGENT) $(CORDON)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(INCLUDES) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJS) $(LIBVM) $(LIBCHANNEL) \
-		$(LIBPROTO) $(LDLIBS) $(VIRT_LIBS) -ljansson -lm
+	$(CC) $(CFLAGS) $(INCLUDES) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJS) $(LIBWORKSPACE) $(LIBVM) \
+		$(LIBCHANNEL) $(LIBPROTO) $(LDLIBS) $(VIRT_LIBS) $(GIT_LIBS) -ljansson -lm
 
 # Benchmarks link the test helpers but not the test runner's main().
 BENCH_LIB_OBJS := $(filter-out $(BUILD)/obj/tests/lib/test.o,$(TESTLIB_OBJS))
-$(BUILD)/bench/%: bench/%.c $(BENCH_LIB_OBJS) $(LIBVM) $(LIBCHANNEL) $(LIBPROTO) | $(AGENT) $(CORDON)
+$(BUILD)/bench/%: bench/%.c $(BENCH_LIB_OBJS) $(LIBWORKSPACE) $(LIBVM) $(LIBCHANNEL) $(LIBPROTO) | \
+		$(AGENT) $(CORDON)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(INCLUDES) $(LDFLAGS) -o $@ $< $(BENCH_LIB_OBJS) $(LIBVM) $(LIBCHANNEL) \
-		$(LIBPROTO) $(LDLIBS) $(VIRT_LIBS) -ljansson -lm
+	$(CC) $(CFLAGS) $(INCLUDES) $(LDFLAGS) -o $@ $< $(BENCH_LIB_OBJS) $(LIBWORKSPACE) $(LIBVM) \
+		$(LIBCHANNEL) $(LIBPROTO) $(LDLIBS) $(VIRT_LIBS) $(GIT_LIBS) -ljansson -lm
 
 # libFuzzer targets: clang, sanitizers on, built in their own tree.
 FUZZ_BUILD := build/fuzz

@@ -13,6 +13,7 @@ cd "$root"
 export CORDON_AGENT="$root/$build/bin/cordon-agent"
 export CORDON_IMAGES="${CORDON_IMAGES:-$root/build/images}"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:halt_on_error=1}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$root/tests/lsan.supp:print_suppressions=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 log_dir=$(mktemp -d "${TMPDIR:-/tmp}/cordon-tests-XXXXXX")
 trap 'rm -rf "$log_dir"' EXIT

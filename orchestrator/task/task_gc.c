@@ -13,7 +13,8 @@
 #include "cleanup.h"
 #include "vm.h"
 
-/* Field 22 of /proc/PID/stat, the start time in clock ticks since boot: 0 if the process is gone. */
+/* Field 22 of /proc/PID/stat, the start time in clock ticks since boot: 0 if the process is gone.
+ */
 static unsigned long long start_time(pid_t pid) {
     char path[64], buf[1024];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
@@ -24,8 +25,9 @@ static unsigned long long start_time(pid_t pid) {
     buf[n] = '\0';
     const char *p = strrchr(buf, ')'); /* the name may hold spaces and parentheses */
     unsigned long long t = 0;
-    if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
-                            "%*d %*d %llu",
+    if (!p || sscanf(p + 1,
+                     " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
+                     "%*d %*d %llu",
                      &t) != 1)
         return 0;
     return t;

@@ -120,8 +120,8 @@ static bool cache_read(const char *path, const char *boot, struct cdn_vm_accel *
 
 /* Written to a temporary name and renamed: concurrent tasks never read half a verdict. */
 static void cache_write(const char *path, const char *boot, const struct cdn_vm_accel *a) {
-    json_t *root = json_pack("{s:s, s:b, s:s, s:I}", "boot_id", boot, "kvm", a->kvm, "why",
-                             a->why, "probed_at", (json_int_t)time(NULL));
+    json_t *root = json_pack("{s:s, s:b, s:s, s:I}", "boot_id", boot, "kvm", a->kvm, "why", a->why,
+                             "probed_at", (json_int_t)time(NULL));
     char tmp[4200];
     snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid());
     if (root && json_dump_file(root, tmp, JSON_INDENT(2)) == 0 && rename(tmp, path) < 0)
