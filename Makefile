@@ -28,7 +28,7 @@ GIT_LIBS := -lgit2 -lcrypto
 
 GEN := $(BUILD)/gen
 INCLUDES := -Iproto -I$(GEN) -Iorchestrator/channel -Iorchestrator/vm -Iorchestrator/task \
-	-Iorchestrator/workspace -Iorchestrator/cli -Iguest-agent -Itests/lib
+	-Iorchestrator/workspace -Iorchestrator/evidence -Iorchestrator/cli -Iguest-agent -Itests/lib
 
 PROTO_SRCS := $(wildcard proto/*.c)
 AGENT_SRCS := $(wildcard guest-agent/*.c)
@@ -36,6 +36,7 @@ CHANNEL_SRCS := $(wildcard orchestrator/channel/*.c)
 VM_SRCS := $(wildcard orchestrator/vm/*.c)
 TASK_SRCS := $(wildcard orchestrator/task/*.c)
 WORKSPACE_SRCS := $(wildcard orchestrator/workspace/*.c)
+EVIDENCE_SRCS := $(wildcard orchestrator/evidence/*.c)
 CLI_SRCS := $(wildcard orchestrator/cli/*.c)
 TESTLIB_SRCS := $(wildcard tests/lib/*.c)
 TEST_SRCS := $(wildcard tests/unit/test_*.c tests/integration/test_*.c tests/hostile/test_*.c \
@@ -52,6 +53,7 @@ CHANNEL_OBJS := $(call obj,$(CHANNEL_SRCS))
 VM_OBJS := $(call obj,$(VM_SRCS))
 TASK_OBJS := $(call obj,$(TASK_SRCS))
 WORKSPACE_OBJS := $(call obj,$(WORKSPACE_SRCS))
+EVIDENCE_OBJS := $(call obj,$(EVIDENCE_SRCS))
 CLI_OBJS := $(call obj,$(CLI_SRCS))
 TESTLIB_OBJS := $(call obj,$(TESTLIB_SRCS))
 
@@ -59,6 +61,7 @@ LIBPROTO := $(BUILD)/lib/libcdnproto.a
 LIBCHANNEL := $(BUILD)/lib/libcdnchannel.a
 LIBVM := $(BUILD)/lib/libcdnvm.a
 LIBWORKSPACE := $(BUILD)/lib/libcdnworkspace.a
+LIBEVIDENCE := $(BUILD)/lib/libcdnevidence.a
 AGENT := $(BUILD)/bin/cordon-agent
 CORDON := $(BUILD)/bin/cordon
 AGENT_STATIC := $(BUILD)/bin/cordon-agent-static
@@ -108,9 +111,14 @@ $(LIBWORKSPACE): $(WORKSPACE_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(CORDON): $(CLI_OBJS) $(TASK_OBJS) $(LIBVM) $(LIBCHANNEL) $(LIBPROTO)
+$(LIBEVIDENCE): $(EVIDENCE_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(VIRT_LIBS) -ljansson
+	rm -f $@ && ar rcs $@ $^
+
+$(CORDON): $(CLI_OBJS) $(TASK_OBJS) $(LIBEVIDENCE) $(LIBWORKSPACE) $(LIBVM) $(LIBCHANNEL) \
+		$(LIBPROTO)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(VIRT_LIBS) $(GIT_LIBS) -ljansson
 
 $(AGENT): $(AGENT_OBJS) $(LIBPROTO)
 	@mkdir -p $(dir $@)
@@ -121,10 +129,11 @@ $(AGENT_STATIC): $(AGENT_OBJS) $(LIBPROTO)
 	@mkdir -p $(dir $@)
 	$(CC) -static $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJS) $(LIBWORKSPACE) $(LIBVM) $(LIBCHANNEL) $(LIBPROTO) | \
+$(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJS) $(LIBEVIDENCE) $(LIBWORKSPACE) $(LIBVM) $(LIBCHANNEL) \
+		$(LIBPROTO) | \
 		$(AGENT) $(CORDON)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(INCLUDES) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJS) $(LIBWORKSPACE) $(LIBVM) \
+	$(CC) $(CFLAGS) $(INCLUDES) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJS) $(LIBEVIDENCE) $(LIBWORKSPACE) $(LIBVM) \
 		$(LIBCHANNEL) $(LIBPROTO) $(LDLIBS) $(VIRT_LIBS) $(GIT_LIBS) -ljansson -lm
 
 # Benchmarks link the test helpers but not the test runner's main().

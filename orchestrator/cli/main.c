@@ -14,6 +14,8 @@ static void usage(FILE *f) {
         "\n"
         "commands:\n"
         "  run [OPTIONS] -- CMD [ARGS...]   run CMD in a new VM; `cordon run --help` for options\n"
+        "  show [--json] TASK              a task's evidence: facts, commands, diff, artifacts\n"
+        "  diff TASK                       the patch a task made (git apply-able on its base)\n"
         "  gc [--state DIR]                clean up after tasks whose cordon process died\n"
         "  version                         print the version and protocol\n",
         f);
@@ -27,6 +29,10 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (strcmp(cmd, "run") == 0)
         return cli_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "show") == 0)
+        return cli_show(argc - 1, argv + 1);
+    if (strcmp(cmd, "diff") == 0)
+        return cli_diff(argc - 1, argv + 1);
     if (strcmp(cmd, "gc") == 0)
         return cli_gc(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

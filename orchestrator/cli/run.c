@@ -17,6 +17,7 @@
 #include "task.h"
 
 #define MAX_ENV 256
+#define MAX_ARTIFACTS 64
 #define JSON_OUTPUT_LIMIT (16u << 20)
 
 static volatile sig_atomic_t interrupted;
@@ -76,6 +77,17 @@ static void usage(FILE *f) {
           "  --env K=V          set an environment variable for CMD (repeatable)\n"
           "  --workdir DIR      run CMD in DIR inside the guest\n"
           "  --kernel-arg ARG   append ARG to the guest kernel's command line (repeatable)\n"
+          "\n"
+          "  --repo URL|PATH    work on a repository: mirrored under the state folder, checked\n"
+          "                     out at --ref on branch cordon/<task>, uploaded to /workspace\n"
+          "                     (CMD's default folder); afterwards /workspace (never its .git)\n"
+          "                     comes back, is diffed against the base on the host, committed on\n"
+          "                     the task branch and written to the evidence as diff.patch\n"
+          "  --ref REF          branch, tag or commit SHA (default: the repository's HEAD)\n"
+          "  --max-result-mib N  what /workspace may bring back: bytes (default 4096),\n"
+          "  --max-result-files N  entries (default 200000), --max-result-depth N (default 64)\n"
+          "  --artifact GLOB    copy matching guest files into the evidence (repeatable; relative\n"
+          "                     to CMD's folder); --max-artifact-mib N caps each (default 64)\n"
           "  --json             print one JSON object (exit code, output, timings) instead of\n"
           "                     streaming the output\n"
           "  --images DIR       where `make images` put the images ($CORDON_IMAGES, else\n"
@@ -103,6 +115,7 @@ static int parse_uint(const char *s, const char *what, unsigned max, unsigned *o
 struct run_opts {
     struct cdn_task_spec spec;
     const char *env[MAX_ENV];
+    const char *artifacts[MAX_ARTIFACTS];
     struct cdn_buf kernel_args;
     bool json;
 };
@@ -122,6 +135,13 @@ static int parse(int argc, char **argv, struct run_opts *o) {
                                              {"help", no_argument, NULL, 'h'},
                                              {"kernel-arg", required_argument, NULL, 'k'},
                                              {"accel", required_argument, NULL, 'a'},
+                                             {"repo", required_argument, NULL, 'R'},
+                                             {"ref", required_argument, NULL, 'r'},
+                                             {"artifact", required_argument, NULL, 'A'},
+                                             {"max-result-mib", required_argument, NULL, 'B'},
+                                             {"max-result-files", required_argument, NULL, 'F'},
+                                             {"max-result-depth", required_argument, NULL, 'D'},
+                                             {"max-artifact-mib", required_argument, NULL, 'X'},
                                              {NULL, 0, NULL, 0}};
     struct cdn_task_spec *s = &o->spec;
     unsigned v;
@@ -129,6 +149,35 @@ static int parse(int argc, char **argv, struct run_opts *o) {
     for (int c; (c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1;) {
         switch (c) {
         case 'i': s->image = optarg; break;
+        case 'R': s->repo = optarg; break;
+        case 'r': s->ref = optarg; break;
+        case 'A':
+            if (s->n_artifacts == MAX_ARTIFACTS) {
+                fprintf(stderr, "cordon run: at most %d --artifact patterns\n", MAX_ARTIFACTS);
+                return -1;
+            }
+            o->artifacts[s->n_artifacts++] = optarg;
+            break;
+        case 'B':
+            if (parse_uint(optarg, "--max-result-mib", 1u << 20, &v) < 0)
+                return -1;
+            s->result_limits.max_total_bytes = (uint64_t)v << 20;
+            break;
+        case 'F':
+            if (parse_uint(optarg, "--max-result-files", UINT_MAX, &v) < 0)
+                return -1;
+            s->result_limits.max_entries = v;
+            break;
+        case 'D':
+            if (parse_uint(optarg, "--max-result-depth", 4096, &v) < 0)
+                return -1;
+            s->result_limits.max_depth = v;
+            break;
+        case 'X':
+            if (parse_uint(optarg, "--max-artifact-mib", 1u << 20, &v) < 0)
+                return -1;
+            s->artifact_max_bytes = (uint64_t)v << 20;
+            break;
         case 'a':
             if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "kvm") != 0 &&
                 strcmp(optarg, "tcg") != 0) {
@@ -181,6 +230,7 @@ static int parse(int argc, char **argv, struct run_opts *o) {
         default: usage(stderr); return -1;
         }
     }
+    s->artifacts = o->artifacts;
     if (optind >= argc) {
         fprintf(stderr, "cordon run: no command given (cordon run [OPTIONS] -- CMD [ARGS...])\n");
         return -1;
@@ -221,6 +271,8 @@ static void print_json(struct run_ctx *ctx, const struct cdn_task_result *res, i
     json_object_set_new(o, "vm", json_string(res->vm));
     if (res->console)
         json_object_set_new(o, "console_log", json_string(res->console));
+    if (res->evidence)
+        json_object_set_new(o, "evidence", json_string(res->evidence));
     if (error) {
         json_object_set_new(o, "error", json_string(error));
     } else {
@@ -236,6 +288,17 @@ static void print_json(struct run_ctx *ctx, const struct cdn_task_result *res, i
         json_object_set_new(o, "sys_ms", json_integer((json_int_t)x->sys_ms));
         json_object_set_new(o, "max_rss_kib", json_integer((json_int_t)x->max_rss_kib));
         json_object_set_new(o, "command_ms", json_integer((json_int_t)x->duration_ms));
+        if (res->has_repo) {
+            json_object_set_new(o, "base", json_string(res->base));
+            json_object_set_new(o, "result", json_string(res->result));
+            json_object_set_new(o, "branch", json_string(res->branch));
+            json_object_set_new(o, "changed", json_boolean(res->changed));
+            json_object_set_new(o, "diff",
+                                json_pack("{s:I, s:I, s:I}", "files_changed",
+                                          (json_int_t)res->diff.files, "insertions",
+                                          (json_int_t)res->diff.insertions, "deletions",
+                                          (json_int_t)res->diff.deletions));
+        }
         json_object_set_new(o, "accel", json_string(res->accel ? res->accel : ""));
         json_object_set_new(o, "transport", json_string(res->transport ? res->transport : ""));
         json_object_set_new(o, "create_ms", json_integer((json_int_t)res->create_ms));
@@ -245,6 +308,18 @@ static void print_json(struct run_ctx *ctx, const struct cdn_task_result *res, i
     json_dumpf(o, stdout, JSON_COMPACT);
     fputc('\n', stdout);
     json_decref(o);
+}
+
+/* After the command's output, on stderr (stdout stays the command's). */
+static void print_summary(const struct cdn_task_result *res) {
+    if (res->has_repo && res->changed)
+        fprintf(stderr, "cordon: %zu file%s changed, +%zu -%zu, committed on %s (%.12s)\n",
+                res->diff.files, res->diff.files == 1 ? "" : "s", res->diff.insertions,
+                res->diff.deletions, res->branch, res->result);
+    else if (res->has_repo)
+        fprintf(stderr, "cordon: no change to the repository (base %.12s)\n", res->base);
+    fprintf(stderr, "cordon: evidence in %s (cordon show %s; cordon diff %s)\n", res->evidence,
+            res->id, res->id);
 }
 
 int cli_run(int argc, char **argv) {
@@ -289,9 +364,13 @@ int cli_run(int argc, char **argv) {
     else if (res.exec.timed_out)
         fprintf(stderr, "cordon run: command timed out after %u s; its process group was killed\n",
                 s->timeout_ms / 1000);
+    else if (s->repo || s->n_artifacts)
+        print_summary(&res);
+    if (!o.json && r < 0 && res.evidence)
+        fprintf(stderr, "cordon run: evidence so far: %s\n", res.evidence);
     for (int i = 0; i < 3; i++)
         cdn_buf_free(&ctx.out[i]);
     cdn_buf_free(&o.kernel_args);
-    free(res.console);
+    cdn_task_result_free(&res);
     return code;
 }

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* cdn_task: boot, run, tear down. Resources are declared in the order they are acquired so the
- * cleanup attributes release them in reverse: channel, then VM (destroyed, socket removed), then
- * the libvirt connection (and any daemons it started). */
+/* cdn_task: one task end to end. Before any VM boots: the task folder, the evidence bundle and,
+ * with a repository, the workspace at its base commit (a ref that does not exist fails here).
+ * Then the task's time in its VM (task_vm.c). After the VM is gone: the result tree committed and
+ * diffed on the host, the console log added to the evidence, and the manifest saved, whatever
+ * happened before (evidence gathered up to a failure is kept). */
 #include "task.h"
 
 #include <errno.h>
@@ -9,17 +11,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
 #include <sys/random.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
 #include "clock.h"
 #include "task_gc.h"
-#include "vm.h"
-
-#define POLL_SLICE_MS 100
+#include "task_internal.h"
 
 static int make_dir(const char *path, mode_t mode, cdn_err **err) {
     _cleanup_free_ char *copy = strdup(path);
@@ -47,16 +47,7 @@ static int new_id(char id[17], cdn_err **err) {
     return 0;
 }
 
-/* The overlay goes with the task: after the VM that wrote it is destroyed (declared before it). */
-static void unlink_and_free(char **path) {
-    if (*path) {
-        unlink(*path);
-        free(*path);
-    }
-}
-
-__attribute__((format(printf, 2, 3))) static void notice(const struct cdn_task_spec *spec,
-                                                         const char *fmt, ...) {
+void task_notice(const struct cdn_task_spec *spec, const char *fmt, ...) {
     if (!spec->on_notice)
         return;
     char line[768];
@@ -67,158 +58,147 @@ __attribute__((format(printf, 2, 3))) static void notice(const struct cdn_task_s
     spec->on_notice(spec->ud, line);
 }
 
-/* KVM when asked for, or (auto) when a probe boot on this host proved it; TCG otherwise, said in
- * one line. */
-static int choose_accel(const struct cdn_task_spec *spec, struct cdn_vm_host *host,
-                        const char *kernel, const char *initrd, bool *kvm, cdn_err **err) {
-    const char *want = spec->accel ? spec->accel : "auto";
-    *kvm = false;
-    if (strcmp(want, "tcg") == 0)
-        return 0;
-    if (strcmp(want, "kvm") != 0 && strcmp(want, "auto") != 0)
-        return cdn_err_set(err, EINVAL, "unknown accelerator '%s' (auto, kvm or tcg)", want);
-    _cleanup_free_ char *cache = NULL, *scratch = NULL;
-    if (asprintf(&cache, "%s/accel.json", spec->state_dir) < 0 ||
-        asprintf(&scratch, "%s/probe", spec->state_dir) < 0)
-        return cdn_err_set(err, ENOMEM, "out of memory");
-    struct cdn_vm_accel_opts o = {
-        .cache = cache, .scratch = scratch, .kernel = kernel, .initrd = initrd};
-    struct cdn_vm_accel a;
-    int r = cdn_vm_accel_choose(host, &o, &a, err);
-    if (r < 0)
-        return r;
-    if (!a.kvm && strcmp(want, "kvm") == 0)
-        return cdn_err_set(err, ENODEV, "KVM was asked for but cannot run guests here: %s", a.why);
-    if (!a.kvm)
-        notice(spec, "using QEMU TCG (slower): %s", a.why);
-    *kvm = a.kvm;
-    return 0;
-}
+bool task_cancelled(const struct cdn_task_spec *spec) { return spec->cancel && *spec->cancel; }
 
 static void owner_clear(const char **dir) { cdn_task_owner_clear(*dir); }
 
-static bool cancelled(const struct cdn_task_spec *spec) { return spec->cancel && *spec->cancel; }
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
 
-/* Waits for the command, in slices, so a cancellation is seen within POLL_SLICE_MS. */
-static int run_command(const struct cdn_task_spec *spec, struct cdn_channel *ch,
-                       struct cdn_exec_result *res, cdn_err **err) {
-    struct cdn_exec_spec x = {.argv = spec->argv,
-                              .argc = spec->argc,
-                              .env = spec->env,
-                              .envc = spec->envc,
-                              .cwd = spec->workdir,
-                              .timeout_ms = spec->timeout_ms,
-                              .output_limit = spec->output_limit};
-    uint64_t id;
-    int r = cdn_channel_exec_start(ch, &x, spec->on_output, spec->ud, &id, err);
+/* The extracted guest tree is scratch: the worktree holds the result once it is committed, and a
+ * refused transfer's partial tree is no evidence. */
+static void remove_tree(char **path) {
+    if (*path)
+        nftw(*path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(*path);
+}
+
+/* The guest's tree becomes a commit on the task branch; its patch and stats go to the evidence. */
+static int take_result(struct task_ctx *t, cdn_err **err) {
+    struct cdn_task_result *res = t->res;
+    char message[512];
+    snprintf(message, sizeof(message),
+             "cordon task %s\n\nThe tree a command left in /workspace, taken by the host.\n",
+             res->id);
+    _cleanup_(cdn_workspace_result_free) struct cdn_workspace_result wr = {0};
+    int r = cdn_workspace_commit_tree(t->ws, t->result_dir, message, &wr, err);
     if (r < 0)
         return r;
-    while (!cdn_channel_exec_done(ch, id)) {
-        if (cancelled(spec))
-            return cdn_err_set(err, EINTR, "cancelled");
-        r = cdn_channel_poll(ch, POLL_SLICE_MS, err);
-        if (r < 0)
-            return r;
+    res->changed = wr.changed;
+    res->diff = wr.stats;
+    snprintf(res->result, sizeof(res->result), "%s", wr.sha);
+    cdn_evidence_fact(t->ev, "result", wr.sha);
+    return cdn_evidence_diff(t->ev, &wr.stats, wr.patch, wr.patch_len, err);
+}
+
+static int prepare(struct task_ctx *t, cdn_err **err) {
+    const struct cdn_task_spec *spec = t->spec;
+    struct cdn_task_result *res = t->res;
+    const char *image = spec->image ? spec->image : "minimal";
+    cdn_evidence_fact(t->ev, "image", image);
+    cdn_evidence_fact(t->ev, "vm", res->vm);
+    if (!spec->repo) {
+        t->cwd = spec->workdir;
+        return 0;
     }
-    return cdn_channel_exec_wait(ch, id, 1000, res, err);
+    char wt[4300];
+    snprintf(wt, sizeof(wt), "%s/workspace", t->dir);
+    struct cdn_workspace_opts wo = {.state_dir = spec->state_dir,
+                                    .repo = spec->repo,
+                                    .ref = spec->ref,
+                                    .dir = wt,
+                                    .task_id = res->id};
+    cdn_evidence_fact(t->ev, "repo", spec->repo);
+    cdn_evidence_fact(t->ev, "ref", spec->ref ? spec->ref : "HEAD");
+    int r = cdn_workspace_open(&wo, &t->ws, err);
+    if (r < 0)
+        return r;
+    res->has_repo = true;
+    snprintf(res->base, sizeof(res->base), "%s", cdn_workspace_base(t->ws));
+    snprintf(res->result, sizeof(res->result), "%s", res->base);
+    snprintf(res->branch, sizeof(res->branch), "%s", cdn_workspace_branch(t->ws));
+    cdn_evidence_fact(t->ev, "repo_url", cdn_workspace_url(t->ws));
+    cdn_evidence_fact(t->ev, "base", res->base);
+    cdn_evidence_fact(t->ev, "branch", res->branch);
+    t->cwd = spec->workdir ? spec->workdir : "/workspace";
+    return 0;
 }
 
 int cdn_task_run(const struct cdn_task_spec *spec, struct cdn_task_result *res, cdn_err **err) {
-    uint64_t t0 = cdn_now_ms();
     *res = (struct cdn_task_result){0};
+    struct task_ctx t = {.spec = spec, .res = res, .t0 = cdn_now_ms()};
     int r = new_id(res->id, err);
     if (r < 0)
         return r;
     snprintf(res->vm, sizeof(res->vm), "cordon-%s", res->id);
-    _cleanup_free_ char *tasks = NULL, *dir = NULL, *daemons = NULL, *kernel = NULL, *initrd = NULL,
-                        *base = NULL, *cmdline = NULL;
     const char *image = spec->image ? spec->image : "minimal";
     /* minimal: the initramfs is the whole guest. devbox: the same initramfs mounts a Debian root
      * from the task's overlay of devbox.qcow2 and switches to it. */
-    bool devbox = strcmp(image, "devbox") == 0;
-    if (!devbox && strcmp(image, "minimal") != 0)
+    t.devbox = strcmp(image, "devbox") == 0;
+    if (!t.devbox && strcmp(image, "minimal") != 0)
         return cdn_err_set(err, EINVAL, "unknown image '%s' (available: minimal, devbox)", image);
+    _cleanup_free_ char *tasks = NULL, *dir = NULL;
+    _cleanup_free_ char *result_dir = NULL;
     if (asprintf(&tasks, "%s/tasks", spec->state_dir) < 0 ||
-        asprintf(&dir, "%s/%s", tasks, res->id) < 0 ||
-        asprintf(&daemons, "%s/run", spec->state_dir) < 0 ||
-        asprintf(&kernel, "%s/kernel/vmlinux", spec->images_dir) < 0 ||
-        asprintf(&initrd, "%s/minimal.cpio.lz4", spec->images_dir) < 0 ||
-        asprintf(&base, "%s/devbox.qcow2", spec->images_dir) < 0 ||
-        asprintf(&cmdline, "%s %s", devbox ? "cordon.root=/dev/vda" : "",
-                 spec->kernel_args ? spec->kernel_args : "") < 0)
+        asprintf(&dir, "%s/%s", tasks, res->id) < 0 || asprintf(&result_dir, "%s/result", dir) < 0)
         return cdn_err_set(err, ENOMEM, "out of memory");
     /* QEMU (an unprivileged user under libvirt) opens the task's disk: it must be able to pass
      * through the state folder. */
     if ((r = make_dir(spec->state_dir, 0711, err)) < 0 || (r = make_dir(tasks, 0711, err)) < 0 ||
         (r = make_dir(dir, 0711, err)) < 0)
         return r;
-    /* Declared before the overlay and the VM, so the mark goes only after they have. */
+    t.dir = dir;
+    /* Declared first, so the mark goes only after everything else has. */
     if ((r = cdn_task_owner_write(dir, err)) < 0)
         return r;
     _cleanup_(owner_clear) const char *owned = dir;
-    _cleanup_(unlink_and_free) char *overlay = NULL;
-    if (devbox) {
-        if (asprintf(&overlay, "%s/disk.qcow2", dir) < 0)
-            return cdn_err_set(err, ENOMEM, "out of memory");
-        if ((r = cdn_vm_overlay_create(base, overlay, err)) < 0)
-            return r;
+    _cleanup_(cdn_evidence_freep) struct cdn_evidence *ev = NULL;
+    if ((r = cdn_evidence_open(dir, res->id, &ev, err)) < 0)
+        return r;
+    t.ev = ev;
+    res->evidence = strdup(cdn_evidence_dir(ev));
+    _cleanup_(cdn_workspace_freep) struct cdn_workspace *ws = NULL;
+    _cleanup_(remove_tree) char *scratch = NULL;
+    r = prepare(&t, err);
+    ws = t.ws;
+    if (r >= 0 && ws) {
+        t.result_dir = result_dir;
+        if (mkdir(result_dir, 0700) < 0)
+            r = cdn_err_set(err, errno, "mkdir %s: %m", result_dir);
+        else
+            scratch = strdup(result_dir); /* declared after it: freed first */
     }
-
-    struct cdn_vm_host_opts hopts = {.uri = spec->uri, .daemon_dir = daemons};
-    _cleanup_(cdn_vm_host_closep) struct cdn_vm_host *host = NULL;
-    if ((r = cdn_vm_host_open(&hopts, &host, err)) < 0)
-        return r;
-    /* Leftovers of tasks whose cordon died without tearing down (killed, crashed). */
-    struct cdn_task_gc_report gc;
-    if ((r = cdn_task_gc(spec->state_dir, host, &gc, err)) < 0)
-        return r;
-    if (gc.tasks)
-        notice(spec, "cleaned up after %u dead task%s (%u domain%s destroyed, %u files removed)",
-               gc.tasks, gc.tasks == 1 ? "" : "s", gc.domains, gc.domains == 1 ? "" : "s",
-               gc.files);
-    bool kvm;
-    if ((r = choose_accel(spec, host, kernel, initrd, &kvm, err)) < 0)
-        return r;
-    res->accel = kvm ? "kvm" : "tcg";
-    /* vhost-vsock is a kernel vhost device: it needs KVM's ioeventfd/irqfd, not only the node. */
-    const char *why = "vsock needs KVM";
-    bool vsock = kvm && cdn_vm_vsock_usable(&why);
-    if (!vsock)
-        notice(spec, "agent channel is virtio-serial: %s", why);
-    res->transport = vsock ? "vsock" : "serial";
-    /* A compiler needs more than the minimal image's default. */
-    unsigned memory = spec->memory_mib ? spec->memory_mib : devbox ? 1024 : 512;
-    struct cdn_vm_spec vspec = {.id = res->id,
-                                .dir = dir,
-                                .kernel = kernel,
-                                .initrd = initrd,
-                                .cmdline_extra = cmdline,
-                                .disk = overlay,
-                                .disk_base = devbox ? base : NULL,
-                                .memory_mib = memory,
-                                .vcpus = spec->vcpus,
-                                .kvm = kvm,
-                                .transport = vsock ? CDN_VM_VSOCK : CDN_VM_SERIAL};
-    _cleanup_(cdn_vm_destroyp) struct cdn_vm *vm = NULL;
-    uint64_t boot0 = cdn_now_ms();
-    if ((r = cdn_vm_start(host, &vspec, &vm, err)) < 0)
-        return r;
-    res->create_ms = cdn_now_ms() - boot0;
-    res->console = strdup(cdn_vm_console_path(vm));
-    int boot_ms = spec->boot_timeout_ms > 0 ? spec->boot_timeout_ms : 60000;
-    int fd = cdn_vm_agent_fd(vm, boot_ms, err);
-    if (fd < 0)
-        return fd;
-    struct cdn_channel_opts copts = {.name = res->vm, .handshake_timeout_ms = boot_ms};
-    _cleanup_(cdn_channel_freep) struct cdn_channel *ch = NULL;
-    if ((r = cdn_channel_open(fd, &copts, &ch, err)) < 0)
-        return cdn_err_prefix(err, "booting (console: %s)", res->console);
-    res->boot_ms = cdn_now_ms() - boot0;
-    if (cancelled(spec))
-        return cdn_err_set(err, EINTR, "cancelled");
-    r = run_command(spec, ch, &res->exec, err);
-    /* No graceful shutdown: the guest is discarded, and destroying it outright is faster than
-     * letting it power off (libvirt's destroy then raced a QEMU already on its way out). */
-    res->total_ms = cdn_now_ms() - t0;
+    if (r >= 0)
+        r = task_in_vm(&t, err);
+    if (r >= 0 && ws)
+        r = take_result(&t, err);
+    /* Whatever happened: the console (complete now that the VM is gone) and the manifest. */
+    cdn_err *ev_err = NULL;
+    if (res->console && access(res->console, F_OK) == 0 &&
+        cdn_evidence_copy(ev, res->console, "console.log", &ev_err) < 0 && r >= 0) {
+        *err = TAKE_PTR(ev_err);
+        r = -EIO;
+    }
+    cdn_err_free(ev_err);
+    ev_err = NULL;
+    if (r < 0)
+        cdn_evidence_fact(ev, "error", cdn_err_msg(*err));
+    cdn_evidence_fact_int(ev, "total_ms", (long long)(cdn_now_ms() - t.t0));
+    if (cdn_evidence_save(ev, &ev_err) < 0 && r >= 0) {
+        *err = TAKE_PTR(ev_err);
+        r = -EIO;
+    }
+    cdn_err_free(ev_err);
     return r;
+}
+
+void cdn_task_result_free(struct cdn_task_result *res) {
+    free(res->console);
+    free(res->evidence);
+    res->console = res->evidence = NULL;
 }

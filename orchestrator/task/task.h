@@ -8,8 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "archive.h"
 #include "channel.h"
 #include "err.h"
+#include "workspace.h"
 
 struct cdn_task_spec {
     const char *state_dir;  /* tasks/<id>/ is created here (console log kept as evidence) */
@@ -33,6 +35,14 @@ struct cdn_task_spec {
     void (*on_notice)(void *ud, const char *line);
     /* Set from a signal handler to tear the task down now (the call returns -EINTR). */
     volatile sig_atomic_t *cancel;
+
+    /* A repository to work on (NULL: none): mirrored, checked out at ref and uploaded to
+     * /workspace (the command's default folder); its result is diffed on the host. */
+    const char *repo, *ref;
+    struct cdn_archive_limits result_limits; /* what /workspace may bring back (0: defaults) */
+    const char *const *artifacts;            /* globs: matching guest files go to the evidence */
+    size_t n_artifacts;
+    uint64_t artifact_max_bytes, artifacts_max_total; /* 0: 64 MiB each, 256 MiB in all */
 };
 
 struct cdn_task_result {
@@ -44,9 +54,15 @@ struct cdn_task_result {
     struct cdn_exec_result exec;
     uint64_t create_ms; /* libvirt's domain creation alone (QEMU started, guest not yet run) */
     uint64_t boot_ms;   /* domain creation to the agent's hello */
-    uint64_t total_ms;  /* boot and command (the teardown follows) */
+    char *evidence;     /* tasks/<id>/evidence; caller frees */
+    bool has_repo, changed;
+    char base[41], result[41]; /* the base commit and the task branch's commit */
+    char branch[80];
+    struct cdn_diff_stats diff;
+    uint64_t total_ms; /* boot and command (the teardown follows) */
 };
 
 /* Errors: -ETIMEDOUT (boot deadline, message names the console log), -EINTR (cancelled),
  * others from the VM or the channel. The command's own failure is not an error: see res->exec. */
 int cdn_task_run(const struct cdn_task_spec *spec, struct cdn_task_result *res, cdn_err **err);
+void cdn_task_result_free(struct cdn_task_result *res);

@@ -39,10 +39,10 @@ struct cdn_diff_stats {
 };
 
 struct cdn_workspace_result {
-    bool changed;    /* false: the tree equals the base, no commit was made */
-    char sha[41];    /* the task branch's commit (the base when nothing changed) */
+    bool changed; /* false: the tree equals the base, no commit was made */
+    char sha[41]; /* the task branch's commit (the base when nothing changed) */
     struct cdn_diff_stats stats;
-    char *patch;     /* `git apply`-able patch against the base (binary included); caller frees */
+    char *patch; /* `git apply`-able patch against the base (binary included); caller frees */
     size_t patch_len;
 };
 

@@ -89,8 +89,7 @@ int cdn_workspace_commit_tree(struct cdn_workspace *ws, const char *tree_dir, co
     _cleanup_(git_tree_freep) git_tree *new_tree = NULL;
     _cleanup_(git_diff_freep) git_diff *diff = NULL;
     if (git_oid_fromstr(&base_oid, ws->base) < 0 ||
-        git_commit_lookup(&base, ws->repo, &base_oid) < 0 ||
-        git_commit_tree(&base_tree, base) < 0)
+        git_commit_lookup(&base, ws->repo, &base_oid) < 0 || git_commit_tree(&base_tree, base) < 0)
         return ws_git_err(err, "reading the base commit %s", ws->base);
     int r = stage(ws, base_tree, tree_dir, &tree_oid, err);
     if (r < 0)

@@ -176,4 +176,3 @@ TEST(the_diff_is_computed_on_the_host_and_applies_to_the_base) {
     cdn_workspace_free(ws);
     th_rmtree(tmp);
 }
-

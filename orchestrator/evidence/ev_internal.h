@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The evidence folder's state, shared by its files (internal to cdn_evidence). */
+#pragma once
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdint.h>
+
+#include "evidence.h"
+
+/* A file being written with its running SHA-256. */
+struct ev_stream {
+    int fd;
+    EVP_MD_CTX *md;
+    uint64_t bytes;
+    char *path;
+};
+int ev_stream_open(struct ev_stream *s, const char *path, cdn_err **err);
+int ev_stream_write(struct ev_stream *s, const void *p, size_t n, cdn_err **err);
+/* fsyncs and closes; hex gets the digest (65 bytes). */
+int ev_stream_close(struct ev_stream *s, char hex[65], cdn_err **err);
+void ev_stream_abort(struct ev_stream *s);
+
+struct cdn_evidence {
+    char *dir;      /* tasks/<id>/evidence */
+    json_t *root;   /* the manifest */
+    json_t *cmds;   /* root.commands */
+    json_t *arts;   /* root.artifacts */
+    json_t *limits; /* root.limits_hit */
+    unsigned ncmds;
+    struct ev_stream art; /* the artifact being written (fd -1 if none) */
+    char *art_name;
+};
+
+/* ISO 8601 UTC with milliseconds, for the manifest. */
+void ev_now(char out[32]);

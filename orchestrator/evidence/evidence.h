@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cdn_evidence: what a reviewer gets for a task, in tasks/<id>/evidence/: manifest.json (facts,
+ * each command with its outputs' sizes and SHA-256, the diff's stats, artifacts, every limit that
+ * was hit), logs/<n>.stdout|stderr, diff.patch, artifacts/, console.log. The manifest and the
+ * patch are replaced atomically (temporary file, fsync, rename), so a crash leaves the previous
+ * complete version; the manifest is rewritten after every step, so evidence gathered before a
+ * failure is kept. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+struct cdn_evidence;
+struct cdn_evidence_cmd;
+struct cdn_diff_stats;
+
+int cdn_evidence_open(const char *task_dir, const char *task_id, struct cdn_evidence **out,
+                      cdn_err **err);
+void cdn_evidence_free(struct cdn_evidence *ev);
+void cdn_evidence_freep(struct cdn_evidence **ev);
+const char *cdn_evidence_dir(const struct cdn_evidence *ev);
+
+/* Top-level facts: repo, ref, base, result, image, accel, transport, error, ... (NULL: removed) */
+void cdn_evidence_fact(struct cdn_evidence *ev, const char *key, const char *value);
+void cdn_evidence_fact_int(struct cdn_evidence *ev, const char *key, long long value);
+/* A limit that was hit: what (e.g. "result.max_entries") and the refusal's message. */
+void cdn_evidence_limit_hit(struct cdn_evidence *ev, const char *what, const char *detail);
+
+/* One command: its outputs go to logs/<n>.stdout and .stderr as they arrive, hashed on the way. */
+int cdn_evidence_cmd_begin(struct cdn_evidence *ev, const char *const *argv, size_t argc,
+                           const char *cwd, struct cdn_evidence_cmd **out, cdn_err **err);
+/* fd 1 or 2; matches cdn_output_fn's shape so it can be called from the output callback. */
+int cdn_evidence_cmd_output(struct cdn_evidence_cmd *c, int fd, const uint8_t *data, size_t len);
+struct cdn_evidence_exit {
+    int exit_code, signal;
+    bool timed_out, truncated, failed; /* failed: no exit status (cordon's error is recorded) */
+};
+int cdn_evidence_cmd_end(struct cdn_evidence *ev, struct cdn_evidence_cmd *c,
+                         const struct cdn_evidence_exit *x, cdn_err **err);
+
+/* diff.patch (atomically) and the diff's stats in the manifest. */
+int cdn_evidence_diff(struct cdn_evidence *ev, const struct cdn_diff_stats *st, const char *patch,
+                      size_t len, cdn_err **err);
+
+/* An artifact: artifacts/<name> (name relative, already checked by the archive reader), written
+ * as it arrives, then listed with its size and SHA-256. */
+int cdn_evidence_artifact_begin(struct cdn_evidence *ev, const char *name, cdn_err **err);
+int cdn_evidence_artifact_data(struct cdn_evidence *ev, const uint8_t *p, size_t n, cdn_err **err);
+int cdn_evidence_artifact_end(struct cdn_evidence *ev, cdn_err **err);
+
+/* Copies a file into the evidence folder (e.g. the console log) under name. */
+int cdn_evidence_copy(struct cdn_evidence *ev, const char *src, const char *name, cdn_err **err);
+/* Writes manifest.json now (atomically). */
+int cdn_evidence_save(struct cdn_evidence *ev, cdn_err **err);
+
+/* Writes data to path through a temporary file, fsync and rename. */
+int cdn_write_atomic(const char *path, const void *data, size_t len, cdn_err **err);
