@@ -62,6 +62,7 @@ LIBCHANNEL := $(BUILD)/lib/libcdnchannel.a
 LIBVM := $(BUILD)/lib/libcdnvm.a
 LIBWORKSPACE := $(BUILD)/lib/libcdnworkspace.a
 LIBEVIDENCE := $(BUILD)/lib/libcdnevidence.a
+LIBTASK := $(BUILD)/lib/libcdntask.a
 AGENT := $(BUILD)/bin/cordon-agent
 CORDON := $(BUILD)/bin/cordon
 AGENT_STATIC := $(BUILD)/bin/cordon-agent-static
@@ -115,7 +116,11 @@ $(LIBEVIDENCE): $(EVIDENCE_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(CORDON): $(CLI_OBJS) $(TASK_OBJS) $(LIBEVIDENCE) $(LIBWORKSPACE) $(LIBVM) $(LIBCHANNEL) \
+$(LIBTASK): $(TASK_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(CORDON): $(CLI_OBJS) $(LIBTASK) $(LIBEVIDENCE) $(LIBWORKSPACE) $(LIBVM) $(LIBCHANNEL) \
 		$(LIBPROTO)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(VIRT_LIBS) $(GIT_LIBS) -ljansson
@@ -129,12 +134,12 @@ $(AGENT_STATIC): $(AGENT_OBJS) $(LIBPROTO)
 	@mkdir -p $(dir $@)
 	$(CC) -static $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJS) $(LIBEVIDENCE) $(LIBWORKSPACE) $(LIBVM) $(LIBCHANNEL) \
-		$(LIBPROTO) | \
+$(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJS) $(LIBTASK) $(LIBEVIDENCE) $(LIBWORKSPACE) $(LIBVM) \
+		$(LIBCHANNEL) $(LIBPROTO) | \
 		$(AGENT) $(CORDON)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(INCLUDES) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJS) $(LIBEVIDENCE) $(LIBWORKSPACE) $(LIBVM) \
-		$(LIBCHANNEL) $(LIBPROTO) $(LDLIBS) $(VIRT_LIBS) $(GIT_LIBS) -ljansson -lm
+	$(CC) $(CFLAGS) $(INCLUDES) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJS) $(LIBTASK) $(LIBEVIDENCE) \
+		$(LIBWORKSPACE) $(LIBVM) $(LIBCHANNEL) $(LIBPROTO) $(LDLIBS) $(VIRT_LIBS) $(GIT_LIBS) -ljansson -lm
 
 # Benchmarks link the test helpers but not the test runner's main().
 BENCH_LIB_OBJS := $(filter-out $(BUILD)/obj/tests/lib/test.o,$(TESTLIB_OBJS))

@@ -15,6 +15,14 @@
 #include "cleanup.h"
 #include "evidence.h"
 
+void task_result_limits_fill(struct cdn_archive_limits *l) {
+    if (!l->max_total_bytes)
+        l->max_total_bytes = TASK_RESULT_DEFAULT_BYTES;
+    if (!l->max_entries)
+        l->max_entries = TASK_RESULT_DEFAULT_ENTRIES;
+    cdn_archive_limits_fill(l);
+}
+
 int task_upload_workspace(struct cdn_channel *ch, const char *worktree, int timeout_ms,
                           cdn_err **err) {
     _cleanup_close_ int fd = open(worktree, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

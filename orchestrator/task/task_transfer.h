@@ -14,6 +14,13 @@ struct cdn_evidence;
 
 #define TASK_GUEST_WORKSPACE "/workspace"
 
+/* What /workspace may bring back unless the task says otherwise: 1 GiB of file data, 50 000
+ * entries (a guest flooding the host with tiny files is refused), and the archive defaults for
+ * path length and depth. Zero fields of l are filled. */
+#define TASK_RESULT_DEFAULT_BYTES (1ull << 30)
+#define TASK_RESULT_DEFAULT_ENTRIES 50000u
+void task_result_limits_fill(struct cdn_archive_limits *l);
+
 /* The worktree, .git included (the agent may use git), unpacked into /workspace. */
 int task_upload_workspace(struct cdn_channel *ch, const char *worktree, int timeout_ms,
                           cdn_err **err);

@@ -117,7 +117,7 @@ static void note_refusal(struct task_ctx *t, const char *what, const cdn_err *e)
 static int transfer_out(struct task_ctx *t, struct cdn_channel *ch, cdn_err **err) {
     const struct cdn_task_spec *spec = t->spec;
     struct cdn_archive_limits lim = spec->result_limits;
-    cdn_archive_limits_fill(&lim);
+    task_result_limits_fill(&lim);
     int r;
     if (t->ws) {
         r = task_collect_workspace(ch, t->result_dir, &lim, TRANSFER_TIMEOUT_MS, err);

@@ -12,50 +12,8 @@
 #include "buf.h"
 #include "cleanup.h"
 #include "harness.h"
+#include "tar_build.h"
 #include "test.h"
-
-/* ---- building archives by hand ---- */
-
-static void add_entry(struct cdn_buf *b, const char *name, char type, const char *link,
-                      const char *data, size_t size) {
-    struct tar_header h = {0};
-    memcpy(h.name, name, strnlen(name, sizeof(h.name)));
-    tar_put_octal(h.mode, sizeof(h.mode), type == '5' ? 0755 : 0644);
-    tar_put_octal(h.uid, sizeof(h.uid), 0);
-    tar_put_octal(h.gid, sizeof(h.gid), 0);
-    tar_put_octal(h.size, sizeof(h.size), size);
-    tar_put_octal(h.mtime, sizeof(h.mtime), 1700000000);
-    h.typeflag = type;
-    if (link)
-        memcpy(h.linkname, link, strnlen(link, sizeof(h.linkname)));
-    memcpy(h.magic, "ustar", 6);
-    memcpy(h.version, "00", 2);
-    tar_header_set_checksum(&h);
-    cdn_buf_append(b, &h, sizeof(h));
-    if (size) {
-        size_t padded = (size + 511) / 512 * 512;
-        cdn_buf_reserve(b, padded);
-        memset(cdn_buf_tail(b), 0, padded);
-        if (data)
-            memcpy(cdn_buf_tail(b), data, size);
-        cdn_buf_advance(b, padded);
-    }
-}
-
-static void add_pax_path(struct cdn_buf *b, const char *path) {
-    char rec[8192];
-    size_t body = strlen(path) + strlen(" path=\n"), len = body + 1;
-    while (len != body + (size_t)snprintf(NULL, 0, "%zu", len))
-        len = body + (size_t)snprintf(NULL, 0, "%zu", len);
-    snprintf(rec, sizeof(rec), "%zu path=%s\n", len, path);
-    add_entry(b, "PaxHeader", 'x', NULL, rec, strlen(rec));
-}
-
-static void add_end(struct cdn_buf *b) {
-    cdn_buf_reserve(b, 1024);
-    memset(cdn_buf_tail(b), 0, 1024);
-    cdn_buf_advance(b, 1024);
-}
 
 struct recorder {
     char log[8192];
@@ -105,54 +63,54 @@ struct refusal {
     const char *message;
 };
 
-static void b_absolute(struct cdn_buf *b) { add_entry(b, "/etc/passwd", '0', NULL, "x", 1); }
-static void b_dotdot(struct cdn_buf *b) { add_entry(b, "a/../../evil", '0', NULL, "x", 1); }
+static void b_absolute(struct cdn_buf *b) { th_tar_add(b, "/etc/passwd", '0', NULL, "x", 1); }
+static void b_dotdot(struct cdn_buf *b) { th_tar_add(b, "a/../../evil", '0', NULL, "x", 1); }
 static void b_under_symlink(struct cdn_buf *b) {
-    add_entry(b, "dir", '5', NULL, NULL, 0);
-    add_entry(b, "dir/link", '2', ".", NULL, 0);
-    add_entry(b, "dir/link/file", '0', NULL, "x", 1);
+    th_tar_add(b, "dir", '5', NULL, NULL, 0);
+    th_tar_add(b, "dir/link", '2', ".", NULL, 0);
+    th_tar_add(b, "dir/link/file", '0', NULL, "x", 1);
 }
-static void b_link_absolute(struct cdn_buf *b) { add_entry(b, "l", '2', "/etc/shadow", NULL, 0); }
+static void b_link_absolute(struct cdn_buf *b) { th_tar_add(b, "l", '2', "/etc/shadow", NULL, 0); }
 static void b_link_escapes(struct cdn_buf *b) {
-    add_entry(b, "a/b/l", '2', "../../../outside", NULL, 0);
+    th_tar_add(b, "a/b/l", '2', "../../../outside", NULL, 0);
 }
 static void b_link_dotdot_after_name(struct cdn_buf *b) {
-    add_entry(b, "a/l", '2', "x/../../..", NULL, 0);
+    th_tar_add(b, "a/l", '2', "x/../../..", NULL, 0);
 }
-static void b_hardlink(struct cdn_buf *b) { add_entry(b, "h", '1', "etc/passwd", NULL, 0); }
-static void b_chardev(struct cdn_buf *b) { add_entry(b, "null", '3', NULL, NULL, 0); }
-static void b_blockdev(struct cdn_buf *b) { add_entry(b, "sda", '4', NULL, NULL, 0); }
-static void b_fifo(struct cdn_buf *b) { add_entry(b, "fifo", '6', NULL, NULL, 0); }
+static void b_hardlink(struct cdn_buf *b) { th_tar_add(b, "h", '1', "etc/passwd", NULL, 0); }
+static void b_chardev(struct cdn_buf *b) { th_tar_add(b, "null", '3', NULL, NULL, 0); }
+static void b_blockdev(struct cdn_buf *b) { th_tar_add(b, "sda", '4', NULL, NULL, 0); }
+static void b_fifo(struct cdn_buf *b) { th_tar_add(b, "fifo", '6', NULL, NULL, 0); }
 static void b_big_file(struct cdn_buf *b) {
-    add_entry(b, "small", '0', NULL, "abc", 3);
-    add_entry(b, "big", '0', NULL, NULL, 2000);
+    th_tar_add(b, "small", '0', NULL, "abc", 3);
+    th_tar_add(b, "big", '0', NULL, NULL, 2000);
 }
 static void b_many(struct cdn_buf *b) {
     for (int i = 0; i < 6; i++) {
         char n[16];
         snprintf(n, sizeof(n), "f%d", i);
-        add_entry(b, n, '0', NULL, "x", 1);
+        th_tar_add(b, n, '0', NULL, "x", 1);
     }
 }
 static void b_long_path(struct cdn_buf *b) {
     char p[300];
     memset(p, 'a', sizeof(p) - 1);
     p[sizeof(p) - 1] = '\0';
-    add_pax_path(b, p);
-    add_entry(b, "ignored", '0', NULL, "x", 1);
+    th_tar_pax_path(b, p);
+    th_tar_add(b, "ignored", '0', NULL, "x", 1);
 }
-static void b_deep(struct cdn_buf *b) { add_entry(b, "1/2/3/4/5/6/7/8/9", '0', NULL, "x", 1); }
+static void b_deep(struct cdn_buf *b) { th_tar_add(b, "1/2/3/4/5/6/7/8/9", '0', NULL, "x", 1); }
 static void b_bad_checksum(struct cdn_buf *b) {
-    add_entry(b, "f", '0', NULL, "x", 1);
+    th_tar_add(b, "f", '0', NULL, "x", 1);
     b->data[b->head] = 'g'; /* the name changes, the checksum no longer matches */
 }
 static void b_truncated(struct cdn_buf *b) {
-    add_entry(b, "f", '0', NULL, "0123456789", 10);
+    th_tar_add(b, "f", '0', NULL, "0123456789", 10);
     b->tail -= 512; /* drop the data block, no end marker */
 }
-static void b_no_end(struct cdn_buf *b) { add_entry(b, "f", '0', NULL, "x", 1); }
-static void b_huge_pax(struct cdn_buf *b) { add_entry(b, "PaxHeader", 'x', NULL, NULL, 1u << 20); }
-static void b_unknown_type(struct cdn_buf *b) { add_entry(b, "s", 'S', NULL, NULL, 0); }
+static void b_no_end(struct cdn_buf *b) { th_tar_add(b, "f", '0', NULL, "x", 1); }
+static void b_huge_pax(struct cdn_buf *b) { th_tar_add(b, "PaxHeader", 'x', NULL, NULL, 1u << 20); }
+static void b_unknown_type(struct cdn_buf *b) { th_tar_add(b, "s", 'S', NULL, NULL, 0); }
 
 static const struct refusal refusals[] = {
     {"absolute", b_absolute, {0}, "archive entry 1 '/etc/passwd': absolute path"},
@@ -190,7 +148,7 @@ TEST(hostile_archives_are_refused_with_entry_and_reason) {
         struct cdn_buf b = {0};
         refusals[i].build(&b);
         if (strcmp(refusals[i].name, "truncated") && strcmp(refusals[i].name, "no_end_marker"))
-            add_end(&b);
+            th_tar_end(&b);
         struct recorder rec = {""};
         cdn_err *err = NULL;
         int r = read_archive(&b, &refusals[i].limits, &rec, &err);
@@ -206,12 +164,12 @@ TEST(hostile_archives_are_refused_with_entry_and_reason) {
 
 TEST(safe_relative_forms_are_accepted) {
     struct cdn_buf b = {0};
-    add_entry(&b, "./", '5', NULL, NULL, 0);
-    add_entry(&b, "./a//b/", '5', NULL, NULL, 0);
-    add_entry(&b, "a/b/up", '2', "../../top", NULL, 0);
-    add_entry(&b, "a/b/same", '2', "./sibling/x", NULL, 0);
-    add_entry(&b, "a/b/f", '0', NULL, "hi", 2);
-    add_end(&b);
+    th_tar_add(&b, "./", '5', NULL, NULL, 0);
+    th_tar_add(&b, "./a//b/", '5', NULL, NULL, 0);
+    th_tar_add(&b, "a/b/up", '2', "../../top", NULL, 0);
+    th_tar_add(&b, "a/b/same", '2', "./sibling/x", NULL, 0);
+    th_tar_add(&b, "a/b/f", '0', NULL, "hi", 2);
+    th_tar_end(&b);
     struct recorder rec = {""};
     cdn_err *err = NULL;
     ASSERT_OK(read_archive(&b, NULL, &rec, &err), err);
@@ -371,8 +329,8 @@ TEST(extractor_never_follows_existing_symlinks) {
     snprintf(p, sizeof(p), "%s/escape", dst);
     ASSERT_EQ(symlink(outside, p), 0);
     struct cdn_buf b = {0};
-    add_entry(&b, "escape/planted", '0', NULL, "gotcha", 6);
-    add_end(&b);
+    th_tar_add(&b, "escape/planted", '0', NULL, "gotcha", 6);
+    th_tar_end(&b);
     cdn_err *err = NULL;
     ASSERT_FAILS(extract_buf(&b, dst, &err), err, "not following it");
     snprintf(p, sizeof(p), "%s/planted", outside);
