@@ -76,11 +76,12 @@ static void print_manifest(json_t *m) {
         printf("command %zu ", i + 1);
         size_t j;
         json_t *a;
-        json_array_foreach(json_object_get(c, "argv"), j, a) printf("%s%s", j ? " " : "",
-                                                                    json_string_value(a));
+        json_array_foreach(json_object_get(c, "argv"), j, a)
+            printf("%s%s", j ? " " : "", json_string_value(a));
         printf("\n      in %s, %s .. %s, ", str(c, "cwd"), str(c, "started"), str(c, "ended"));
         if (json_object_get(c, "signal"))
-            printf("killed by signal %lld", (long long)json_integer_value(json_object_get(c, "signal")));
+            printf("killed by signal %lld",
+                   (long long)json_integer_value(json_object_get(c, "signal")));
         else if (json_object_get(c, "exit_code"))
             printf("exit %lld", (long long)json_integer_value(json_object_get(c, "exit_code")));
         else
@@ -90,12 +91,11 @@ static void print_manifest(json_t *m) {
         print_stream("stdout", json_object_get(c, "stdout"));
         print_stream("stderr", json_object_get(c, "stderr"));
     }
-    json_array_foreach(json_object_get(m, "artifacts"), i, c) printf(
-        "artifact   %s: %lld bytes, sha256 %s\n", str(c, "name"),
-        (long long)json_integer_value(json_object_get(c, "bytes")), str(c, "sha256"));
-    json_array_foreach(json_object_get(m, "limits_hit"), i, c) printf("limit hit  %s: %s\n",
-                                                                      str(c, "limit"),
-                                                                      str(c, "detail"));
+    json_array_foreach(json_object_get(m, "artifacts"), i, c)
+        printf("artifact   %s: %lld bytes, sha256 %s\n", str(c, "name"),
+               (long long)json_integer_value(json_object_get(c, "bytes")), str(c, "sha256"));
+    json_array_foreach(json_object_get(m, "limits_hit"), i, c)
+        printf("limit hit  %s: %s\n", str(c, "limit"), str(c, "detail"));
     if (json_object_get(m, "error"))
         printf("error      %s\n", str(m, "error"));
 }

@@ -145,13 +145,13 @@ int cdn_evidence_diff(struct cdn_evidence *ev, const struct cdn_diff_stats *st, 
     int r = cdn_write_atomic(path, patch ? patch : "", len, err);
     if (r < 0)
         return r;
-    json_t *d = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "files_changed",
-                          (json_int_t)st->files, "insertions", (json_int_t)st->insertions,
-                          "deletions", (json_int_t)st->deletions, "added", (json_int_t)st->added,
-                          "deleted", (json_int_t)st->deleted, "modified", (json_int_t)st->modified,
-                          "renamed", (json_int_t)st->renamed, "mode_changed",
-                          (json_int_t)st->mode_changed, "binary", (json_int_t)st->binary, "patch",
-                          "diff.patch");
+    json_t *d =
+        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "files_changed",
+                  (json_int_t)st->files, "insertions", (json_int_t)st->insertions, "deletions",
+                  (json_int_t)st->deletions, "added", (json_int_t)st->added, "deleted",
+                  (json_int_t)st->deleted, "modified", (json_int_t)st->modified, "renamed",
+                  (json_int_t)st->renamed, "mode_changed", (json_int_t)st->mode_changed, "binary",
+                  (json_int_t)st->binary, "patch", "diff.patch");
     if (!d)
         return cdn_err_set(err, ENOMEM, "out of memory");
     json_object_set_new(ev->root, "diff", d);

@@ -86,7 +86,7 @@ static int take_result(struct task_ctx *t, cdn_err **err) {
              "cordon task %s\n\nThe tree a command left in /workspace, taken by the host.\n",
              res->id);
     _cleanup_(cdn_workspace_result_free) struct cdn_workspace_result wr = {0};
-    int r = cdn_workspace_commit_tree(t->ws, t->result_dir, message, &wr, err);
+    int r = cdn_workspace_commit_tree(t->ws, t->result_dir, &t->listing, message, &wr, err);
     if (r < 0)
         return r;
     res->changed = wr.changed;
@@ -194,6 +194,7 @@ int cdn_task_run(const struct cdn_task_spec *spec, struct cdn_task_result *res, 
         r = -EIO;
     }
     cdn_err_free(ev_err);
+    cdn_workspace_listing_free(&t.listing);
     return r;
 }
 

@@ -11,12 +11,13 @@
 struct task_ctx {
     const struct cdn_task_spec *spec;
     struct cdn_task_result *res;
-    const char *dir;             /* tasks/<id> */
+    const char *dir; /* tasks/<id> */
     bool devbox;
-    struct cdn_evidence *ev;     /* always */
-    struct cdn_workspace *ws;    /* NULL without a repository */
-    const char *result_dir;      /* tasks/<id>/result, with a repository */
-    const char *cwd;             /* the command's folder in the guest (NULL: the agent's) */
+    struct cdn_evidence *ev;              /* always */
+    struct cdn_workspace *ws;             /* NULL without a repository */
+    const char *result_dir;               /* tasks/<id>/result, with a repository */
+    struct cdn_workspace_listing listing; /* what came back into result_dir */
+    const char *cwd; /* the command's folder in the guest (NULL: the agent's) */
     uint64_t t0;
 };
 

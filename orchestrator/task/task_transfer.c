@@ -14,6 +14,7 @@
 
 #include "cleanup.h"
 #include "evidence.h"
+#include "workspace.h"
 
 void task_result_limits_fill(struct cdn_archive_limits *l) {
     if (!l->max_total_bytes)
@@ -29,8 +30,8 @@ int task_upload_workspace(struct cdn_channel *ch, const char *worktree, int time
     if (fd < 0)
         return cdn_err_set(err, errno, "opening the worktree %s: %m", worktree);
     uint64_t entries = 0;
-    int r = cdn_channel_archive_put(ch, fd, NULL, 0, TASK_GUEST_WORKSPACE, timeout_ms, &entries,
-                                    err);
+    int r =
+        cdn_channel_archive_put(ch, fd, NULL, 0, TASK_GUEST_WORKSPACE, timeout_ms, &entries, err);
     return r < 0 ? cdn_err_prefix(err, "uploading the workspace") : 0;
 }
 
@@ -67,8 +68,8 @@ static int no_git_end(void *ud, cdn_err **err) {
 }
 
 int task_collect_workspace(struct cdn_channel *ch, const char *result_dir,
-                           const struct cdn_archive_limits *limits, int timeout_ms,
-                           cdn_err **err) {
+                           const struct cdn_archive_limits *limits,
+                           struct cdn_workspace_listing *listing, int timeout_ms, cdn_err **err) {
     _cleanup_close_ int fd = open(result_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return cdn_err_set(err, errno, "opening %s: %m", result_dir);
@@ -76,8 +77,11 @@ int task_collect_workspace(struct cdn_channel *ch, const char *result_dir,
     int r = cdn_archive_extractor_new(fd, &x, err);
     if (r < 0)
         return r;
+    struct cdn_archive_sink extract;
+    cdn_archive_extractor_sink(x, &extract);
+    struct cdn_workspace_recorder rec;
     struct no_git f;
-    cdn_archive_extractor_sink(x, &f.inner);
+    cdn_workspace_recorder_init(&rec, listing, &extract, &f.inner);
     struct cdn_archive_sink sink = {no_git_entry, no_git_data, no_git_end, &f};
     const char *excludes[] = {".git"};
     uint64_t entries = 0;
@@ -110,7 +114,8 @@ static int art_entry(void *ud, const struct cdn_archive_entry *e, cdn_err **err)
                            e->path, (unsigned long long)e->size,
                            (unsigned long long)a->caps->max_each);
     if (*a->total + e->size > a->caps->max_total)
-        return cdn_err_set(err, EFBIG, "artifact '%s' would take artifacts over their %llu-byte total cap",
+        return cdn_err_set(err, EFBIG,
+                           "artifact '%s' would take artifacts over their %llu-byte total cap",
                            e->path, (unsigned long long)a->caps->max_total);
     *a->total += e->size;
     char name[8400];
@@ -176,11 +181,8 @@ int task_pull_artifacts(struct cdn_channel *ch, struct cdn_evidence *ev, const c
         const char *prefix = cl > 1 && strncmp(root, cwd, cl) == 0 && (root[cl] == '/' || !root[cl])
                                  ? root + cl + (root[cl] == '/')
                                  : root + 1;
-        struct art_pull a = {.ev = ev,
-                             .pattern = pattern,
-                             .prefix = prefix,
-                             .caps = caps,
-                             .total = &total};
+        struct art_pull a = {
+            .ev = ev, .pattern = pattern, .prefix = prefix, .caps = caps, .total = &total};
         struct cdn_archive_sink sink = {art_entry, art_data, art_end, &a};
         uint64_t entries = 0;
         r = cdn_channel_archive_get_sink(ch, root, NULL, 0, &sink, limits, timeout_ms, &entries,

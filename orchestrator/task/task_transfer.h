@@ -11,6 +11,7 @@
 #include "err.h"
 
 struct cdn_evidence;
+struct cdn_workspace_listing;
 
 #define TASK_GUEST_WORKSPACE "/workspace"
 
@@ -24,10 +25,12 @@ void task_result_limits_fill(struct cdn_archive_limits *l);
 /* The worktree, .git included (the agent may use git), unpacked into /workspace. */
 int task_upload_workspace(struct cdn_channel *ch, const char *worktree, int timeout_ms,
                           cdn_err **err);
-/* /workspace, without .git, extracted into result_dir (which must exist and be empty). An entry
- * named .git at any depth, or any limit passed, fails the transfer naming the entry. */
+/* /workspace, without .git, extracted into result_dir (which must exist and be empty), each file
+ * recorded in listing. An entry named .git at any depth, or any limit passed, fails the transfer
+ * naming the entry. */
 int task_collect_workspace(struct cdn_channel *ch, const char *result_dir,
-                           const struct cdn_archive_limits *limits, int timeout_ms, cdn_err **err);
+                           const struct cdn_archive_limits *limits,
+                           struct cdn_workspace_listing *listing, int timeout_ms, cdn_err **err);
 
 struct task_artifact_caps {
     uint64_t max_each;  /* bytes per artifact */

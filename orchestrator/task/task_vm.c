@@ -120,7 +120,7 @@ static int transfer_out(struct task_ctx *t, struct cdn_channel *ch, cdn_err **er
     task_result_limits_fill(&lim);
     int r;
     if (t->ws) {
-        r = task_collect_workspace(ch, t->result_dir, &lim, TRANSFER_TIMEOUT_MS, err);
+        r = task_collect_workspace(ch, t->result_dir, &lim, &t->listing, TRANSFER_TIMEOUT_MS, err);
         if (r < 0) {
             note_refusal(t, "result", *err);
             return r;
@@ -128,10 +128,10 @@ static int transfer_out(struct task_ctx *t, struct cdn_channel *ch, cdn_err **er
     }
     if (spec->n_artifacts) {
         struct task_artifact_caps caps = {
-            .max_each = spec->artifact_max_bytes ? spec->artifact_max_bytes
-                                                 : DEFAULT_ARTIFACT_BYTES,
-            .max_total = spec->artifacts_max_total ? spec->artifacts_max_total
-                                                   : DEFAULT_ARTIFACTS_TOTAL};
+            .max_each =
+                spec->artifact_max_bytes ? spec->artifact_max_bytes : DEFAULT_ARTIFACT_BYTES,
+            .max_total =
+                spec->artifacts_max_total ? spec->artifacts_max_total : DEFAULT_ARTIFACTS_TOTAL};
         r = task_pull_artifacts(ch, t->ev, t->cwd ? t->cwd : "/", spec->artifacts,
                                 spec->n_artifacts, &caps, &lim, TRANSFER_TIMEOUT_MS, err);
         if (r < 0) {
@@ -171,10 +171,9 @@ int task_in_vm(struct task_ctx *t, cdn_err **err) {
     if ((r = cdn_task_gc(spec->state_dir, host, &gc, err)) < 0)
         return r;
     if (gc.tasks)
-        task_notice(spec,
-                    "cleaned up after %u dead task%s (%u domain%s destroyed, %u files removed)",
-                    gc.tasks, gc.tasks == 1 ? "" : "s", gc.domains, gc.domains == 1 ? "" : "s",
-                    gc.files);
+        task_notice(
+            spec, "cleaned up after %u dead task%s (%u domain%s destroyed, %u files removed)",
+            gc.tasks, gc.tasks == 1 ? "" : "s", gc.domains, gc.domains == 1 ? "" : "s", gc.files);
     bool kvm;
     if ((r = choose_accel(spec, host, kernel, initrd, &kvm, err)) < 0)
         return r;

@@ -8,7 +8,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
+#include "archive.h"
 #include "err.h"
 
 struct cdn_workspace;
@@ -44,12 +46,42 @@ struct cdn_workspace_result {
     struct cdn_diff_stats stats;
     char *patch; /* `git apply`-able patch against the base (binary included); caller frees */
     size_t patch_len;
+    uint64_t diff_us;   /* staging, diff and patch: what the change is */
+    uint64_t commit_us; /* the commit and the worktree's checkout of it */
 };
+
+/* What the extraction of a result tree recorded of each file and symlink (paths relative to the
+ * tree): lets staging skip walking the tree and keep unchanged files by size and mtime. */
+struct cdn_workspace_entry {
+    char *path;
+    bool link, exec;
+    uint64_t size;
+    int64_t mtime;
+};
+struct cdn_workspace_listing {
+    struct cdn_workspace_entry *v;
+    size_t n, cap;
+};
+int cdn_workspace_listing_add(struct cdn_workspace_listing *l, const char *path, bool link,
+                              bool exec, uint64_t size, int64_t mtime);
+void cdn_workspace_listing_free(struct cdn_workspace_listing *l);
+/* A sink that records each entry into listing and passes everything on to inner (usually an
+ * extractor's); out is what to hand to the reader. r must outlive the transfer. */
+struct cdn_workspace_recorder {
+    struct cdn_archive_sink inner;
+    struct cdn_workspace_listing *listing;
+};
+void cdn_workspace_recorder_init(struct cdn_workspace_recorder *r,
+                                 struct cdn_workspace_listing *listing,
+                                 const struct cdn_archive_sink *inner,
+                                 struct cdn_archive_sink *out);
 
 /* Takes tree_dir (the guest's /workspace, extracted on the host; any .git in it is ignored) as
  * the task's result: stages it against the base (honouring .gitignore for new files), diffs with
  * rename detection, commits on the task branch with a fixed author and `message`, and checks the
- * commit out in the worktree. */
-int cdn_workspace_commit_tree(struct cdn_workspace *ws, const char *tree_dir, const char *message,
+ * changed paths out in the worktree. listing (may be NULL: the tree is walked) must describe
+ * tree_dir exactly, as the extraction that wrote it recorded it. */
+int cdn_workspace_commit_tree(struct cdn_workspace *ws, const char *tree_dir,
+                              const struct cdn_workspace_listing *listing, const char *message,
                               struct cdn_workspace_result *res, cdn_err **err);
 void cdn_workspace_result_free(struct cdn_workspace_result *res);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "workspace.h"
 #include "ws_git.h"
@@ -33,34 +34,35 @@ static void count(git_diff *diff, struct cdn_diff_stats *s) {
     }
 }
 
-/* The index, reset to the base, brought in line with tree_dir; written out as a tree. */
-static int stage(struct cdn_workspace *ws, git_tree *base, const char *tree_dir, git_oid *tree,
-                 cdn_err **err) {
+/* The worktree's index (the base as checked out, with the stat data staging relies on) brought
+ * in line with tree_dir, in memory: nothing is written but the blobs of changed files. */
+static int stage(struct cdn_workspace *ws, const char *tree_dir,
+                 const struct cdn_workspace_listing *listing, git_index **out, cdn_err **err) {
     _cleanup_(git_index_freep) git_index *idx = NULL;
     if (git_repository_set_workdir(ws->repo, tree_dir, 0) < 0)
         return ws_git_err(err, "reading the result tree %s", tree_dir);
     int r = 0;
-    if (git_repository_index(&idx, ws->repo) < 0 || git_index_read_tree(idx, base) < 0 ||
-        git_index_add_all(idx, NULL, GIT_INDEX_ADD_DEFAULT, NULL, NULL) < 0 ||
-        git_index_update_all(idx, NULL, NULL, NULL) < 0 || git_index_write_tree(tree, idx) < 0)
-        r = ws_git_err(err, "staging the result tree %s", tree_dir);
-    /* Back to the worktree, whatever happened; the index on disk is rewritten by the checkout. */
+    if (git_repository_index(&idx, ws->repo) < 0 || git_index_read(idx, 1) < 0)
+        r = ws_git_err(err, "reading the index of %s", ws->path);
+    if (r == 0)
+        r = ws_stage_tree(ws->repo, idx, tree_dir, listing, err);
+    /* Back to the worktree, whatever happened. */
     if (git_repository_set_workdir(ws->repo, ws->path, 0) < 0 && r == 0)
         r = ws_git_err(err, "returning to the worktree %s", ws->path);
-    if (r == 0 && git_index_read(idx, 1) < 0)
-        r = ws_git_err(err, "reloading the index of %s", ws->path);
+    if (r == 0)
+        *out = TAKE_PTR(idx);
     return r;
 }
 
-static int diff_trees(git_repository *repo, git_tree *a, git_tree *b, git_diff **out,
-                      struct cdn_workspace_result *res, cdn_err **err) {
+static int diff_staged(git_repository *repo, git_tree *a, git_index *b, git_diff **out,
+                       struct cdn_workspace_result *res, cdn_err **err) {
     git_diff_options o = GIT_DIFF_OPTIONS_INIT;
     o.flags = GIT_DIFF_SHOW_BINARY;
     git_diff_find_options fo = GIT_DIFF_FIND_OPTIONS_INIT;
     fo.flags = GIT_DIFF_FIND_RENAMES;
     _cleanup_(git_diff_stats_freep) git_diff_stats *st = NULL;
     git_buf patch = GIT_BUF_INIT;
-    if (git_diff_tree_to_tree(out, repo, a, b, &o) < 0 || git_diff_find_similar(*out, &fo) < 0 ||
+    if (git_diff_tree_to_index(out, repo, a, b, &o) < 0 || git_diff_find_similar(*out, &fo) < 0 ||
         git_diff_to_buf(&patch, *out, GIT_DIFF_FORMAT_PATCH) < 0 ||
         git_diff_get_stats(&st, *out) < 0)
         return ws_git_err(err, "diffing the result against the base");
@@ -80,7 +82,28 @@ static int diff_trees(git_repository *repo, git_tree *a, git_tree *b, git_diff *
     return 0;
 }
 
-int cdn_workspace_commit_tree(struct cdn_workspace *ws, const char *tree_dir, const char *message,
+static uint64_t elapsed_us(const struct timespec *a, const struct timespec *b) {
+    return (uint64_t)((b->tv_sec - a->tv_sec) * 1000000 + (b->tv_nsec - a->tv_nsec) / 1000);
+}
+
+/* Every path the diff touches, old and new names, for a checkout limited to them. */
+static int changed_paths(git_diff *diff, git_strarray *out, cdn_err **err) {
+    size_t n = git_diff_num_deltas(diff);
+    out->strings = calloc(2 * n + 1, sizeof(char *));
+    out->count = 0;
+    if (!out->strings)
+        return cdn_err_set(err, ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        const git_diff_delta *d = git_diff_get_delta(diff, i);
+        out->strings[out->count++] = (char *)d->new_file.path;
+        if (strcmp(d->old_file.path, d->new_file.path) != 0)
+            out->strings[out->count++] = (char *)d->old_file.path;
+    }
+    return 0;
+}
+
+int cdn_workspace_commit_tree(struct cdn_workspace *ws, const char *tree_dir,
+                              const struct cdn_workspace_listing *listing, const char *message,
                               struct cdn_workspace_result *res, cdn_err **err) {
     *res = (struct cdn_workspace_result){0};
     git_oid base_oid, tree_oid, commit_oid;
@@ -91,31 +114,46 @@ int cdn_workspace_commit_tree(struct cdn_workspace *ws, const char *tree_dir, co
     if (git_oid_fromstr(&base_oid, ws->base) < 0 ||
         git_commit_lookup(&base, ws->repo, &base_oid) < 0 || git_commit_tree(&base_tree, base) < 0)
         return ws_git_err(err, "reading the base commit %s", ws->base);
-    int r = stage(ws, base_tree, tree_dir, &tree_oid, err);
+    struct timespec t0, t1, t2;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    _cleanup_(git_index_freep) git_index *idx = NULL;
+    int r = stage(ws, tree_dir, listing, &idx, err);
     if (r < 0)
         return r;
-    if (git_tree_lookup(&new_tree, ws->repo, &tree_oid) < 0)
-        return ws_git_err(err, "reading the staged tree");
-    if ((r = diff_trees(ws->repo, base_tree, new_tree, &diff, res, err)) < 0)
+    if ((r = diff_staged(ws->repo, base_tree, idx, &diff, res, err)) < 0)
         return r;
-    res->changed = !git_oid_equal(&tree_oid, git_tree_id(base_tree));
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    res->diff_us = elapsed_us(&t0, &t1);
+    res->changed = git_diff_num_deltas(diff) > 0;
     snprintf(res->sha, sizeof(res->sha), "%s", ws->base);
     if (!res->changed)
-        return 0;
+        return git_index_read(idx, 1) < 0 ? ws_git_err(err, "reloading the index") : 0;
+    if (git_index_write_tree(&tree_oid, idx) < 0 ||
+        git_tree_lookup(&new_tree, ws->repo, &tree_oid) < 0)
+        return ws_git_err(err, "writing the result tree");
+    /* The index on disk again: the checkout below updates it from the base. */
+    if (git_index_read(idx, 1) < 0)
+        return ws_git_err(err, "reloading the index of %s", ws->path);
     _cleanup_(git_signature_freep) git_signature *sig = NULL;
     char ref[300];
     snprintf(ref, sizeof(ref), "refs/heads/%s", ws->branch);
     const git_commit *parents[] = {base};
     git_checkout_options cko = GIT_CHECKOUT_OPTIONS_INIT;
-    cko.checkout_strategy = GIT_CHECKOUT_FORCE;
+    cko.checkout_strategy = GIT_CHECKOUT_FORCE | GIT_CHECKOUT_DISABLE_PATHSPEC_MATCH;
+    if ((r = changed_paths(diff, &cko.paths, err)) < 0)
+        return r;
+    _cleanup_free_ char **paths = cko.paths.strings; /* the strings belong to the diff */
     if (git_signature_now(&sig, AUTHOR_NAME, AUTHOR_EMAIL) < 0 ||
         git_commit_create(&commit_oid, ws->repo, ref, sig, sig, "UTF-8", message, new_tree, 1,
                           parents) < 0)
         return ws_git_err(err, "committing the result on %s", ws->branch);
     git_oid_tostr(res->sha, sizeof(res->sha), &commit_oid);
-    /* The host worktree becomes the result: libgit2 writes what the commit holds. */
+    /* The host worktree becomes the result: libgit2 writes what the commit holds, for the paths
+     * the diff names (the rest is the base already). */
     if (git_checkout_head(ws->repo, &cko) < 0)
         return ws_git_err(err, "checking the result out in %s", ws->path);
+    clock_gettime(CLOCK_MONOTONIC, &t2);
+    res->commit_us = elapsed_us(&t1, &t2);
     return 0;
 }
 

@@ -25,3 +25,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(git_signature *, git_signature_free)
 
 /* The mirror of url under repos_dir (created or fetched, under a lock); *path is malloc'd. */
 int ws_mirror_sync(const char *repos_dir, const char *url, char **path, cdn_err **err);
+
+/* Brings idx (the worktree's index as checked out) in line with tree_dir, which the repository's
+ * work folder must point at; see ws_stage.c. */
+struct cdn_workspace_listing;
+int ws_stage_tree(git_repository *repo, git_index *idx, const char *tree_dir,
+                  const struct cdn_workspace_listing *listing, cdn_err **err);

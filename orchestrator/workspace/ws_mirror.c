@@ -31,6 +31,9 @@ void ws_git_init(void) {
     static bool done;
     if (!done) {
         git_libgit2_init();
+        /* Trees are written from index entries whose blobs libgit2 itself checked out or just
+         * wrote: looking each of them up again made writing a 10 000-file tree take 175 ms. */
+        git_libgit2_opts(GIT_OPT_ENABLE_STRICT_OBJECT_CREATION, 0);
         done = true;
     }
 }

@@ -121,8 +121,8 @@ TEST_T(repository_tasks_end_with_a_host_computed_diff_and_evidence, 300) {
 
     th_sh("mkdir -p %s", state);
     /* A ref that does not exist: refused before any VM boots. */
-    struct ran r = cordon("run", state, (const char *[]){"--repo", up, "--ref", "nope", "--", "true",
-                                                         NULL});
+    struct ran r =
+        cordon("run", state, (const char *[]){"--repo", up, "--ref", "nope", "--", "true", NULL});
     ASSERT_EQ(r.code, 125);
     ASSERT_CONTAINS(r.err, "ref 'nope' not found in ");
     ASSERT_TRUE(!strstr(r.err, "using QEMU")); /* the VM was never prepared */
@@ -175,9 +175,10 @@ TEST_T(repository_tasks_end_with_a_host_computed_diff_and_evidence, 300) {
     _cleanup_free_ char *patch = th_read_file(patch_path);
     ASSERT_STREQ(r.out, patch);
     ran_free(&r);
-    th_sh("git clone -q %s %s/fresh && cd %s/fresh && git checkout -q %s && git apply --check %s && "
-          "git apply %s && diff -r --exclude=.git . %s && test -x s.sh",
-          up, tmp, tmp, v1, patch_path, patch_path, wt);
+    th_sh(
+        "git clone -q %s %s/fresh && cd %s/fresh && git checkout -q %s && git apply --check %s && "
+        "git apply %s && diff -r --exclude=.git . %s && test -x s.sh",
+        up, tmp, tmp, v1, patch_path, patch_path, wt);
     r = cordon("show", state, (const char *[]){task, NULL});
     ASSERT_EQ(r.code, 0);
     ASSERT_CONTAINS(r.out, "1 renamed, 1 binary");
@@ -217,7 +218,8 @@ TEST_T(repository_tasks_end_with_a_host_computed_diff_and_evidence, 300) {
     ASSERT_STREQ(jstr(hit, "limit"), "result");
     c = json_array_get(json_object_get(m, "commands"), 0);
     ASSERT_EQ(json_integer_value(json_object_get(c, "exit_code")), 0);
-    ASSERT_EQ(json_integer_value(json_object_get(json_object_get(c, "stdout"), "bytes")), 6); /* "wrote\n" */
+    ASSERT_EQ(json_integer_value(json_object_get(json_object_get(c, "stdout"), "bytes")),
+              6); /* "wrote\n" */
     ASSERT_TRUE(!json_object_get(m, "diff"));
     json_decref(m);
     /* and nothing of the refused tree is left on the host */

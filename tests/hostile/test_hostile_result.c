@@ -14,6 +14,7 @@
 #include "tar_build.h"
 #include "task_transfer.h"
 #include "test.h"
+#include "workspace.h"
 
 typedef void (*tar_fn)(struct cdn_buf *b);
 
@@ -35,7 +36,8 @@ static void guest(int fd, tar_fn build) {
     cdn_frame_decoder_new(16u << 20, &dec);
     cdn_envelope *env;
     uint64_t credit = 0, stream = 0;
-    if (th_recv_env(fd, dec, 5000, &env) != 1 || env->body_case != CORDON_AGENT__ENVELOPE__BODY_HELLO)
+    if (th_recv_env(fd, dec, 5000, &env) != 1 ||
+        env->body_case != CORDON_AGENT__ENVELOPE__BODY_HELLO)
         _exit(2);
     credit = env->hello->stream_window;
     CordonAgent__Hello h = CORDON_AGENT__HELLO__INIT;
@@ -128,7 +130,9 @@ static void check(tar_fn build, const struct cdn_archive_limits *given, const ch
     ASSERT_OK(cdn_channel_open(sv[0], &o, &ch, &err), err);
     struct cdn_archive_limits lim = given ? *given : (struct cdn_archive_limits){0};
     task_result_limits_fill(&lim);
-    ASSERT_FAILS(task_collect_workspace(ch, result, &lim, 60000, &err), err, needle);
+    struct cdn_workspace_listing listing = {0};
+    ASSERT_FAILS(task_collect_workspace(ch, result, &lim, &listing, 60000, &err), err, needle);
+    cdn_workspace_listing_free(&listing);
     ASSERT_CONTAINS(cdn_err_msg(err), "collecting the workspace");
     cdn_err_free(err);
     /* Nothing beside the result folder: the task folder holds only it, the test folder only it. */

@@ -131,7 +131,7 @@ TEST(the_diff_is_computed_on_the_host_and_applies_to_the_base) {
     th_sh("mkdir -p %s && cd %s && tar --exclude=.git -cf - . | tar -C %s -xf -", result, wt,
           result);
     struct cdn_workspace_result res;
-    ASSERT_OK(cdn_workspace_commit_tree(ws, result, "cordon task task1", &res, &err), err);
+    ASSERT_OK(cdn_workspace_commit_tree(ws, result, NULL, "cordon task task1", &res, &err), err);
     ASSERT_TRUE(!res.changed);
     ASSERT_EQ(res.patch_len, 0);
     ASSERT_STREQ(res.sha, cdn_workspace_base(ws));
@@ -143,7 +143,7 @@ TEST(the_diff_is_computed_on_the_host_and_applies_to_the_base) {
           "printf '\\000\\001\\002\\377bin' > blob.bin && chmod +x s.sh && mkdir -p new/deep && "
           "printf 'n\\n' > new/deep/n.txt && mkdir .git && printf 'garbage' > .git/HEAD",
           result);
-    ASSERT_OK(cdn_workspace_commit_tree(ws, result, "cordon task task1", &res, &err), err);
+    ASSERT_OK(cdn_workspace_commit_tree(ws, result, NULL, "cordon task task1", &res, &err), err);
     ASSERT_TRUE(res.changed);
     ASSERT_EQ(res.stats.added, 2);
     ASSERT_EQ(res.stats.deleted, 1);

@@ -7,9 +7,8 @@
 
 #include "archive_tar.h"
 
-
-void th_tar_add(struct cdn_buf *b, const char *name, char type, const char *link,
-                      const char *data, size_t size) {
+void th_tar_add(struct cdn_buf *b, const char *name, char type, const char *link, const char *data,
+                size_t size) {
     struct tar_header h = {0};
     memcpy(h.name, name, strnlen(name, sizeof(h.name)));
     tar_put_octal(h.mode, sizeof(h.mode), type == '5' ? 0755 : 0644);
