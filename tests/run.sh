@@ -54,7 +54,11 @@ for bin in $(find "$fuzz_build" -maxdepth 1 -type f -perm -u+x -name 'fuzz_*' 2>
         echo "FAIL fuzz.$name"
         tail -n 40 "$log_dir/$name.log"
         for crash in "$log_dir"/crash-* "$log_dir"/leak-* "$log_dir"/timeout-*; do
-            [ -e "$crash" ] && echo "  input: $(base64 -w0 "$crash" | head -c 400)"
+            [ -e "$crash" ] || continue
+            mkdir -p "$fuzz_build/crashes"
+            cp "$crash" "$fuzz_build/crashes/$name-$(basename "$crash")"
+            echo "  input kept as $fuzz_build/crashes/$name-$(basename "$crash"):" \
+                "$(base64 -w0 "$crash" | head -c 400)"
         done
         failed=$((failed + 1))
     fi

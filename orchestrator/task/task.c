@@ -81,10 +81,21 @@ static void remove_tree(char **path) {
 /* The guest's tree becomes a commit on the task branch; its patch and stats go to the evidence. */
 static int take_result(struct task_ctx *t, cdn_err **err) {
     struct cdn_task_result *res = t->res;
-    char message[512];
+    /* The message names the task and what ran (shortened: the manifest has it whole). */
+    char message[1024], cmd[700] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < t->spec->argc && used + 1 < sizeof(cmd); i++) {
+        int n = snprintf(cmd + used, sizeof(cmd) - used, "%s%s", i ? " " : "", t->spec->argv[i]);
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
+    if (used >= sizeof(cmd))
+        memcpy(cmd + sizeof(cmd) - 4, "...", 4);
     snprintf(message, sizeof(message),
-             "cordon task %s\n\nThe tree a command left in /workspace, taken by the host.\n",
-             res->id);
+             "cordon task %s\n\nThe tree the command left in /workspace, taken and diffed by the "
+             "host.\n\nCommand: %s\n",
+             res->id, cmd);
     _cleanup_(cdn_workspace_result_free) struct cdn_workspace_result wr = {0};
     int r = cdn_workspace_commit_tree(t->ws, t->result_dir, &t->listing, message, &wr, err);
     if (r < 0)

@@ -8,7 +8,8 @@
 
 static int on_entry(void *ud, const struct cdn_archive_entry *e, cdn_err **err) {
     (void)ud, (void)err;
-    if (e->path[0] == '/' || strstr(e->path, "..") == e->path || strstr(e->path, "/../") ||
+    /* ".." as a component, not as the start of a name: "..foo" is a file like any other */
+    if (e->path[0] == '/' || strncmp(e->path, "../", 3) == 0 || strstr(e->path, "/../") ||
         (strlen(e->path) >= 3 && strcmp(e->path + strlen(e->path) - 3, "/..") == 0) ||
         strcmp(e->path, "..") == 0)
         abort();
