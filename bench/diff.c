@@ -97,7 +97,7 @@ static void round_trip(const char *from, const char *to, struct cdn_workspace_li
 }
 
 static double cordon_diff_s(const char *tmp, const char *up, int run, size_t *files,
-                           double *diff_only_s) {
+                            double *diff_only_s) {
     char state[4300], dir[4300], result[4300], id[32];
     snprintf(state, sizeof(state), "%s/state", tmp);
     snprintf(id, sizeof(id), "run%d", run);
@@ -109,7 +109,7 @@ static double cordon_diff_s(const char *tmp, const char *up, int run, size_t *fi
     cdn_err *err = NULL;
     ASSERT_OK(cdn_workspace_open(&o, &ws, &err), err);
     round_trip(dir, result, NULL); /* to the guest ... */
-    edit(result);            /* ... where it edits ... */
+    edit(result);                  /* ... where it edits ... */
     char back[4400];
     snprintf(back, sizeof(back), "%s.back", result);
     struct cdn_workspace_listing listing = {0};
@@ -173,9 +173,10 @@ int main(void) {
     json_object_set_new(root, "ratio_with_commit", json_real(ma / mb));
     json_object_set_new(root, "git_diff_stat_ms", json_real(mb * 1000));
     json_object_set_new(root, "ratio", json_real(md / mb));
-    json_object_set_new(root, "ratio_means",
-                        json_string("cordon's host-side diff (stage, diff, stats, patch) / git diff --stat, "
-                                    "lower is better; goal <= 1.2"));
+    json_object_set_new(
+        root, "ratio_means",
+        json_string("cordon's host-side diff (stage, diff, stats, patch) / git diff --stat, "
+                    "lower is better; goal <= 1.2"));
     json_object_set_new(root, "tmpdir", json_string(getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp"));
     if (json_dump_file(root, out_path, JSON_INDENT(2) | JSON_SORT_KEYS) < 0)
         FAIL("writing %s", out_path);

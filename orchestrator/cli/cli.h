@@ -11,6 +11,7 @@ int cli_run(int argc, char **argv);
 int cli_gc(int argc, char **argv);
 int cli_show(int argc, char **argv);
 int cli_diff(int argc, char **argv);
+int cli_policy(int argc, char **argv);
 
 /* Defaults shared by the subcommands: $CORDON_IMAGES, else the installed images, else
  * ./build/images; $CORDON_STATE, else /var/lib/cordon. */

@@ -16,6 +16,8 @@ static void usage(FILE *f) {
         "  run [OPTIONS] -- CMD [ARGS...]   run CMD in a new VM; `cordon run --help` for options\n"
         "  show [--json] TASK              a task's evidence: facts, commands, diff, artifacts\n"
         "  diff TASK                       the patch a task made (git apply-able on its base)\n"
+        "  policy check FILE...            check policies: FILE:LINE:COL for each mistake\n"
+        "  policy explain FILE -- CMD...   what a policy decides for CMD, part by part, and why\n"
         "  gc [--state DIR]                clean up after tasks whose cordon process died\n"
         "  version                         print the version and protocol\n",
         f);
@@ -33,6 +35,8 @@ int main(int argc, char **argv) {
         return cli_show(argc - 1, argv + 1);
     if (strcmp(cmd, "diff") == 0)
         return cli_diff(argc - 1, argv + 1);
+    if (strcmp(cmd, "policy") == 0)
+        return cli_policy(argc - 1, argv + 1);
     if (strcmp(cmd, "gc") == 0)
         return cli_gc(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

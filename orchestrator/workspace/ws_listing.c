@@ -53,7 +53,8 @@ static int rec_end(void *ud, cdn_err **err) {
 
 void cdn_workspace_recorder_init(struct cdn_workspace_recorder *r,
                                  struct cdn_workspace_listing *listing,
-                                 const struct cdn_archive_sink *inner, struct cdn_archive_sink *out) {
+                                 const struct cdn_archive_sink *inner,
+                                 struct cdn_archive_sink *out) {
     r->inner = *inner;
     r->listing = listing;
     *out = (struct cdn_archive_sink){rec_entry, rec_data, rec_end, r};

@@ -24,7 +24,7 @@
 struct walk {
     git_repository *repo;
     git_index *idx;
-    bool *seen;  /* per index position, as it was before the walk */
+    bool *seen; /* per index position, as it was before the walk */
     size_t n;
     char **adds; /* paths to hash and add */
     size_t nadds, capadds;
@@ -157,7 +157,8 @@ int ws_stage_tree(git_repository *repo, git_index *idx, const char *tree_dir,
         r = cdn_err_set(err, ENOMEM, "out of memory");
     for (size_t i = 0; r == 0 && i < w.n; i++) {
         const git_index_entry *e = git_index_get_byindex(idx, i);
-        if (!w.seen[i] && e && e->mode != GIT_FILEMODE_COMMIT && !(removes[nrem++] = strdup(e->path)))
+        if (!w.seen[i] && e && e->mode != GIT_FILEMODE_COMMIT &&
+            !(removes[nrem++] = strdup(e->path)))
             r = cdn_err_set(err, ENOMEM, "out of memory");
     }
     for (size_t i = 0; r == 0 && i < nrem; i++)
