@@ -164,6 +164,11 @@ FUZZ_FLAGS := -std=gnu17 $(WARN) -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,
 $(FUZZ_BUILD)/gen/agent.pb-c.c: proto/agent.proto
 	@mkdir -p $(dir $@)
 	protoc-c --c_out=$(FUZZ_BUILD)/gen -Iproto $<
+# The policy parser's target links the policy module and libyaml as well.
+$(FUZZ_BUILD)/fuzz_policy: tests/fuzz/fuzz_policy.c $(POLICY_SRCS) $(wildcard orchestrator/policy/*.h) \
+		$(PROTO_SRCS) $(wildcard proto/*.h) $(FUZZ_BUILD)/gen/agent.pb-c.c
+	clang $(FUZZ_FLAGS) -Iproto -Iorchestrator/policy -I$(FUZZ_BUILD)/gen -o $@ $< \
+		$(POLICY_SRCS) $(PROTO_SRCS) $(FUZZ_BUILD)/gen/agent.pb-c.c $(LDLIBS) -lyaml
 $(FUZZ_BUILD)/%: tests/fuzz/%.c $(PROTO_SRCS) $(wildcard proto/*.h) $(FUZZ_BUILD)/gen/agent.pb-c.c
 	clang $(FUZZ_FLAGS) -Iproto -I$(FUZZ_BUILD)/gen -o $@ $< $(PROTO_SRCS) \
 		$(FUZZ_BUILD)/gen/agent.pb-c.c $(LDLIBS)

@@ -19,7 +19,10 @@ struct cdn_buf {
 int cdn_buf_reserve(struct cdn_buf *b, size_t n);
 int cdn_buf_append(struct cdn_buf *b, const void *p, size_t n);
 static inline size_t cdn_buf_len(const struct cdn_buf *b) { return b->tail - b->head; }
-static inline const uint8_t *cdn_buf_head(const struct cdn_buf *b) { return b->data + b->head; }
+/* An empty, never-grown buffer has no storage: its head is an empty string, not NULL + 0. */
+static inline const uint8_t *cdn_buf_head(const struct cdn_buf *b) {
+    return b->data ? b->data + b->head : (const uint8_t *)"";
+}
 static inline uint8_t *cdn_buf_tail(struct cdn_buf *b) { return b->data + b->tail; }
 static inline size_t cdn_buf_room(const struct cdn_buf *b) { return b->cap - b->tail; }
 static inline void cdn_buf_advance(struct cdn_buf *b, size_t n) { b->tail += n; }

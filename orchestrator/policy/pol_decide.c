@@ -30,10 +30,9 @@ static bool is_one_of(const char *w, const char *const *list) {
 }
 
 static const char *const shells[] = {"sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", NULL};
-static const char *const interpreters[] = {"sh",     "bash",    "dash",   "zsh",  "ksh",
-                                           "ash",    "mksh",    "python", "python3", "perl",
-                                           "ruby",   "node",    "php",    "lua",  "tclsh",
-                                           "pwsh",   "fish",    NULL};
+static const char *const interpreters[] = {"sh",   "bash",   "dash",    "zsh",  "ksh",  "ash",
+                                           "mksh", "python", "python3", "perl", "ruby", "node",
+                                           "php",  "lua",    "tclsh",   "pwsh", "fish", NULL};
 
 static int add_part(struct decider *x, const char *const *argv, size_t argc,
                     enum cdn_policy_action a, const char *rule, const char *reason) {
@@ -60,8 +59,7 @@ static int add_part(struct decider *x, const char *const *argv, size_t argc,
     return 0;
 }
 
-static int unanalysable(struct decider *x, const char *const *argv, size_t argc,
-                        const char *why) {
+static int unanalysable(struct decider *x, const char *const *argv, size_t argc, const char *why) {
     return add_part(x, argv, argc, x->p->unanalysable, "commands.unanalysable", why);
 }
 
@@ -108,8 +106,8 @@ static bool reads_code_from_stdin(const char *const *argv, size_t argc) {
 }
 
 /* `sh [-options] -c STRING [name args...]`: the string's commands are what runs. */
-static int look_into_shell(struct decider *x, const char *const *argv, size_t argc,
-                           unsigned depth, bool *handled) {
+static int look_into_shell(struct decider *x, const char *const *argv, size_t argc, unsigned depth,
+                           bool *handled) {
     size_t i = 1;
     bool c = false;
     for (; i < argc && argv[i][0] == '-' && strcmp(argv[i], "-") && strcmp(argv[i], "--"); i++) {
@@ -147,20 +145,20 @@ static int look_into_shell(struct decider *x, const char *const *argv, size_t ar
 
 /* Options of a wrapper that take a value, per wrapper. */
 static size_t skip_options(const char *prog, const char *const *argv, size_t argc) {
-    static const char *const sudo_val[] = {"-u", "-g", "-C", "-D", "-h", "-p", "-r", "-t", "-U",
-                                           "-T", NULL};
+    static const char *const sudo_val[] = {"-u", "-g", "-C", "-D", "-h", "-p",
+                                           "-r", "-t", "-U", "-T", NULL};
     static const char *const timeout_val[] = {"-s", "-k", "--signal", "--kill-after", NULL};
     static const char *const nice_val[] = {"-n", "--adjustment", NULL};
     static const char *const stdbuf_val[] = {"-i", "-o", "-e", NULL};
     static const char *const exec_val[] = {"-a", NULL};
     static const char *const xargs_val[] = {"-I", "-n", "-P", "-L", "-s", "-d", "-E", "-a", NULL};
     const char *const *val = !strcmp(prog, "sudo") || !strcmp(prog, "doas") ? sudo_val
-                             : !strcmp(prog, "timeout")                      ? timeout_val
-                             : !strcmp(prog, "nice")                         ? nice_val
-                             : !strcmp(prog, "stdbuf")                       ? stdbuf_val
-                             : !strcmp(prog, "exec")                         ? exec_val
-                             : !strcmp(prog, "xargs")                        ? xargs_val
-                                                                             : NULL;
+                             : !strcmp(prog, "timeout")                     ? timeout_val
+                             : !strcmp(prog, "nice")                        ? nice_val
+                             : !strcmp(prog, "stdbuf")                      ? stdbuf_val
+                             : !strcmp(prog, "exec")                        ? exec_val
+                             : !strcmp(prog, "xargs")                       ? xargs_val
+                                                                            : NULL;
     size_t i = 1;
     for (; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
         if (!strcmp(argv[i], "--")) {
@@ -204,8 +202,8 @@ static int analyse(struct decider *x, const char *const *argv, size_t argc, unsi
     }
     if (!strcmp(prog, "command") && argc > 1 && (!strcmp(argv[1], "-v") || !strcmp(argv[1], "-V")))
         return decide_simple(x, argv, argc);
-    static const char *const wrappers[] = {"nice", "nohup", "time", "command", "exec",
-                                           "stdbuf", "timeout", NULL};
+    static const char *const wrappers[] = {"nice", "nohup",  "time",    "command",
+                                           "exec", "stdbuf", "timeout", NULL};
     if (is_one_of(prog, wrappers)) {
         size_t i = skip_options(prog, argv, argc);
         if (i >= argc)
@@ -231,8 +229,8 @@ static int analyse(struct decider *x, const char *const *argv, size_t argc, unsi
     if (!strcmp(prog, "find")) { /* find ... -exec CMD ... ; : the commands it runs */
         int r = decide_simple(x, argv, argc);
         for (size_t i = 1; r == 0 && i < argc; i++) {
-            if (strcmp(argv[i], "-exec") && strcmp(argv[i], "-execdir") &&
-                strcmp(argv[i], "-ok") && strcmp(argv[i], "-okdir"))
+            if (strcmp(argv[i], "-exec") && strcmp(argv[i], "-execdir") && strcmp(argv[i], "-ok") &&
+                strcmp(argv[i], "-okdir"))
                 continue;
             size_t j = i + 1;
             while (j < argc && strcmp(argv[j], ";") && strcmp(argv[j], "+"))

@@ -6,10 +6,10 @@
 #include "pol_yaml.h"
 
 struct pol_rule {
-    char *program;  /* glob on the program: its basename, or the whole path if it has a '/' */
-    char **args;    /* globs, one per argument; a last "**" matches any remaining ones */
+    char *program; /* glob on the program: its basename, or the whole path if it has a '/' */
+    char **args;   /* globs, one per argument; a last "**" matches any remaining ones */
     size_t nargs;
-    bool any_args;  /* no `args` given: any arguments */
+    bool any_args; /* no `args` given: any arguments */
     enum cdn_policy_action action;
     char *reason;
     unsigned line;

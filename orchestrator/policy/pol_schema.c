@@ -15,7 +15,7 @@ struct ctx {
 };
 
 __attribute__((format(printf, 4, 5))) static int bad(struct ctx *c, const struct pnode *n,
-                                                      const char *path, const char *fmt, ...) {
+                                                     const char *path, const char *fmt, ...) {
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -74,8 +74,9 @@ static int want(struct ctx *c, const struct pnode *n, enum pnode_type t, const c
     if (n->type == t)
         return 0;
     return bad(c, n, path, "must be %s, not %s",
-               t == PN_MAP ? "a mapping (key: value lines)" : t == PN_SEQ ? "a list (- items)"
-                                                                          : "a single value",
+               t == PN_MAP   ? "a mapping (key: value lines)"
+               : t == PN_SEQ ? "a list (- items)"
+                             : "a single value",
                type_name(n));
 }
 
@@ -115,8 +116,8 @@ static const struct pnode *get(const struct pnode *m, const char *key) {
 }
 
 static bool is_null(const struct pnode *n) {
-    return n->type == PN_SCALAR && n->plain && (!*n->scalar || !strcmp(n->scalar, "null") ||
-                                                !strcmp(n->scalar, "~"));
+    return n->type == PN_SCALAR && n->plain &&
+           (!*n->scalar || !strcmp(n->scalar, "null") || !strcmp(n->scalar, "~"));
 }
 
 static int as_string(struct ctx *c, const struct pnode *n, const char *path, const char **out) {
@@ -349,7 +350,8 @@ static int parse_limits(struct ctx *c, const struct pnode *m, struct cdn_policy_
         bool wide;
     } f[] = {
 #define U(k, lo, hi) {#k, lo, hi, false, offsetof(struct cdn_policy_limits, k), false}
-#define W(k, lo, hi, s) {#k, lo, hi, s, offsetof(struct cdn_policy_limits, k), true}
+#define W(k, lo, hi, s)                                                                            \
+    { #k, lo, hi, s, offsetof(struct cdn_policy_limits, k), true }
         U(cpus, 1, 64),
         U(memory_mib, 64, 1u << 20),
         U(disk_mib, 64, 16u << 20),
@@ -545,8 +547,8 @@ static int parse_retention(struct ctx *c, const struct pnode *m) {
 int pol_schema_apply(const char *name, const struct pnode *root, struct cdn_policy *p,
                      cdn_err **err) {
     struct ctx c = {.name = name, .err = err};
-    static const char *const keys[] = {"version",  "commands", "limits", "network", "packages",
-                                       "secrets",  "previews", "review", "retention", NULL};
+    static const char *const keys[] = {"version", "commands", "limits", "network",   "packages",
+                                       "secrets", "previews", "review", "retention", NULL};
     static const char *const req[] = {"version", NULL};
     if (root->type != PN_MAP)
         return bad(&c, root, "policy", "must be a mapping of sections, not %s", type_name(root));
@@ -554,8 +556,12 @@ int pol_schema_apply(const char *name, const struct pnode *root, struct cdn_poli
     if (r < 0)
         return r;
     uint64_t version;
-    if ((r = as_uint(&c, get(root, "version"), "version", 1, 1, false, &version)) < 0)
-        return cdn_err_prefix(err, "this cordon reads policy version 1");
+    const struct pnode *vn = get(root, "version");
+    if ((r = as_uint(&c, vn, "version", 0, UINT32_MAX, false, &version)) < 0)
+        return r;
+    if (version != 1)
+        return bad(&c, vn, "version", "this cordon reads policy version 1, not %llu",
+                   (unsigned long long)version);
     p->dflt = CDN_POLICY_DENY;
     p->unanalysable = CDN_POLICY_APPROVE;
     const struct pnode *n;

@@ -89,6 +89,38 @@ struct word_info {
     bool quoted;
 };
 
+/* From the '(' at i to just past its matching ')', quotes and nesting respected (or the end). */
+static size_t skip_parens(const char *s, size_t i) {
+    int depth = 0;
+    char q = 0;
+    for (; s[i]; i++) {
+        char c = s[i];
+        if (c == '\\' && q != '\'' && s[i + 1]) {
+            i++;
+            continue;
+        }
+        if (q) {
+            if (c == q)
+                q = 0;
+            continue;
+        }
+        if (c == '\'' || c == '"')
+            q = c;
+        else if (c == '(')
+            depth++;
+        else if (c == ')' && --depth == 0)
+            return i + 1;
+    }
+    return i;
+}
+
+static size_t skip_backticks(const char *s, size_t i) {
+    for (i++; s[i] && s[i] != '`'; i++)
+        if (s[i] == '\\' && s[i + 1])
+            i++;
+    return s[i] ? i + 1 : i;
+}
+
 static int read_word(struct lexer *l, struct cdn_buf *w, struct word_info *wi) {
     const char *s = l->s;
     char q = 0;
@@ -126,14 +158,23 @@ static int read_word(struct lexer *l, struct cdn_buf *w, struct word_info *wi) {
                 continue;
             }
         }
+        if (q != '\'' && (c == '`' || (c == '$' && s[l->i + 1] == '('))) {
+            /* command substitution: taken whole into the word (it is unanalysable anyway) */
+            wi->dollar_cmd = true;
+            size_t end = c == '`' ? skip_backticks(s, l->i) : skip_parens(s, l->i + 1);
+            if (cdn_buf_append(w, s + l->i, end - l->i) < 0)
+                return -ENOMEM;
+            l->i = end;
+            continue;
+        }
         if (q != '\'') {
-            if (c == '`' || (c == '$' && s[l->i + 1] == '('))
-                wi->dollar_cmd = true;
-            else if (c == '$' && (s[l->i + 1] == '{' || s[l->i + 1] == '_' ||
-                                  (s[l->i + 1] >= 'A' && s[l->i + 1] <= 'Z') ||
-                                  (s[l->i + 1] >= 'a' && s[l->i + 1] <= 'z') ||
-                                  (s[l->i + 1] >= '0' && s[l->i + 1] <= '9') ||
-                                  strchr("@*#?$!-", s[l->i + 1])))
+            if (0)
+                ;
+            else if (c == '$' &&
+                     (s[l->i + 1] == '{' || s[l->i + 1] == '_' ||
+                      (s[l->i + 1] >= 'A' && s[l->i + 1] <= 'Z') ||
+                      (s[l->i + 1] >= 'a' && s[l->i + 1] <= 'z') ||
+                      (s[l->i + 1] >= '0' && s[l->i + 1] <= '9') || strchr("@*#?$!-", s[l->i + 1])))
                 wi->var = true;
         }
         if (!q && (c == '*' || c == '?' || c == '['))
@@ -145,8 +186,8 @@ static int read_word(struct lexer *l, struct cdn_buf *w, struct word_info *wi) {
     return 0;
 }
 
-static const char *const skip_keywords[] = {"if", "then", "else", "elif", "fi", "do", "done",
-                                            "while", "until", "!", "{", "}", "time", NULL};
+static const char *const skip_keywords[] = {"if",    "then",  "else", "elif", "fi", "do",   "done",
+                                            "while", "until", "!",    "{",    "}",  "time", NULL};
 
 static bool in_list(const char *w, size_t n, const char *const *list) {
     for (const char *const *k = list; *k; k++)
@@ -167,7 +208,7 @@ static int handle_redirect(struct lexer *l) {
     bool strip = heredoc && s[l->i + 2] == '-';
     bool herestring = s[l->i] == '<' && s[l->i + 1] == '<' && s[l->i + 2] == '<';
     if ((s[l->i] == '<' || s[l->i] == '>') && s[l->i + 1] == '(') {
-        l->i += 2;
+        l->i = skip_parens(s, l->i + 1);
         return mark(&l->cur, "process substitution <(...) runs a command decided at run time");
     }
     while (s[l->i] == '<' || s[l->i] == '>' || s[l->i] == '&' || s[l->i] == '|' ||
@@ -246,6 +287,8 @@ static int split_string(struct lexer *l) {
         r = read_word(l, &w, &wi);
         size_t n = cdn_buf_len(&w);
         const char *word = (const char *)cdn_buf_head(&w);
+        if ((n == 1 && word[0] == '[') || (n == 2 && !strncmp(word, "[[", 2)))
+            wi.glob = false; /* test's brackets, not a pattern */
         if (r == 0 && l->at_start && !wi.quoted && n) {
             if (in_list(word, n, skip_keywords)) {
                 cdn_buf_free(&w);
@@ -257,11 +300,14 @@ static int split_string(struct lexer *l) {
                 continue;
             }
             if ((n == 4 && !strncmp(word, "case", 4)) ||
-                (n == 8 && !strncmp(word, "function", 8)) || (n == 6 && !strncmp(word, "select", 6)))
+                (n == 8 && !strncmp(word, "function", 8)) ||
+                (n == 6 && !strncmp(word, "select", 6)))
                 r = mark(&l->cur, n == 4 ? "a case statement" : "a function definition");
             /* NAME=value before the program: an assignment, not the program */
             const char *eq = memchr(word, '=', n);
-            if (r == 0 && eq && eq > word && strspn(word, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") == (size_t)(eq - word)) {
+            if (r == 0 && eq && eq > word &&
+                strspn(word, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") ==
+                    (size_t)(eq - word)) {
                 if (wi.dollar_cmd)
                     r = mark(&l->cur, "an assignment takes its value from command substitution");
                 cdn_buf_free(&w);
@@ -269,7 +315,8 @@ static int split_string(struct lexer *l) {
             }
         }
         if (r == 0 && wi.dollar_cmd)
-            r = mark(&l->cur, "command substitution $(...) or `...` runs a command decided at run time");
+            r = mark(&l->cur,
+                     "command substitution $(...) or `...` runs a command decided at run time");
         if (r == 0 && l->at_start && (wi.var || wi.glob))
             r = mark(&l->cur, "the program's name is computed at run time (a variable or a glob)");
         if (r == 0)

@@ -18,8 +18,7 @@ struct builder {
 };
 
 static int fail_at(struct builder *b, const yaml_mark_t *m, const char *msg) {
-    return cdn_err_set(b->err, EINVAL, "%s:%zu:%zu: %s", b->name, m->line + 1, m->column + 1,
-                       msg);
+    return cdn_err_set(b->err, EINVAL, "%s:%zu:%zu: %s", b->name, m->line + 1, m->column + 1, msg);
 }
 
 void pnode_free(struct pnode *n) {
@@ -140,7 +139,8 @@ static int parse_node(struct builder *b, yaml_event_t *ev, unsigned depth, struc
                        "aliases (*name) are not allowed in a policy: write the value out");
     case YAML_SCALAR_EVENT: {
         if ((r = check_props(b, ev, ev->data.scalar.anchor, ev->data.scalar.tag,
-                             ev->data.scalar.plain_implicit || ev->data.scalar.quoted_implicit)) < 0)
+                             ev->data.scalar.plain_implicit || ev->data.scalar.quoted_implicit)) <
+            0)
             return r;
         if (memchr(ev->data.scalar.value, '\0', ev->data.scalar.length))
             return fail_at(b, &ev->start_mark, "a value holds a NUL character");
@@ -159,8 +159,8 @@ static int parse_node(struct builder *b, yaml_event_t *ev, unsigned depth, struc
     case YAML_SEQUENCE_START_EVENT:
     case YAML_MAPPING_START_EVENT: {
         bool seq = ev->type == YAML_SEQUENCE_START_EVENT;
-        const yaml_char_t *anchor = seq ? ev->data.sequence_start.anchor
-                                        : ev->data.mapping_start.anchor;
+        const yaml_char_t *anchor =
+            seq ? ev->data.sequence_start.anchor : ev->data.mapping_start.anchor;
         const yaml_char_t *tag = seq ? ev->data.sequence_start.tag : ev->data.mapping_start.tag;
         int implicit = seq ? ev->data.sequence_start.implicit : ev->data.mapping_start.implicit;
         if ((r = check_props(b, ev, anchor, tag, implicit)) < 0)

@@ -14,9 +14,9 @@ enum pnode_type { PN_SCALAR, PN_MAP, PN_SEQ };
 
 struct pnode {
     enum pnode_type type;
-    unsigned line, col; /* 1-based */
-    char *scalar;       /* PN_SCALAR */
-    bool plain;         /* an unquoted scalar (may be a number, a boolean, null) */
+    unsigned line, col;  /* 1-based */
+    char *scalar;        /* PN_SCALAR */
+    bool plain;          /* an unquoted scalar (may be a number, a boolean, null) */
     struct pnode **kids; /* PN_MAP: key, value, key, value...; PN_SEQ: items */
     size_t n;
 };
