@@ -28,7 +28,7 @@ GIT_LIBS := -lgit2 -lcrypto
 
 GEN := $(BUILD)/gen
 INCLUDES := -Iproto -I$(GEN) -Iorchestrator/channel -Iorchestrator/vm -Iorchestrator/task \
-	-Iorchestrator/workspace -Iorchestrator/evidence -Iorchestrator/policy -Iorchestrator/cli -Iguest-agent -Itests/lib
+	-Iorchestrator/workspace -Iorchestrator/evidence -Iorchestrator/policy -Iorchestrator/approval -Iorchestrator/cli -Iguest-agent -Itests/lib
 
 PROTO_SRCS := $(wildcard proto/*.c)
 AGENT_SRCS := $(wildcard guest-agent/*.c)
@@ -38,6 +38,7 @@ TASK_SRCS := $(wildcard orchestrator/task/*.c)
 WORKSPACE_SRCS := $(wildcard orchestrator/workspace/*.c)
 EVIDENCE_SRCS := $(wildcard orchestrator/evidence/*.c)
 POLICY_SRCS := $(wildcard orchestrator/policy/*.c)
+APPROVAL_SRCS := $(wildcard orchestrator/approval/*.c)
 CLI_SRCS := $(wildcard orchestrator/cli/*.c)
 TESTLIB_SRCS := $(wildcard tests/lib/*.c)
 TEST_SRCS := $(wildcard tests/unit/test_*.c tests/integration/test_*.c tests/hostile/test_*.c \
@@ -55,7 +56,7 @@ VM_OBJS := $(call obj,$(VM_SRCS))
 TASK_OBJS := $(call obj,$(TASK_SRCS))
 WORKSPACE_OBJS := $(call obj,$(WORKSPACE_SRCS))
 EVIDENCE_OBJS := $(call obj,$(EVIDENCE_SRCS))
-POLICY_OBJS := $(call obj,$(POLICY_SRCS))
+POLICY_OBJS := $(call obj,$(POLICY_SRCS) $(APPROVAL_SRCS))
 CLI_OBJS := $(call obj,$(CLI_SRCS))
 TESTLIB_OBJS := $(call obj,$(TESTLIB_SRCS))
 

@@ -5,6 +5,7 @@
 /* Exit codes besides a command's own: */
 #define CLI_EXIT_TIMEOUT 124 /* the command hit --timeout (as timeout(1)) */
 #define CLI_EXIT_FAILURE 125 /* cordon could not run it (bad usage, boot failure, ...) */
+#define CLI_EXIT_REFUSED 126 /* the policy refused it, or nobody approved it */
 #define CLI_EXIT_INTERRUPTED 130
 
 int cli_run(int argc, char **argv);
@@ -12,6 +13,9 @@ int cli_gc(int argc, char **argv);
 int cli_show(int argc, char **argv);
 int cli_diff(int argc, char **argv);
 int cli_policy(int argc, char **argv);
+int cli_approvals(int argc, char **argv);
+int cli_approve(int argc, char **argv);
+int cli_deny(int argc, char **argv);
 
 /* Defaults shared by the subcommands: $CORDON_IMAGES, else the installed images, else
  * ./build/images; $CORDON_STATE, else /var/lib/cordon. */

@@ -18,6 +18,8 @@ static void usage(FILE *f) {
         "  diff TASK                       the patch a task made (git apply-able on its base)\n"
         "  policy check FILE...            check policies: FILE:LINE:COL for each mistake\n"
         "  policy explain FILE -- CMD...   what a policy decides for CMD, part by part, and why\n"
+        "  approvals [--all] [--json]      commands waiting for a person's approval\n"
+        "  approve ID | deny ID            decide one (the first decision stands)\n"
         "  gc [--state DIR]                clean up after tasks whose cordon process died\n"
         "  version                         print the version and protocol\n",
         f);
@@ -37,6 +39,12 @@ int main(int argc, char **argv) {
         return cli_diff(argc - 1, argv + 1);
     if (strcmp(cmd, "policy") == 0)
         return cli_policy(argc - 1, argv + 1);
+    if (strcmp(cmd, "approvals") == 0)
+        return cli_approvals(argc - 1, argv + 1);
+    if (strcmp(cmd, "approve") == 0)
+        return cli_approve(argc - 1, argv + 1);
+    if (strcmp(cmd, "deny") == 0)
+        return cli_deny(argc - 1, argv + 1);
     if (strcmp(cmd, "gc") == 0)
         return cli_gc(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,9 @@
 #include "buf.h"
 #include "cleanup.h"
 #include "cli.h"
+#include "approval.h"
+#include "clock.h"
+#include "policy.h"
 #include "task.h"
 
 #define MAX_ENV 256
@@ -27,7 +31,9 @@ static void on_signal(int signo) {
     interrupted = 1;
 }
 
+struct approval_ctx;
 struct run_ctx {
+    struct approval_ctx *approval;
     bool json;
     struct cdn_buf out[3]; /* --json: what each fd produced */
 };
@@ -86,6 +92,11 @@ static void usage(FILE *f) {
           "  --ref REF          branch, tag or commit SHA (default: the repository's HEAD)\n"
           "  --max-result-mib N  what /workspace may bring back: file data (default 1024),\n"
           "  --max-result-files N  entries (default 50000), --max-result-depth N (default 64)\n"
+          "  --policy FILE      decide CMD by this policy before any VM boots (deny: exit 126;\n"
+          "                     approve: ask; see docs/policy.md); its limits bound the options\n"
+          "  --approve-all      approve what the policy sends to approval (recorded as you)\n"
+          "  --approval-wait S  without a terminal, wait up to S seconds for `cordon approve ID`\n"
+          "                     from elsewhere (default: fail closed at once)\n"
           "  --artifact GLOB    copy matching guest files into the evidence (repeatable; relative\n"
           "                     to CMD's folder); --max-artifact-mib N caps each (default 64)\n"
           "  --json             print one JSON object (exit code, output, timings) instead of\n"
@@ -96,7 +107,7 @@ static void usage(FILE *f) {
           "  --uri URI          libvirt connection (default qemu:///system)\n"
           "\n"
           "exit codes: CMD's own; 124 CMD timed out; 125 cordon could not run it (the reason is\n"
-          "printed); 130 interrupted.\n",
+          "printed); 126 the policy refused it or nobody approved it; 130 interrupted.\n",
           f);
 }
 
@@ -116,6 +127,9 @@ struct run_opts {
     struct cdn_task_spec spec;
     const char *env[MAX_ENV];
     const char *artifacts[MAX_ARTIFACTS];
+    const char *policy_path;
+    bool approve_all;
+    unsigned approval_wait_s;
     struct cdn_buf kernel_args;
     bool json;
 };
@@ -142,6 +156,9 @@ static int parse(int argc, char **argv, struct run_opts *o) {
                                              {"max-result-files", required_argument, NULL, 'F'},
                                              {"max-result-depth", required_argument, NULL, 'D'},
                                              {"max-artifact-mib", required_argument, NULL, 'X'},
+                                             {"policy", required_argument, NULL, 'P'},
+                                             {"approve-all", no_argument, NULL, 'Y'},
+                                             {"approval-wait", required_argument, NULL, 'W'},
                                              {NULL, 0, NULL, 0}};
     struct cdn_task_spec *s = &o->spec;
     unsigned v;
@@ -150,6 +167,12 @@ static int parse(int argc, char **argv, struct run_opts *o) {
         switch (c) {
         case 'i': s->image = optarg; break;
         case 'R': s->repo = optarg; break;
+        case 'P': o->policy_path = optarg; break;
+        case 'Y': o->approve_all = true; break;
+        case 'W':
+            if (parse_uint(optarg, "--approval-wait", 7 * 86400, &o->approval_wait_s) < 0)
+                return -1;
+            break;
         case 'r': s->ref = optarg; break;
         case 'A':
             if (s->n_artifacts == MAX_ARTIFACTS) {
@@ -310,6 +333,81 @@ static void print_json(struct run_ctx *ctx, const struct cdn_task_result *res, i
     json_decref(o);
 }
 
+struct approval_ctx {
+    const char *state;
+    bool approve_all;
+    unsigned wait_s;
+};
+
+static void show_request(const char *id, const struct cdn_policy_decision *d) {
+    fprintf(stderr, "cordon: approval needed (request %s):\n", id);
+    for (size_t i = 0; i < d->n; i++) {
+        fprintf(stderr, "  %-8s", cdn_policy_action_name(d->parts[i].action));
+        for (size_t j = 0; j < d->parts[i].argc; j++)
+            fprintf(stderr, " %s", d->parts[i].argv[j]);
+        fprintf(stderr, "\n           by %s%s%s\n", d->parts[i].rule,
+                d->parts[i].reason ? ": " : "", d->parts[i].reason ? d->parts[i].reason : "");
+    }
+}
+
+/* The outcome of request id: --approve-all, the terminal (y/N), or `cordon approve|deny ID`
+ * from elsewhere, whichever comes first; nobody within the wait, or no way to ask: expired. */
+static enum cdn_approval_status ask(void *ud, const char *id, const struct cdn_policy_decision *d,
+                                    char *by, size_t by_size) {
+    struct approval_ctx *a = ud;
+    char me[256];
+    cdn_approval_whoami(me, sizeof(me));
+    show_request(id, d);
+    enum cdn_approval_status st = CDN_APPROVAL_EXPIRED;
+    if (a->approve_all) {
+        snprintf(by, by_size, "%s with --approve-all", me);
+        cdn_approval_decide(a->state, id, CDN_APPROVAL_APPROVED, by, NULL);
+        return CDN_APPROVAL_APPROVED;
+    }
+    bool tty = isatty(0) && isatty(2);
+    if (!tty && !a->wait_s) {
+        snprintf(by, by_size, "nobody (no terminal, no --approve-all, no --approval-wait)");
+        cdn_approval_decide(a->state, id, CDN_APPROVAL_EXPIRED, by, NULL);
+        return CDN_APPROVAL_EXPIRED;
+    }
+    fprintf(stderr, "cordon: decide with `cordon approve %s` or `cordon deny %s`%s\n", id, id,
+            tty ? ", or here: approve? [y/N] " : "");
+    uint64_t deadline = a->wait_s ? cdn_now_ms() + a->wait_s * 1000ull : UINT64_MAX;
+    while (!interrupted && cdn_now_ms() < deadline) {
+        char *who = NULL;
+        if (cdn_approval_get(a->state, id, &st, &who, NULL) == 0 && st != CDN_APPROVAL_PENDING) {
+            snprintf(by, by_size, "%s", who ? who : "?");
+            free(who);
+            return st;
+        }
+        free(who);
+        struct pollfd p = {.fd = 0, .events = POLLIN};
+        if (tty && poll(&p, 1, 200) == 1) {
+            char line[64] = "";
+            bool yes = fgets(line, sizeof(line), stdin) && (line[0] == 'y' || line[0] == 'Y');
+            st = yes ? CDN_APPROVAL_APPROVED : CDN_APPROVAL_DENIED;
+            snprintf(by, by_size, "%s at the terminal", me);
+            if (cdn_approval_decide(a->state, id, st, by, NULL) == 0)
+                return st;
+            continue; /* decided elsewhere meanwhile: that decision stands */
+        }
+        if (!tty)
+            usleep(200000);
+    }
+    snprintf(by, by_size, "nobody within %u s", a->wait_s);
+    if (cdn_approval_decide(a->state, id, CDN_APPROVAL_EXPIRED, by, NULL) < 0 &&
+        cdn_approval_get(a->state, id, &st, NULL, NULL) == 0 && st != CDN_APPROVAL_PENDING)
+        return st; /* decided in the last instant */
+    return CDN_APPROVAL_EXPIRED;
+}
+
+static enum cdn_approval_status ask_approval(void *ud, const char *id,
+                                             const struct cdn_policy_decision *d, char *by,
+                                             size_t by_size) {
+    struct run_ctx *c = ud;
+    return ask(c->approval, id, d, by, by_size);
+}
+
 /* After the command's output, on stderr (stdout stays the command's). */
 static void print_summary(const struct cdn_task_result *res) {
     if (res->has_repo && res->changed)
@@ -331,9 +429,23 @@ int cli_run(int argc, char **argv) {
         s->images_dir = cli_default_images();
     if (!s->state_dir)
         s->state_dir = cli_default_state();
-    struct run_ctx ctx = {.json = o.json};
+    _cleanup_(cdn_policy_freep) struct cdn_policy *policy = NULL;
+    if (o.policy_path) {
+        cdn_err *perr = NULL;
+        if (cdn_policy_load(o.policy_path, &policy, &perr) < 0) {
+            fprintf(stderr, "cordon run: %s\n", cdn_err_msg(perr));
+            cdn_err_free(perr);
+            cdn_buf_free(&o.kernel_args);
+            return CLI_EXIT_FAILURE;
+        }
+        s->policy = policy;
+    }
+    struct approval_ctx actx = {
+        .state = s->state_dir, .approve_all = o.approve_all, .wait_s = o.approval_wait_s};
+    struct run_ctx ctx = {.json = o.json, .approval = &actx};
     s->on_output = on_output;
     s->on_notice = on_notice;
+    s->on_approval = ask_approval;
     s->ud = &ctx;
     s->cancel = &interrupted;
     if (o.json)
@@ -349,6 +461,8 @@ int cli_run(int argc, char **argv) {
     int code;
     if (r == -EINTR || interrupted)
         code = CLI_EXIT_INTERRUPTED;
+    else if (r == -EPERM)
+        code = CLI_EXIT_REFUSED;
     else if (r < 0)
         code = CLI_EXIT_FAILURE;
     else if (res.exec.timed_out)

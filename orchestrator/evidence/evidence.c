@@ -119,6 +119,15 @@ void cdn_evidence_fact_int(struct cdn_evidence *ev, const char *key, long long v
     json_object_set_new(ev->root, key, json_integer(value));
 }
 
+void cdn_evidence_append(struct cdn_evidence *ev, const char *key, json_t *value) {
+    json_t *a = json_object_get(ev->root, key);
+    if (!json_is_array(a)) {
+        a = json_array();
+        json_object_set_new(ev->root, key, a);
+    }
+    json_array_append_new(a, value);
+}
+
 void cdn_evidence_limit_hit(struct cdn_evidence *ev, const char *what, const char *detail) {
     json_array_append_new(ev->limits, json_pack("{s:s, s:s}", "limit", what, "detail", detail));
 }

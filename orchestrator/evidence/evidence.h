@@ -26,6 +26,9 @@ const char *cdn_evidence_dir(const struct cdn_evidence *ev);
 /* Top-level facts: repo, ref, base, result, image, accel, transport, error, ... (NULL: removed) */
 void cdn_evidence_fact(struct cdn_evidence *ev, const char *key, const char *value);
 void cdn_evidence_fact_int(struct cdn_evidence *ev, const char *key, long long value);
+/* Appends value (taking the reference) to the top-level array key, creating it. */
+struct json_t;
+void cdn_evidence_append(struct cdn_evidence *ev, const char *key, struct json_t *value);
 /* A limit that was hit: what (e.g. "result.max_entries") and the refusal's message. */
 void cdn_evidence_limit_hit(struct cdn_evidence *ev, const char *what, const char *detail);
 

@@ -140,10 +140,17 @@ static int prepare(struct task_ctx *t, cdn_err **err) {
     return 0;
 }
 
-int cdn_task_run(const struct cdn_task_spec *spec, struct cdn_task_result *res, cdn_err **err) {
+int cdn_task_run(const struct cdn_task_spec *given, struct cdn_task_result *res, cdn_err **err) {
     *res = (struct cdn_task_result){0};
+    /* The options as the policy bounds them: what the rest of the task uses. */
+    struct cdn_task_spec eff = *given;
+    const struct cdn_task_spec *spec = &eff;
+    struct cdn_rlimit nproc;
+    int r = task_apply_limits(&eff, &nproc, err);
+    if (r < 0)
+        return r;
     struct task_ctx t = {.spec = spec, .res = res, .t0 = cdn_now_ms()};
-    int r = new_id(res->id, err);
+    r = new_id(res->id, err);
     if (r < 0)
         return r;
     snprintf(res->vm, sizeof(res->vm), "cordon-%s", res->id);
@@ -177,6 +184,8 @@ int cdn_task_run(const struct cdn_task_spec *spec, struct cdn_task_result *res, 
     _cleanup_(remove_tree) char *scratch = NULL;
     r = prepare(&t, err);
     ws = t.ws;
+    if (spec->policy)
+        cdn_evidence_fact(ev, "policy", cdn_policy_name(spec->policy));
     if (r >= 0 && ws) {
         t.result_dir = result_dir;
         if (mkdir(result_dir, 0700) < 0)
@@ -184,6 +193,8 @@ int cdn_task_run(const struct cdn_task_spec *spec, struct cdn_task_result *res, 
         else
             scratch = strdup(result_dir); /* declared after it: freed first */
     }
+    if (r >= 0)
+        r = task_gate(&t, err);
     if (r >= 0)
         r = task_in_vm(&t, err);
     if (r >= 0 && ws)

@@ -8,9 +8,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "approval.h"
 #include "archive.h"
 #include "channel.h"
 #include "err.h"
+#include "policy.h"
 #include "workspace.h"
 
 struct cdn_task_spec {
@@ -43,6 +45,18 @@ struct cdn_task_spec {
     const char *const *artifacts;            /* globs: matching guest files go to the evidence */
     size_t n_artifacts;
     uint64_t artifact_max_bytes, artifacts_max_total; /* 0: 64 MiB each, 256 MiB in all */
+
+    /* The policy the command is decided by before any VM boots (NULL: not gated), and who
+     * decides when it says "approve": the callback gets the pending request's id (in
+     * STATE/approvals) and returns the outcome, naming the decider in `by`. Without a callback
+     * an approval fails closed. The policy's limits bound the options above (larger ones are
+     * refused) and fill the unset ones. */
+    const struct cdn_rlimit *rlimits; /* for the command (the policy's max_processes) */
+    size_t n_rlimits;
+    const struct cdn_policy *policy;
+    enum cdn_approval_status (*on_approval)(void *ud, const char *id,
+                                            const struct cdn_policy_decision *d, char *by,
+                                            size_t by_size);
 };
 
 struct cdn_task_result {
@@ -62,7 +76,8 @@ struct cdn_task_result {
     uint64_t total_ms; /* boot and command (the teardown follows) */
 };
 
-/* Errors: -ETIMEDOUT (boot deadline, message names the console log), -EINTR (cancelled),
+/* Errors: -ETIMEDOUT (boot deadline, message names the console log), -EINTR (cancelled), -EPERM
+ * (refused by the policy or not approved: before any VM booted),
  * others from the VM or the channel. The command's own failure is not an error: see res->exec. */
 int cdn_task_run(const struct cdn_task_spec *spec, struct cdn_task_result *res, cdn_err **err);
 void cdn_task_result_free(struct cdn_task_result *res);

@@ -25,6 +25,11 @@ void task_notice(const struct cdn_task_spec *spec, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 bool task_cancelled(const struct cdn_task_spec *spec);
 
+/* The policy's decision on the command (before any VM boots); -EPERM when refused. */
+int task_gate(struct task_ctx *t, cdn_err **err);
+/* The policy's limits folded into s (larger options refused); nproc holds the rlimit. */
+int task_apply_limits(struct cdn_task_spec *s, struct cdn_rlimit *nproc, cdn_err **err);
+
 /* The task's time in its VM: boot, workspace in, the command, workspace and artifacts out. The
  * VM is destroyed (and its overlay deleted) before this returns, on every path. */
 int task_in_vm(struct task_ctx *t, cdn_err **err);

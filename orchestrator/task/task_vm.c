@@ -77,7 +77,9 @@ static int run_command(struct task_ctx *t, struct cdn_channel *ch, cdn_err **err
                               .envc = spec->envc,
                               .cwd = t->cwd,
                               .timeout_ms = spec->timeout_ms,
-                              .output_limit = spec->output_limit};
+                              .output_limit = spec->output_limit,
+                              .rlimits = spec->rlimits,
+                              .n_rlimits = spec->n_rlimits};
     struct tee tee = {.spec = spec};
     int r = cdn_evidence_cmd_begin(t->ev, spec->argv, spec->argc, t->cwd, &tee.cmd, err);
     if (r < 0)

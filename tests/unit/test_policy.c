@@ -145,10 +145,11 @@ TEST(shell_strings_are_split_and_decided) {
         const char *argv[] = {"bash", "-lc", shell_cases[i].sh};
         struct cdn_policy_decision d;
         ASSERT_OK(cdn_policy_decide(p, argv, 3, &d, &err), err);
-        if (d.action != shell_cases[i].want || (shell_cases[i].parts && d.n != shell_cases[i].parts)) {
+        if (d.action != shell_cases[i].want ||
+            (shell_cases[i].parts && d.n != shell_cases[i].parts)) {
             for (size_t k = 0; k < d.n; k++) {
-                fprintf(stderr, "  part %zu: %s by %s:", k, cdn_policy_action_name(d.parts[k].action),
-                        d.parts[k].rule);
+                fprintf(stderr, "  part %zu: %s by %s:", k,
+                        cdn_policy_action_name(d.parts[k].action), d.parts[k].rule);
                 for (size_t j = 0; j < d.parts[k].argc; j++)
                     fprintf(stderr, " [%s]", d.parts[k].argv[j]);
                 fprintf(stderr, " %s\n", d.parts[k].reason ? d.parts[k].reason : "");
@@ -218,7 +219,8 @@ static const struct {
     {"version: 1\nnetwork:\n  allow:\n    - {host: x.org, ports: [0]}\n",
      "4:29: network.allow[0].ports[0]: 0 is out of range (1 to 65535)"},
     {"version: 1\nnetwork:\n  log: yes\n", "3:8: network.log: must be true or false, not 'yes'"},
-    {"version: 1\npackages:\n  nmp: {}\n", "3:3: packages: unknown key 'nmp' (did you mean 'npm'?)"},
+    {"version: 1\npackages:\n  nmp: {}\n",
+     "3:3: packages: unknown key 'nmp' (did you mean 'npm'?)"},
     {"version: 1\npackages:\n  npm: {registry: registry.npmjs.org}\n",
      "3:19: packages.npm.registry: 'registry.npmjs.org' must be an http(s):// URL"},
     {"version: 1\nsecrets:\n  - {name: t, from: vault:x}\n",
