@@ -97,6 +97,8 @@ static void usage(FILE *f) {
           "  --approve-all      approve what the policy sends to approval (recorded as you)\n"
           "  --approval-wait S  without a terminal, wait up to S seconds for `cordon approve ID`\n"
           "                     from elsewhere (default: fail closed at once)\n"
+          "  --pre-approved F   a file of commands a person approved in advance, one per line\n"
+          "                     as CMD's words joined by spaces (# comments)\n"
           "  --artifact GLOB    copy matching guest files into the evidence (repeatable; relative\n"
           "                     to CMD's folder); --max-artifact-mib N caps each (default 64)\n"
           "  --json             print one JSON object (exit code, output, timings) instead of\n"
@@ -130,6 +132,7 @@ struct run_opts {
     const char *policy_path;
     bool approve_all;
     unsigned approval_wait_s;
+    const char *pre_approved;
     struct cdn_buf kernel_args;
     bool json;
 };
@@ -159,6 +162,7 @@ static int parse(int argc, char **argv, struct run_opts *o) {
                                              {"policy", required_argument, NULL, 'P'},
                                              {"approve-all", no_argument, NULL, 'Y'},
                                              {"approval-wait", required_argument, NULL, 'W'},
+                                             {"pre-approved", required_argument, NULL, 'L'},
                                              {NULL, 0, NULL, 0}};
     struct cdn_task_spec *s = &o->spec;
     unsigned v;
@@ -169,6 +173,7 @@ static int parse(int argc, char **argv, struct run_opts *o) {
         case 'R': s->repo = optarg; break;
         case 'P': o->policy_path = optarg; break;
         case 'Y': o->approve_all = true; break;
+        case 'L': o->pre_approved = optarg; break;
         case 'W':
             if (parse_uint(optarg, "--approval-wait", 7 * 86400, &o->approval_wait_s) < 0)
                 return -1;
@@ -337,7 +342,25 @@ struct approval_ctx {
     const char *state;
     bool approve_all;
     unsigned wait_s;
+    const char *pre_approved;
+    const char *cmdline; /* CMD's words joined by spaces */
 };
+
+/* The line of the pre-approval file that is exactly this command (0: none). */
+static unsigned pre_approved_line(const char *file, const char *cmdline) {
+    FILE *f = file ? fopen(file, "re") : NULL;
+    char line[8192];
+    unsigned n = 0, found = 0;
+    while (f && !found && fgets(line, sizeof(line), f)) {
+        n++;
+        line[strcspn(line, "\n")] = '\0';
+        if (line[0] != '#' && strcmp(line, cmdline) == 0)
+            found = n;
+    }
+    if (f)
+        fclose(f);
+    return found;
+}
 
 static void show_request(const char *id, const struct cdn_policy_decision *d) {
     fprintf(stderr, "cordon: approval needed (request %s):\n", id);
@@ -364,6 +387,13 @@ static enum cdn_approval_status ask(void *ud, const char *id, const struct cdn_p
         cdn_approval_decide(a->state, id, CDN_APPROVAL_APPROVED, by, NULL);
         return CDN_APPROVAL_APPROVED;
     }
+    unsigned line = pre_approved_line(a->pre_approved, a->cmdline);
+    if (line) {
+        snprintf(by, by_size, "the pre-approval list %s:%u (run by %s)", a->pre_approved, line,
+                 me);
+        cdn_approval_decide(a->state, id, CDN_APPROVAL_APPROVED, by, NULL);
+        return CDN_APPROVAL_APPROVED;
+    }
     bool tty = isatty(0) && isatty(2);
     if (!tty && !a->wait_s) {
         snprintf(by, by_size, "nobody (no terminal, no --approve-all, no --approval-wait)");
@@ -383,8 +413,9 @@ static enum cdn_approval_status ask(void *ud, const char *id, const struct cdn_p
         free(who);
         struct pollfd p = {.fd = 0, .events = POLLIN};
         if (tty && poll(&p, 1, 200) == 1) {
-            char line[64] = "";
-            bool yes = fgets(line, sizeof(line), stdin) && (line[0] == 'y' || line[0] == 'Y');
+            char answer[64] = "";
+            bool yes =
+                fgets(answer, sizeof(answer), stdin) && (answer[0] == 'y' || answer[0] == 'Y');
             st = yes ? CDN_APPROVAL_APPROVED : CDN_APPROVAL_DENIED;
             snprintf(by, by_size, "%s at the terminal", me);
             if (cdn_approval_decide(a->state, id, st, by, NULL) == 0)
@@ -440,8 +471,17 @@ int cli_run(int argc, char **argv) {
         }
         s->policy = policy;
     }
-    struct approval_ctx actx = {
-        .state = s->state_dir, .approve_all = o.approve_all, .wait_s = o.approval_wait_s};
+    struct cdn_buf cmdline = {0};
+    for (size_t i = 0; i < s->argc; i++)
+        if ((i && cdn_buf_append(&cmdline, " ", 1) < 0) ||
+            cdn_buf_append(&cmdline, s->argv[i], strlen(s->argv[i])) < 0)
+            return CLI_EXIT_FAILURE;
+    cdn_buf_append(&cmdline, "\0", 1);
+    struct approval_ctx actx = {.state = s->state_dir,
+                                .approve_all = o.approve_all,
+                                .wait_s = o.approval_wait_s,
+                                .pre_approved = o.pre_approved,
+                                .cmdline = (const char *)cdn_buf_head(&cmdline)};
     struct run_ctx ctx = {.json = o.json, .approval = &actx};
     s->on_output = on_output;
     s->on_notice = on_notice;
@@ -485,6 +525,7 @@ int cli_run(int argc, char **argv) {
     for (int i = 0; i < 3; i++)
         cdn_buf_free(&ctx.out[i]);
     cdn_buf_free(&o.kernel_args);
+    cdn_buf_free(&cmdline);
     cdn_task_result_free(&res);
     return code;
 }

@@ -90,6 +90,18 @@ TEST_T(policies_gate_commands_before_they_reach_the_guest, 300) {
     ASSERT_STREQ(json_string_value(json_object_get(dec, "decision")), "deny");
     json_decref(m);
 
+    /* Without a terminal and with a pre-approval list that does not name it: fails closed. */
+    char pre[4400];
+    snprintf(pre, sizeof(pre), "%s/pre-approved", state);
+    th_write_file(pre, "# reviewed\nsh -c make check\n", 0644);
+    pid = spawn(state, "pre", (const char *[]){"run", "--state", state, "--images", img,
+                                               "--policy", "policies/ci-tests.yaml",
+                                               "--pre-approved", pre, "--", "sh", "-c",
+                                               "echo $(id)", NULL});
+    ASSERT_EQ(finish(pid), 126);
+    _cleanup_free_ char *pre_err = output(state, "pre", "err");
+    ASSERT_CONTAINS(pre_err, "was not approved (expired by nobody");
+
     /* Approval from another process: the run waits, `cordon approve` releases it. */
     pid = spawn(state, "wait",
                 (const char *[]){"run", "--state", state, "--images", img, "--policy",
