@@ -120,16 +120,15 @@ int cdn_approval_request(const char *state_dir, const char *task, const char *co
         json_t *pa = json_array();
         for (size_t j = 0; j < d->parts[i].argc; j++)
             json_array_append_new(pa, json_string(d->parts[i].argv[j]));
-        json_array_append_new(parts,
-                              json_pack("{s:o, s:s, s:s, s:s?}", "argv", pa, "action",
-                                        cdn_policy_action_name(d->parts[i].action), "rule",
-                                        d->parts[i].rule, "reason", d->parts[i].reason));
+        json_array_append_new(parts, json_pack("{s:o, s:s, s:s, s:s?}", "argv", pa, "action",
+                                               cdn_policy_action_name(d->parts[i].action), "rule",
+                                               d->parts[i].rule, "reason", d->parts[i].reason));
     }
     char now[32];
     now_iso(now);
-    json_t *o = json_pack("{s:s, s:s, s:o, s:o, s:s, s:s, s:i}", "id", id, "task", task, "argv",
-                          args, "parts", parts, "status", "pending", "requested", now, "pid",
-                          (int)getpid());
+    json_t *o =
+        json_pack("{s:s, s:s, s:o, s:o, s:s, s:s, s:i}", "id", id, "task", task, "argv", args,
+                  "parts", parts, "status", "pending", "requested", now, "pid", (int)getpid());
     if (!o)
         return cdn_err_set(err, ENOMEM, "out of memory");
     int lfd = lock_store(dir, err);
@@ -143,8 +142,8 @@ int cdn_approval_request(const char *state_dir, const char *task, const char *co
     return r;
 }
 
-int cdn_approval_get(const char *state_dir, const char *id, enum cdn_approval_status *st,
-                     char **by, cdn_err **err) {
+int cdn_approval_get(const char *state_dir, const char *id, enum cdn_approval_status *st, char **by,
+                     cdn_err **err) {
     char dir[4200];
     int r = dir_of(state_dir, dir, sizeof(dir), err);
     json_t *o = NULL;

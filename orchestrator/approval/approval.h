@@ -27,8 +27,8 @@ int cdn_approval_request(const char *state_dir, const char *task, const char *co
                          size_t argc, const struct cdn_policy_decision *d, char id[17],
                          cdn_err **err);
 /* The request's current status, and who decided it (caller frees *by, NULL while pending). */
-int cdn_approval_get(const char *state_dir, const char *id, enum cdn_approval_status *st,
-                     char **by, cdn_err **err);
+int cdn_approval_get(const char *state_dir, const char *id, enum cdn_approval_status *st, char **by,
+                     cdn_err **err);
 /* Decides a pending request (approved or denied, by `by`); fails naming the current status
  * if it was already decided. */
 int cdn_approval_decide(const char *state_dir, const char *id, enum cdn_approval_status to,

@@ -9,8 +9,8 @@
 #include "approval.h"
 #include "cli.h"
 
-static int parse(const char *cmd, int argc, char **argv, const char **state, bool *all,
-                 bool *json, const char **id) {
+static int parse(const char *cmd, int argc, char **argv, const char **state, bool *all, bool *json,
+                 const char **id) {
     static const struct option longopts[] = {{"state", required_argument, NULL, 's'},
                                              {"all", no_argument, NULL, 'a'},
                                              {"json", no_argument, NULL, 'j'},
@@ -26,8 +26,7 @@ static int parse(const char *cmd, int argc, char **argv, const char **state, boo
         else if (c == 'j' && json)
             *json = true;
         else {
-            fprintf(c == 'h' ? stdout : stderr,
-                    "usage: cordon %s [--state DIR]%s\n", cmd,
+            fprintf(c == 'h' ? stdout : stderr, "usage: cordon %s [--state DIR]%s\n", cmd,
                     id ? " ID" : " [--all] [--json]");
             if (c == 'h')
                 exit(0);
@@ -80,7 +79,8 @@ int cli_approvals(int argc, char **argv) {
             printf("    %-8s", json_string_value(json_object_get(p, "action")));
             size_t k;
             json_t *w;
-            json_array_foreach(json_object_get(p, "argv"), k, w) printf(" %s", json_string_value(w));
+            json_array_foreach(json_object_get(p, "argv"), k, w)
+                printf(" %s", json_string_value(w));
             const char *reason = json_string_value(json_object_get(p, "reason"));
             printf("   (%s%s%s)\n", json_string_value(json_object_get(p, "rule")),
                    reason ? ": " : "", reason ? reason : "");
@@ -109,5 +109,7 @@ static int decide(const char *cmd, int argc, char **argv, enum cdn_approval_stat
     return 0;
 }
 
-int cli_approve(int argc, char **argv) { return decide("approve", argc, argv, CDN_APPROVAL_APPROVED); }
+int cli_approve(int argc, char **argv) {
+    return decide("approve", argc, argv, CDN_APPROVAL_APPROVED);
+}
 int cli_deny(int argc, char **argv) { return decide("deny", argc, argv, CDN_APPROVAL_DENIED); }

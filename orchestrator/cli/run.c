@@ -389,8 +389,7 @@ static enum cdn_approval_status ask(void *ud, const char *id, const struct cdn_p
     }
     unsigned line = pre_approved_line(a->pre_approved, a->cmdline);
     if (line) {
-        snprintf(by, by_size, "the pre-approval list %s:%u (run by %s)", a->pre_approved, line,
-                 me);
+        snprintf(by, by_size, "the pre-approval list %s:%u (run by %s)", a->pre_approved, line, me);
         cdn_approval_decide(a->state, id, CDN_APPROVAL_APPROVED, by, NULL);
         return CDN_APPROVAL_APPROVED;
     }

@@ -51,6 +51,7 @@ struct cdn_task_spec {
      * STATE/approvals) and returns the outcome, naming the decider in `by`. Without a callback
      * an approval fails closed. The policy's limits bound the options above (larger ones are
      * refused) and fill the unset ones. */
+    uint64_t disk_max_bytes;          /* the task's overlay may not grow past this (0: no limit) */
     const struct cdn_rlimit *rlimits; /* for the command (the policy's max_processes) */
     size_t n_rlimits;
     const struct cdn_policy *policy;

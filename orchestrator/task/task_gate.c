@@ -50,9 +50,9 @@ int task_gate(struct task_ctx *t, cdn_err **err) {
     json_t *argv = json_array();
     for (size_t i = 0; i < spec->argc; i++)
         json_array_append_new(argv, json_string(spec->argv[i]));
-    json_t *rec = json_pack("{s:o, s:s, s:s, s:o}", "argv", argv, "policy",
-                            cdn_policy_name(spec->policy), "decision",
-                            cdn_policy_action_name(d.action), "parts", parts_json(&d));
+    json_t *rec =
+        json_pack("{s:o, s:s, s:s, s:o}", "argv", argv, "policy", cdn_policy_name(spec->policy),
+                  "decision", cdn_policy_action_name(d.action), "parts", parts_json(&d));
     const struct cdn_policy_part *why = decisive(&d);
     char what[512];
     describe(why, what, sizeof(what));
@@ -94,8 +94,7 @@ static int bounded(unsigned *value, unsigned cap, const char *what, cdn_err **er
     if (!cap)
         return 0;
     if (*value > cap)
-        return cdn_err_set(err, EPERM, "%s %u is over the policy's limit of %u", what, *value,
-                           cap);
+        return cdn_err_set(err, EPERM, "%s %u is over the policy's limit of %u", what, *value, cap);
     if (!*value)
         *value = cap;
     return 0;
@@ -123,6 +122,7 @@ int task_apply_limits(struct cdn_task_spec *s, struct cdn_rlimit *nproc, cdn_err
         s->boot_timeout_ms = (int)l->wall_seconds * 1000;
     s->timeout_ms = timeout_s * 1000u;
     cap64(&s->output_limit, l->output_bytes);
+    cap64(&s->disk_max_bytes, (uint64_t)l->disk_mib << 20);
     cap64(&s->result_limits.max_entries, l->max_files_returned);
     cap64(&s->result_limits.max_total_bytes, l->max_bytes_returned);
     if (l->max_processes) {

@@ -19,6 +19,7 @@ struct task_ctx {
     struct cdn_workspace_listing listing; /* what came back into result_dir */
     const char *cwd; /* the command's folder in the guest (NULL: the agent's) */
     uint64_t t0;
+    const char *overlay; /* the task's disk while the VM runs (devbox), else NULL */
 };
 
 void task_notice(const struct cdn_task_spec *spec, const char *fmt, ...)

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -68,6 +69,19 @@ static int tee_output(void *ud, int fd, const uint8_t *data, size_t len) {
     return t->spec->on_output ? t->spec->on_output(t->spec->ud, fd, data, len) : 0;
 }
 
+/* The overlay is the task's whole disk: past the policy's disk_mib the task ends. */
+static int check_disk(struct task_ctx *t, cdn_err **err) {
+    struct stat st;
+    if (!t->overlay || !t->spec->disk_max_bytes || stat(t->overlay, &st) < 0 ||
+        (uint64_t)st.st_blocks * 512 <= t->spec->disk_max_bytes)
+        return 0;
+    int r = cdn_err_set(err, EFBIG, "the task's disk grew to %.1f MiB, past the policy's %.1f MiB",
+                        (double)st.st_blocks * 512 / 1048576,
+                        (double)t->spec->disk_max_bytes / 1048576);
+    cdn_evidence_limit_hit(t->ev, "limits.disk_mib", cdn_err_msg(*err));
+    return r;
+}
+
 /* Waits for the command, in slices, so a cancellation is seen within POLL_SLICE_MS. */
 static int run_command(struct task_ctx *t, struct cdn_channel *ch, cdn_err **err) {
     const struct cdn_task_spec *spec = t->spec;
@@ -90,7 +104,7 @@ static int run_command(struct task_ctx *t, struct cdn_channel *ch, cdn_err **err
     while (r >= 0 && !cdn_channel_exec_done(ch, id)) {
         if (task_cancelled(spec))
             r = cdn_err_set(err, EINTR, "cancelled");
-        else
+        else if ((r = check_disk(t, err)) == 0)
             r = cdn_channel_poll(ch, POLL_SLICE_MS, err);
     }
     if (r >= 0)
@@ -163,6 +177,7 @@ int task_in_vm(struct task_ctx *t, cdn_err **err) {
             return cdn_err_set(err, ENOMEM, "out of memory");
         if ((r = cdn_vm_overlay_create(base, overlay, err)) < 0)
             return r;
+        t->overlay = overlay;
     }
     struct cdn_vm_host_opts hopts = {.uri = spec->uri, .daemon_dir = daemons};
     _cleanup_(cdn_vm_host_closep) struct cdn_vm_host *host = NULL;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* `cordon run --policy` with real VMs: a denied command is refused before any VM exists; an
  * approved one runs once a person approves it from another process; each shipped policy runs a
- * task it allows. Three boots. */
+ * task it allows; a devbox task writing past disk_mib is stopped. Four boots. */
 #include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
@@ -94,10 +94,10 @@ TEST_T(policies_gate_commands_before_they_reach_the_guest, 300) {
     char pre[4400];
     snprintf(pre, sizeof(pre), "%s/pre-approved", state);
     th_write_file(pre, "# reviewed\nsh -c make check\n", 0644);
-    pid = spawn(state, "pre", (const char *[]){"run", "--state", state, "--images", img,
-                                               "--policy", "policies/ci-tests.yaml",
-                                               "--pre-approved", pre, "--", "sh", "-c",
-                                               "echo $(id)", NULL});
+    pid = spawn(state, "pre",
+                (const char *[]){"run", "--state", state, "--images", img, "--policy",
+                                 "policies/ci-tests.yaml", "--pre-approved", pre, "--", "sh", "-c",
+                                 "echo $(id)", NULL});
     ASSERT_EQ(finish(pid), 126);
     _cleanup_free_ char *pre_err = output(state, "pre", "err");
     ASSERT_CONTAINS(pre_err, "was not approved (expired by nobody");
@@ -111,8 +111,8 @@ TEST_T(policies_gate_commands_before_they_reach_the_guest, 300) {
     uint64_t until = th_now_ms() + 30000;
     while (!id[0] && th_now_ms() < until) {
         usleep(100000);
-        pid_t lp = spawn(state, "list", (const char *[]){"approvals", "--state", state, "--json",
-                                                         NULL});
+        pid_t lp =
+            spawn(state, "list", (const char *[]){"approvals", "--state", state, "--json", NULL});
         ASSERT_EQ(finish(lp), 0);
         _cleanup_free_ char *l = output(state, "list", "out");
         json_t *a = json_loads(l, 0, NULL);
@@ -146,6 +146,22 @@ TEST_T(policies_gate_commands_before_they_reach_the_guest, 300) {
             FAIL("%s: exit %d: %s", runs[i].policy, code, e);
         ASSERT_CONTAINS(o, runs[i].want);
     }
+    /* The disk limit: a devbox task writing past disk_mib is stopped, the limit recorded. */
+    char disk_policy[4400];
+    snprintf(disk_policy, sizeof(disk_policy), "%s/disk.yaml", state);
+    th_write_file(disk_policy, "version: 1\ncommands:\n  default: allow\nlimits:\n  disk_mib: 64\n",
+                  0644);
+    pid = spawn(state, "disk",
+                (const char *[]){"run", "--state", state, "--images", img, "--image", "devbox",
+                                 "--policy", disk_policy, "--json", "--", "sh", "-c",
+                                 "dd if=/dev/urandom of=/root/big bs=1M count=300; sync; sleep 5",
+                                 NULL});
+    ASSERT_EQ(finish(pid), 125);
+    _cleanup_free_ char *disk_out = output(state, "disk", "out");
+    ASSERT_CONTAINS(disk_out, "past the policy's 64.0 MiB");
+    th_sh("grep -q '\"limits.disk_mib\"' %s/tasks/*/evidence/manifest.json", state);
+    th_sh("test -z \"$(find %s/tasks -name disk.qcow2)\"", state);
+
     /* and a limit above the policy's is refused before anything runs */
     pid = spawn(state, "big",
                 (const char *[]){"run", "--state", state, "--images", img, "--policy",
