@@ -102,6 +102,19 @@ TEST_T(policies_gate_commands_before_they_reach_the_guest, 300) {
     _cleanup_free_ char *pre_err = output(state, "pre", "err");
     ASSERT_CONTAINS(pre_err, "was not approved (expired by nobody");
 
+    /* At a terminal (script(1) gives it one), the person answers: "n" denies, no VM boots. */
+    char bin[4200];
+    snprintf(bin, sizeof(bin), "%s", th_agent_path());
+    snprintf(strrchr(bin, '/') + 1, 64, "cordon");
+    th_sh("printf 'n\\n' | script -qec \"%s run --state %s --images %s --policy "
+          "policies/ci-tests.yaml -- sh -c 'echo \\$(id)'; echo exit=\\$?\" /dev/null "
+          "> %s/tty.out 2>&1",
+          bin, state, img, state);
+    _cleanup_free_ char *tty_out = output(state, "tty", "out");
+    ASSERT_CONTAINS(tty_out, "approve? [y/N]");
+    ASSERT_CONTAINS(tty_out, "at the terminal");
+    ASSERT_CONTAINS(tty_out, "exit=126");
+
     /* Approval from another process: the run waits, `cordon approve` releases it. */
     pid = spawn(state, "wait",
                 (const char *[]){"run", "--state", state, "--images", img, "--policy",
