@@ -6,7 +6,7 @@
 DEB_PACKAGES := make gcc libc6-dev clang libclang-rt-14-dev \
 	libprotobuf-c-dev protobuf-c-compiler libjansson-dev tar \
 	qemu-system-x86 busybox-static kmod cpio lz4 libvirt-daemon-system libvirt-dev \
-	mmdebstrap e2fsprogs qemu-utils libgit2-dev libssl-dev git libyaml-dev
+	mmdebstrap e2fsprogs qemu-utils libgit2-dev libssl-dev git libyaml-dev libsqlite3-dev
 
 CC ?= gcc
 BUILD ?= build/release
@@ -28,7 +28,7 @@ GIT_LIBS := -lgit2 -lcrypto
 
 GEN := $(BUILD)/gen
 INCLUDES := -Iproto -I$(GEN) -Iorchestrator/channel -Iorchestrator/vm -Iorchestrator/task \
-	-Iorchestrator/workspace -Iorchestrator/evidence -Iorchestrator/policy -Iorchestrator/approval -Iorchestrator/cli -Iguest-agent -Itests/lib
+	-Iorchestrator/workspace -Iorchestrator/evidence -Iorchestrator/policy -Iorchestrator/approval -Iorchestrator/store -Iorchestrator/cli -Iguest-agent -Itests/lib
 
 PROTO_SRCS := $(wildcard proto/*.c)
 AGENT_SRCS := $(wildcard guest-agent/*.c)
@@ -39,6 +39,7 @@ WORKSPACE_SRCS := $(wildcard orchestrator/workspace/*.c)
 EVIDENCE_SRCS := $(wildcard orchestrator/evidence/*.c)
 POLICY_SRCS := $(wildcard orchestrator/policy/*.c)
 APPROVAL_SRCS := $(wildcard orchestrator/approval/*.c)
+STORE_SRCS := $(wildcard orchestrator/store/*.c)
 CLI_SRCS := $(wildcard orchestrator/cli/*.c)
 TESTLIB_SRCS := $(wildcard tests/lib/*.c)
 TEST_SRCS := $(wildcard tests/unit/test_*.c tests/integration/test_*.c tests/hostile/test_*.c \
@@ -57,6 +58,7 @@ TASK_OBJS := $(call obj,$(TASK_SRCS))
 WORKSPACE_OBJS := $(call obj,$(WORKSPACE_SRCS))
 EVIDENCE_OBJS := $(call obj,$(EVIDENCE_SRCS))
 POLICY_OBJS := $(call obj,$(POLICY_SRCS) $(APPROVAL_SRCS))
+STORE_OBJS := $(call obj,$(STORE_SRCS))
 CLI_OBJS := $(call obj,$(CLI_SRCS))
 TESTLIB_OBJS := $(call obj,$(TESTLIB_SRCS))
 
@@ -67,6 +69,7 @@ LIBWORKSPACE := $(BUILD)/lib/libcdnworkspace.a
 LIBEVIDENCE := $(BUILD)/lib/libcdnevidence.a
 LIBTASK := $(BUILD)/lib/libcdntask.a
 LIBPOLICY := $(BUILD)/lib/libcdnpolicy.a
+LIBSTORE := $(BUILD)/lib/libcdnstore.a
 AGENT := $(BUILD)/bin/cordon-agent
 CORDON := $(BUILD)/bin/cordon
 AGENT_STATIC := $(BUILD)/bin/cordon-agent-static
@@ -128,6 +131,10 @@ $(LIBPOLICY): $(POLICY_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
+$(LIBSTORE): $(STORE_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
 $(CORDON): $(CLI_OBJS) $(LIBTASK) $(LIBPOLICY) $(LIBEVIDENCE) $(LIBWORKSPACE) $(LIBVM) $(LIBCHANNEL) \
 		$(LIBPROTO)
 	@mkdir -p $(dir $@)
@@ -142,12 +149,12 @@ $(AGENT_STATIC): $(AGENT_OBJS) $(LIBPROTO)
 	@mkdir -p $(dir $@)
 	$(CC) -static $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJS) $(LIBTASK) $(LIBPOLICY) $(LIBEVIDENCE) $(LIBWORKSPACE) $(LIBVM) \
+$(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJS) $(LIBTASK) $(LIBPOLICY) $(LIBSTORE) $(LIBEVIDENCE) $(LIBWORKSPACE) $(LIBVM) \
 		$(LIBCHANNEL) $(LIBPROTO) | \
 		$(AGENT) $(CORDON)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(INCLUDES) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJS) $(LIBTASK) $(LIBPOLICY) $(LIBEVIDENCE) \
-		$(LIBWORKSPACE) $(LIBVM) $(LIBCHANNEL) $(LIBPROTO) $(LDLIBS) $(VIRT_LIBS) $(GIT_LIBS) -lyaml -ljansson -lm
+	$(CC) $(CFLAGS) $(INCLUDES) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJS) $(LIBTASK) $(LIBPOLICY) $(LIBSTORE) $(LIBEVIDENCE) \
+		$(LIBWORKSPACE) $(LIBVM) $(LIBCHANNEL) $(LIBPROTO) $(LDLIBS) $(VIRT_LIBS) $(GIT_LIBS) -lyaml -lsqlite3 -ljansson -lm
 
 # Benchmarks link the test helpers but not the test runner's main().
 BENCH_LIB_OBJS := $(filter-out $(BUILD)/obj/tests/lib/test.o,$(TESTLIB_OBJS))
@@ -155,7 +162,7 @@ $(BUILD)/bench/%: bench/%.c $(BENCH_LIB_OBJS) $(LIBWORKSPACE) $(LIBVM) $(LIBCHAN
 		$(AGENT) $(CORDON)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(INCLUDES) $(LDFLAGS) -o $@ $< $(BENCH_LIB_OBJS) $(LIBWORKSPACE) $(LIBVM) \
-		$(LIBCHANNEL) $(LIBPROTO) $(LDLIBS) $(VIRT_LIBS) $(GIT_LIBS) -lyaml -ljansson -lm
+		$(LIBCHANNEL) $(LIBPROTO) $(LDLIBS) $(VIRT_LIBS) $(GIT_LIBS) -lyaml -lsqlite3 -ljansson -lm
 
 # libFuzzer targets: clang, sanitizers on, built in their own tree.
 FUZZ_BUILD := build/fuzz

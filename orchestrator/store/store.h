@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cdn_store: cordond's durable state in SQLite (WAL, synchronous=FULL): sandboxes, their
+ * commands and an event log. Every change that is acknowledged has been committed, so after a
+ * kill -9 and a restart nothing acknowledged is lost; a state change and its event are one
+ * transaction. Every read and write of a sandbox names its tenant: another tenant's sandbox does
+ * not exist (-ENOENT). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+struct cdn_store;
+
+/* The values match cordon.v1.SandboxState. */
+enum cdn_sandbox_state {
+    CDN_SANDBOX_QUEUED = 1,
+    CDN_SANDBOX_BOOTING = 2,
+    CDN_SANDBOX_READY = 3,
+    CDN_SANDBOX_STOPPING = 4,
+    CDN_SANDBOX_STOPPED = 5,
+    CDN_SANDBOX_FAILED = 6,
+};
+const char *cdn_sandbox_state_name(enum cdn_sandbox_state s);
+
+int cdn_store_open(const char *path, struct cdn_store **out, cdn_err **err);
+void cdn_store_close(struct cdn_store *s);
+void cdn_store_closep(struct cdn_store **s);
+
+struct cdn_store_sandbox {
+    char id[17];
+    char *tenant, *repo, *ref, *image, *policy, *labels_json, *error, *base, *result;
+    enum cdn_sandbox_state state;
+    int64_t created_ms, expires_ms;
+};
+void cdn_store_sandbox_clear(struct cdn_store_sandbox *sb);
+
+/* Inserts sb (state QUEUED, a new id written to sb->id) and its first event. */
+int cdn_store_sandbox_create(struct cdn_store *s, struct cdn_store_sandbox *sb, cdn_err **err);
+int cdn_store_sandbox_get(struct cdn_store *s, const char *tenant, const char *id,
+                          struct cdn_store_sandbox *out, cdn_err **err);
+/* Moves a sandbox to `to` (error may be NULL) and logs the event; refuses moves out of a final
+ * state (STOPPED, FAILED) with -EINVAL. */
+int cdn_store_sandbox_set_state(struct cdn_store *s, const char *tenant, const char *id,
+                                enum cdn_sandbox_state to, const char *error, cdn_err **err);
+/* Calls fn for each of the tenant's sandboxes (all tenants' when tenant is NULL) whose state is
+ * in states_mask (bit 1 << state; 0: any), oldest first. fn returning < 0 stops the walk. */
+typedef int (*cdn_store_sandbox_fn)(void *ud, const struct cdn_store_sandbox *sb);
+int cdn_store_sandbox_list(struct cdn_store *s, const char *tenant, unsigned states_mask,
+                           cdn_store_sandbox_fn fn, void *ud, cdn_err **err);
+int cdn_store_sandbox_delete(struct cdn_store *s, const char *tenant, const char *id,
+                             cdn_err **err);
+
+struct cdn_store_event {
+    uint64_t id;
+    const char *sandbox_id;
+    int64_t unix_ms;
+    enum cdn_sandbox_state state;
+    const char *message;
+};
+typedef int (*cdn_store_event_fn)(void *ud, const struct cdn_store_event *ev);
+/* The tenant's events after after_id (optionally of one sandbox), in order. */
+int cdn_store_events(struct cdn_store *s, const char *tenant, const char *sandbox_id,
+                     uint64_t after_id, cdn_store_event_fn fn, void *ud, cdn_err **err);
+
+/* After a restart: sandboxes left BOOTING, READY or STOPPING lost their VM with the old daemon;
+ * each is marked FAILED ("cordond restarted"), and its id passed to fn (to reap its domain).
+ * QUEUED ones stay queued. Returns how many were marked. */
+int cdn_store_recover(struct cdn_store *s, cdn_store_sandbox_fn fn, void *ud, cdn_err **err);
