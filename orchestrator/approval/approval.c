@@ -101,6 +101,19 @@ void cdn_approval_whoami(char *out, size_t size) {
              tty ? tty : "", tty ? ")" : "");
 }
 
+json_t *cdn_approval_parts_json(const struct cdn_policy_decision *d) {
+    json_t *parts = json_array();
+    for (size_t i = 0; i < d->n; i++) {
+        json_t *a = json_array();
+        for (size_t j = 0; j < d->parts[i].argc; j++)
+            json_array_append_new(a, json_string(d->parts[i].argv[j]));
+        json_array_append_new(parts, json_pack("{s:o, s:s, s:s, s:s?}", "argv", a, "action",
+                                               cdn_policy_action_name(d->parts[i].action), "rule",
+                                               d->parts[i].rule, "reason", d->parts[i].reason));
+    }
+    return parts;
+}
+
 int cdn_approval_request(const char *state_dir, const char *task, const char *const *argv,
                          size_t argc, const struct cdn_policy_decision *d, char id[17],
                          cdn_err **err) {
@@ -113,17 +126,9 @@ int cdn_approval_request(const char *state_dir, const char *task, const char *co
         return cdn_err_set(err, errno, "getrandom: %m");
     for (int i = 0; i < 8; i++)
         snprintf(id + 2 * i, 3, "%02x", raw[i]);
-    json_t *args = json_array(), *parts = json_array();
+    json_t *args = json_array(), *parts = cdn_approval_parts_json(d);
     for (size_t i = 0; i < argc; i++)
         json_array_append_new(args, json_string(argv[i]));
-    for (size_t i = 0; i < d->n; i++) {
-        json_t *pa = json_array();
-        for (size_t j = 0; j < d->parts[i].argc; j++)
-            json_array_append_new(pa, json_string(d->parts[i].argv[j]));
-        json_array_append_new(parts, json_pack("{s:o, s:s, s:s, s:s?}", "argv", pa, "action",
-                                               cdn_policy_action_name(d->parts[i].action), "rule",
-                                               d->parts[i].rule, "reason", d->parts[i].reason));
-    }
     char now[32];
     now_iso(now);
     json_t *o =

@@ -22,6 +22,10 @@ enum cdn_approval_status {
 };
 const char *cdn_approval_status_name(enum cdn_approval_status s);
 
+/* A decision's parts as JSON (argv, action, rule, reason): as requests and the evidence show
+ * them. Caller decrefs. */
+json_t *cdn_approval_parts_json(const struct cdn_policy_decision *d);
+
 /* Writes a pending request for task's argv with the policy's decision; *id gets its id. */
 int cdn_approval_request(const char *state_dir, const char *task, const char *const *argv,
                          size_t argc, const struct cdn_policy_decision *d, char id[17],

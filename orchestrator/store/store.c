@@ -30,14 +30,17 @@ const char *cdn_sandbox_state_name(enum cdn_sandbox_state s) {
 }
 
 __attribute__((format(printf, 3, 4))) static int db_err(struct cdn_store *s, cdn_err **err,
-                                                         const char *fmt, ...) {
+                                                        const char *fmt, ...) {
     char what[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
     int code = sqlite3_errcode(s->db);
-    return cdn_err_set(err, code == SQLITE_FULL ? ENOSPC : code == SQLITE_BUSY ? EBUSY : EIO,
+    return cdn_err_set(err,
+                       code == SQLITE_FULL   ? ENOSPC
+                       : code == SQLITE_BUSY ? EBUSY
+                                             : EIO,
                        "store %s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
 }
 
@@ -83,13 +86,14 @@ static int migrate(struct cdn_store *s, cdn_err **err) {
     int want = (int)(sizeof(migrations) / sizeof(migrations[0]));
     if (have > want)
         return cdn_err_set(err, EPROTO,
-                           "store %s: schema version %d is newer than this cordond's (%d)",
-                           s->path, have, want);
+                           "store %s: schema version %d is newer than this cordond's (%d)", s->path,
+                           have, want);
     for (int v = have; v < want; v++) {
         char bump[64];
         snprintf(bump, sizeof(bump), "PRAGMA user_version = %d;", v + 1);
         int r = exec_sql(s, "BEGIN IMMEDIATE", err);
-        if (r == 0 && (r = exec_sql(s, migrations[v], err)) == 0 && (r = exec_sql(s, bump, err)) == 0)
+        if (r == 0 && (r = exec_sql(s, migrations[v], err)) == 0 &&
+            (r = exec_sql(s, bump, err)) == 0)
             r = exec_sql(s, "COMMIT", err);
         if (r < 0) {
             sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
@@ -111,8 +115,9 @@ int cdn_store_open(const char *path, struct cdn_store **out, cdn_err **err) {
     sqlite3_busy_timeout(s->db, 5000);
     int r;
     /* WAL with full syncs: a commit is on disk when it returns. */
-    if ((r = exec_sql(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
-                         "PRAGMA foreign_keys=ON;",
+    if ((r = exec_sql(s,
+                      "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
+                      "PRAGMA foreign_keys=ON;",
                       err)) < 0 ||
         (r = migrate(s, err)) < 0)
         return r;
@@ -135,7 +140,7 @@ void cdn_store_closep(struct cdn_store **s) {
 }
 
 void cdn_store_sandbox_clear(struct cdn_store_sandbox *sb) {
-    char **f[] = {&sb->tenant, &sb->repo,  &sb->ref,  &sb->image, &sb->policy,
+    char **f[] = {&sb->tenant,      &sb->repo,  &sb->ref,  &sb->image, &sb->policy,
                   &sb->labels_json, &sb->error, &sb->base, &sb->result};
     for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
         free(*f[i]);
@@ -222,8 +227,8 @@ static char *col_dup(sqlite3_stmt *st, int i) {
     return t ? strdup((const char *)t) : NULL;
 }
 
-#define SANDBOX_COLUMNS                                                                           \
-    "id, tenant, state, repo, ref, image, policy, labels, error, base, result, created_ms, "    \
+#define SANDBOX_COLUMNS                                                                            \
+    "id, tenant, state, repo, ref, image, policy, labels, error, base, result, created_ms, "       \
     "expires_ms"
 
 static void read_row(sqlite3_stmt *st, struct cdn_store_sandbox *sb) {
@@ -270,8 +275,8 @@ struct state_change {
 static int state_body(struct cdn_store *s, void *ud, cdn_err **err) {
     struct state_change *c = ud;
     _cleanup_(sqlite3_finalizep) sqlite3_stmt *q = NULL;
-    if (sqlite3_prepare_v2(s->db, "SELECT state FROM sandboxes WHERE id = ? AND tenant = ?", -1,
-                           &q, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(s->db, "SELECT state FROM sandboxes WHERE id = ? AND tenant = ?", -1, &q,
+                           NULL) != SQLITE_OK)
         return db_err(s, err, "preparing a state change");
     bind_text(q, 1, c->id);
     bind_text(q, 2, c->tenant);
@@ -388,8 +393,8 @@ static int recover_one(void *ud, const struct cdn_store_sandbox *sb) {
 
 int cdn_store_recover(struct cdn_store *s, cdn_store_sandbox_fn fn, void *ud, cdn_err **err) {
     struct recovery rc = {.s = s, .fn = fn, .ud = ud, .err = err};
-    unsigned lost = (1u << CDN_SANDBOX_BOOTING) | (1u << CDN_SANDBOX_READY) |
-                    (1u << CDN_SANDBOX_STOPPING);
+    unsigned lost =
+        (1u << CDN_SANDBOX_BOOTING) | (1u << CDN_SANDBOX_READY) | (1u << CDN_SANDBOX_STOPPING);
     int r = cdn_store_sandbox_list(s, NULL, lost, recover_one, &rc, err);
     return r < 0 ? r : rc.marked;
 }

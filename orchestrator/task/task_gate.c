@@ -11,19 +11,6 @@
 #include "agent.pb-c.h"
 #include "task_internal.h"
 
-static json_t *parts_json(const struct cdn_policy_decision *d) {
-    json_t *parts = json_array();
-    for (size_t i = 0; i < d->n; i++) {
-        json_t *a = json_array();
-        for (size_t j = 0; j < d->parts[i].argc; j++)
-            json_array_append_new(a, json_string(d->parts[i].argv[j]));
-        json_array_append_new(parts, json_pack("{s:o, s:s, s:s, s:s?}", "argv", a, "action",
-                                               cdn_policy_action_name(d->parts[i].action), "rule",
-                                               d->parts[i].rule, "reason", d->parts[i].reason));
-    }
-    return parts;
-}
-
 /* The first part with the decisive action, for the message. */
 static const struct cdn_policy_part *decisive(const struct cdn_policy_decision *d) {
     for (size_t i = 0; i < d->n; i++)
@@ -50,9 +37,9 @@ int task_gate(struct task_ctx *t, cdn_err **err) {
     json_t *argv = json_array();
     for (size_t i = 0; i < spec->argc; i++)
         json_array_append_new(argv, json_string(spec->argv[i]));
-    json_t *rec =
-        json_pack("{s:o, s:s, s:s, s:o}", "argv", argv, "policy", cdn_policy_name(spec->policy),
-                  "decision", cdn_policy_action_name(d.action), "parts", parts_json(&d));
+    json_t *rec = json_pack("{s:o, s:s, s:s, s:o}", "argv", argv, "policy",
+                            cdn_policy_name(spec->policy), "decision",
+                            cdn_policy_action_name(d.action), "parts", cdn_approval_parts_json(&d));
     const struct cdn_policy_part *why = decisive(&d);
     char what[512];
     describe(why, what, sizeof(what));

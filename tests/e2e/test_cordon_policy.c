@@ -12,7 +12,7 @@
 #include "harness.h"
 #include "qemu.h"
 #include "test.h"
-#include "vm.h"
+#include "vmhost.h"
 
 static pid_t spawn(const char *state, const char *tag, const char *const *args) {
     char bin[4200], out[4300], errp[4300];
@@ -51,20 +51,11 @@ static char *output(const char *state, const char *tag, const char *ext) {
     return th_read_file(p);
 }
 
-static struct cdn_vm_host *test_host;
-static void close_test_host(void) {
-    cdn_vm_host_close(test_host);
-    test_host = NULL;
-}
-
 TEST_T(policies_gate_commands_before_they_reach_the_guest, 300) {
     _cleanup_free_ char *state = th_tmpdir();
-    cdn_err *err = NULL;
     char daemons[4300];
     snprintf(daemons, sizeof(daemons), "%s/daemons", state);
-    struct cdn_vm_host_opts hopts = {.daemon_dir = daemons};
-    ASSERT_OK(cdn_vm_host_open(&hopts, &test_host, &err), err);
-    atexit(close_test_host);
+    struct cdn_vm_host *host = th_host_hold(daemons);
     const char *img = th_images_dir();
 
     /* Denied: exit 126, the rule named, and no VM ever existed for it. */
@@ -184,12 +175,7 @@ TEST_T(policies_gate_commands_before_they_reach_the_guest, 300) {
     _cleanup_free_ char *big = output(state, "big", "err");
     ASSERT_CONTAINS(big, "--memory 4096 is over the policy's limit of 512");
 
-    char **names = NULL;
-    size_t n = 0;
-    ASSERT_OK(cdn_vm_host_list(test_host, &names, &n, &err), err);
-    for (size_t i = 0; i < n; i++)
-        FAIL("leftover domain %s", names[i]);
-    free(names);
-    close_test_host();
+    th_assert_no_cordon_domains(host);
+    th_host_release();
     th_rmtree(state);
 }

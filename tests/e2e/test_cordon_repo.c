@@ -13,7 +13,7 @@
 #include "harness.h"
 #include "qemu.h"
 #include "test.h"
-#include "vm.h"
+#include "vmhost.h"
 
 #define GIT "git -c user.name=t -c user.email=t@t -c init.defaultBranch=main"
 
@@ -97,22 +97,13 @@ static const char *jstr(json_t *o, const char *key) {
     return s;
 }
 
-static struct cdn_vm_host *test_host;
-static void close_test_host(void) {
-    cdn_vm_host_close(test_host);
-    test_host = NULL;
-}
-
 TEST_T(repository_tasks_end_with_a_host_computed_diff_and_evidence, 300) {
     _cleanup_free_ char *tmp = th_tmpdir();
     char up[4200], state[4200], daemons[4300];
     snprintf(up, sizeof(up), "%s/upstream", tmp);
     snprintf(state, sizeof(state), "%s/state", tmp);
     snprintf(daemons, sizeof(daemons), "%s/daemons", tmp);
-    cdn_err *err = NULL;
-    struct cdn_vm_host_opts hopts = {.daemon_dir = daemons};
-    ASSERT_OK(cdn_vm_host_open(&hopts, &test_host, &err), err);
-    atexit(close_test_host);
+    struct cdn_vm_host *host = th_host_hold(daemons);
     th_sh("mkdir -p %s && cd %s && " GIT " init -q . && printf 'one\\n' > a.txt && "
           "printf 'bee\\n' > b.txt && printf 'sea\\nsea\\nsea\\n' > c.txt && printf '#!/bin/sh\\n' "
           "> s.sh && " GIT " add -A && " GIT " commit -qm first && " GIT " tag v1 && "
@@ -226,12 +217,7 @@ TEST_T(repository_tasks_end_with_a_host_computed_diff_and_evidence, 300) {
     th_sh("test ! -e %s/tasks/%s/result && test -z \"$(find %s -name big.bin)\"", state, task3,
           state);
 
-    char **names = NULL;
-    size_t n = 0;
-    ASSERT_OK(cdn_vm_host_list(test_host, &names, &n, &err), err);
-    for (size_t i = 0; i < n; i++)
-        FAIL("leftover domain %s", names[i]);
-    free(names);
-    close_test_host();
+    th_assert_no_cordon_domains(host);
+    th_host_release();
     th_rmtree(tmp);
 }

@@ -13,7 +13,7 @@
 #include "harness.h"
 #include "qemu.h"
 #include "test.h"
-#include "vm.h"
+#include "vmhost.h"
 
 struct ran {
     int code;
@@ -86,22 +86,14 @@ static void ran_free(struct ran *r) {
     free(r->err);
 }
 
-/* The test holds the libvirt daemons for its whole length (started if none runs, stopped at
- * exit even when an assertion fails), so that the cordon it SIGKILLs leaves none behind. */
-static struct cdn_vm_host *test_host;
-static void close_test_host(void) {
-    cdn_vm_host_close(test_host);
-    test_host = NULL;
-}
+/* The test holds the libvirt daemons for its whole length (th_host_hold), so that the cordon
+ * it SIGKILLs leaves none behind. */
 
 TEST_T(cordon_run_end_to_end, 300) {
     _cleanup_free_ char *state = th_tmpdir();
-    cdn_err *err = NULL;
     char daemons[4300];
     snprintf(daemons, sizeof(daemons), "%s/daemons", state);
-    struct cdn_vm_host_opts hopts = {.daemon_dir = daemons};
-    ASSERT_OK(cdn_vm_host_open(&hopts, &test_host, &err), err);
-    atexit(close_test_host);
+    struct cdn_vm_host *host = th_host_hold(daemons);
     /* Exit code, output, env and workdir come back in --json. */
     struct ran r = cordon(
         state, (const char *[]){"--json", "--env", "GREETING=hi", "--workdir", "/tmp", "--", "sh",
@@ -218,13 +210,8 @@ TEST_T(cordon_run_end_to_end, 300) {
     }
 
     /* Nothing left: no domain, no agent socket in any task folder. */
-    char **names = NULL;
-    size_t n = 0;
-    ASSERT_OK(cdn_vm_host_list(test_host, &names, &n, &err), err);
-    for (size_t i = 0; i < n; i++)
-        FAIL("leftover domain %s", names[i]);
-    free(names);
-    close_test_host();
+    th_assert_no_cordon_domains(host);
+    th_host_release();
     th_sh("test -z \"$(find %s/tasks -name agent.sock)\"", state);
     th_rmtree(state);
 }

@@ -10,7 +10,7 @@
 #include "harness.h"
 #include "qemu.h"
 #include "test.h"
-#include "vm.h"
+#include "vmhost.h"
 
 #define ARGV(...) ((const char *const[]){__VA_ARGS__, NULL})
 
@@ -24,16 +24,6 @@ static void spec_for(struct cdn_vm_spec *spec, const char *id, const char *dir, 
                                  .initrd = initrd,
                                  .cmdline_extra = extra,
                                  .memory_mib = 256};
-}
-
-static void assert_no_cordon_domains(struct cdn_vm_host *h) {
-    char **names = NULL;
-    size_t n = 0;
-    cdn_err *err = NULL;
-    ASSERT_OK(cdn_vm_host_list(h, &names, &n, &err), err);
-    for (size_t i = 0; i < n; i++)
-        FAIL("leftover domain %s", names[i]);
-    free(names);
 }
 
 TEST(domain_xml_is_escaped_and_validated) {
@@ -103,14 +93,6 @@ static pid_t qemu_parent(const char *name) {
     return th_proc_ppid((pid_t)atoi(buf));
 }
 
-/* Closed at exit, so a failing assertion still stops the daemons this test started (they run in
- * sessions of their own) and drops the connection (its domains autodestroy). */
-static struct cdn_vm_host *test_host;
-static void close_test_host(void) {
-    cdn_vm_host_close(test_host);
-    test_host = NULL;
-}
-
 TEST_T(libvirt_vm_boots_runs_and_leaves_nothing, 240) {
     _cleanup_free_ char *dir = th_tmpdir();
     chmod(dir, 0711);
@@ -120,12 +102,9 @@ TEST_T(libvirt_vm_boots_runs_and_leaves_nothing, 240) {
     snprintf(vmdir2, sizeof(vmdir2), "%s/vm2", dir);
     mkdir(vmdir, 0711);
     mkdir(vmdir2, 0711);
-    struct cdn_vm_host_opts hopts = {.daemon_dir = daemons};
-    struct cdn_vm_host *h = NULL;
+    /* held to the end, and closed at exit if an assertion fails (the domains autodestroy) */
+    struct cdn_vm_host *h = th_host_hold(daemons);
     cdn_err *err = NULL;
-    ASSERT_OK(cdn_vm_host_open(&hopts, &h, &err), err);
-    test_host = h;
-    atexit(close_test_host);
     bool started = cdn_vm_host_started_daemons(h);
 
     char id[64];
@@ -190,13 +169,13 @@ TEST_T(libvirt_vm_boots_runs_and_leaves_nothing, 240) {
     char console[4300];
     snprintf(console, sizeof(console), "%s", cdn_vm_console_path(vm));
     cdn_vm_destroy(vm);
-    assert_no_cordon_domains(h);
+    th_assert_no_cordon_domains(h);
     /* The socket is gone; the console log stays as evidence. */
     char sock[4300];
     snprintf(sock, sizeof(sock), "%s/agent.sock", vmdir);
     ASSERT_TRUE(access(sock, F_OK) < 0);
     ASSERT_TRUE(access(console, F_OK) == 0);
-    close_test_host();
+    th_host_release();
     if (started) { /* and the daemons we started are stopped */
         uint64_t until = th_now_ms() + 5000;
         while (access("/run/libvirt/libvirt-sock", F_OK) == 0 && th_now_ms() < until)
@@ -222,10 +201,8 @@ TEST_T(kvm_probe_boots_a_guest_and_caches_its_verdict, 180) {
     snprintf(fake_kvm, sizeof(fake_kvm), "%s/kvm-node", dir);
     snprintf(kernel, sizeof(kernel), "%s/kernel/vmlinux", th_images_dir());
     snprintf(initrd, sizeof(initrd), "%s/minimal.cpio.lz4", th_images_dir());
-    struct cdn_vm_host_opts hopts = {.daemon_dir = daemons};
+    struct cdn_vm_host *test_host = th_host_hold(daemons);
     cdn_err *err = NULL;
-    ASSERT_OK(cdn_vm_host_open(&hopts, &test_host, &err), err);
-    atexit(close_test_host);
 
     char why[512] = "";
     uint64_t t0 = th_now_ms();
@@ -264,8 +241,8 @@ TEST_T(kvm_probe_boots_a_guest_and_caches_its_verdict, 180) {
     ASSERT_OK(cdn_vm_accel_choose(test_host, &o, &a, &err), err);
     ASSERT_TRUE(!a.cached && a.kvm == verdict);
 
-    assert_no_cordon_domains(test_host);
+    th_assert_no_cordon_domains(test_host);
     ASSERT_TRUE(rmdir(scratch) == 0); /* the probes removed their folders */
-    close_test_host();
+    th_host_release();
     th_rmtree(dir);
 }

@@ -58,8 +58,7 @@ TEST(tenants_states_and_events) {
     ASSERT_EQ(n, 1);
     ASSERT_OK(cdn_store_sandbox_set_state(s, "uid:1000", a.id, CDN_SANDBOX_BOOTING, NULL, &err),
               err);
-    ASSERT_OK(cdn_store_sandbox_set_state(s, "uid:1000", a.id, CDN_SANDBOX_READY, NULL, &err),
-              err);
+    ASSERT_OK(cdn_store_sandbox_set_state(s, "uid:1000", a.id, CDN_SANDBOX_READY, NULL, &err), err);
     ASSERT_OK(cdn_store_sandbox_set_state(s, "uid:1000", a.id, CDN_SANDBOX_STOPPED, NULL, &err),
               err);
     ASSERT_FAILS(cdn_store_sandbox_set_state(s, "uid:1000", a.id, CDN_SANDBOX_READY, NULL, &err),
