@@ -336,9 +336,19 @@ static int read_frames(struct cdn_channel *ch) {
     return 0;
 }
 
+#define CANCEL_SLICE_MS 100
+
+static bool chan_cancelled(const struct cdn_channel *ch) {
+    return ch->opts.cancel && *ch->opts.cancel;
+}
+
 int chan_pump(struct cdn_channel *ch, int timeout_ms, cdn_err **err) {
     if (ch->fault)
         return chan_fail(ch, err);
+    if (chan_cancelled(ch))
+        return cdn_err_set(err, EINTR, "%s: cancelled", ch->name);
+    if (ch->opts.cancel && (timeout_ms < 0 || timeout_ms > CANCEL_SLICE_MS))
+        timeout_ms = CANCEL_SLICE_MS; /* callers loop to their deadline: the flag is seen */
     struct pollfd pfd = {.fd = ch->fd, .events = POLLIN};
     if (cdn_buf_len(&ch->out) > 0)
         pfd.events |= POLLOUT;
@@ -353,6 +363,8 @@ int chan_pump(struct cdn_channel *ch, int timeout_ms, cdn_err **err) {
         if (!ch->fault)
             flush_out(ch);
     }
+    if (!ch->fault && chan_cancelled(ch))
+        return cdn_err_set(err, EINTR, "%s: cancelled", ch->name);
     return ch->fault ? chan_fail(ch, err) : 0;
 }
 

@@ -4,6 +4,7 @@
  * protocol is cut off and the channel reports why. Not thread-safe: one owner drives it. */
 #pragma once
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -20,6 +21,9 @@ struct cdn_channel_opts {
     uint32_t protocol_version; /* 0: CDN_PROTOCOL_VERSION (tests set others) */
     int handshake_timeout_ms;  /* default 10 s */
     int default_timeout_ms;    /* used by calls given timeout 0 (default 60 s) */
+    /* When set (e.g. from a SIGINT handler), every wait of every call ends within 100 ms with
+     * -EINTR; the channel is then only good for freeing. NULL: never. */
+    volatile sig_atomic_t *cancel;
 };
 
 /* Takes ownership of fd (a connected stream socket, serial port or pipe pair's socket) and

@@ -228,7 +228,9 @@ int task_in_vm(struct task_ctx *t, cdn_err **err) {
     int fd = cdn_vm_agent_fd(vm, boot_ms, err);
     if (fd < 0)
         return fd;
-    struct cdn_channel_opts copts = {.name = res->vm, .handshake_timeout_ms = boot_ms};
+    /* Ctrl-C ends any wait on the channel (a long transfer included) within 100 ms. */
+    struct cdn_channel_opts copts = {
+        .name = res->vm, .handshake_timeout_ms = boot_ms, .cancel = spec->cancel};
     _cleanup_(cdn_channel_freep) struct cdn_channel *ch = NULL;
     if ((r = cdn_channel_open(fd, &copts, &ch, err)) < 0)
         return cdn_err_prefix(err, "booting (console: %s)", res->console);

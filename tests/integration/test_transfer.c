@@ -3,7 +3,9 @@
  * refused on either side of the channel. */
 #include <fcntl.h>
 #include <stdarg.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -193,4 +195,40 @@ TEST(archive_put_refused_by_the_agent) {
     th_rmtree(dir);
     cdn_channel_free(ch);
     th_agent_kill(&a);
+}
+
+/* Ctrl-C during a long transfer: the channel's cancel flag ends the wait within its slice. */
+static volatile sig_atomic_t cancel_flag;
+static void on_alarm(int sig) {
+    (void)sig;
+    cancel_flag = 1;
+}
+
+TEST(a_cancelled_transfer_ends_at_once) {
+    struct th_agent a;
+    struct cdn_channel_opts o = {.cancel = &cancel_flag};
+    struct cdn_channel *ch = th_channel(&a, &o);
+    _cleanup_free_ char *dir = th_tmpdir();
+    _cleanup_free_ char *guest = fmt("%s/guest", dir);
+    _cleanup_free_ char *back = fmt("%s/back", dir);
+    /* 8 GiB of holes: far more than the 300 ms before the "Ctrl-C" can move */
+    th_sh("mkdir -p %s %s && truncate -s 8G %s/huge", guest, back, guest);
+    _cleanup_close_ int back_fd = open(back, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    struct sigaction sa = {.sa_handler = on_alarm}; /* no SA_RESTART, as in the CLI */
+    sigaction(SIGALRM, &sa, NULL);
+    struct itimerval it = {.it_value = {.tv_usec = 300000}};
+    setitimer(ITIMER_REAL, &it, NULL);
+    struct cdn_archive_limits lim = {.max_total_bytes = 16ull << 30};
+    cdn_err *err = NULL;
+    uint64_t t0 = th_now_ms();
+    ASSERT_FAILS(cdn_channel_archive_get(ch, guest, NULL, 0, back_fd, &lim, 600000, NULL, &err),
+                 err, "cancelled");
+    ASSERT_EQ(cdn_err_code(err), EINTR);
+    uint64_t took = th_now_ms() - t0;
+    printf("  cancelled after %llu ms\n", (unsigned long long)took);
+    ASSERT_TRUE(took < 3000);
+    cdn_err_free(err);
+    cdn_channel_free(ch);
+    th_agent_kill(&a);
+    th_rmtree(dir);
 }
