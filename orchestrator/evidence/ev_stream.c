@@ -52,15 +52,15 @@ int ev_stream_close(struct ev_stream *s, char hex[65], cdn_err **err) {
     for (unsigned i = 0; i < len && i < 32; i++)
         snprintf(hex + 2 * i, 3, "%02x", md[i]);
     hex[64] = '\0';
-    if (r == 0 && (fsync(s->fd) < 0 || close(s->fd) < 0))
+    if (r == 0 && fsync(s->fd) < 0)
         r = cdn_err_set(err, errno, "saving %s: %m", s->path);
-    else if (r < 0)
-        close(s->fd);
-    s->fd = -1;
-    EVP_MD_CTX_free(s->md);
-    s->md = NULL;
-    free(s->path);
-    s->path = NULL;
+    if (r == 0) {
+        int c = close(s->fd);
+        s->fd = -1; /* closed either way: ev_stream_abort must not close it again */
+        if (c < 0)
+            r = cdn_err_set(err, errno, "saving %s: %m", s->path);
+    }
+    ev_stream_abort(s); /* releases the rest (and the fd, when an earlier step failed) */
     return r;
 }
 

@@ -13,56 +13,10 @@
 #include "harness.h"
 #include "qemu.h"
 #include "test.h"
+#include "cordon_cli.h"
 #include "vmhost.h"
 
 #define GIT "git -c user.name=t -c user.email=t@t -c init.defaultBranch=main"
-
-struct ran {
-    int code;
-    char *out, *err;
-};
-
-static const char *cordon_bin(void) {
-    static char bin[4200];
-    snprintf(bin, sizeof(bin), "%s", th_agent_path());
-    snprintf(strrchr(bin, '/') + 1, 64, "cordon");
-    return bin;
-}
-
-/* cordon SUB --state STATE [--images ...] ARGS, to completion. */
-static struct ran cordon(const char *sub, const char *state, const char *const *args) {
-    char out_path[4300], err_path[4300];
-    snprintf(out_path, sizeof(out_path), "%s/last.out", state);
-    snprintf(err_path, sizeof(err_path), "%s/last.err", state);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        dup2(o, 1);
-        dup2(e, 2);
-        const char *argv[40] = {cordon_bin(), sub, "--state", state};
-        size_t n = 4;
-        if (strcmp(sub, "run") == 0) {
-            argv[n++] = "--images";
-            argv[n++] = th_images_dir();
-        }
-        for (size_t i = 0; args[i] && n < 39; i++)
-            argv[n++] = args[i];
-        argv[n] = NULL;
-        execv(argv[0], (char **)argv);
-        _exit(127);
-    }
-    int status;
-    waitpid(pid, &status, 0);
-    return (struct ran){.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-                        .out = th_read_file(out_path),
-                        .err = th_read_file(err_path)};
-}
-
-static void ran_free(struct ran *r) {
-    free(r->out);
-    free(r->err);
-}
 
 __attribute__((format(printf, 1, 2))) static char *sh_out(const char *fmt, ...) {
     char cmd[8800];
@@ -112,27 +66,27 @@ TEST_T(repository_tasks_end_with_a_host_computed_diff_and_evidence, 300) {
 
     th_sh("mkdir -p %s", state);
     /* A ref that does not exist: refused before any VM boots. */
-    struct ran r =
-        cordon("run", state, (const char *[]){"--repo", up, "--ref", "nope", "--", "true", NULL});
+    struct th_ran r = th_cordon(
+        "run", state, "last", (const char *[]){"--repo", up, "--ref", "nope", "--", "true", NULL});
     ASSERT_EQ(r.code, 125);
     ASSERT_CONTAINS(r.err, "ref 'nope' not found in ");
     ASSERT_TRUE(!strstr(r.err, "using QEMU")); /* the VM was never prepared */
-    ran_free(&r);
+    th_ran_free(&r);
     th_sh("rm -rf %s/tasks", state);
 
     /* Edits of every kind, at the tag v1, with an artifact. */
-    r = cordon("run", state,
-               (const char *[]){"--repo", up, "--ref", "v1", "--artifact", "out/*.log", "--", "sh",
-                                "-c",
-                                "printf 'two\\n' >> a.txt && rm b.txt && mv c.txt d.txt && "
-                                "printf '\\000\\001\\377' > blob.bin && chmod +x s.sh && "
-                                "mkdir out && echo report > out/r.log && echo edited",
-                                NULL});
+    r = th_cordon("run", state, "last",
+                  (const char *[]){"--repo", up, "--ref", "v1", "--artifact", "out/*.log", "--",
+                                   "sh", "-c",
+                                   "printf 'two\\n' >> a.txt && rm b.txt && mv c.txt d.txt && "
+                                   "printf '\\000\\001\\377' > blob.bin && chmod +x s.sh && "
+                                   "mkdir out && echo report > out/r.log && echo edited",
+                                   NULL});
     ASSERT_EQ(r.code, 0);
     ASSERT_STREQ(r.out, "edited\n");
     ASSERT_CONTAINS(r.err, "files changed");
     ASSERT_CONTAINS(r.err, "evidence in ");
-    ran_free(&r);
+    th_ran_free(&r);
     _cleanup_free_ char *task = sh_out("ls %s/tasks", state);
     json_t *m = manifest(state, task);
     _cleanup_free_ char *v1 = sh_out("git -C %s rev-parse 'v1^{commit}'", up);
@@ -159,26 +113,27 @@ TEST_T(repository_tasks_end_with_a_host_computed_diff_and_evidence, 300) {
     ASSERT_TRUE(json_string_value(json_object_get(m, "accel")));
     json_decref(m);
     /* `cordon diff` is the patch, and it applies to a fresh clone at the base exactly. */
-    r = cordon("diff", state, (const char *[]){task, NULL});
+    r = th_cordon("diff", state, "last", (const char *[]){task, NULL});
     ASSERT_EQ(r.code, 0);
     _cleanup_free_ char *patch_path = NULL;
     ASSERT_TRUE(asprintf(&patch_path, "%s/diff.patch", ev) > 0);
     _cleanup_free_ char *patch = th_read_file(patch_path);
     ASSERT_STREQ(r.out, patch);
-    ran_free(&r);
+    th_ran_free(&r);
     th_sh(
         "git clone -q %s %s/fresh && cd %s/fresh && git checkout -q %s && git apply --check %s && "
         "git apply %s && diff -r --exclude=.git . %s && test -x s.sh",
         up, tmp, tmp, v1, patch_path, patch_path, wt);
-    r = cordon("show", state, (const char *[]){task, NULL});
+    r = th_cordon("show", state, "last", (const char *[]){task, NULL});
     ASSERT_EQ(r.code, 0);
     ASSERT_CONTAINS(r.out, "1 renamed, 1 binary");
     ASSERT_CONTAINS(r.out, "artifact   out/r.log: 7 bytes");
-    ran_free(&r);
+    th_ran_free(&r);
     th_sh("rm -rf %s/tasks", state);
 
     /* Nothing changed: an empty patch and no commit, on the branch's tip this time. */
-    r = cordon("run", state, (const char *[]){"--json", "--repo", up, "--", "true", NULL});
+    r = th_cordon("run", state, "last",
+                  (const char *[]){"--json", "--repo", up, "--", "true", NULL});
     ASSERT_EQ(r.code, 0);
     json_t *j = json_loads(r.out, 0, NULL);
     ASSERT_TRUE(j && json_is_false(json_object_get(j, "changed")));
@@ -187,22 +142,23 @@ TEST_T(repository_tasks_end_with_a_host_computed_diff_and_evidence, 300) {
     ASSERT_STREQ(jstr(j, "result"), tip);
     th_sh("test ! -s %s/diff.patch", jstr(j, "evidence"));
     json_decref(j);
-    ran_free(&r);
+    th_ran_free(&r);
     th_sh("rm -rf %s/tasks", state);
 
     /* Over the cap: a clear error naming the file; the evidence up to then is kept. */
-    r = cordon("run", state,
-               (const char *[]){"--json", "--repo", up, "--max-result-mib", "1", "--", "sh", "-c",
-                                "dd if=/dev/zero of=big.bin bs=1024 count=2048 2>/dev/null; echo "
-                                "wrote",
-                                NULL});
+    r = th_cordon(
+        "run", state, "last",
+        (const char *[]){"--json", "--repo", up, "--max-result-mib", "1", "--", "sh", "-c",
+                         "dd if=/dev/zero of=big.bin bs=1024 count=2048 2>/dev/null; echo "
+                         "wrote",
+                         NULL});
     ASSERT_EQ(r.code, 125);
     j = json_loads(r.out, 0, NULL);
     ASSERT_TRUE(j);
     ASSERT_CONTAINS(jstr(j, "error"), "big.bin");
     _cleanup_free_ char *task3 = strdup(jstr(j, "task"));
     json_decref(j);
-    ran_free(&r);
+    th_ran_free(&r);
     m = manifest(state, task3);
     ASSERT_CONTAINS(jstr(m, "error"), "big.bin");
     json_t *hit = json_array_get(json_object_get(m, "limits_hit"), 0);

@@ -13,77 +13,22 @@
 #include "harness.h"
 #include "qemu.h"
 #include "test.h"
+#include "cordon_cli.h"
 #include "vmhost.h"
-
-struct ran {
-    int code;
-    char *out, *err;
-};
-
-/* Starts the cordon binary next to the agent under test (`cordon run --state STATE --images ...
- * ARGS`), its stdout and stderr going to STATE/NAME.out and STATE/NAME.err. */
-static pid_t spawn_cordon_cmd(const char *sub, const char *state, const char *name,
-                              const char *const *args) {
-    char bin[4200], out_path[4300], err_path[4300];
-    snprintf(bin, sizeof(bin), "%s", th_agent_path());
-    snprintf(strrchr(bin, '/') + 1, 64, "cordon");
-    snprintf(out_path, sizeof(out_path), "%s/%s.out", state, name);
-    snprintf(err_path, sizeof(err_path), "%s/%s.err", state, name);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        dup2(o, 1);
-        dup2(e, 2);
-        const char *argv[32] = {bin, sub, "--state", state, "--images", th_images_dir()};
-        size_t n = strcmp(sub, "run") == 0 ? 6 : 4;
-        for (size_t i = 0; args[i] && n < 31; i++)
-            argv[n++] = args[i];
-        argv[n] = NULL;
-        execv(bin, (char **)argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-static pid_t spawn_cordon(const char *state, const char *name, const char *const *args) {
-    return spawn_cordon_cmd("run", state, name, args);
-}
-
-static char *read_output(const char *state, const char *name, const char *ext) {
-    char path[4300];
-    snprintf(path, sizeof(path), "%s/%s.%s", state, name, ext);
-    return th_read_file(path);
-}
 
 /* Starts `cordon run -- sh -c 'echo started; sleep 120'` and waits until the command runs. */
 static pid_t spawn_started(const char *state, const char *name) {
-    pid_t pid = spawn_cordon(state, name,
-                             (const char *[]){"--", "sh", "-c", "echo started; sleep 120", NULL});
+    pid_t pid = th_cordon_spawn(
+        "run", state, name, (const char *[]){"--", "sh", "-c", "echo started; sleep 120", NULL});
     uint64_t until = th_now_ms() + 60000;
     for (;;) {
-        _cleanup_free_ char *got = read_output(state, name, "out");
+        _cleanup_free_ char *got = th_cordon_output(state, name, "out");
         if (got && strstr(got, "started"))
             return pid;
         if (th_now_ms() > until)
             FAIL("the command never started");
         usleep(50000);
     }
-}
-
-/* Runs cordon to completion. */
-static struct ran cordon(const char *state, const char *const *args) {
-    pid_t pid = spawn_cordon(state, "run", args);
-    int status;
-    waitpid(pid, &status, 0);
-    return (struct ran){.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-                        .out = read_output(state, "run", "out"),
-                        .err = read_output(state, "run", "err")};
-}
-
-static void ran_free(struct ran *r) {
-    free(r->out);
-    free(r->err);
 }
 
 /* The test holds the libvirt daemons for its whole length (th_host_hold), so that the cordon
@@ -95,9 +40,10 @@ TEST_T(cordon_run_end_to_end, 300) {
     snprintf(daemons, sizeof(daemons), "%s/daemons", state);
     struct cdn_vm_host *host = th_host_hold(daemons);
     /* Exit code, output, env and workdir come back in --json. */
-    struct ran r = cordon(
-        state, (const char *[]){"--json", "--env", "GREETING=hi", "--workdir", "/tmp", "--", "sh",
-                                "-c", "echo $GREETING; pwd; echo warn >&2; exit 3", NULL});
+    struct th_ran r =
+        th_cordon("run", state, "run",
+                  (const char *[]){"--json", "--env", "GREETING=hi", "--workdir", "/tmp", "--",
+                                   "sh", "-c", "echo $GREETING; pwd; echo warn >&2; exit 3", NULL});
     ASSERT_EQ(r.code, 3);
     json_error_t jerr;
     json_t *j = json_loads(r.out, 0, &jerr);
@@ -120,49 +66,49 @@ TEST_T(cordon_run_end_to_end, 300) {
     if (strcmp(transport, "serial") == 0)
         ASSERT_CONTAINS(r.err, "cordon: agent channel is virtio-serial: ");
     json_decref(j);
-    ran_free(&r);
+    th_ran_free(&r);
 
     /* devbox: a Debian root with a toolchain on a per-task overlay, gone with the task. */
-    r = cordon(state, (const char *[]){"--image", "devbox", "--", "sh", "-c",
-                                       "git --version && gcc --version | head -n1 && "
-                                       "printf 'int main(void){return 5;}' > t.c && gcc -o t t.c "
-                                       "&& ./t; echo built=$?",
-                                       NULL});
+    r = th_cordon("run", state, "run",
+                  (const char *[]){"--image", "devbox", "--", "sh", "-c",
+                                   "git --version && gcc --version | head -n1 && "
+                                   "printf 'int main(void){return 5;}' > t.c && gcc -o t t.c "
+                                   "&& ./t; echo built=$?",
+                                   NULL});
     ASSERT_EQ(r.code, 0);
     ASSERT_CONTAINS(r.out, "git version");
     ASSERT_CONTAINS(r.out, "gcc (Debian");
     ASSERT_CONTAINS(r.out, "built=5");
-    ran_free(&r);
+    th_ran_free(&r);
     th_sh("test -z \"$(find %s/tasks -name disk.qcow2)\"", state);
 
     /* --timeout kills the command's group in the guest: exit 124 and a message. */
-    r = cordon(state,
-               (const char *[]){"--timeout", "1", "--", "sh", "-c", "echo start; sleep 60", NULL});
+    r = th_cordon(
+        "run", state, "run",
+        (const char *[]){"--timeout", "1", "--", "sh", "-c", "echo start; sleep 60", NULL});
     ASSERT_EQ(r.code, 124);
     ASSERT_STREQ(r.out, "start\n");
     ASSERT_CONTAINS(r.err, "command timed out after 1 s");
-    ran_free(&r);
+    th_ran_free(&r);
 
     /* A guest whose agent never answers: exit 125 at the boot deadline, console named. */
     uint64_t t0 = th_now_ms();
-    r = cordon(state, (const char *[]){"--kernel-arg", "cordon.agent=off", "--boot-timeout", "6",
-                                       "--", "true", NULL});
+    r = th_cordon("run", state, "run",
+                  (const char *[]){"--kernel-arg", "cordon.agent=off", "--boot-timeout", "6", "--",
+                                   "true", NULL});
     ASSERT_EQ(r.code, 125);
     ASSERT_CONTAINS(r.err, "agent did not answer hello within 6000 ms");
     ASSERT_CONTAINS(r.err, "console.log");
     ASSERT_TRUE(th_now_ms() - t0 < 30000);
-    ran_free(&r);
+    th_ran_free(&r);
 
     /* Ctrl-C while the command runs: exit 130, and the VM is torn down all the same. */
     pid_t pid = spawn_started(state, "bg");
     kill(pid, SIGINT);
     uint64_t t1 = th_now_ms();
-    int status;
-    waitpid(pid, &status, 0);
-    ASSERT_TRUE(WIFEXITED(status));
-    ASSERT_EQ(WEXITSTATUS(status), 130);
+    ASSERT_EQ(th_cordon_wait(pid), 130);
     ASSERT_TRUE(th_now_ms() - t1 < 15000);
-    _cleanup_free_ char *bg_err = read_output(state, "bg", "err");
+    _cleanup_free_ char *bg_err = th_cordon_output(state, "bg", "err");
     ASSERT_CONTAINS(bg_err, "interrupted; VM cordon-");
     ASSERT_CONTAINS(bg_err, "destroyed");
 
@@ -170,7 +116,7 @@ TEST_T(cordon_run_end_to_end, 300) {
      * (autodestroy); the socket and the owner mark stay until a sweep finds the owner dead. */
     pid = spawn_started(state, "killed");
     kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
+    th_cordon_wait(pid);
     th_sh("test -n \"$(find %s/tasks -name agent.sock)\"", state);
     /* A dead task with an overlay (its pid long gone), and a live one that must be left alone. */
     pid_t gone = fork();
@@ -182,10 +128,9 @@ TEST_T(cordon_run_end_to_end, 300) {
           state, state, state, (int)gone);
     th_sh("echo '%d %llu' > %s/tasks/livetask/owner && : > %s/tasks/livetask/agent.sock",
           (int)getpid(), th_proc_start_time(getpid()), state, state);
-    pid = spawn_cordon_cmd("gc", state, "gc", (const char *[]){NULL});
-    waitpid(pid, &status, 0);
-    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    _cleanup_free_ char *gc_out = read_output(state, "gc", "out");
+    pid = th_cordon_spawn("gc", state, "gc", (const char *[]){NULL});
+    ASSERT_EQ(th_cordon_wait(pid), 0);
+    _cleanup_free_ char *gc_out = th_cordon_output(state, "gc", "out");
     ASSERT_CONTAINS(gc_out, "cordon gc: 2 dead tasks cleaned up");
     th_sh("cd %s/tasks/deadtask && test ! -e owner && test ! -e disk.qcow2 && test ! -e agent.sock "
           "&& test -e console.log",
@@ -194,19 +139,19 @@ TEST_T(cordon_run_end_to_end, 300) {
     th_sh("rm -r %s/tasks/livetask", state);
 
     /* Usage errors are named, and exit 125 without booting anything. */
-    r = cordon(state, (const char *[]){"--memory", "lots", "--", "true", NULL});
+    r = th_cordon("run", state, "run", (const char *[]){"--memory", "lots", "--", "true", NULL});
     ASSERT_EQ(r.code, 125);
     ASSERT_CONTAINS(r.err, "--memory must be a number");
-    ran_free(&r);
-    r = cordon(state, (const char *[]){"--accel", "hvf", "--", "true", NULL});
+    th_ran_free(&r);
+    r = th_cordon("run", state, "run", (const char *[]){"--accel", "hvf", "--", "true", NULL});
     ASSERT_EQ(r.code, 125);
     ASSERT_CONTAINS(r.err, "--accel takes auto, kvm or tcg, not 'hvf'");
-    ran_free(&r);
+    th_ran_free(&r);
     if (access("/dev/kvm", F_OK) < 0) { /* asked for, KVM is not silently replaced */
-        r = cordon(state, (const char *[]){"--accel", "kvm", "--", "true", NULL});
+        r = th_cordon("run", state, "run", (const char *[]){"--accel", "kvm", "--", "true", NULL});
         ASSERT_EQ(r.code, 125);
         ASSERT_CONTAINS(r.err, "KVM was asked for but cannot run guests here: /dev/kvm is absent");
-        ran_free(&r);
+        th_ran_free(&r);
     }
 
     /* Nothing left: no domain, no agent socket in any task folder. */

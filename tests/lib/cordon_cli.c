@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Running the cordon CLI from tests. */
+#include "cordon_cli.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "qemu.h"
+#include "test.h"
+
+const char *th_cordon_bin(void) {
+    static char bin[4200];
+    snprintf(bin, sizeof(bin), "%s", th_agent_path());
+    snprintf(strrchr(bin, '/') + 1, 64, "cordon");
+    return bin;
+}
+
+pid_t th_cordon_spawn(const char *sub, const char *state, const char *tag,
+                      const char *const *args) {
+    char out[4300], errp[4300];
+    snprintf(out, sizeof(out), "%s/%s.out", state, tag);
+    snprintf(errp, sizeof(errp), "%s/%s.err", state, tag);
+    const char *bin = th_cordon_bin();
+    pid_t pid = fork();
+    if (pid < 0)
+        FAIL("fork");
+    if (pid == 0) {
+        int i = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        int o = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        int e = open(errp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        dup2(i, 0);
+        dup2(o, 1);
+        dup2(e, 2);
+        const char *argv[48] = {bin, sub, "--state", state};
+        size_t n = 4;
+        if (strcmp(sub, "run") == 0) {
+            argv[n++] = "--images";
+            argv[n++] = th_images_dir();
+        }
+        for (size_t k = 0; args[k] && n < 47; k++)
+            argv[n++] = args[k];
+        argv[n] = NULL;
+        execv(bin, (char **)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+int th_cordon_wait(pid_t pid) {
+    int status;
+    if (waitpid(pid, &status, 0) < 0)
+        return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+char *th_cordon_output(const char *state, const char *tag, const char *ext) {
+    char path[4300];
+    snprintf(path, sizeof(path), "%s/%s.%s", state, tag, ext);
+    return th_read_file(path);
+}
+
+struct th_ran th_cordon(const char *sub, const char *state, const char *tag,
+                        const char *const *args) {
+    int code = th_cordon_wait(th_cordon_spawn(sub, state, tag, args));
+    return (struct th_ran){.code = code,
+                           .out = th_cordon_output(state, tag, "out"),
+                           .err = th_cordon_output(state, tag, "err")};
+}
+
+void th_ran_free(struct th_ran *r) {
+    free(r->out);
+    free(r->err);
+    r->out = r->err = NULL;
+}

@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Test helper: the real cordon binary (next to the agent under test), as a user runs it. */
+#pragma once
+
+#include <sys/types.h>
+
+const char *th_cordon_bin(void);
+/* Starts `cordon SUB --state STATE [--images IMAGES, for run] ARGS...` with stdin on /dev/null
+ * (no terminal: nobody to ask) and stdout and stderr going to STATE/TAG.out and STATE/TAG.err. */
+pid_t th_cordon_spawn(const char *sub, const char *state, const char *tag,
+                      const char *const *args);
+/* Its exit code (-1 if it did not exit). */
+int th_cordon_wait(pid_t pid);
+/* STATE/TAG.EXT (NULL if absent); caller frees. */
+char *th_cordon_output(const char *state, const char *tag, const char *ext);
+
+struct th_ran {
+    int code;
+    char *out, *err;
+};
+/* Spawns, waits, and reads both outputs. */
+struct th_ran th_cordon(const char *sub, const char *state, const char *tag,
+                        const char *const *args);
+void th_ran_free(struct th_ran *r);
