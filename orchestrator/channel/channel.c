@@ -342,34 +342,45 @@ static bool chan_cancelled(const struct cdn_channel *ch) {
     return ch->opts.cancel && *ch->opts.cancel;
 }
 
-int chan_pump(struct cdn_channel *ch, int timeout_ms, cdn_err **err) {
+/* One wait on the channel (and on wake_fd when >= 0: 1 is returned when it is readable). */
+static int pump_with(struct cdn_channel *ch, int wake_fd, int timeout_ms, cdn_err **err) {
     if (ch->fault)
         return chan_fail(ch, err);
     if (chan_cancelled(ch))
         return cdn_err_set(err, EINTR, "%s: cancelled", ch->name);
     if (ch->opts.cancel && (timeout_ms < 0 || timeout_ms > CANCEL_SLICE_MS))
         timeout_ms = CANCEL_SLICE_MS; /* callers loop to their deadline: the flag is seen */
-    struct pollfd pfd = {.fd = ch->fd, .events = POLLIN};
+    struct pollfd pfd[2] = {{.fd = ch->fd, .events = POLLIN}, {.fd = wake_fd, .events = POLLIN}};
     if (cdn_buf_len(&ch->out) > 0)
-        pfd.events |= POLLOUT;
-    int n = poll(&pfd, 1, timeout_ms);
+        pfd[0].events |= POLLOUT;
+    int n = poll(pfd, wake_fd >= 0 ? 2 : 1, timeout_ms);
     if (n < 0 && errno != EINTR)
         return cdn_err_set(err, errno, "%s: poll: %m", ch->name);
     if (n > 0) {
-        if (pfd.revents & POLLOUT)
+        if (pfd[0].revents & POLLOUT)
             flush_out(ch);
-        if (pfd.revents & (POLLIN | POLLHUP | POLLERR))
+        if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR))
             read_frames(ch);
         if (!ch->fault)
             flush_out(ch);
     }
     if (!ch->fault && chan_cancelled(ch))
         return cdn_err_set(err, EINTR, "%s: cancelled", ch->name);
-    return ch->fault ? chan_fail(ch, err) : 0;
+    if (ch->fault)
+        return chan_fail(ch, err);
+    return n > 0 && wake_fd >= 0 && (pfd[1].revents & POLLIN) ? 1 : 0;
+}
+
+int chan_pump(struct cdn_channel *ch, int timeout_ms, cdn_err **err) {
+    return pump_with(ch, -1, timeout_ms, err);
 }
 
 int cdn_channel_poll(struct cdn_channel *ch, int timeout_ms, cdn_err **err) {
     return chan_pump(ch, timeout_ms, err);
+}
+
+int cdn_channel_poll_wake(struct cdn_channel *ch, int wake_fd, int timeout_ms, cdn_err **err) {
+    return pump_with(ch, wake_fd, timeout_ms, err);
 }
 
 int chan_wait_done(struct cdn_channel *ch, struct hstream *s, uint64_t deadline, const char *what,

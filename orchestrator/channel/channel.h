@@ -38,6 +38,8 @@ bool cdn_channel_peer_has(const struct cdn_channel *ch, const char *capability);
 int cdn_channel_fd(const struct cdn_channel *ch);
 /* Waits up to timeout_ms for traffic and handles what arrived (output callbacks run here). */
 int cdn_channel_poll(struct cdn_channel *ch, int timeout_ms, cdn_err **err);
+/* The same, also waking when wake_fd is readable (it returns 1 then; the caller drains it). */
+int cdn_channel_poll_wake(struct cdn_channel *ch, int wake_fd, int timeout_ms, cdn_err **err);
 int cdn_channel_ping(struct cdn_channel *ch, int timeout_ms, cdn_err **err);
 /* Asks the agent to stop (killing its commands if kill_processes) and waits for its answer. */
 int cdn_channel_shutdown(struct cdn_channel *ch, bool kill_processes, int timeout_ms,

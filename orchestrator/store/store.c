@@ -11,6 +11,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include <pthread.h>
 #include <sqlite3.h>
 
 #include "cleanup.h"
@@ -18,7 +19,29 @@
 struct cdn_store {
     sqlite3 *db;
     char *path;
+    /* One connection shared by cordond's threads: every call holds the lock (recursive: a
+     * listing's callback may call back in). */
+    pthread_mutex_t mu;
+    void (*on_event)(void *ud, const char *tenant);
+    void *on_event_ud;
 };
+
+static void unlock(struct cdn_store **s) { pthread_mutex_unlock(&(*s)->mu); }
+#define LOCKED(s)                                                                                  \
+    pthread_mutex_lock(&(s)->mu);                                                                  \
+    __attribute__((cleanup(unlock), unused)) struct cdn_store *locked_ = (s)
+
+/* After a commit that logged an event: watchers are told (outside no lock of theirs). */
+static void notify(struct cdn_store *s, const char *tenant) {
+    if (s->on_event)
+        s->on_event(s->on_event_ud, tenant);
+}
+
+void cdn_store_on_event(struct cdn_store *s, void (*fn)(void *ud, const char *tenant), void *ud) {
+    LOCKED(s);
+    s->on_event = fn;
+    s->on_event_ud = ud;
+}
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(sqlite3_stmt *, sqlite3_finalize)
 
@@ -65,6 +88,11 @@ static const char *const migrations[] = {
     "  id INTEGER PRIMARY KEY AUTOINCREMENT, sandbox TEXT NOT NULL REFERENCES sandboxes(id)"
     "  ON DELETE CASCADE, argv TEXT NOT NULL, state TEXT NOT NULL, exit_code INTEGER,"
     "  signal INTEGER, started_ms INTEGER, ended_ms INTEGER);",
+    /* 2: what a queued sandbox needs to start after a restart, and how it runs. */
+    "ALTER TABLE sandboxes ADD COLUMN spec TEXT;"
+    "ALTER TABLE sandboxes ADD COLUMN accel TEXT;"
+    "ALTER TABLE sandboxes ADD COLUMN transport TEXT;"
+    "CREATE INDEX commands_sandbox ON commands(sandbox, id);",
 };
 
 static int exec_sql(struct cdn_store *s, const char *sql, cdn_err **err) {
@@ -107,6 +135,11 @@ int cdn_store_open(const char *path, struct cdn_store **out, cdn_err **err) {
     _cleanup_(cdn_store_closep) struct cdn_store *s = calloc(1, sizeof(*s));
     if (!s || !(s->path = strdup(path)))
         return cdn_err_set(err, ENOMEM, "out of memory");
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&s->mu, &ma);
+    pthread_mutexattr_destroy(&ma);
     if (sqlite3_open_v2(path, &s->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK)
@@ -130,6 +163,7 @@ void cdn_store_close(struct cdn_store *s) {
         return;
     if (s->db)
         sqlite3_close(s->db);
+    pthread_mutex_destroy(&s->mu);
     free(s->path);
     free(s);
 }
@@ -140,8 +174,9 @@ void cdn_store_closep(struct cdn_store **s) {
 }
 
 void cdn_store_sandbox_clear(struct cdn_store_sandbox *sb) {
-    char **f[] = {&sb->tenant,      &sb->repo,  &sb->ref,  &sb->image, &sb->policy,
-                  &sb->labels_json, &sb->error, &sb->base, &sb->result};
+    char **f[] = {&sb->tenant, &sb->repo,        &sb->ref,   &sb->image,
+                  &sb->policy, &sb->labels_json, &sb->error, &sb->base,
+                  &sb->result, &sb->spec_json,   &sb->accel, &sb->transport};
     for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
         free(*f[i]);
         *f[i] = NULL;
@@ -190,7 +225,7 @@ static int create_body(struct cdn_store *s, void *ud, cdn_err **err) {
     _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(s->db,
                            "INSERT INTO sandboxes(id, tenant, state, repo, ref, image, policy, "
-                           "labels, created_ms, expires_ms) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                           "labels, created_ms, expires_ms, spec) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                            -1, &st, NULL) != SQLITE_OK)
         return db_err(s, err, "preparing a sandbox");
     bind_text(st, 1, sb->id);
@@ -203,6 +238,7 @@ static int create_body(struct cdn_store *s, void *ud, cdn_err **err) {
     bind_text(st, 8, sb->labels_json);
     sqlite3_bind_int64(st, 9, sb->created_ms);
     sqlite3_bind_int64(st, 10, sb->expires_ms);
+    bind_text(st, 11, sb->spec_json);
     if (sqlite3_step(st) != SQLITE_DONE)
         return db_err(s, err, "creating sandbox %s", sb->id);
     return add_event(s, sb->tenant, sb->id, CDN_SANDBOX_QUEUED, "created", err);
@@ -219,7 +255,11 @@ int cdn_store_sandbox_create(struct cdn_store *s, struct cdn_store_sandbox *sb, 
     sb->state = CDN_SANDBOX_QUEUED;
     if (!sb->created_ms)
         sb->created_ms = now_ms();
-    return in_txn(s, create_body, sb, err);
+    LOCKED(s);
+    int r = in_txn(s, create_body, sb, err);
+    if (r == 0)
+        notify(s, sb->tenant);
+    return r;
 }
 
 static char *col_dup(sqlite3_stmt *st, int i) {
@@ -229,7 +269,7 @@ static char *col_dup(sqlite3_stmt *st, int i) {
 
 #define SANDBOX_COLUMNS                                                                            \
     "id, tenant, state, repo, ref, image, policy, labels, error, base, result, created_ms, "       \
-    "expires_ms"
+    "expires_ms, spec, accel, transport"
 
 static void read_row(sqlite3_stmt *st, struct cdn_store_sandbox *sb) {
     *sb = (struct cdn_store_sandbox){0};
@@ -247,13 +287,18 @@ static void read_row(sqlite3_stmt *st, struct cdn_store_sandbox *sb) {
     sb->result = col_dup(st, 10);
     sb->created_ms = sqlite3_column_int64(st, 11);
     sb->expires_ms = sqlite3_column_int64(st, 12);
+    sb->spec_json = col_dup(st, 13);
+    sb->accel = col_dup(st, 14);
+    sb->transport = col_dup(st, 15);
 }
 
 int cdn_store_sandbox_get(struct cdn_store *s, const char *tenant, const char *id,
                           struct cdn_store_sandbox *out, cdn_err **err) {
+    LOCKED(s);
     _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(s->db,
-                           "SELECT " SANDBOX_COLUMNS " FROM sandboxes WHERE id = ? AND tenant = ?",
+                           "SELECT " SANDBOX_COLUMNS
+                           " FROM sandboxes WHERE id = ? AND (?2 IS NULL OR tenant = ?2)",
                            -1, &st, NULL) != SQLITE_OK)
         return db_err(s, err, "preparing a lookup");
     bind_text(st, 1, id);
@@ -307,11 +352,16 @@ static int state_body(struct cdn_store *s, void *ud, cdn_err **err) {
 int cdn_store_sandbox_set_state(struct cdn_store *s, const char *tenant, const char *id,
                                 enum cdn_sandbox_state to, const char *error, cdn_err **err) {
     struct state_change c = {.tenant = tenant, .id = id, .to = to, .error = error};
-    return in_txn(s, state_body, &c, err);
+    LOCKED(s);
+    int r = in_txn(s, state_body, &c, err);
+    if (r == 0)
+        notify(s, tenant);
+    return r;
 }
 
 int cdn_store_sandbox_list(struct cdn_store *s, const char *tenant, unsigned states_mask,
                            cdn_store_sandbox_fn fn, void *ud, cdn_err **err) {
+    LOCKED(s);
     _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(s->db,
                            "SELECT " SANDBOX_COLUMNS " FROM sandboxes WHERE (?1 IS NULL OR "
@@ -335,6 +385,7 @@ int cdn_store_sandbox_list(struct cdn_store *s, const char *tenant, unsigned sta
 
 int cdn_store_sandbox_delete(struct cdn_store *s, const char *tenant, const char *id,
                              cdn_err **err) {
+    LOCKED(s);
     _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(s->db, "DELETE FROM sandboxes WHERE id = ? AND tenant = ?", -1, &st,
                            NULL) != SQLITE_OK)
@@ -348,11 +399,14 @@ int cdn_store_sandbox_delete(struct cdn_store *s, const char *tenant, const char
 
 int cdn_store_events(struct cdn_store *s, const char *tenant, const char *sandbox_id,
                      uint64_t after_id, cdn_store_event_fn fn, void *ud, cdn_err **err) {
+    LOCKED(s);
     _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT id, sandbox, unix_ms, state, message FROM events WHERE "
-                           "tenant = ? AND id > ? AND (?3 IS NULL OR sandbox = ?3) ORDER BY id",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(
+            s->db,
+            "SELECT id, sandbox, unix_ms, state, message FROM events WHERE "
+            "(?1 IS NULL OR tenant = ?1) AND id > ?2 AND (?3 IS NULL OR sandbox = ?3) "
+            "ORDER BY id",
+            -1, &st, NULL) != SQLITE_OK)
         return db_err(s, err, "preparing the events");
     bind_text(st, 1, tenant);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)after_id);
@@ -392,9 +446,73 @@ static int recover_one(void *ud, const struct cdn_store_sandbox *sb) {
 }
 
 int cdn_store_recover(struct cdn_store *s, cdn_store_sandbox_fn fn, void *ud, cdn_err **err) {
+    LOCKED(s);
     struct recovery rc = {.s = s, .fn = fn, .ud = ud, .err = err};
     unsigned lost =
         (1u << CDN_SANDBOX_BOOTING) | (1u << CDN_SANDBOX_READY) | (1u << CDN_SANDBOX_STOPPING);
     int r = cdn_store_sandbox_list(s, NULL, lost, recover_one, &rc, err);
     return r < 0 ? r : rc.marked;
+}
+
+/* A one-statement update of a sandbox's columns (NULL values leave a column as it is). */
+int cdn_store_sandbox_update(struct cdn_store *s, const char *id, const char *base,
+                             const char *result, const char *accel, const char *transport,
+                             cdn_err **err) {
+    LOCKED(s);
+    _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "UPDATE sandboxes SET base = coalesce(?, base), result = coalesce(?, "
+                           "result), accel = coalesce(?, accel), transport = coalesce(?, "
+                           "transport) WHERE id = ?",
+                           -1, &st, NULL) != SQLITE_OK)
+        return db_err(s, err, "preparing an update");
+    bind_text(st, 1, base);
+    bind_text(st, 2, result);
+    bind_text(st, 3, accel);
+    bind_text(st, 4, transport);
+    bind_text(st, 5, id);
+    return sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(s, err, "updating sandbox %s", id);
+}
+
+int cdn_store_command_begin(struct cdn_store *s, const char *sandbox, const char *argv_json,
+                            int64_t *cmd_id, cdn_err **err) {
+    LOCKED(s);
+    _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT INTO commands(sandbox, argv, state, started_ms) VALUES (?, ?, "
+                           "'running', ?)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return db_err(s, err, "preparing a command");
+    bind_text(st, 1, sandbox);
+    bind_text(st, 2, argv_json);
+    sqlite3_bind_int64(st, 3, now_ms());
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return db_err(s, err, "recording a command of %s", sandbox);
+    *cmd_id = sqlite3_last_insert_rowid(s->db);
+    return 0;
+}
+
+int cdn_store_command_end(struct cdn_store *s, int64_t cmd_id, const char *state, int exit_code,
+                          int signo, cdn_err **err) {
+    LOCKED(s);
+    _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "UPDATE commands SET state = ?, exit_code = ?, signal = ?, ended_ms = ? "
+                           "WHERE id = ?",
+                           -1, &st, NULL) != SQLITE_OK)
+        return db_err(s, err, "preparing a command's end");
+    bind_text(st, 1, state);
+    sqlite3_bind_int(st, 2, exit_code);
+    sqlite3_bind_int(st, 3, signo);
+    sqlite3_bind_int64(st, 4, now_ms());
+    sqlite3_bind_int64(st, 5, cmd_id);
+    return sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(s, err, "recording a command's end");
+}
+
+int cdn_store_commands_interrupted(struct cdn_store *s, cdn_err **err) {
+    LOCKED(s);
+    return exec_sql(s,
+                    "UPDATE commands SET state = 'interrupted' WHERE state = 'running' OR state = "
+                    "'queued'",
+                    err);
 }

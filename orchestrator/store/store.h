@@ -32,6 +32,8 @@ void cdn_store_closep(struct cdn_store **s);
 struct cdn_store_sandbox {
     char id[17];
     char *tenant, *repo, *ref, *image, *policy, *labels_json, *error, *base, *result;
+    char *spec_json;         /* what starting it needs (limits, ttl, the policy's name) */
+    char *accel, *transport; /* once booted */
     enum cdn_sandbox_state state;
     int64_t created_ms, expires_ms;
 };
@@ -39,6 +41,7 @@ void cdn_store_sandbox_clear(struct cdn_store_sandbox *sb);
 
 /* Inserts sb (state QUEUED, a new id written to sb->id) and its first event. */
 int cdn_store_sandbox_create(struct cdn_store *s, struct cdn_store_sandbox *sb, cdn_err **err);
+/* tenant NULL: any tenant's (the daemon's own lookups). */
 int cdn_store_sandbox_get(struct cdn_store *s, const char *tenant, const char *id,
                           struct cdn_store_sandbox *out, cdn_err **err);
 /* Moves a sandbox to `to` (error may be NULL) and logs the event; refuses moves out of a final
@@ -53,6 +56,23 @@ int cdn_store_sandbox_list(struct cdn_store *s, const char *tenant, unsigned sta
 int cdn_store_sandbox_delete(struct cdn_store *s, const char *tenant, const char *id,
                              cdn_err **err);
 
+/* Sets the non-NULL ones of a sandbox's base, result, accel and transport. */
+int cdn_store_sandbox_update(struct cdn_store *s, const char *id, const char *base,
+                             const char *result, const char *accel, const char *transport,
+                             cdn_err **err);
+
+/* A sandbox's commands: recorded when they start, completed with how they ended ("exited",
+ * "failed", "denied", "cancelled", "timed_out"). After a restart, commands left running are
+ * marked "interrupted". */
+int cdn_store_command_begin(struct cdn_store *s, const char *sandbox, const char *argv_json,
+                            int64_t *cmd_id, cdn_err **err);
+int cdn_store_command_end(struct cdn_store *s, int64_t cmd_id, const char *state, int exit_code,
+                          int signo, cdn_err **err);
+int cdn_store_commands_interrupted(struct cdn_store *s, cdn_err **err);
+
+/* fn is called (from whichever thread committed) after every committed event of tenant. */
+void cdn_store_on_event(struct cdn_store *s, void (*fn)(void *ud, const char *tenant), void *ud);
+
 struct cdn_store_event {
     uint64_t id;
     const char *sandbox_id;
@@ -61,7 +81,8 @@ struct cdn_store_event {
     const char *message;
 };
 typedef int (*cdn_store_event_fn)(void *ud, const struct cdn_store_event *ev);
-/* The tenant's events after after_id (optionally of one sandbox), in order. */
+/* The tenant's (NULL: every tenant's) events after after_id (optionally of one sandbox), in
+ * order. */
 int cdn_store_events(struct cdn_store *s, const char *tenant, const char *sandbox_id,
                      uint64_t after_id, cdn_store_event_fn fn, void *ud, cdn_err **err);
 

@@ -15,6 +15,8 @@
 #include "policy.h"
 #include "workspace.h"
 
+struct cdn_evidence;
+
 struct cdn_task_spec {
     const char *state_dir;  /* tasks/<id>/ is created here (console log kept as evidence) */
     const char *images_dir; /* kernel/vmlinux and <image>.cpio.lz4 */
@@ -76,6 +78,55 @@ struct cdn_task_result {
     struct cdn_diff_stats diff;
     uint64_t total_ms; /* boot and command (the teardown follows) */
 };
+
+/* A sandbox: the same task, kept alive between commands (cordond's unit of work). Open prepares
+ * the folder, the evidence and the workspace (no VM yet); boot starts the VM and uploads the
+ * workspace; commands run concurrently; the result can be taken any number of times (each take a
+ * commit on the task branch, diffed against the base); close destroys the VM and saves the
+ * evidence. spec (and everything it points to) must outlive the session. With id set the
+ * sandbox's folder is tasks/<id> (a fresh id otherwise). */
+struct cdn_session;
+int cdn_session_open(const struct cdn_task_spec *spec, const char *id, struct cdn_session **out,
+                     cdn_err **err);
+int cdn_session_boot(struct cdn_session *s, cdn_err **err);
+/* Destroys the VM (if any), copies its console log and saves the manifest (error, when not NULL,
+ * recorded as the sandbox's). The evidence and the worktree stay on disk. With out, the session's
+ * result moves there (cdn_task_result_free it). */
+void cdn_session_close(struct cdn_session *s, const char *error, struct cdn_task_result *out);
+void cdn_session_closep(struct cdn_session **s);
+const struct cdn_task_result *cdn_session_info(const struct cdn_session *s);
+struct cdn_evidence *cdn_session_evidence(struct cdn_session *s);
+struct cdn_channel *cdn_session_channel(struct cdn_session *s); /* NULL before boot */
+/* The commands' default folder in the guest (/workspace with a repository). */
+const char *cdn_session_cwd(const struct cdn_session *s);
+/* One command, its output tee'd to the evidence and to fn. Several may run at once; the caller
+ * polls, and finishes each (its exit recorded, the command freed). */
+struct cdn_session_cmd;
+int cdn_session_cmd_start(struct cdn_session *s, const struct cdn_exec_spec *x, cdn_output_fn fn,
+                          void *ud, struct cdn_session_cmd **out, cdn_err **err);
+bool cdn_session_cmd_done(struct cdn_session *s, const struct cdn_session_cmd *c);
+int cdn_session_cmd_signal(struct cdn_session *s, struct cdn_session_cmd *c, int signo,
+                           cdn_err **err);
+/* Takes the exit (waiting up to timeout_ms) or, with failed set, records the command as failed. */
+int cdn_session_cmd_finish(struct cdn_session *s, struct cdn_session_cmd *c, int timeout_ms,
+                           struct cdn_exec_result *res, cdn_err **err);
+/* The channel polled once (up to timeout_ms, or until wake_fd, when >= 0, is readable: 1 is
+ * returned then), and the disk limit checked (-EFBIG past it). */
+int cdn_session_poll(struct cdn_session *s, int wake_fd, int timeout_ms, cdn_err **err);
+/* /workspace (and the spec's artifacts) out of the guest, committed and diffed on the host:
+ * res->result, res->diff and the evidence's diff.patch are updated. what names the command(s)
+ * in the commit message. */
+int cdn_session_take_result(struct cdn_session *s, const char *what, cdn_err **err);
+
+/* The policy's decision on argv, recorded in ev: 0 to allow, -EPERM (denied, with the reason) or
+ * 1 with a pending approval request written to STATE/approvals (*id) and *pending to settle. */
+struct cdn_gate_pending;
+int cdn_gate_check(const struct cdn_policy *p, struct cdn_evidence *ev, const char *state_dir,
+                   const char *task_id, const char *const *argv, size_t argc, char id[17],
+                   struct cdn_gate_pending **pending, cdn_err **err);
+/* How a pending approval ended, recorded in the evidence; -EPERM unless approved. Frees p. */
+int cdn_gate_settle(struct cdn_gate_pending *p, struct cdn_evidence *ev, const char *id,
+                    enum cdn_approval_status st, const char *by, cdn_err **err);
 
 /* Errors: -ETIMEDOUT (boot deadline, message names the console log), -EINTR (cancelled), -EPERM
  * (refused by the policy or not approved: before any VM booted),

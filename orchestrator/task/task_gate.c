@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "agent.pb-c.h"
+#include "evidence.h"
 #include "task_internal.h"
 
 /* The first part with the decisive action, for the message. */
@@ -26,53 +27,74 @@ static void describe(const struct cdn_policy_part *p, char *out, size_t size) {
         used += (size_t)snprintf(out + used, size - used, "%s%s", i ? " " : "", p->argv[i]);
 }
 
-int task_gate(struct task_ctx *t, cdn_err **err) {
-    const struct cdn_task_spec *spec = t->spec;
-    if (!spec->policy)
+struct cdn_gate_pending {
+    json_t *rec; /* the decision's record, completed by how the approval ended */
+    char what[512];
+    char rule[256], reason[512];
+};
+
+int cdn_gate_check(const struct cdn_policy *p, struct cdn_evidence *ev, const char *state_dir,
+                   const char *task_id, const char *const *argv, size_t argc, char id[17],
+                   struct cdn_gate_pending **pending, cdn_err **err) {
+    *pending = NULL;
+    if (!p)
         return 0;
     struct cdn_policy_decision d;
-    int r = cdn_policy_decide(spec->policy, spec->argv, spec->argc, &d, err);
+    int r = cdn_policy_decide(p, argv, argc, &d, err);
     if (r < 0)
         return r;
-    json_t *argv = json_array();
-    for (size_t i = 0; i < spec->argc; i++)
-        json_array_append_new(argv, json_string(spec->argv[i]));
-    json_t *rec = json_pack("{s:o, s:s, s:s, s:o}", "argv", argv, "policy",
-                            cdn_policy_name(spec->policy), "decision",
-                            cdn_policy_action_name(d.action), "parts", cdn_approval_parts_json(&d));
+    json_t *jargv = json_array();
+    for (size_t i = 0; i < argc; i++)
+        json_array_append_new(jargv, json_string(argv[i]));
+    json_t *rec =
+        json_pack("{s:o, s:s, s:s, s:o}", "argv", jargv, "policy", cdn_policy_name(p), "decision",
+                  cdn_policy_action_name(d.action), "parts", cdn_approval_parts_json(&d));
     const struct cdn_policy_part *why = decisive(&d);
     char what[512];
     describe(why, what, sizeof(what));
     if (d.action == CDN_POLICY_APPROVE) {
-        char id[17], by[256] = "nobody";
-        r = cdn_approval_request(spec->state_dir, t->res->id, spec->argv, spec->argc, &d, id, err);
-        enum cdn_approval_status st = CDN_APPROVAL_EXPIRED;
-        if (r == 0 && spec->on_approval)
-            st = spec->on_approval(spec->ud, id, &d, by, sizeof(by));
-        else if (r == 0) /* nobody to ask: fail closed, and say so in the store */
-            cdn_approval_decide(spec->state_dir, id, CDN_APPROVAL_EXPIRED,
-                                "nobody (no approver for this run)", NULL);
+        struct cdn_gate_pending *g = calloc(1, sizeof(*g));
+        if (!g)
+            r = cdn_err_set(err, ENOMEM, "out of memory");
+        else
+            r = cdn_approval_request(state_dir, task_id, argv, argc, &d, id, err);
         if (r == 0) {
-            char at[32];
-            time_t now = time(NULL);
-            struct tm tm;
-            gmtime_r(&now, &tm);
-            strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%SZ", &tm);
-            json_object_set_new(rec, "approval",
-                                json_pack("{s:s, s:s, s:s, s:s}", "id", id, "status",
-                                          cdn_approval_status_name(st), "by", by, "at", at));
-            if (st != CDN_APPROVAL_APPROVED)
-                r = cdn_err_set(err, EPERM, "`%s` was not approved (%s by %s; %s: %s)", what,
-                                cdn_approval_status_name(st), by, why ? why->rule : "",
-                                why && why->reason ? why->reason : "approval required");
+            g->rec = rec;
+            snprintf(g->what, sizeof(g->what), "%s", what);
+            snprintf(g->rule, sizeof(g->rule), "%s", why ? why->rule : "");
+            snprintf(g->reason, sizeof(g->reason), "%s",
+                     why && why->reason ? why->reason : "approval required");
+            *pending = g;
+            cdn_policy_decision_free(&d);
+            return 1;
         }
+        free(g);
     } else if (d.action == CDN_POLICY_DENY) {
         r = cdn_err_set(err, EPERM, "refused by the policy: `%s` (%s%s%s)", what,
                         why ? why->rule : "", why && why->reason ? ": " : "",
                         why && why->reason ? why->reason : "");
     }
-    cdn_evidence_append(t->ev, "decisions", rec);
+    cdn_evidence_append(ev, "decisions", rec);
     cdn_policy_decision_free(&d);
+    return r;
+}
+
+int cdn_gate_settle(struct cdn_gate_pending *g, struct cdn_evidence *ev, const char *id,
+                    enum cdn_approval_status st, const char *by, cdn_err **err) {
+    char at[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    json_object_set_new(g->rec, "approval",
+                        json_pack("{s:s, s:s, s:s, s:s}", "id", id, "status",
+                                  cdn_approval_status_name(st), "by", by, "at", at));
+    int r = 0;
+    if (st != CDN_APPROVAL_APPROVED)
+        r = cdn_err_set(err, EPERM, "`%s` was not approved (%s by %s; %s: %s)", g->what,
+                        cdn_approval_status_name(st), by, g->rule, g->reason);
+    cdn_evidence_append(ev, "decisions", g->rec);
+    free(g);
     return r;
 }
 

@@ -6,31 +6,40 @@
 
 #include "evidence.h"
 #include "task.h"
+#include "vm.h"
 #include "workspace.h"
 
-struct task_ctx {
+/* A sandbox's resources, released by cdn_session_close in the reverse of the order they were
+ * acquired: channel, VM (destroyed, socket removed), overlay, libvirt connection; then the
+ * console copy, the manifest, the scratch tree, the workspace, the evidence and the owner mark. */
+struct cdn_session {
     const struct cdn_task_spec *spec;
-    struct cdn_task_result *res;
-    const char *dir; /* tasks/<id> */
+    struct cdn_task_result res;
+    char *dir; /* tasks/<id> */
     bool devbox;
     struct cdn_evidence *ev;              /* always */
     struct cdn_workspace *ws;             /* NULL without a repository */
-    const char *result_dir;               /* tasks/<id>/result, with a repository */
+    char *result_dir;                     /* tasks/<id>/result, with a repository */
     struct cdn_workspace_listing listing; /* what came back into result_dir */
-    const char *cwd; /* the command's folder in the guest (NULL: the agent's) */
+    const char *cwd; /* the commands' folder in the guest (NULL: the agent's) */
     uint64_t t0;
-    const char *overlay; /* the task's disk while the VM runs (devbox), else NULL */
+    char *overlay; /* the task's disk while the VM runs (devbox), else NULL */
+    struct cdn_vm_host *host;
+    struct cdn_vm *vm;
+    struct cdn_channel *ch;
+    bool owned; /* the owner mark is written */
 };
 
 void task_notice(const struct cdn_task_spec *spec, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 bool task_cancelled(const struct cdn_task_spec *spec);
 
-/* The policy's decision on the command (before any VM boots); -EPERM when refused. */
-int task_gate(struct task_ctx *t, cdn_err **err);
 /* The policy's limits folded into s (larger options refused); nproc holds the rlimit. */
 int task_apply_limits(struct cdn_task_spec *s, struct cdn_rlimit *nproc, cdn_err **err);
 
-/* The task's time in its VM: boot, workspace in, the command, workspace and artifacts out. The
- * VM is destroyed (and its overlay deleted) before this returns, on every path. */
-int task_in_vm(struct task_ctx *t, cdn_err **err);
+/* The VM half of a session (task_vm.c): boot and the release of what it acquired. */
+int task_vm_boot(struct cdn_session *s, cdn_err **err);
+void task_vm_release(struct cdn_session *s);
+/* The artifacts the spec names, into the evidence. */
+int task_vm_artifacts(struct cdn_session *s, cdn_err **err);
+int task_vm_collect(struct cdn_session *s, cdn_err **err);

@@ -86,19 +86,22 @@ static uint64_t elapsed_us(const struct timespec *a, const struct timespec *b) {
     return (uint64_t)((b->tv_sec - a->tv_sec) * 1000000 + (b->tv_nsec - a->tv_nsec) / 1000);
 }
 
-/* Every path the diff touches, old and new names, for a checkout limited to them. */
-static int changed_paths(git_diff *diff, git_strarray *out, cdn_err **err) {
-    size_t n = git_diff_num_deltas(diff);
+/* Every path the diffs touch, old and new names, for a checkout limited to them. */
+static int changed_paths(git_diff *const *diffs, size_t n_diffs, git_strarray *out, cdn_err **err) {
+    size_t n = 0;
+    for (size_t k = 0; k < n_diffs; k++)
+        n += diffs[k] ? git_diff_num_deltas(diffs[k]) : 0;
     out->strings = calloc(2 * n + 1, sizeof(char *));
     out->count = 0;
     if (!out->strings)
         return cdn_err_set(err, ENOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++) {
-        const git_diff_delta *d = git_diff_get_delta(diff, i);
-        out->strings[out->count++] = (char *)d->new_file.path;
-        if (strcmp(d->old_file.path, d->new_file.path) != 0)
-            out->strings[out->count++] = (char *)d->old_file.path;
-    }
+    for (size_t k = 0; k < n_diffs; k++)
+        for (size_t i = 0; diffs[k] && i < git_diff_num_deltas(diffs[k]); i++) {
+            const git_diff_delta *d = git_diff_get_delta(diffs[k], i);
+            out->strings[out->count++] = (char *)d->new_file.path;
+            if (strcmp(d->old_file.path, d->new_file.path) != 0)
+                out->strings[out->count++] = (char *)d->old_file.path;
+        }
     return 0;
 }
 
@@ -106,14 +109,25 @@ int cdn_workspace_commit_tree(struct cdn_workspace *ws, const char *tree_dir,
                               const struct cdn_workspace_listing *listing, const char *message,
                               struct cdn_workspace_result *res, cdn_err **err) {
     *res = (struct cdn_workspace_result){0};
-    git_oid base_oid, tree_oid, commit_oid;
+    git_oid base_oid, tip_oid, tree_oid, commit_oid;
     _cleanup_(git_commit_freep) git_commit *base = NULL;
+    _cleanup_(git_commit_freep) git_commit *tip = NULL;
     _cleanup_(git_tree_freep) git_tree *base_tree = NULL;
+    _cleanup_(git_tree_freep) git_tree *tip_tree = NULL;
     _cleanup_(git_tree_freep) git_tree *new_tree = NULL;
     _cleanup_(git_diff_freep) git_diff *diff = NULL;
+    _cleanup_(git_diff_freep) git_diff *earlier = NULL;
+    char ref[300];
+    snprintf(ref, sizeof(ref), "refs/heads/%s", ws->branch);
     if (git_oid_fromstr(&base_oid, ws->base) < 0 ||
         git_commit_lookup(&base, ws->repo, &base_oid) < 0 || git_commit_tree(&base_tree, base) < 0)
         return ws_git_err(err, "reading the base commit %s", ws->base);
+    /* A sandbox's result can be taken more than once: each take is a commit on top of the last
+     * (the diff is always against the base). */
+    if (git_reference_name_to_id(&tip_oid, ws->repo, ref) < 0 ||
+        git_commit_lookup(&tip, ws->repo, &tip_oid) < 0 || git_commit_tree(&tip_tree, tip) < 0)
+        return ws_git_err(err, "reading the tip of %s", ws->branch);
+    bool tip_is_base = git_oid_equal(&tip_oid, &base_oid);
     struct timespec t0, t1, t2;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     _cleanup_(git_index_freep) git_index *idx = NULL;
@@ -125,31 +139,36 @@ int cdn_workspace_commit_tree(struct cdn_workspace *ws, const char *tree_dir,
     clock_gettime(CLOCK_MONOTONIC, &t1);
     res->diff_us = elapsed_us(&t0, &t1);
     res->changed = git_diff_num_deltas(diff) > 0;
-    snprintf(res->sha, sizeof(res->sha), "%s", ws->base);
-    if (!res->changed)
+    git_oid_tostr(res->sha, sizeof(res->sha), &tip_oid);
+    if (!res->changed && tip_is_base)
         return git_index_read(idx, 1) < 0 ? ws_git_err(err, "reloading the index") : 0;
     if (git_index_write_tree(&tree_oid, idx) < 0 ||
         git_tree_lookup(&new_tree, ws->repo, &tree_oid) < 0)
         return ws_git_err(err, "writing the result tree");
-    /* The index on disk again: the checkout below updates it from the base. */
+    /* The index on disk again: the checkout below updates it from the tip. */
     if (git_index_read(idx, 1) < 0)
         return ws_git_err(err, "reloading the index of %s", ws->path);
+    if (git_oid_equal(&tree_oid, git_tree_id(tip_tree)))
+        return 0; /* the same tree as the last take */
+    /* What the worktree holds differs from the new tree only where either differs from the
+     * base. */
+    if (!tip_is_base && git_diff_tree_to_tree(&earlier, ws->repo, base_tree, tip_tree, NULL) < 0)
+        return ws_git_err(err, "diffing the last result against the base");
     _cleanup_(git_signature_freep) git_signature *sig = NULL;
-    char ref[300];
-    snprintf(ref, sizeof(ref), "refs/heads/%s", ws->branch);
-    const git_commit *parents[] = {base};
+    const git_commit *parents[] = {tip};
     git_checkout_options cko = GIT_CHECKOUT_OPTIONS_INIT;
     cko.checkout_strategy = GIT_CHECKOUT_FORCE | GIT_CHECKOUT_DISABLE_PATHSPEC_MATCH;
-    if ((r = changed_paths(diff, &cko.paths, err)) < 0)
+    git_diff *diffs[] = {diff, earlier};
+    if ((r = changed_paths(diffs, 2, &cko.paths, err)) < 0)
         return r;
-    _cleanup_free_ char **paths = cko.paths.strings; /* the strings belong to the diff */
+    _cleanup_free_ char **paths = cko.paths.strings; /* the strings belong to the diffs */
     if (git_signature_now(&sig, AUTHOR_NAME, AUTHOR_EMAIL) < 0 ||
         git_commit_create(&commit_oid, ws->repo, ref, sig, sig, "UTF-8", message, new_tree, 1,
                           parents) < 0)
         return ws_git_err(err, "committing the result on %s", ws->branch);
     git_oid_tostr(res->sha, sizeof(res->sha), &commit_oid);
     /* The host worktree becomes the result: libgit2 writes what the commit holds, for the paths
-     * the diff names (the rest is the base already). */
+     * the diffs name (the rest is the base already). */
     if (git_checkout_head(ws->repo, &cko) < 0)
         return ws_git_err(err, "checking the result out in %s", ws->path);
     clock_gettime(CLOCK_MONOTONIC, &t2);

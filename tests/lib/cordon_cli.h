@@ -7,8 +7,7 @@
 const char *th_cordon_bin(void);
 /* Starts `cordon SUB --state STATE [--images IMAGES, for run] ARGS...` with stdin on /dev/null
  * (no terminal: nobody to ask) and stdout and stderr going to STATE/TAG.out and STATE/TAG.err. */
-pid_t th_cordon_spawn(const char *sub, const char *state, const char *tag,
-                      const char *const *args);
+pid_t th_cordon_spawn(const char *sub, const char *state, const char *tag, const char *const *args);
 /* Its exit code (-1 if it did not exit). */
 int th_cordon_wait(pid_t pid);
 /* STATE/TAG.EXT (NULL if absent); caller frees. */
