@@ -6,7 +6,8 @@
 DEB_PACKAGES := make gcc libc6-dev clang libclang-rt-14-dev \
 	libprotobuf-c-dev protobuf-c-compiler libjansson-dev tar \
 	qemu-system-x86 busybox-static kmod cpio lz4 libvirt-daemon-system libvirt-dev \
-	mmdebstrap e2fsprogs qemu-utils libgit2-dev libssl-dev git libyaml-dev libsqlite3-dev
+	mmdebstrap e2fsprogs qemu-utils libgit2-dev libssl-dev git libyaml-dev libsqlite3-dev \
+	libgrpc-dev python3-grpcio python3-grpc-tools openssl
 
 CC ?= gcc
 BUILD ?= build/release
@@ -25,10 +26,12 @@ endif
 LDLIBS := -lprotobuf-c
 VIRT_LIBS := -lvirt
 GIT_LIBS := -lgit2 -lcrypto
+GRPC_LIBS := -lgrpc -lgpr
+HOST_LIBS := $(VIRT_LIBS) $(GIT_LIBS) $(GRPC_LIBS) -lyaml -lsqlite3 -ljansson -lm -lpthread
 
 GEN := $(BUILD)/gen
 INCLUDES := -Iproto -I$(GEN) -Iorchestrator/channel -Iorchestrator/vm -Iorchestrator/task \
-	-Iorchestrator/workspace -Iorchestrator/evidence -Iorchestrator/policy -Iorchestrator/approval -Iorchestrator/store -Iorchestrator/cli -Iguest-agent -Itests/lib
+	-Iorchestrator/workspace -Iorchestrator/evidence -Iorchestrator/policy -Iorchestrator/approval -Iorchestrator/store -Iorchestrator/scheduler -Iorchestrator/api -Iorchestrator/cli -Iguest-agent -Itests/lib
 
 PROTO_SRCS := $(wildcard proto/*.c)
 AGENT_SRCS := $(wildcard guest-agent/*.c)
@@ -40,7 +43,9 @@ EVIDENCE_SRCS := $(wildcard orchestrator/evidence/*.c)
 POLICY_SRCS := $(wildcard orchestrator/policy/*.c)
 APPROVAL_SRCS := $(wildcard orchestrator/approval/*.c)
 STORE_SRCS := $(wildcard orchestrator/store/*.c)
-CLI_SRCS := $(wildcard orchestrator/cli/*.c)
+SCHED_SRCS := $(wildcard orchestrator/scheduler/*.c)
+API_SRCS := $(wildcard orchestrator/api/*.c)
+CLI_SRCS := $(filter-out orchestrator/cli/cordond.c,$(wildcard orchestrator/cli/*.c))
 TESTLIB_SRCS := $(wildcard tests/lib/*.c)
 TEST_SRCS := $(wildcard tests/unit/test_*.c tests/integration/test_*.c tests/hostile/test_*.c \
 	tests/e2e/test_*.c)
@@ -59,6 +64,8 @@ WORKSPACE_OBJS := $(call obj,$(WORKSPACE_SRCS))
 EVIDENCE_OBJS := $(call obj,$(EVIDENCE_SRCS))
 POLICY_OBJS := $(call obj,$(POLICY_SRCS) $(APPROVAL_SRCS))
 STORE_OBJS := $(call obj,$(STORE_SRCS))
+SCHED_OBJS := $(call obj,$(SCHED_SRCS))
+API_OBJS := $(call obj,$(API_SRCS)) $(BUILD)/obj/gen/cordon.pb-c.o
 CLI_OBJS := $(call obj,$(CLI_SRCS))
 TESTLIB_OBJS := $(call obj,$(TESTLIB_SRCS))
 
@@ -70,6 +77,9 @@ LIBEVIDENCE := $(BUILD)/lib/libcdnevidence.a
 LIBTASK := $(BUILD)/lib/libcdntask.a
 LIBPOLICY := $(BUILD)/lib/libcdnpolicy.a
 LIBSTORE := $(BUILD)/lib/libcdnstore.a
+LIBSCHED := $(BUILD)/lib/libcdnsched.a
+LIBAPI := $(BUILD)/lib/libcdnapi.a
+CORDOND := $(BUILD)/bin/cordond
 AGENT := $(BUILD)/bin/cordon-agent
 CORDON := $(BUILD)/bin/cordon
 AGENT_STATIC := $(BUILD)/bin/cordon-agent-static
@@ -81,9 +91,9 @@ BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 .DEFAULT_GOAL := all
 
 ifeq ($(SAN),1)
-all: $(AGENT) $(CORDON) $(TESTS) $(TOOLS) $(BENCHES)
+all: $(AGENT) $(CORDON) $(CORDOND) $(TESTS) $(TOOLS) $(BENCHES)
 else
-all: $(AGENT) $(AGENT_STATIC) $(CORDON) $(TESTS) $(TOOLS) $(BENCHES)
+all: $(AGENT) $(AGENT_STATIC) $(CORDON) $(CORDOND) $(TESTS) $(TOOLS) $(BENCHES)
 endif
 
 deps:
@@ -94,12 +104,16 @@ $(GEN)/agent.pb-c.c $(GEN)/agent.pb-c.h &: proto/agent.proto
 	@mkdir -p $(GEN)
 	protoc-c --c_out=$(GEN) -Iproto $<
 
-$(BUILD)/obj/gen/agent.pb-c.o: $(GEN)/agent.pb-c.c
+$(GEN)/cordon.pb-c.c $(GEN)/cordon.pb-c.h &: proto/cordon.proto
+	@mkdir -p $(GEN)
+	protoc-c --c_out=$(GEN) -Iproto $<
+
+$(BUILD)/obj/gen/%.pb-c.o: $(GEN)/%.pb-c.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(INCLUDES) -c -o $@ $<
 
-# Every object needs the generated header first.
-$(BUILD)/obj/%.o: %.c $(GEN)/agent.pb-c.h
+# Every object needs the generated headers first.
+$(BUILD)/obj/%.o: %.c $(GEN)/agent.pb-c.h $(GEN)/cordon.pb-c.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(INCLUDES) -c -o $@ $<
 
@@ -135,10 +149,25 @@ $(LIBSTORE): $(STORE_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(CORDON): $(CLI_OBJS) $(LIBTASK) $(LIBPOLICY) $(LIBEVIDENCE) $(LIBWORKSPACE) $(LIBVM) $(LIBCHANNEL) \
-		$(LIBPROTO)
+$(LIBSCHED): $(SCHED_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(VIRT_LIBS) $(GIT_LIBS) -lyaml -ljansson
+	rm -f $@ && ar rcs $@ $^
+
+$(LIBAPI): $(API_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+# Everything host-side, in link order.
+HOST_LIBS_A := $(LIBAPI) $(LIBSCHED) $(LIBTASK) $(LIBPOLICY) $(LIBSTORE) $(LIBEVIDENCE) $(LIBWORKSPACE) \
+	$(LIBVM) $(LIBCHANNEL) $(LIBPROTO)
+
+$(CORDON): $(CLI_OBJS) $(HOST_LIBS_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(HOST_LIBS)
+
+$(CORDOND): $(BUILD)/obj/orchestrator/cli/cordond.o $(filter-out $(BUILD)/obj/orchestrator/cli/main.o,$(CLI_OBJS)) $(HOST_LIBS_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(HOST_LIBS)
 
 $(AGENT): $(AGENT_OBJS) $(LIBPROTO)
 	@mkdir -p $(dir $@)
@@ -149,20 +178,15 @@ $(AGENT_STATIC): $(AGENT_OBJS) $(LIBPROTO)
 	@mkdir -p $(dir $@)
 	$(CC) -static $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJS) $(LIBTASK) $(LIBPOLICY) $(LIBSTORE) $(LIBEVIDENCE) $(LIBWORKSPACE) $(LIBVM) \
-		$(LIBCHANNEL) $(LIBPROTO) | \
-		$(AGENT) $(CORDON)
+$(BUILD)/tests/%: tests/%.c $(TESTLIB_OBJS) $(HOST_LIBS_A) | $(AGENT) $(CORDON) $(CORDOND)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(INCLUDES) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJS) $(LIBTASK) $(LIBPOLICY) $(LIBSTORE) $(LIBEVIDENCE) \
-		$(LIBWORKSPACE) $(LIBVM) $(LIBCHANNEL) $(LIBPROTO) $(LDLIBS) $(VIRT_LIBS) $(GIT_LIBS) -lyaml -lsqlite3 -ljansson -lm
+	$(CC) $(CFLAGS) $(INCLUDES) $(LDFLAGS) -o $@ $< $(TESTLIB_OBJS) $(HOST_LIBS_A) $(LDLIBS) $(HOST_LIBS)
 
 # Benchmarks link the test helpers but not the test runner's main().
 BENCH_LIB_OBJS := $(filter-out $(BUILD)/obj/tests/lib/test.o,$(TESTLIB_OBJS))
-$(BUILD)/bench/%: bench/%.c $(BENCH_LIB_OBJS) $(LIBWORKSPACE) $(LIBVM) $(LIBCHANNEL) $(LIBPROTO) | \
-		$(AGENT) $(CORDON)
+$(BUILD)/bench/%: bench/%.c $(BENCH_LIB_OBJS) $(HOST_LIBS_A) | $(AGENT) $(CORDON) $(CORDOND)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(INCLUDES) $(LDFLAGS) -o $@ $< $(BENCH_LIB_OBJS) $(LIBWORKSPACE) $(LIBVM) \
-		$(LIBCHANNEL) $(LIBPROTO) $(LDLIBS) $(VIRT_LIBS) $(GIT_LIBS) -lyaml -lsqlite3 -ljansson -lm
+	$(CC) $(CFLAGS) $(INCLUDES) $(LDFLAGS) -o $@ $< $(BENCH_LIB_OBJS) $(HOST_LIBS_A) $(LDLIBS) $(HOST_LIBS)
 
 # libFuzzer targets: clang, sanitizers on, built in their own tree.
 FUZZ_BUILD := build/fuzz

@@ -237,3 +237,9 @@ int cdn_approval_list(const char *state_dir, bool all, json_t **out, cdn_err **e
     free(v);
     return 0;
 }
+
+int cdn_approval_load(const char *state_dir, const char *id, json_t **out, cdn_err **err) {
+    char dir[4200];
+    int r = dir_of(state_dir, dir, sizeof(dir), err);
+    return r < 0 ? r : load(dir, id, out, err);
+}

@@ -33,6 +33,9 @@ int cdn_approval_request(const char *state_dir, const char *task, const char *co
 /* The request's current status, and who decided it (caller frees *by, NULL while pending). */
 int cdn_approval_get(const char *state_dir, const char *id, enum cdn_approval_status *st, char **by,
                      cdn_err **err);
+/* The request as stored (id, task, argv, parts, status, requested, decided_by, decided); caller
+ * decrefs. -ENOENT when there is none. */
+int cdn_approval_load(const char *state_dir, const char *id, json_t **out, cdn_err **err);
 /* Decides a pending request (approved or denied, by `by`); fails naming the current status
  * if it was already decided. */
 int cdn_approval_decide(const char *state_dir, const char *id, enum cdn_approval_status to,

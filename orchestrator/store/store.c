@@ -516,3 +516,14 @@ int cdn_store_commands_interrupted(struct cdn_store *s, cdn_err **err) {
                     "'queued'",
                     err);
 }
+
+int cdn_store_last_event_id(struct cdn_store *s, uint64_t *id, cdn_err **err) {
+    LOCKED(s);
+    _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, "SELECT coalesce(max(id), 0) FROM events", -1, &st, NULL) !=
+            SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW)
+        return db_err(s, err, "reading the last event");
+    *id = (uint64_t)sqlite3_column_int64(st, 0);
+    return 0;
+}

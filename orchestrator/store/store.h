@@ -86,6 +86,9 @@ typedef int (*cdn_store_event_fn)(void *ud, const struct cdn_store_event *ev);
 int cdn_store_events(struct cdn_store *s, const char *tenant, const char *sandbox_id,
                      uint64_t after_id, cdn_store_event_fn fn, void *ud, cdn_err **err);
 
+/* The newest event's id (0: none yet). */
+int cdn_store_last_event_id(struct cdn_store *s, uint64_t *id, cdn_err **err);
+
 /* After a restart: sandboxes left BOOTING, READY or STOPPING lost their VM with the old daemon;
  * each is marked FAILED ("cordond restarted"), and its id passed to fn (to reap its domain).
  * QUEUED ones stay queued. Returns how many were marked. */

@@ -101,7 +101,7 @@ int cdn_task_run(const struct cdn_task_spec *given, struct cdn_task_result *res,
     /* The options as the policy bounds them: what the rest of the task uses. */
     struct cdn_task_spec eff = *given;
     struct cdn_rlimit nproc;
-    int r = task_apply_limits(&eff, &nproc, err);
+    int r = cdn_task_apply_limits(&eff, &nproc, err);
     if (r < 0)
         return r;
     struct cdn_session *s;

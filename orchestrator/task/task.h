@@ -128,6 +128,13 @@ int cdn_gate_check(const struct cdn_policy *p, struct cdn_evidence *ev, const ch
 int cdn_gate_settle(struct cdn_gate_pending *p, struct cdn_evidence *ev, const char *id,
                     enum cdn_approval_status st, const char *by, cdn_err **err);
 
+/* The policy's limits folded into s (an option over the policy's is refused with -EPERM naming
+ * it; unset ones take the policy's); nproc holds the process rlimit s then points to. */
+int cdn_task_apply_limits(struct cdn_task_spec *s, struct cdn_rlimit *nproc, cdn_err **err);
+/* Writes stdin to a command started with stdin_pipe, then closes it. */
+int cdn_session_cmd_stdin(struct cdn_session *s, struct cdn_session_cmd *c, const void *data,
+                          size_t len, cdn_err **err);
+
 /* Errors: -ETIMEDOUT (boot deadline, message names the console log), -EINTR (cancelled), -EPERM
  * (refused by the policy or not approved: before any VM booted),
  * others from the VM or the channel. The command's own failure is not an error: see res->exec. */

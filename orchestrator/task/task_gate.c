@@ -114,7 +114,7 @@ static void cap64(uint64_t *value, uint64_t cap) {
         *value = cap;
 }
 
-int task_apply_limits(struct cdn_task_spec *s, struct cdn_rlimit *nproc, cdn_err **err) {
+int cdn_task_apply_limits(struct cdn_task_spec *s, struct cdn_rlimit *nproc, cdn_err **err) {
     if (!s->policy)
         return 0;
     const struct cdn_policy_limits *l = cdn_policy_limits(s->policy);

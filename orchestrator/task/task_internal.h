@@ -34,9 +34,6 @@ void task_notice(const struct cdn_task_spec *spec, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 bool task_cancelled(const struct cdn_task_spec *spec);
 
-/* The policy's limits folded into s (larger options refused); nproc holds the rlimit. */
-int task_apply_limits(struct cdn_task_spec *s, struct cdn_rlimit *nproc, cdn_err **err);
-
 /* The VM half of a session (task_vm.c): boot and the release of what it acquired. */
 int task_vm_boot(struct cdn_session *s, cdn_err **err);
 void task_vm_release(struct cdn_session *s);

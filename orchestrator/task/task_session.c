@@ -152,8 +152,12 @@ int cdn_session_open(const struct cdn_task_spec *spec, const char *id, struct cd
 int cdn_session_boot(struct cdn_session *s, cdn_err **err) { return task_vm_boot(s, err); }
 
 const struct cdn_task_result *cdn_session_info(const struct cdn_session *s) { return &s->res; }
-struct cdn_evidence *cdn_session_evidence(struct cdn_session *s) { return s->ev; }
-struct cdn_channel *cdn_session_channel(struct cdn_session *s) { return s->ch; }
+struct cdn_evidence *cdn_session_evidence(struct cdn_session *s) {
+    return s->ev;
+}
+struct cdn_channel *cdn_session_channel(struct cdn_session *s) {
+    return s->ch;
+}
 const char *cdn_session_cwd(const struct cdn_session *s) { return s->cwd; }
 
 /* The guest's tree becomes a commit on the task branch; its patch and stats go to the evidence. */

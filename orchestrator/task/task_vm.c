@@ -106,6 +106,14 @@ int cdn_session_cmd_start(struct cdn_session *s, const struct cdn_exec_spec *x, 
     return 0;
 }
 
+int cdn_session_cmd_stdin(struct cdn_session *s, struct cdn_session_cmd *c, const void *data,
+                          size_t len, cdn_err **err) {
+    if (!s->ch)
+        return cdn_err_set(err, ENOTCONN, "the sandbox has no VM");
+    int r = len ? cdn_channel_exec_stdin(s->ch, c->stream, data, len, TRANSFER_TIMEOUT_MS, err) : 0;
+    return r < 0 ? r : cdn_channel_exec_stdin_close(s->ch, c->stream, err);
+}
+
 bool cdn_session_cmd_done(struct cdn_session *s, const struct cdn_session_cmd *c) {
     return !s->ch || cdn_channel_exec_done(s->ch, c->stream) != 0;
 }

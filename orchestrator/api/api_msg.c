@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The store's records and the approval store's requests as cordon.v1 messages. */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api_internal.h"
+#include "approval.h"
+
+static char *dup0(const char *s) { return strdup(s ? s : ""); }
+
+Cordon__V1__Sandbox *api_msg_sandbox(const struct cdn_store_sandbox *sb) {
+    Cordon__V1__Sandbox *m = calloc(1, sizeof(*m));
+    if (!m)
+        return NULL;
+    cordon__v1__sandbox__init(m);
+    m->id = dup0(sb->id);
+    m->state = (Cordon__V1__SandboxState)sb->state;
+    m->tenant = dup0(sb->tenant);
+    m->repo = dup0(sb->repo);
+    m->base_commit = dup0(sb->base);
+    m->result_commit = dup0(sb->result);
+    m->image = dup0(sb->image);
+    m->accel = dup0(sb->accel);
+    m->transport = dup0(sb->transport);
+    m->created_unix_ms = sb->created_ms;
+    m->expires_unix_ms = sb->expires_ms;
+    m->error = dup0(sb->error);
+    json_error_t je;
+    json_t *labels = sb->labels_json ? json_loads(sb->labels_json, 0, &je) : NULL;
+    size_t n = json_object_size(labels);
+    m->labels = n ? calloc(n, sizeof(*m->labels)) : NULL;
+    const char *k;
+    json_t *v;
+    json_object_foreach(labels, k, v) {
+        if (!m->labels || !json_is_string(v))
+            continue;
+        Cordon__V1__Sandbox__LabelsEntry *e = calloc(1, sizeof(*e));
+        if (!e)
+            break;
+        cordon__v1__sandbox__labels_entry__init(e);
+        e->key = strdup(k);
+        e->value = strdup(json_string_value(v));
+        m->labels[m->n_labels++] = e;
+    }
+    json_decref(labels);
+    return m;
+}
+
+void api_msg_sandbox_free(Cordon__V1__Sandbox *m) {
+    if (!m)
+        return;
+    free(m->id);
+    free(m->tenant);
+    free(m->repo);
+    free(m->base_commit);
+    free(m->result_commit);
+    free(m->image);
+    free(m->accel);
+    free(m->transport);
+    free(m->error);
+    for (size_t i = 0; i < m->n_labels; i++) {
+        free(m->labels[i]->key);
+        free(m->labels[i]->value);
+        free(m->labels[i]);
+    }
+    free(m->labels);
+    free(m);
+}
+
+static int64_t iso_ms(const char *iso) {
+    struct tm tm = {0};
+    if (!iso || !strptime(iso, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        return 0;
+    return (int64_t)timegm(&tm) * 1000;
+}
+
+static char **strv_of(json_t *a, size_t *n) {
+    *n = json_array_size(a);
+    char **v = calloc(*n + 1, sizeof(char *));
+    for (size_t i = 0; v && i < *n; i++)
+        v[i] = dup0(json_string_value(json_array_get(a, i)));
+    if (!v)
+        *n = 0;
+    return v;
+}
+
+Cordon__V1__Approval *api_msg_approval(const char *state_dir, const char *id) {
+    json_t *o = NULL;
+    if (cdn_approval_load(state_dir, id, &o, NULL) < 0)
+        return NULL;
+    Cordon__V1__Approval *m = calloc(1, sizeof(*m));
+    if (!m) {
+        json_decref(o);
+        return NULL;
+    }
+    cordon__v1__approval__init(m);
+    m->id = dup0(json_string_value(json_object_get(o, "id")));
+    m->sandbox_id = dup0(json_string_value(json_object_get(o, "task")));
+    m->argv = strv_of(json_object_get(o, "argv"), &m->n_argv);
+    const char *st = json_string_value(json_object_get(o, "status"));
+    m->status = !st                        ? CORDON__V1__APPROVAL_STATUS__APPROVAL_STATUS_UNSPECIFIED
+                : !strcmp(st, "pending")  ? CORDON__V1__APPROVAL_STATUS__PENDING
+                : !strcmp(st, "approved") ? CORDON__V1__APPROVAL_STATUS__APPROVED
+                : !strcmp(st, "denied")   ? CORDON__V1__APPROVAL_STATUS__DENIED
+                                          : CORDON__V1__APPROVAL_STATUS__EXPIRED;
+    m->decided_by = dup0(json_string_value(json_object_get(o, "decided_by")));
+    m->requested_unix_ms = iso_ms(json_string_value(json_object_get(o, "requested")));
+    m->decided_unix_ms = iso_ms(json_string_value(json_object_get(o, "decided")));
+    json_t *parts = json_object_get(o, "parts");
+    size_t n = json_array_size(parts);
+    m->parts = n ? calloc(n, sizeof(*m->parts)) : NULL;
+    for (size_t i = 0; m->parts && i < n; i++) {
+        json_t *p = json_array_get(parts, i);
+        Cordon__V1__ApprovalPart *q = calloc(1, sizeof(*q));
+        if (!q)
+            break;
+        cordon__v1__approval_part__init(q);
+        q->argv = strv_of(json_object_get(p, "argv"), &q->n_argv);
+        q->action = dup0(json_string_value(json_object_get(p, "action")));
+        q->rule = dup0(json_string_value(json_object_get(p, "rule")));
+        q->reason = dup0(json_string_value(json_object_get(p, "reason")));
+        m->parts[m->n_parts++] = q;
+    }
+    json_decref(o);
+    return m;
+}
+
+static void strv_free(char **v, size_t n) {
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+void api_msg_approval_free(Cordon__V1__Approval *m) {
+    if (!m)
+        return;
+    free(m->id);
+    free(m->sandbox_id);
+    strv_free(m->argv, m->n_argv);
+    free(m->decided_by);
+    for (size_t i = 0; i < m->n_parts; i++) {
+        strv_free(m->parts[i]->argv, m->parts[i]->n_argv);
+        free(m->parts[i]->action);
+        free(m->parts[i]->rule);
+        free(m->parts[i]->reason);
+        free(m->parts[i]);
+    }
+    free(m->parts);
+    free(m);
+}

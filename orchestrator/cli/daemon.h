@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cordond as a part: started by the cordond binary, and (later) embedded in `cordon run` when no
+ * daemon answers. */
+#pragma once
+
+#include "cli.h"
+#include "err.h"
+
+struct cli_daemon_config {
+    const char *socket; /* unix socket (NULL: none) */
+    unsigned socket_mode;
+    const char *listen; /* host:port for TLS (NULL: none) */
+    const char *tls_cert, *tls_key, *tls_client_ca;
+    const char *state_dir, *images_dir, *policies_dir, *default_policy, *accel, *uri;
+    unsigned max_running, max_queued, boot_timeout_s, default_ttl_s, max_ttl_s,
+        approval_timeout_s;
+};
+
+void cli_daemon_config_defaults(struct cli_daemon_config *c);
+/* Settings from a YAML file over c; errors name FILE:LINE:COL. */
+int cli_daemon_config_load(struct cli_daemon_config *c, const char *path, cdn_err **err);
+
+struct cli_daemon;
+int cli_daemon_start(const struct cli_daemon_config *c, struct cli_daemon **out, cdn_err **err);
+void cli_daemon_stop(struct cli_daemon *d);
+void cli_daemon_stopp(struct cli_daemon **d);
+void cli_daemon_log(void *ud, const char *line);

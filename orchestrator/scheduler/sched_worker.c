@@ -1,0 +1,472 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A sandbox's worker thread: it boots the sandbox's session, then serves its jobs until it is
+ * stopped, its time is up or its VM dies; it takes the result and closes the session on every
+ * path. Only this thread touches the session. */
+#include <errno.h>
+#include <ftw.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "approval.h"
+#include "cleanup.h"
+#include "evidence.h"
+#include "sched_internal.h"
+
+#define SLICE_MS 100
+#define FILE_TIMEOUT_MS (5 * 60 * 1000)
+#define READ_CAP (64ull << 20) /* ReadFile's cap when the request gives none */
+
+struct worker {
+    struct sbx *b;
+    struct cdn_sched *s;
+    struct cdn_session *sess;
+    struct job *waiting; /* for a person's decision */
+    struct job *running; /* commands in the guest */
+};
+
+static int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void set_state(struct worker *w, enum cdn_sandbox_state to, const char *error) {
+    cdn_err *e = NULL;
+    if (cdn_store_sandbox_set_state(w->s->o.store, w->b->tenant, w->b->id, to, error, &e) < 0)
+        sched_log(w->s, "sandbox %s: recording %s: %s", w->b->id, cdn_sandbox_state_name(to),
+                  cdn_err_msg(e));
+    cdn_err_free(e);
+    pthread_mutex_lock(&w->s->mu);
+    w->b->state = to;
+    pthread_mutex_unlock(&w->s->mu);
+}
+
+static void save_evidence(struct worker *w) {
+    cdn_err *e = NULL;
+    cdn_evidence_save(cdn_session_evidence(w->sess), &e);
+    cdn_err_free(e);
+}
+
+static char *argv_json(const struct job *j) {
+    json_t *a = json_array();
+    for (size_t i = 0; i < j->spec.argc; i++)
+        json_array_append_new(a, json_string(j->spec.argv[i]));
+    char *out = json_dumps(a, JSON_COMPACT);
+    json_decref(a);
+    return out;
+}
+
+static void cmd_record_end(struct worker *w, struct job *j, const char *state, int code, int sig) {
+    if (j->cmd_id)
+        cdn_store_command_end(w->s->o.store, j->cmd_id, state, code, sig, NULL);
+}
+
+/* ---- commands ---- */
+
+static int on_output(void *ud, int fd, const uint8_t *p, size_t n) {
+    struct job *j = ud;
+    return j->ops->data ? j->ops->data(j->ud, fd, p, n) : 0;
+}
+
+static void start_command(struct worker *w, struct job *j) {
+    const struct cdn_task_spec *t = &w->b->spec;
+    struct cdn_exec_spec x = {.argv = j->spec.argv,
+                              .argc = j->spec.argc,
+                              .env = j->spec.env,
+                              .envc = j->spec.envc,
+                              .cwd = j->spec.cwd ? j->spec.cwd : cdn_session_cwd(w->sess),
+                              .timeout_ms = t->timeout_ms,
+                              .stdin_pipe = j->spec.stdin_len > 0,
+                              .output_limit = t->output_limit,
+                              .rlimits = t->rlimits,
+                              .n_rlimits = t->n_rlimits};
+    if (j->spec.timeout_s) {
+        uint32_t want = j->spec.timeout_s * 1000u;
+        if (t->timeout_ms && want > t->timeout_ms) {
+            cmd_record_end(w, j, "refused", -1, 0);
+            job_fail(j, EDQUOT, "timeout_seconds %u is over the policy's limit of %u",
+                     j->spec.timeout_s, t->timeout_ms / 1000);
+            return;
+        }
+        x.timeout_ms = want;
+    }
+    cdn_err *e = NULL;
+    int r = cdn_session_cmd_start(w->sess, &x, on_output, j, &j->cmd, &e);
+    if (r >= 0 && j->spec.stdin_len)
+        r = cdn_session_cmd_stdin(w->sess, j->cmd, j->spec.stdin_data, j->spec.stdin_len, &e);
+    if (r < 0) {
+        if (j->cmd) {
+            struct cdn_exec_result ignored;
+            cdn_session_cmd_finish(w->sess, j->cmd, 0, &ignored, NULL);
+        }
+        cmd_record_end(w, j, "failed", -1, 0);
+        struct cdn_job_result res = {0};
+        j->ops->done(j->ud, r, e, &res);
+        cdn_err_free(e);
+        job_free(j);
+        return;
+    }
+    j->next = w->running;
+    w->running = j;
+}
+
+static void finish_command(struct worker *w, struct job *j, int timeout_ms) {
+    struct cdn_job_result res = {0};
+    cdn_err *e = NULL;
+    int r = cdn_session_cmd_finish(w->sess, j->cmd, timeout_ms, &res.exec, &e);
+    j->cmd = NULL;
+    if (r >= 0 && res.exec.timed_out)
+        r = cdn_err_set(&e, ETIMEDOUT, "the command ran past its %u s timeout",
+                        j->spec.timeout_s ? j->spec.timeout_s : w->b->spec.timeout_ms / 1000);
+    cmd_record_end(w, j,
+                   r >= 0            ? "exited"
+                   : r == -ETIMEDOUT ? "timed_out"
+                   : j->killed       ? "cancelled"
+                                     : "failed",
+                   res.exec.exit_code, res.exec.signal);
+    j->ops->done(j->ud, r, e, &res);
+    cdn_err_free(e);
+    job_free(j);
+    save_evidence(w);
+}
+
+/* A new command: the policy first. */
+static void admit_command(struct worker *w, struct job *j) {
+    _cleanup_free_ char *aj = argv_json(j);
+    cdn_store_command_begin(w->s->o.store, w->b->id, aj ? aj : "[]", &j->cmd_id, NULL);
+    cdn_err *e = NULL;
+    int r = cdn_gate_check(w->b->policy, cdn_session_evidence(w->sess), w->s->state_dir,
+                           w->b->id, j->spec.argv, j->spec.argc, j->approval, &j->pending, &e);
+    if (r < 0) {
+        cmd_record_end(w, j, "denied", -1, 0);
+        struct cdn_job_result res = {0};
+        j->ops->done(j->ud, r, e, &res);
+        cdn_err_free(e);
+        job_free(j);
+        save_evidence(w);
+        return;
+    }
+    if (r == 0) {
+        start_command(w, j);
+        return;
+    }
+    j->waiting_since_ms = mono_ms();
+    j->next = w->waiting;
+    w->waiting = j;
+    if (j->ops->pending)
+        j->ops->pending(j->ud, j->approval);
+}
+
+/* Waiting commands: decided in the approval store, timed out, or abandoned. */
+static void check_waiting(struct worker *w) {
+    for (struct job **pp = &w->waiting; *pp;) {
+        struct job *j = *pp;
+        enum cdn_approval_status st = CDN_APPROVAL_PENDING;
+        _cleanup_free_ char *by = NULL;
+        cdn_approval_get(w->s->state_dir, j->approval, &st, &by, NULL);
+        if (st == CDN_APPROVAL_PENDING && j->ops->abandoned && j->ops->abandoned(j->ud)) {
+            free(by);
+            by = strdup("nobody (the client went away)");
+            st = CDN_APPROVAL_EXPIRED;
+            cdn_approval_decide(w->s->state_dir, j->approval, st, by, NULL);
+        } else if (st == CDN_APPROVAL_PENDING &&
+                   mono_ms() - j->waiting_since_ms >= (int64_t)w->s->o.approval_timeout_s * 1000) {
+            free(by);
+            by = strdup("nobody (the approval timed out)");
+            st = CDN_APPROVAL_EXPIRED;
+            cdn_approval_decide(w->s->state_dir, j->approval, st, by, NULL);
+        }
+        if (st == CDN_APPROVAL_PENDING) {
+            pp = &j->next;
+            continue;
+        }
+        *pp = j->next;
+        j->next = NULL;
+        cdn_err *e = NULL;
+        int r = cdn_gate_settle(j->pending, cdn_session_evidence(w->sess), j->approval, st,
+                                by ? by : "nobody", &e);
+        j->pending = NULL;
+        if (r < 0) {
+            cmd_record_end(w, j, "denied", -1, 0);
+            struct cdn_job_result res = {0};
+            j->ops->done(j->ud, r, e, &res);
+            cdn_err_free(e);
+            job_free(j);
+            save_evidence(w);
+            continue;
+        }
+        start_command(w, j);
+    }
+}
+
+static void check_running(struct worker *w) {
+    for (struct job **pp = &w->running; *pp;) {
+        struct job *j = *pp;
+        if (!j->killed && j->ops->abandoned && j->ops->abandoned(j->ud)) {
+            j->killed = true;
+            cdn_session_cmd_signal(w->sess, j->cmd, SIGKILL, NULL);
+        }
+        if (!cdn_session_cmd_done(w->sess, j->cmd)) {
+            pp = &j->next;
+            continue;
+        }
+        *pp = j->next;
+        finish_command(w, j, 1000);
+    }
+}
+
+/* ---- files and the diff (run on the spot: other commands' output keeps flowing) ---- */
+
+static int read_sink(void *ud, const uint8_t *p, size_t n) {
+    struct job *j = ud;
+    return j->ops->data ? j->ops->data(j->ud, 0, p, n) : 0;
+}
+
+static int read_patch(const char *dir, char **out, size_t *len, cdn_err **err) {
+    _cleanup_free_ char *path = NULL;
+    if (asprintf(&path, "%s/diff.patch", dir) < 0)
+        return cdn_err_set(err, ENOMEM, "out of memory");
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        *out = strdup("");
+        *len = 0;
+        return *out ? 0 : cdn_err_set(err, ENOMEM, "out of memory");
+    }
+    size_t cap = 0;
+    ssize_t n = getdelim(out, &cap, '\0', f);
+    fclose(f);
+    if (n < 0) {
+        free(*out);
+        *out = strdup("");
+        n = 0;
+    }
+    *len = (size_t)n;
+    return 0;
+}
+
+static void run_job_now(struct worker *w, struct job *j) {
+    struct cdn_job_result res = {0};
+    cdn_err *e = NULL;
+    int r;
+    struct cdn_channel *ch = cdn_session_channel(w->sess);
+    switch (j->spec.kind) {
+    case CDN_JOB_WRITE:
+        r = cdn_channel_file_write(ch, j->spec.path, j->spec.mode ? j->spec.mode : 0644,
+                                   j->spec.data, j->spec.len, FILE_TIMEOUT_MS, &e);
+        res.bytes = j->spec.len;
+        break;
+    case CDN_JOB_READ:
+        r = cdn_channel_file_read(ch, j->spec.path, j->spec.max_bytes ? j->spec.max_bytes : READ_CAP,
+                                  read_sink, j, FILE_TIMEOUT_MS, &e);
+        break;
+    case CDN_JOB_DIFF: {
+        const struct cdn_task_result *info = cdn_session_info(w->sess);
+        if (!info->has_repo) {
+            r = cdn_err_set(&e, EBADFD, "sandbox %s has no repository", w->b->id);
+            break;
+        }
+        r = cdn_session_take_result(w->sess, "the sandbox's commands so far", &e);
+        if (r >= 0) {
+            snprintf(res.base, sizeof(res.base), "%s", info->base);
+            snprintf(res.result, sizeof(res.result), "%s", info->result);
+            res.stats = info->diff;
+            cdn_store_sandbox_update(w->s->o.store, w->b->id, NULL, info->result, NULL, NULL,
+                                     NULL);
+            r = read_patch(info->evidence, &res.patch, &res.patch_len, &e);
+        }
+        break;
+    }
+    default:
+        r = cdn_err_set(&e, EINVAL, "unknown job");
+    }
+    j->ops->done(j->ud, r, e, &res);
+    free(res.patch);
+    cdn_err_free(e);
+    job_free(j);
+}
+
+/* ---- the loop ---- */
+
+static struct job *take_queue(struct worker *w, bool *stop) {
+    pthread_mutex_lock(&w->s->mu);
+    struct job *q = w->b->queue;
+    w->b->queue = w->b->queue_tail = NULL;
+    *stop = w->b->stop;
+    pthread_mutex_unlock(&w->s->mu);
+    return q;
+}
+
+static void drain(int fd) {
+    uint64_t v;
+    while (read(fd, &v, sizeof(v)) > 0) {
+    }
+}
+
+/* Serves jobs until a stop; returns < 0 (with e) when the VM or its channel failed. */
+static int serve(struct worker *w, cdn_err **e) {
+    for (;;) {
+        bool stop;
+        struct job *q = take_queue(w, &stop);
+        while (q) {
+            struct job *j = q;
+            q = q->next;
+            j->next = NULL;
+            if (stop)
+                job_fail(j, ECANCELED, "sandbox %s is stopping", w->b->id);
+            else if (j->spec.kind == CDN_JOB_EXEC)
+                admit_command(w, j);
+            else
+                run_job_now(w, j);
+        }
+        if (stop)
+            return 0;
+        check_waiting(w);
+        check_running(w);
+        int r = cdn_session_poll(w->sess, w->b->wake, SLICE_MS, e);
+        if (r == 1)
+            drain(w->b->wake);
+        else if (r == -EINTR) { /* the cancel flag: a stop is on its way */
+            cdn_err_free(*e);
+            *e = NULL;
+            w->b->cancel = 0;
+        } else if (r < 0)
+            return r;
+    }
+}
+
+/* Everything still in flight ends: commands killed, waiting ones expired, queued ones failed. */
+static void end_all(struct worker *w, const char *why) {
+    for (struct job *j = w->running, *next; j; j = next) {
+        next = j->next;
+        j->killed = true;
+        cdn_session_cmd_signal(w->sess, j->cmd, SIGKILL, NULL);
+        struct cdn_job_result res = {0};
+        cdn_err *e = NULL;
+        cdn_session_cmd_finish(w->sess, j->cmd, 2000, &res.exec, NULL);
+        cmd_record_end(w, j, "cancelled", res.exec.exit_code, res.exec.signal);
+        cdn_err_set(&e, ECANCELED, "sandbox %s %s", w->b->id, why);
+        j->ops->done(j->ud, -ECANCELED, e, &res);
+        cdn_err_free(e);
+        job_free(j);
+    }
+    w->running = NULL;
+    for (struct job *j = w->waiting, *next; j; j = next) {
+        next = j->next;
+        cdn_approval_decide(w->s->state_dir, j->approval, CDN_APPROVAL_EXPIRED,
+                            "nobody (the sandbox stopped)", NULL);
+        cdn_gate_settle(j->pending, cdn_session_evidence(w->sess), j->approval,
+                        CDN_APPROVAL_EXPIRED, "nobody (the sandbox stopped)", NULL);
+        j->pending = NULL;
+        cmd_record_end(w, j, "cancelled", -1, 0);
+        job_fail(j, ECANCELED, "sandbox %s %s", w->b->id, why);
+    }
+    w->waiting = NULL;
+    bool stop;
+    for (struct job *q = take_queue(w, &stop), *next; q; q = next) {
+        next = q->next;
+        job_fail(q, ECANCELED, "sandbox %s %s", w->b->id, why);
+    }
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static void retire(struct worker *w) {
+    struct cdn_sched *s = w->s;
+    struct sbx *b = w->b;
+    bool remove;
+    pthread_mutex_lock(&s->mu);
+    remove = b->remove;
+    pthread_mutex_unlock(&s->mu);
+    if (remove) {
+        char dir[4200];
+        snprintf(dir, sizeof(dir), "%s/tasks/%s", s->state_dir, b->id);
+        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        cdn_store_sandbox_delete(s->o.store, b->tenant, b->id, NULL);
+    }
+    pthread_mutex_lock(&s->mu);
+    struct sbx **pp = &s->live;
+    while (*pp && *pp != b)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = b->next;
+    s->running--;
+    sched_dispatch_locked(s);
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->mu);
+    sbx_free(b);
+}
+
+void *sched_worker(void *arg) {
+    struct worker w = {.b = arg, .s = ((struct sbx *)arg)->sched};
+    pthread_detach(pthread_self());
+    set_state(&w, CDN_SANDBOX_BOOTING, NULL);
+    cdn_err *e = NULL;
+    int r = cdn_session_open(&w.b->spec, w.b->id, &w.sess, &e);
+    if (r >= 0) {
+        const struct cdn_task_result *info = cdn_session_info(w.sess);
+        if (info->has_repo)
+            cdn_store_sandbox_update(w.s->o.store, w.b->id, info->base, info->base, NULL, NULL,
+                                     NULL);
+        r = cdn_session_boot(w.sess, &e);
+        if (r >= 0 || info->accel)
+            cdn_store_sandbox_update(w.s->o.store, w.b->id, NULL, NULL, info->accel,
+                                     info->transport, NULL);
+    }
+    pthread_mutex_lock(&w.s->mu);
+    bool stopped_early = w.b->stop;
+    pthread_mutex_unlock(&w.s->mu);
+    if (r < 0 && stopped_early)
+        r = 0; /* interrupted by the stop itself */
+    if (r < 0) {
+        char msg[1200];
+        snprintf(msg, sizeof(msg), "%s%s", r == -ETIMEDOUT ? "boot deadline passed: " : "",
+                 cdn_err_msg(e));
+        sched_log(w.s, "sandbox %s failed: %s", w.b->id, msg);
+        end_all(&w, r == -ETIMEDOUT ? "missed its boot deadline" : "failed to start");
+        cdn_session_close(w.sess, msg, NULL);
+        set_state(&w, CDN_SANDBOX_FAILED, msg);
+        cdn_err_free(e);
+        retire(&w);
+        return NULL;
+    }
+    cdn_err_free(e);
+    e = NULL;
+    if (!stopped_early) {
+        set_state(&w, CDN_SANDBOX_READY, NULL);
+        r = serve(&w, &e);
+    }
+    /* Stopped, expired, or its VM died. */
+    pthread_mutex_lock(&w.s->mu);
+    const char *reason = w.b->stop_reason ? w.b->stop_reason : "stopped";
+    pthread_mutex_unlock(&w.s->mu);
+    char why[1200];
+    if (r < 0)
+        snprintf(why, sizeof(why), "its VM failed: %s", cdn_err_msg(e));
+    else
+        snprintf(why, sizeof(why), "%s", reason);
+    end_all(&w, r < 0 ? "failed" : "stopped");
+    set_state(&w, CDN_SANDBOX_STOPPING, why);
+    w.b->cancel = 0;
+    cdn_err *te = NULL;
+    if (r >= 0 && w.sess && cdn_session_info(w.sess)->has_repo &&
+        cdn_session_take_result(w.sess, "the sandbox's commands", &te) >= 0)
+        cdn_store_sandbox_update(w.s->o.store, w.b->id, NULL, cdn_session_info(w.sess)->result,
+                                 NULL, NULL, NULL);
+    else if (te)
+        sched_log(w.s, "sandbox %s: taking its result: %s", w.b->id, cdn_err_msg(te));
+    cdn_err_free(te);
+    cdn_session_close(w.sess, r < 0 ? why : NULL, NULL);
+    set_state(&w, r < 0 ? CDN_SANDBOX_FAILED : CDN_SANDBOX_STOPPED, why);
+    cdn_err_free(e);
+    retire(&w);
+    return NULL;
+}

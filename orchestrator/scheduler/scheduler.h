@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cdn_sched: cordond's sandboxes. Each one created is recorded QUEUED in the store and started
+ * when a slot is free (max_running VMs at once); a running sandbox is a worker thread owning its
+ * session (VM, channel, workspace, evidence). Work for a sandbox arrives as jobs (a command, a
+ * file in or out, its diff), queued until it is READY and run by its worker; commands run
+ * concurrently, each decided by the sandbox's policy first (a denial ends the job, an approval
+ * parks it until someone decides). Results come back through the job's callbacks, on the
+ * worker's thread. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "channel.h"
+#include "err.h"
+#include "store.h"
+#include "workspace.h"
+
+struct cdn_sched;
+
+struct cdn_sched_opts {
+    const char *state_dir;    /* tasks/, repos/, approvals/ */
+    const char *images_dir;   /* kernel/vmlinux, minimal.cpio.lz4, devbox.qcow2 */
+    const char *policies_dir; /* named policies: <name>.yaml */
+    const char *default_policy; /* when a request names none (NULL: "default-deny") */
+    const char *uri;          /* libvirt URI (NULL: qemu:///system) */
+    const char *accel;        /* "auto", "kvm" or "tcg" */
+    struct cdn_store *store;  /* the caller's; outlives the scheduler */
+    unsigned max_running;     /* VMs at once (0: 4) */
+    unsigned max_queued;      /* QUEUED sandboxes per tenant (0: 1000) */
+    int boot_timeout_ms;      /* 0: 60 s */
+    uint32_t default_ttl_s;   /* 0: 1 hour */
+    uint32_t max_ttl_s;       /* 0: 24 hours */
+    uint32_t approval_timeout_s; /* 0: 1 hour */
+    void (*log)(void *ud, const char *line);
+    void *log_ud;
+};
+
+/* Opens the scheduler: sandboxes the store says were running are marked FAILED (their VMs went
+ * with the old daemon; leftovers are reaped), commands left running are marked interrupted, and
+ * QUEUED ones are started as slots allow. */
+int cdn_sched_open(const struct cdn_sched_opts *opts, struct cdn_sched **out, cdn_err **err);
+/* Stops every running sandbox (its result taken, STOPPED "cordond stopped") and frees. */
+void cdn_sched_free(struct cdn_sched *s);
+void cdn_sched_freep(struct cdn_sched **s);
+
+struct cdn_sched_limits {
+    unsigned cpus, memory_mib, disk_mib, wall_seconds, command_timeout_seconds, max_processes;
+    uint64_t output_bytes, max_files_returned, max_bytes_returned;
+};
+
+struct cdn_sched_create {
+    const char *repo, *ref;   /* repo NULL or "": no workspace */
+    const char *policy_text;  /* a policy's YAML, or */
+    const char *policy_name;  /* one of policies_dir's (neither: the default policy) */
+    const char *image;        /* NULL: "minimal" */
+    struct cdn_sched_limits limits;
+    const char *labels_json;  /* {"k":"v",...} or NULL */
+    uint32_t ttl_s;           /* 0: the default */
+};
+/* Validates and queues a sandbox. Errors: -EINVAL (a bad request; for a policy, its
+ * policy:LINE:COL message), -ENOENT (no such named policy), -EDQUOT (over the policy's limits or
+ * the tenant's queue). out is the stored record (clear it). */
+int cdn_sched_create(struct cdn_sched *s, const char *tenant, const struct cdn_sched_create *req,
+                     struct cdn_store_sandbox *out, cdn_err **err);
+
+enum cdn_job_kind { CDN_JOB_EXEC, CDN_JOB_WRITE, CDN_JOB_READ, CDN_JOB_DIFF };
+
+struct cdn_job_result {
+    struct cdn_exec_result exec;
+    uint64_t bytes; /* WRITE */
+    /* DIFF */
+    char base[41], result[41];
+    char *patch;
+    size_t patch_len;
+    struct cdn_diff_stats stats;
+};
+
+/* The job's owner's side. Every callback runs on the sandbox's worker thread. */
+struct cdn_job_ops {
+    /* EXEC: output (fd 1, 2); READ: the file's bytes (fd 0). < 0 cancels the job. */
+    int (*data)(void *ud, int fd, const uint8_t *p, size_t n);
+    /* EXEC: the policy asked for approval (approval is its stored request; borrowed). */
+    void (*pending)(void *ud, const char *approval_id);
+    /* Exactly once, last: rc 0 (res filled) or < 0 with e. Errors: -EPERM (denied, not
+     * approved), -ETIMEDOUT (the command's timeout; res filled), -ECANCELED (the sandbox
+     * stopped), -ENOTCONN (the sandbox failed), others from the guest. */
+    void (*done)(void *ud, int rc, const cdn_err *e, const struct cdn_job_result *res);
+    /* true once the owner went away (the client hung up): the job is cancelled. */
+    bool (*abandoned)(void *ud);
+};
+
+struct cdn_job_spec {
+    enum cdn_job_kind kind;
+    /* EXEC */
+    const char *const *argv;
+    size_t argc;
+    const char *const *env;
+    size_t envc;
+    const char *cwd;
+    uint32_t timeout_s;
+    const uint8_t *stdin_data;
+    size_t stdin_len;
+    /* WRITE / READ */
+    const char *path;
+    uint32_t mode;
+    const uint8_t *data;
+    size_t len;
+    uint64_t max_bytes;
+};
+
+/* Queues a job for tenant's sandbox id (copied: spec need not outlive the call). Errors:
+ * -ENOENT (no such sandbox for this tenant), -EBADFD (the sandbox is stopped or failed: message
+ * says which). On success ops->done will be called exactly once. */
+int cdn_sched_submit(struct cdn_sched *s, const char *tenant, const char *id,
+                     const struct cdn_job_spec *spec, const struct cdn_job_ops *ops, void *ud,
+                     cdn_err **err);
+
+/* Decides an approval of one of tenant's sandboxes (by names the decider). Errors: -ENOENT (no
+ * such approval for this tenant), -EALREADY (decided already). */
+int cdn_sched_decide(struct cdn_sched *s, const char *tenant, const char *approval_id,
+                     bool approve, const char *by, cdn_err **err);
+
+/* Stops a sandbox: queued ones never start; running ones have their commands killed, their
+ * result taken and their VM destroyed (STOPPED). With remove, the record and its folder go too.
+ * Errors: -ENOENT. */
+int cdn_sched_stop(struct cdn_sched *s, const char *tenant, const char *id, bool remove,
+                   cdn_err **err);
+
+/* The folder of a sandbox's evidence (whatever its state). */
+int cdn_sched_evidence_dir(struct cdn_sched *s, const char *id, char *out, size_t size);
+const char *cdn_sched_state_dir(const struct cdn_sched *s);
