@@ -78,3 +78,9 @@ void cdn_err_freep(cdn_err **err) {
     cdn_err_free(*err);
     *err = NULL;
 }
+
+int cdn_err_recode(cdn_err **err, int code) {
+    if (err && *err && *err != &oom_err)
+        (*err)->code = code;
+    return -code;
+}

@@ -16,6 +16,8 @@ int cdn_err_setv(cdn_err **err, int code, const char *fmt, va_list ap)
 /* Prepends "PREFIX: " to the message of *err; returns -code of *err (or -EIO if unset). */
 int cdn_err_prefix(cdn_err **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The same error under another code (its message kept); returns -code. */
+int cdn_err_recode(cdn_err **err, int code);
 const char *cdn_err_msg(const cdn_err *err);
 int cdn_err_code(const cdn_err *err);
 void cdn_err_free(cdn_err *err);

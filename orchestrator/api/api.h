@@ -13,9 +13,9 @@
 struct cdn_api;
 
 struct cdn_api_opts {
-    const char *unix_path; /* NULL: no unix socket */
-    unsigned socket_mode;  /* 0: 0660 */
-    const char *tcp_addr;  /* "host:port" or NULL; needs the three below */
+    const char *unix_path;                          /* NULL: no unix socket */
+    unsigned socket_mode;                           /* 0: 0660 */
+    const char *tcp_addr;                           /* "host:port" or NULL; needs the three below */
     const char *tls_cert, *tls_key, *tls_client_ca; /* PEM files */
     struct cdn_sched *sched;
     struct cdn_store *store;

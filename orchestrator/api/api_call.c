@@ -165,34 +165,24 @@ void api_call_finish(struct api_call *c, grpc_status_code code, const char *fmt,
 
 grpc_status_code api_status_of(int rc) {
     switch (-rc) {
-    case 0:
-        return GRPC_STATUS_OK;
+    case 0: return GRPC_STATUS_OK;
     case EINVAL:
     case ENAMETOOLONG:
     case EISDIR:
-    case ENOTDIR:
-        return GRPC_STATUS_INVALID_ARGUMENT;
-    case ENOENT:
-        return GRPC_STATUS_NOT_FOUND;
+    case ENOTDIR: return GRPC_STATUS_INVALID_ARGUMENT;
+    case ENOENT: return GRPC_STATUS_NOT_FOUND;
     case EPERM:
-    case EACCES:
-        return GRPC_STATUS_PERMISSION_DENIED;
+    case EACCES: return GRPC_STATUS_PERMISSION_DENIED;
     case EDQUOT:
     case EFBIG:
     case ENOSPC:
-    case E2BIG:
-        return GRPC_STATUS_RESOURCE_EXHAUSTED;
-    case ETIMEDOUT:
-        return GRPC_STATUS_DEADLINE_EXCEEDED;
+    case E2BIG: return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    case ETIMEDOUT: return GRPC_STATUS_DEADLINE_EXCEEDED;
     case EBADFD:
-    case EALREADY:
-        return GRPC_STATUS_FAILED_PRECONDITION;
-    case ECANCELED:
-        return GRPC_STATUS_ABORTED;
-    case ENOTCONN:
-        return GRPC_STATUS_UNAVAILABLE;
-    default:
-        return GRPC_STATUS_INTERNAL;
+    case EALREADY: return GRPC_STATUS_FAILED_PRECONDITION;
+    case ECANCELED: return GRPC_STATUS_ABORTED;
+    case ENOTCONN: return GRPC_STATUS_UNAVAILABLE;
+    default: return GRPC_STATUS_INTERNAL;
     }
 }
 
@@ -294,7 +284,6 @@ void api_call_on_tag(struct api_tag *t, bool ok) {
         api_call_unref(c);
         break;
     }
-    case TAG_NEW:
-        break;
+    case TAG_NEW: break;
     }
 }

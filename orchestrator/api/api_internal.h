@@ -73,7 +73,7 @@ struct cdn_api {
     struct api_peer {
         int fd;
         unsigned uid;
-    } *peers;
+    } * peers;
     size_t n_peers, cap_peers;
     /* WatchEvents calls */
     pthread_mutex_t watch_mu;

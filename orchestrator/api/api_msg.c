@@ -100,7 +100,7 @@ Cordon__V1__Approval *api_msg_approval(const char *state_dir, const char *id) {
     m->sandbox_id = dup0(json_string_value(json_object_get(o, "task")));
     m->argv = strv_of(json_object_get(o, "argv"), &m->n_argv);
     const char *st = json_string_value(json_object_get(o, "status"));
-    m->status = !st                        ? CORDON__V1__APPROVAL_STATUS__APPROVAL_STATUS_UNSPECIFIED
+    m->status = !st                       ? CORDON__V1__APPROVAL_STATUS__APPROVAL_STATUS_UNSPECIFIED
                 : !strcmp(st, "pending")  ? CORDON__V1__APPROVAL_STATUS__PENDING
                 : !strcmp(st, "approved") ? CORDON__V1__APPROVAL_STATUS__APPROVED
                 : !strcmp(st, "denied")   ? CORDON__V1__APPROVAL_STATUS__DENIED

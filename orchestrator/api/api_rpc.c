@@ -60,7 +60,8 @@ static void create_sandbox(struct api_call *c) {
         if (!*q->labels[i]->key || strlen(q->labels[i]->key) > 63 ||
             strlen(q->labels[i]->value) > 255) {
             api_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT,
-                            "label '%.64s': keys are 1-63 bytes, values at most 255", q->labels[i]->key);
+                            "label '%.64s': keys are 1-63 bytes, values at most 255",
+                            q->labels[i]->key);
             protobuf_c_message_free_unpacked(&q->base, NULL);
             return;
         }
@@ -79,16 +80,16 @@ static void create_sandbox(struct api_call *c) {
         .ttl_s = q->ttl_seconds,
     };
     if (q->limits)
-        req.limits = (struct cdn_sched_limits){
-            .cpus = q->limits->cpus,
-            .memory_mib = q->limits->memory_mib,
-            .disk_mib = q->limits->disk_mib,
-            .wall_seconds = q->limits->wall_seconds,
-            .command_timeout_seconds = q->limits->command_timeout_seconds,
-            .max_processes = q->limits->max_processes,
-            .output_bytes = q->limits->output_bytes,
-            .max_files_returned = q->limits->max_files_returned,
-            .max_bytes_returned = q->limits->max_bytes_returned};
+        req.limits =
+            (struct cdn_sched_limits){.cpus = q->limits->cpus,
+                                      .memory_mib = q->limits->memory_mib,
+                                      .disk_mib = q->limits->disk_mib,
+                                      .wall_seconds = q->limits->wall_seconds,
+                                      .command_timeout_seconds = q->limits->command_timeout_seconds,
+                                      .max_processes = q->limits->max_processes,
+                                      .output_bytes = q->limits->output_bytes,
+                                      .max_files_returned = q->limits->max_files_returned,
+                                      .max_bytes_returned = q->limits->max_bytes_returned};
     struct cdn_store_sandbox sb;
     cdn_err *e = NULL;
     int r = cdn_sched_create(c->api->o.sched, c->tenant, &req, &sb, &e);
@@ -234,15 +235,14 @@ static void decide(struct api_call *c) {
     if (!q)
         return;
     cdn_err *e = NULL;
-    int r = cdn_sched_decide(c->api->o.sched, c->tenant, q->approval_id, q->approve, c->tenant,
-                             &e);
+    int r = cdn_sched_decide(c->api->o.sched, c->tenant, q->approval_id, q->approve, c->tenant, &e);
     if (r < 0) {
         api_call_fail(c, r, e);
     } else {
         api_log(c->api, "%s %s approval %s", c->tenant, q->approve ? "approved" : "denied",
                 q->approval_id);
-        Cordon__V1__Approval *m = api_msg_approval(cdn_sched_state_dir(c->api->o.sched),
-                                                   q->approval_id);
+        Cordon__V1__Approval *m =
+            api_msg_approval(cdn_sched_state_dir(c->api->o.sched), q->approval_id);
         if (m)
             SEND_AND_FINISH(c, m);
         else
@@ -320,8 +320,8 @@ static void stop_sandbox(struct api_call *c, bool remove) {
     ProtobufCMessage *q = api_call_decode(c, d);
     if (!q)
         return;
-    const char *id = remove ? ((Cordon__V1__DeleteRequest *)q)->id
-                            : ((Cordon__V1__CancelRequest *)q)->id;
+    const char *id =
+        remove ? ((Cordon__V1__DeleteRequest *)q)->id : ((Cordon__V1__CancelRequest *)q)->id;
     struct stop_req *s = calloc(1, sizeof(*s));
     if (!s || strlen(id) >= sizeof(s->id)) {
         api_call_finish(c, s ? GRPC_STATUS_NOT_FOUND : GRPC_STATUS_RESOURCE_EXHAUSTED,
@@ -357,12 +357,18 @@ static const struct {
     const char *name;
     void (*fn)(struct api_call *c);
 } methods[] = {
-    {"CreateSandbox", create_sandbox}, {"GetSandbox", get_sandbox},
-    {"ListSandboxes", list_sandboxes}, {"Exec", api_exec},
-    {"ReadFile", api_read_file},       {"GetDiff", api_get_diff},
-    {"GetEvidence", get_evidence},     {"ListApprovals", list_approvals},
-    {"Decide", decide},                {"Cancel", cancel_sandbox},
-    {"Delete", delete_sandbox},        {"WatchEvents", api_watch_events},
+    {"CreateSandbox", create_sandbox},
+    {"GetSandbox", get_sandbox},
+    {"ListSandboxes", list_sandboxes},
+    {"Exec", api_exec},
+    {"ReadFile", api_read_file},
+    {"GetDiff", api_get_diff},
+    {"GetEvidence", get_evidence},
+    {"ListApprovals", list_approvals},
+    {"Decide", decide},
+    {"Cancel", cancel_sandbox},
+    {"Delete", delete_sandbox},
+    {"WatchEvents", api_watch_events},
 };
 
 void api_dispatch(struct api_call *c) {

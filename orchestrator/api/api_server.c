@@ -142,7 +142,8 @@ static void on_new_call(struct cdn_api *a, struct api_call *c) {
 static void *cq_loop(void *arg) {
     struct cdn_api *a = arg;
     for (;;) {
-        grpc_event ev = grpc_completion_queue_next(a->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        grpc_event ev =
+            grpc_completion_queue_next(a->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             return NULL;
         if (ev.type != GRPC_OP_COMPLETE || !ev.tag)
@@ -258,8 +259,8 @@ static int listen_tls(struct cdn_api *a, cdn_err **err) {
     grpc_server_credentials *creds = grpc_ssl_server_credentials_create_ex(
         ca, &pair, 1, GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY, NULL);
     if (!creds)
-        return cdn_err_set(err, EINVAL, "the TLS files (%s, %s, %s) are not usable",
-                           a->o.tls_cert, a->o.tls_key, a->o.tls_client_ca);
+        return cdn_err_set(err, EINVAL, "the TLS files (%s, %s, %s) are not usable", a->o.tls_cert,
+                           a->o.tls_key, a->o.tls_client_ca);
     int port = grpc_server_add_http2_port(a->server, a->o.tcp_addr, creds);
     grpc_server_credentials_release(creds);
     if (port == 0)

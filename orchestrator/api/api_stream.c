@@ -101,8 +101,8 @@ void api_exec(struct api_call *c) {
                                 .stdin_len = q->stdin.len};
     for (size_t i = 0; i < q->n_env; i++)
         if (!strchr(q->env[i], '=') || q->env[i][0] == '=') {
-            api_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "env[%zu] '%.64s' is not KEY=VALUE",
-                            i, q->env[i]);
+            api_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "env[%zu] '%.64s' is not KEY=VALUE", i,
+                            q->env[i]);
             protobuf_c_message_free_unpacked(&q->base, NULL);
             return;
         }
@@ -203,8 +203,7 @@ void api_write_chunk(struct api_call *c) {
             return;
         }
         if (q->mode > 07777) {
-            api_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "mode %o is not a file mode",
-                            q->mode);
+            api_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "mode %o is not a file mode", q->mode);
             protobuf_c_message_free_unpacked(&q->base, NULL);
             return;
         }

@@ -34,8 +34,18 @@ int main(int argc, char **argv) {
                 return 2;
             }
         }
-    enum { O_CONFIG = 256, O_MODE, O_CERT, O_KEY, O_CA, O_POLICIES, O_DEFPOL, O_MAXRUN, O_BOOT,
-           O_APPROVAL };
+    enum {
+        O_CONFIG = 256,
+        O_MODE,
+        O_CERT,
+        O_KEY,
+        O_CA,
+        O_POLICIES,
+        O_DEFPOL,
+        O_MAXRUN,
+        O_BOOT,
+        O_APPROVAL
+    };
     static const struct option opts[] = {
         {"config", required_argument, NULL, O_CONFIG},
         {"socket", required_argument, NULL, 's'},
@@ -58,56 +68,23 @@ int main(int argc, char **argv) {
     int o;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (o) {
-        case O_CONFIG:
-            break;
-        case 's':
-            c.socket = optarg;
-            break;
-        case O_MODE:
-            c.socket_mode = (unsigned)strtoul(optarg, NULL, 8);
-            break;
-        case 'l':
-            c.listen = optarg;
-            break;
-        case O_CERT:
-            c.tls_cert = optarg;
-            break;
-        case O_KEY:
-            c.tls_key = optarg;
-            break;
-        case O_CA:
-            c.tls_client_ca = optarg;
-            break;
-        case 'S':
-            c.state_dir = optarg;
-            break;
-        case 'I':
-            c.images_dir = optarg;
-            break;
-        case O_POLICIES:
-            c.policies_dir = optarg;
-            break;
-        case O_DEFPOL:
-            c.default_policy = optarg;
-            break;
-        case O_MAXRUN:
-            c.max_running = (unsigned)atoi(optarg);
-            break;
-        case 'a':
-            c.accel = optarg;
-            break;
-        case O_BOOT:
-            c.boot_timeout_s = (unsigned)atoi(optarg);
-            break;
-        case O_APPROVAL:
-            c.approval_timeout_s = (unsigned)atoi(optarg);
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return 2;
+        case O_CONFIG: break;
+        case 's': c.socket = optarg; break;
+        case O_MODE: c.socket_mode = (unsigned)strtoul(optarg, NULL, 8); break;
+        case 'l': c.listen = optarg; break;
+        case O_CERT: c.tls_cert = optarg; break;
+        case O_KEY: c.tls_key = optarg; break;
+        case O_CA: c.tls_client_ca = optarg; break;
+        case 'S': c.state_dir = optarg; break;
+        case 'I': c.images_dir = optarg; break;
+        case O_POLICIES: c.policies_dir = optarg; break;
+        case O_DEFPOL: c.default_policy = optarg; break;
+        case O_MAXRUN: c.max_running = (unsigned)atoi(optarg); break;
+        case 'a': c.accel = optarg; break;
+        case O_BOOT: c.boot_timeout_s = (unsigned)atoi(optarg); break;
+        case O_APPROVAL: c.approval_timeout_s = (unsigned)atoi(optarg); break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
         }
     }
     if (optind != argc) {

@@ -59,8 +59,8 @@ static int as_uint(const char *file, const struct pnode *v, const char *key, uns
     errno = 0;
     unsigned long n = v->type == PN_SCALAR && v->plain ? strtoul(v->scalar, &end, 0) : 0;
     if (v->type != PN_SCALAR || !v->plain || !*v->scalar || *end || errno || n > max)
-        return cdn_err_set(err, EINVAL, "%s:%u:%u: %s must be a number from 0 to %u", file,
-                           v->line, v->col, key, max);
+        return cdn_err_set(err, EINVAL, "%s:%u:%u: %s must be a number from 0 to %u", file, v->line,
+                           v->col, key, max);
     *out = (unsigned)n;
     return 0;
 }
@@ -82,8 +82,8 @@ int cli_daemon_config_load(struct cli_daemon_config *c, const char *path, cdn_er
     if (!root)
         return 0; /* an empty file: the defaults */
     if (root->type != PN_MAP)
-        return cdn_err_set(err, EINVAL, "%s:%u:%u: the configuration is a map of settings",
-                           path, root->line, root->col);
+        return cdn_err_set(err, EINVAL, "%s:%u:%u: the configuration is a map of settings", path,
+                           root->line, root->col);
     static const struct {
         const char *key;
         size_t str_off; /* offsetof a const char * field, or SIZE_MAX */
@@ -91,7 +91,8 @@ int cli_daemon_config_load(struct cli_daemon_config *c, const char *path, cdn_er
         unsigned max;
     } keys[] = {
 #define S(k, f) {k, offsetof(struct cli_daemon_config, f), SIZE_MAX, 0}
-#define N(k, f, m) {k, SIZE_MAX, offsetof(struct cli_daemon_config, f), m}
+#define N(k, f, m)                                                                                 \
+    { k, SIZE_MAX, offsetof(struct cli_daemon_config, f), m }
         S("socket", socket),
         N("socket_mode", socket_mode, 0777),
         S("listen", listen),
@@ -119,8 +120,8 @@ int cli_daemon_config_load(struct cli_daemon_config *c, const char *path, cdn_er
         while (j < sizeof(keys) / sizeof(keys[0]) && strcmp(keys[j].key, k->scalar) != 0)
             j++;
         if (j == sizeof(keys) / sizeof(keys[0]))
-            return cdn_err_set(err, EINVAL, "%s:%u:%u: unknown setting '%s'", path, k->line,
-                               k->col, k->scalar);
+            return cdn_err_set(err, EINVAL, "%s:%u:%u: unknown setting '%s'", path, k->line, k->col,
+                               k->scalar);
         if (keys[j].num_off != SIZE_MAX) {
             if ((r = as_uint(path, v, k->scalar, keys[j].max,
                              (unsigned *)((char *)c + keys[j].num_off), err)) < 0)
@@ -128,8 +129,8 @@ int cli_daemon_config_load(struct cli_daemon_config *c, const char *path, cdn_er
             continue;
         }
         if (v->type != PN_SCALAR)
-            return cdn_err_set(err, EINVAL, "%s:%u:%u: %s must be a string", path, v->line,
-                               v->col, k->scalar);
+            return cdn_err_set(err, EINVAL, "%s:%u:%u: %s must be a string", path, v->line, v->col,
+                               k->scalar);
         /* The strings live as long as the process: the configuration is read once. */
         char *val = strdup(v->scalar);
         if (!val)

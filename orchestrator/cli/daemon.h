@@ -12,8 +12,7 @@ struct cli_daemon_config {
     const char *listen; /* host:port for TLS (NULL: none) */
     const char *tls_cert, *tls_key, *tls_client_ca;
     const char *state_dir, *images_dir, *policies_dir, *default_policy, *accel, *uri;
-    unsigned max_running, max_queued, boot_timeout_s, default_ttl_s, max_ttl_s,
-        approval_timeout_s;
+    unsigned max_running, max_queued, boot_timeout_s, default_ttl_s, max_ttl_s, approval_timeout_s;
 };
 
 void cli_daemon_config_defaults(struct cli_daemon_config *c);

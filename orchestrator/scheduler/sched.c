@@ -161,7 +161,7 @@ static int load_policy(struct cdn_sched *s, const char *text, const char *name,
     if (text && *text) {
         int r = cdn_policy_parse("policy", text, strlen(text), out, err);
         if (r < 0)
-            return cdn_err_set(err, EINVAL, "%s", cdn_err_msg(*err));
+            return cdn_err_recode(err, EINVAL);
         *text_out = strdup(text);
         return *text_out ? 0 : cdn_err_set(err, ENOMEM, "out of memory");
     }
@@ -191,12 +191,11 @@ static int load_policy(struct cdn_sched *s, const char *text, const char *name,
 }
 
 static json_t *limits_json(const struct cdn_sched_limits *l) {
-    return json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:I}", "cpus", l->cpus,
-                     "memory_mib", l->memory_mib, "disk_mib", l->disk_mib, "wall_seconds",
-                     l->wall_seconds, "command_timeout_seconds", l->command_timeout_seconds,
-                     "max_processes", l->max_processes, "output_bytes",
-                     (json_int_t)l->output_bytes, "max_files_returned",
-                     (json_int_t)l->max_files_returned, "max_bytes_returned",
+    return json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:I}", "cpus", l->cpus, "memory_mib",
+                     l->memory_mib, "disk_mib", l->disk_mib, "wall_seconds", l->wall_seconds,
+                     "command_timeout_seconds", l->command_timeout_seconds, "max_processes",
+                     l->max_processes, "output_bytes", (json_int_t)l->output_bytes,
+                     "max_files_returned", (json_int_t)l->max_files_returned, "max_bytes_returned",
                      (json_int_t)l->max_bytes_returned);
 }
 
@@ -237,7 +236,7 @@ static int fill_spec(struct cdn_sched *s, struct sbx *b, const struct cdn_sched_
     t->result_limits.max_total_bytes = l->max_bytes_returned;
     int r = cdn_task_apply_limits(t, &b->nproc, err);
     if (r == -EPERM)
-        return cdn_err_set(err, EDQUOT, "%s", cdn_err_msg(*err));
+        return cdn_err_recode(err, EDQUOT);
     if (r < 0)
         return r;
     if (l->max_processes && (!t->n_rlimits || l->max_processes < b->nproc.soft)) {
@@ -369,9 +368,8 @@ int cdn_sched_create(struct cdn_sched *s, const char *tenant, const struct cdn_s
     const struct cdn_policy_limits *pl = cdn_policy_limits(policy);
     if (pl->wall_seconds && ttl > pl->wall_seconds)
         ttl = pl->wall_seconds; /* the policy's wall clock bounds the sandbox's life */
-    json_t *spec = json_pack("{s:o, s:s?, s:i}", "limits", limits_json(&req->limits),
-                             "policy_name", req->policy_text && *req->policy_text ? NULL
-                                            : cdn_policy_name(policy),
+    json_t *spec = json_pack("{s:o, s:s?, s:i}", "limits", limits_json(&req->limits), "policy_name",
+                             req->policy_text && *req->policy_text ? NULL : cdn_policy_name(policy),
                              "ttl_seconds", (int)ttl);
     _cleanup_free_ char *spec_json = spec ? json_dumps(spec, JSON_COMPACT) : NULL;
     json_decref(spec);
@@ -382,8 +380,8 @@ int cdn_sched_create(struct cdn_sched *s, const char *tenant, const struct cdn_s
     pthread_mutex_unlock(&s->mu);
     if (queued >= s->o.max_queued)
         return cdn_err_set(err, EDQUOT,
-                           "tenant %s has %u sandboxes queued already (the daemon's limit)",
-                           tenant, queued);
+                           "tenant %s has %u sandboxes queued already (the daemon's limit)", tenant,
+                           queued);
     struct cdn_store_sandbox rec = {.tenant = (char *)tenant,
                                     .repo = (char *)(req->repo && *req->repo ? req->repo : NULL),
                                     .ref = (char *)(req->ref && *req->ref ? req->ref : NULL),
@@ -455,8 +453,8 @@ struct decision {
     const char *by;
 };
 
-int cdn_sched_decide(struct cdn_sched *s, const char *tenant, const char *approval_id,
-                     bool approve, const char *by, cdn_err **err) {
+int cdn_sched_decide(struct cdn_sched *s, const char *tenant, const char *approval_id, bool approve,
+                     const char *by, cdn_err **err) {
     json_t *a = NULL;
     int r = cdn_approval_load(s->state_dir, approval_id, &a, err);
     if (r < 0)
@@ -530,8 +528,9 @@ int cdn_sched_stop(struct cdn_sched *s, const char *tenant, const char *id, bool
 }
 
 int cdn_sched_evidence_dir(struct cdn_sched *s, const char *id, char *out, size_t size) {
-    return snprintf(out, size, "%s/tasks/%s/evidence", s->state_dir, id) < (int)size ? 0
-                                                                                      : -ENAMETOOLONG;
+    return snprintf(out, size, "%s/tasks/%s/evidence", s->state_dir, id) < (int)size
+               ? 0
+               : -ENAMETOOLONG;
 }
 
 const char *cdn_sched_state_dir(const struct cdn_sched *s) { return s->state_dir; }
@@ -651,8 +650,8 @@ int cdn_sched_open(const struct cdn_sched_opts *opts, struct cdn_sched **out, cd
                   "recovered after a restart: %d sandbox%s marked failed, %u domain%s reaped, "
                   "%u files removed",
                   lost, lost == 1 ? "" : "es", gc.domains, gc.domains == 1 ? "" : "s", gc.files);
-    if ((r = cdn_store_sandbox_list(s->o.store, NULL, 1u << CDN_SANDBOX_QUEUED, requeue, s,
-                                    err)) < 0)
+    if ((r = cdn_store_sandbox_list(s->o.store, NULL, 1u << CDN_SANDBOX_QUEUED, requeue, s, err)) <
+        0)
         return r;
     s->tick_wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (s->tick_wake < 0 || pthread_create(&s->ticker, NULL, ticker, s) != 0) {

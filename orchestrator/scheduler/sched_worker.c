@@ -140,8 +140,8 @@ static void admit_command(struct worker *w, struct job *j) {
     _cleanup_free_ char *aj = argv_json(j);
     cdn_store_command_begin(w->s->o.store, w->b->id, aj ? aj : "[]", &j->cmd_id, NULL);
     cdn_err *e = NULL;
-    int r = cdn_gate_check(w->b->policy, cdn_session_evidence(w->sess), w->s->state_dir,
-                           w->b->id, j->spec.argv, j->spec.argc, j->approval, &j->pending, &e);
+    int r = cdn_gate_check(w->b->policy, cdn_session_evidence(w->sess), w->s->state_dir, w->b->id,
+                           j->spec.argv, j->spec.argc, j->approval, &j->pending, &e);
     if (r < 0) {
         cmd_record_end(w, j, "denied", -1, 0);
         struct cdn_job_result res = {0};
@@ -261,8 +261,9 @@ static void run_job_now(struct worker *w, struct job *j) {
         res.bytes = j->spec.len;
         break;
     case CDN_JOB_READ:
-        r = cdn_channel_file_read(ch, j->spec.path, j->spec.max_bytes ? j->spec.max_bytes : READ_CAP,
-                                  read_sink, j, FILE_TIMEOUT_MS, &e);
+        r = cdn_channel_file_read(ch, j->spec.path,
+                                  j->spec.max_bytes ? j->spec.max_bytes : READ_CAP, read_sink, j,
+                                  FILE_TIMEOUT_MS, &e);
         break;
     case CDN_JOB_DIFF: {
         const struct cdn_task_result *info = cdn_session_info(w->sess);
@@ -275,14 +276,12 @@ static void run_job_now(struct worker *w, struct job *j) {
             snprintf(res.base, sizeof(res.base), "%s", info->base);
             snprintf(res.result, sizeof(res.result), "%s", info->result);
             res.stats = info->diff;
-            cdn_store_sandbox_update(w->s->o.store, w->b->id, NULL, info->result, NULL, NULL,
-                                     NULL);
+            cdn_store_sandbox_update(w->s->o.store, w->b->id, NULL, info->result, NULL, NULL, NULL);
             r = read_patch(info->evidence, &res.patch, &res.patch_len, &e);
         }
         break;
     }
-    default:
-        r = cdn_err_set(&e, EINVAL, "unknown job");
+    default: r = cdn_err_set(&e, EINVAL, "unknown job");
     }
     j->ops->done(j->ud, r, e, &res);
     free(res.patch);

@@ -20,18 +20,18 @@
 struct cdn_sched;
 
 struct cdn_sched_opts {
-    const char *state_dir;    /* tasks/, repos/, approvals/ */
-    const char *images_dir;   /* kernel/vmlinux, minimal.cpio.lz4, devbox.qcow2 */
-    const char *policies_dir; /* named policies: <name>.yaml */
-    const char *default_policy; /* when a request names none (NULL: "default-deny") */
-    const char *uri;          /* libvirt URI (NULL: qemu:///system) */
-    const char *accel;        /* "auto", "kvm" or "tcg" */
-    struct cdn_store *store;  /* the caller's; outlives the scheduler */
-    unsigned max_running;     /* VMs at once (0: 4) */
-    unsigned max_queued;      /* QUEUED sandboxes per tenant (0: 1000) */
-    int boot_timeout_ms;      /* 0: 60 s */
-    uint32_t default_ttl_s;   /* 0: 1 hour */
-    uint32_t max_ttl_s;       /* 0: 24 hours */
+    const char *state_dir;       /* tasks/, repos/, approvals/ */
+    const char *images_dir;      /* kernel/vmlinux, minimal.cpio.lz4, devbox.qcow2 */
+    const char *policies_dir;    /* named policies: <name>.yaml */
+    const char *default_policy;  /* when a request names none (NULL: "default-deny") */
+    const char *uri;             /* libvirt URI (NULL: qemu:///system) */
+    const char *accel;           /* "auto", "kvm" or "tcg" */
+    struct cdn_store *store;     /* the caller's; outlives the scheduler */
+    unsigned max_running;        /* VMs at once (0: 4) */
+    unsigned max_queued;         /* QUEUED sandboxes per tenant (0: 1000) */
+    int boot_timeout_ms;         /* 0: 60 s */
+    uint32_t default_ttl_s;      /* 0: 1 hour */
+    uint32_t max_ttl_s;          /* 0: 24 hours */
     uint32_t approval_timeout_s; /* 0: 1 hour */
     void (*log)(void *ud, const char *line);
     void *log_ud;
@@ -51,13 +51,13 @@ struct cdn_sched_limits {
 };
 
 struct cdn_sched_create {
-    const char *repo, *ref;   /* repo NULL or "": no workspace */
-    const char *policy_text;  /* a policy's YAML, or */
-    const char *policy_name;  /* one of policies_dir's (neither: the default policy) */
-    const char *image;        /* NULL: "minimal" */
+    const char *repo, *ref;  /* repo NULL or "": no workspace */
+    const char *policy_text; /* a policy's YAML, or */
+    const char *policy_name; /* one of policies_dir's (neither: the default policy) */
+    const char *image;       /* NULL: "minimal" */
     struct cdn_sched_limits limits;
-    const char *labels_json;  /* {"k":"v",...} or NULL */
-    uint32_t ttl_s;           /* 0: the default */
+    const char *labels_json; /* {"k":"v",...} or NULL */
+    uint32_t ttl_s;          /* 0: the default */
 };
 /* Validates and queues a sandbox. Errors: -EINVAL (a bad request; for a policy, its
  * policy:LINE:COL message), -ENOENT (no such named policy), -EDQUOT (over the policy's limits or
@@ -119,8 +119,8 @@ int cdn_sched_submit(struct cdn_sched *s, const char *tenant, const char *id,
 
 /* Decides an approval of one of tenant's sandboxes (by names the decider). Errors: -ENOENT (no
  * such approval for this tenant), -EALREADY (decided already). */
-int cdn_sched_decide(struct cdn_sched *s, const char *tenant, const char *approval_id,
-                     bool approve, const char *by, cdn_err **err);
+int cdn_sched_decide(struct cdn_sched *s, const char *tenant, const char *approval_id, bool approve,
+                     const char *by, cdn_err **err);
 
 /* Stops a sandbox: queued ones never start; running ones have their commands killed, their
  * result taken and their VM destroyed (STOPPED). With remove, the record and its folder go too.

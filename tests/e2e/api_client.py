@@ -1,0 +1,323 @@
+# SPDX-License-Identifier: Apache-2.0
+# A client cordon did not write: Python's grpcio (Debian's python3-grpcio) with stubs generated
+# from proto/cordon.proto at test time (python3-grpc-tools; $CORDON_PY_STUBS holds them). Driven
+# by tests/e2e/test_cordond.c, one scenario per run; prints "ok ..." per step and exits 1 on the
+# first failure, saying why.
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.environ["CORDON_PY_STUBS"])
+import grpc  # noqa: E402
+import cordon_pb2 as pb  # noqa: E402
+import cordon_pb2_grpc as rpc  # noqa: E402
+
+ALLOW_ALL = """version: 1
+commands:
+  default: allow
+  rules:
+    - match: "touch approved.txt"
+      action: approve
+      reason: a person looks first
+    - match: "rm **"
+      action: deny
+      reason: nothing is removed
+"""
+
+
+def fail(msg):
+    print("FAIL:", msg, flush=True)
+    sys.exit(1)
+
+
+def ok(msg):
+    print("ok", msg, flush=True)
+
+
+def stub(sock):
+    ch = grpc.insecure_channel("unix://" + sock)
+    return rpc.SandboxesStub(ch)
+
+
+def wait_state(s, sid, want, timeout=120):
+    end = time.time() + timeout
+    while time.time() < end:
+        sb = s.GetSandbox(pb.GetSandboxRequest(id=sid))
+        if sb.state in want:
+            return sb
+        time.sleep(0.2)
+    fail("sandbox %s never reached %s (is %s: %s)" % (sid, want, sb.state, sb.error))
+
+
+def run(s, sid, argv, approve=None, **kw):
+    """Exec: output per fd, the exit, and the approvals seen."""
+    out = {1: b"", 2: b""}
+    exit_ev = None
+    pending = []
+    for ev in s.Exec(pb.ExecRequest(sandbox_id=sid, argv=argv, **kw)):
+        kind = ev.WhichOneof("event")
+        if kind == "output":
+            out[ev.output.fd] += ev.output.data
+        elif kind == "approval_pending":
+            pending.append(ev.approval_pending.approval)
+            if approve is not None:
+                approve(ev.approval_pending.approval)
+        elif kind == "exit":
+            exit_ev = ev.exit
+    return out, exit_ev, pending
+
+
+def expect_code(code, fn, needle=None):
+    try:
+        fn()
+    except grpc.RpcError as e:
+        if e.code() != code:
+            fail("expected %s, got %s: %s" % (code, e.code(), e.details()))
+        if needle and needle not in e.details():
+            fail("%s: %r does not say %r" % (code, e.details(), needle))
+        return e.details()
+    fail("expected %s, the call succeeded" % code)
+
+
+def interop(sock, repo, id_file):
+    s = stub(sock)
+    events = []
+    first = s.CreateSandbox(
+        pb.CreateSandboxRequest(repo=repo, ref="main", policy_text=ALLOW_ALL, labels={"suite": "interop"})
+    )
+    sid = first.id
+    if first.state != pb.QUEUED or not first.tenant.startswith("uid:"):
+        fail("created sandbox: %s" % first)
+    ok("created %s for tenant %s" % (sid, first.tenant))
+    with open(id_file, "w") as f:
+        f.write(sid)
+
+    def watch():
+        try:
+            for ev in s.WatchEvents(pb.WatchEventsRequest(sandbox_id=sid, after_event_id=1), timeout=60):
+                events.append(ev)
+                if ev.state == pb.STOPPED:
+                    return
+        except grpc.RpcError:
+            pass
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    out, ex, _ = run(s, sid, ["sh", "-c", "echo hello > new.txt; echo streamed; echo warn >&2; sed -i s/one/ONE/ README"])
+    if ex is None or ex.exit_code != 0 or out[1] != b"streamed\n" or out[2] != b"warn\n":
+        fail("exec: %r %s" % (out, ex))
+    ok("exec streamed stdout and stderr, exit 0")
+    sb = s.GetSandbox(pb.GetSandboxRequest(id=sid))
+    if sb.state != pb.READY or len(sb.base_commit) != 40 or sb.labels["suite"] != "interop":
+        fail("sandbox: %s" % sb)
+    ok("sandbox READY at base %s (%s, %s)" % (sb.base_commit[:12], sb.accel, sb.transport))
+
+    decided = []
+
+    def approve(a):
+        listed = s.ListApprovals(pb.ListApprovalsRequest(sandbox_id=sid))
+        if [x.id for x in listed.approvals] != [a.id]:
+            fail("ListApprovals: %s" % listed)
+        decided.append(s.Decide(pb.DecideRequest(approval_id=a.id, approve=True)))
+
+    out, ex, pending = run(s, sid, ["touch", "approved.txt"], approve=approve)
+    if len(pending) != 1 or pending[0].status != pb.PENDING or ex is None or ex.exit_code != 0:
+        fail("approval: %s %s" % (pending, ex))
+    if decided[0].status != pb.APPROVED or not decided[0].decided_by.startswith("uid:"):
+        fail("decide: %s" % decided[0])
+    ok("approval pending, approved with Decide, the command ran")
+    expect_code(grpc.StatusCode.FAILED_PRECONDITION,
+                lambda: s.Decide(pb.DecideRequest(approval_id=pending[0].id, approve=False)), "already")
+    ok("a second decision is refused (FAILED_PRECONDITION)")
+
+    data = bytes(range(256)) * 4096  # 1 MiB, in chunks
+    chunks = [pb.WriteFileChunk(sandbox_id=sid, path="/workspace/blob.bin", mode=0o600, data=data[:300000])]
+    chunks += [pb.WriteFileChunk(data=data[i:i + 300000]) for i in range(300000, len(data), 300000)]
+    w = s.WriteFile(iter(chunks))
+    if w.bytes != len(data):
+        fail("write: %s" % w)
+    back = b"".join(c.data for c in s.ReadFile(pb.ReadFileRequest(sandbox_id=sid, path="/workspace/blob.bin")))
+    if back != data:
+        fail("read back %d bytes, wrote %d" % (len(back), len(data)))
+    ok("WriteFile and ReadFile round-trip 1 MiB")
+
+    d = s.GetDiff(pb.GetDiffRequest(sandbox_id=sid))
+    patch = d.patch.decode()
+    for needle in ("new.txt", "approved.txt", "+ONE", "blob.bin"):
+        if needle not in patch:
+            fail("diff lacks %s: %s" % (needle, patch[:2000]))
+    if d.base_commit != sb.base_commit or d.files_changed != 4 or d.result_commit == d.base_commit:
+        fail("diff: base %s result %s files %d" % (d.base_commit, d.result_commit, d.files_changed))
+    ok("GetDiff: %d files, +%d -%d, result %s" % (d.files_changed, d.insertions, d.deletions, d.result_commit[:12]))
+    d2 = s.GetDiff(pb.GetDiffRequest(sandbox_id=sid))
+    if d2.patch != d.patch or d2.result_commit != d.result_commit:
+        fail("a second GetDiff differs")
+    ok("a second GetDiff gives the same result commit")
+
+    ev = s.GetEvidence(pb.GetEvidenceRequest(sandbox_id=sid))
+    if '"touch"' not in ev.manifest_json or '"approved"' not in ev.manifest_json:
+        fail("evidence: %s" % ev.manifest_json[:2000])
+    ok("GetEvidence: the manifest records the commands and the approval")
+
+    listed = s.ListSandboxes(pb.ListSandboxesRequest(states=[pb.READY], labels={"suite": "interop"}))
+    if [x.id for x in listed.sandboxes] != [sid]:
+        fail("list: %s" % listed)
+    ok("ListSandboxes by state and label")
+
+    stopped = s.Cancel(pb.CancelRequest(id=sid))
+    if stopped.state != pb.STOPPED or stopped.result_commit != d.result_commit:
+        fail("cancel: %s" % stopped)
+    ok("Cancel: STOPPED, result kept")
+    watcher.join(30)
+    states = [e.state for e in events]
+    for want in (pb.BOOTING, pb.READY, pb.STOPPING, pb.STOPPED):
+        if want not in states:
+            fail("WatchEvents missed %s: %s" % (want, events))
+    ok("WatchEvents streamed %d state changes" % len(events))
+    d3 = s.GetDiff(pb.GetDiffRequest(sandbox_id=sid))
+    if d3.patch != d.patch:
+        fail("the stopped sandbox's diff differs")
+    ok("GetDiff after the stop reads the evidence")
+
+
+def delete(sock, sid):
+    s = stub(sock)
+    s.Delete(pb.DeleteRequest(id=sid))
+    expect_code(grpc.StatusCode.NOT_FOUND, lambda: s.GetSandbox(pb.GetSandboxRequest(id=sid)))
+    ok("Delete: the sandbox is gone (NOT_FOUND)")
+
+
+def other_tenant(sock, sid):
+    s = stub(sock)
+    for name, fn in (
+        ("GetSandbox", lambda: s.GetSandbox(pb.GetSandboxRequest(id=sid))),
+        ("Exec", lambda: list(s.Exec(pb.ExecRequest(sandbox_id=sid, argv=["true"])))),
+        ("GetDiff", lambda: s.GetDiff(pb.GetDiffRequest(sandbox_id=sid))),
+        ("GetEvidence", lambda: s.GetEvidence(pb.GetEvidenceRequest(sandbox_id=sid))),
+        ("ReadFile", lambda: list(s.ReadFile(pb.ReadFileRequest(sandbox_id=sid, path="/etc/hostname")))),
+        ("Cancel", lambda: s.Cancel(pb.CancelRequest(id=sid))),
+        ("Delete", lambda: s.Delete(pb.DeleteRequest(id=sid))),
+        ("WatchEvents", lambda: list(s.WatchEvents(pb.WatchEventsRequest(sandbox_id=sid), timeout=5))),
+        ("ListApprovals", lambda: s.ListApprovals(pb.ListApprovalsRequest(sandbox_id=sid))),
+    ):
+        expect_code(grpc.StatusCode.NOT_FOUND, fn)
+    if s.ListSandboxes(pb.ListSandboxesRequest()).sandboxes:
+        fail("another tenant's sandboxes are listed")
+    ok("uid %d sees none of the other tenant's sandbox (NOT_FOUND x9, empty list)" % os.getuid())
+
+
+def errors(sock):
+    s = stub(sock)
+    bad = "version: 1\ncommands:\n  default: alow\n"
+    msg = expect_code(grpc.StatusCode.INVALID_ARGUMENT,
+                      lambda: s.CreateSandbox(pb.CreateSandboxRequest(policy_text=bad)), "policy:3:")
+    ok("INVALID_ARGUMENT for a bad policy: %s" % msg)
+    expect_code(grpc.StatusCode.NOT_FOUND, lambda: s.CreateSandbox(pb.CreateSandboxRequest(policy_name="no-such")))
+    expect_code(grpc.StatusCode.NOT_FOUND, lambda: s.GetSandbox(pb.GetSandboxRequest(id="0123456789abcdef")))
+    ok("NOT_FOUND for an unknown policy name and sandbox")
+    msg = expect_code(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                      lambda: s.CreateSandbox(pb.CreateSandboxRequest(policy_name="default-deny", limits=pb.Limits(cpus=64))),
+                      "limit")
+    ok("RESOURCE_EXHAUSTED over the policy's limits: %s" % msg)
+    sid = s.CreateSandbox(pb.CreateSandboxRequest(policy_text=ALLOW_ALL, limits=pb.Limits(memory_mib=256))).id
+    msg = expect_code(grpc.StatusCode.PERMISSION_DENIED,
+                      lambda: run(s, sid, ["rm", "-rf", "/workspace"]), "nothing is removed")
+    ok("PERMISSION_DENIED for a denied command: %s" % msg)
+    seen = []
+
+    def deny(a):
+        seen.append(a.id)
+        s.Decide(pb.DecideRequest(approval_id=a.id, approve=False))
+
+    msg = expect_code(grpc.StatusCode.PERMISSION_DENIED, lambda: run(s, sid, ["touch", "approved.txt"], approve=deny), "not approved")
+    ok("PERMISSION_DENIED when the approval is denied")
+    expect_code(grpc.StatusCode.DEADLINE_EXCEEDED, lambda: run(s, sid, ["sleep", "30"], timeout_seconds=1), "timeout")
+    ok("DEADLINE_EXCEEDED when a command passes its timeout")
+    expect_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: run(s, sid, []), "argv")
+    expect_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: list(s.ReadFile(pb.ReadFileRequest(sandbox_id=sid, path="rel"))))
+    ok("INVALID_ARGUMENT for an empty argv and a relative path")
+    expect_code(grpc.StatusCode.FAILED_PRECONDITION, lambda: s.GetDiff(pb.GetDiffRequest(sandbox_id=sid)), "no repository")
+    s.Cancel(pb.CancelRequest(id=sid))
+    expect_code(grpc.StatusCode.FAILED_PRECONDITION, lambda: run(s, sid, ["true"]), "stopped")
+    ok("FAILED_PRECONDITION: no repository to diff; Exec on a stopped sandbox")
+    s.Delete(pb.DeleteRequest(id=sid))
+
+
+def concurrency(sock, n_sandboxes, n_streams):
+    s = stub(sock)
+    ids = [s.CreateSandbox(pb.CreateSandboxRequest(policy_text=ALLOW_ALL, limits=pb.Limits(memory_mib=256))).id
+           for _ in range(n_sandboxes)]
+    for sid in ids:
+        wait_state(s, sid, [pb.READY], timeout=300)
+    ok("%d sandboxes READY" % n_sandboxes)
+    errors_seen = []
+
+    def one(i):
+        sid = ids[i % len(ids)]
+        try:
+            out, ex, _ = run(s, sid, ["sh", "-c", "echo start %d; sleep 1; head -c 20000 /dev/zero | tr '\\0' x; echo; echo end %d" % (i, i)])
+            want = b"start %d\n" % i + b"x" * 20000 + b"\nend %d\n" % i
+            if ex is None or ex.exit_code != 0 or out[1] != want:
+                errors_seen.append("stream %d: exit %s, %d bytes" % (i, ex, len(out[1])))
+        except grpc.RpcError as e:
+            errors_seen.append("stream %d: %s %s" % (i, e.code(), e.details()))
+
+    t0 = time.time()
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n_streams)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors_seen:
+        fail("%d of %d streams failed: %s" % (len(errors_seen), n_streams, errors_seen[:5]))
+    ok("%d concurrent Exec streams across %d sandboxes, all complete and intact (%.1f s)" % (n_streams, n_sandboxes, time.time() - t0))
+    for sid in ids:
+        s.Delete(pb.DeleteRequest(id=sid))
+    ok("deleted")
+
+
+def restart_before(sock, ids_file):
+    s = stub(sock)
+    a = s.CreateSandbox(pb.CreateSandboxRequest(policy_text=ALLOW_ALL, limits=pb.Limits(memory_mib=256))).id
+    wait_state(s, a, [pb.READY])
+    b = s.CreateSandbox(pb.CreateSandboxRequest(policy_text=ALLOW_ALL, limits=pb.Limits(memory_mib=256))).id
+    out, ex, _ = run(s, a, ["sh", "-c", "echo before > /tmp/mark; echo marked"])
+    if out[1] != b"marked\n":
+        fail("exec before the kill: %r" % out)
+    if s.GetSandbox(pb.GetSandboxRequest(id=b)).state != pb.QUEUED:
+        fail("b should wait for a's slot")
+    with open(ids_file, "w") as f:
+        f.write("%s %s" % (a, b))
+    ok("a %s READY, b %s QUEUED behind it" % (a, b))
+
+
+def restart_after(sock, a, b):
+    s = stub(sock)
+    sa = s.GetSandbox(pb.GetSandboxRequest(id=a))
+    if sa.state != pb.FAILED or "restarted" not in sa.error:
+        fail("a after the restart: %s" % sa)
+    ev = s.GetEvidence(pb.GetEvidenceRequest(sandbox_id=a))
+    if "marked" not in ev.manifest_json and '"sh"' not in ev.manifest_json:
+        fail("a's evidence lost its command: %s" % ev.manifest_json[:1500])
+    ok("a is FAILED (%s), its evidence kept" % sa.error)
+    wait_state(s, b, [pb.READY])
+    out, ex, _ = run(s, b, ["echo", "continued"])
+    if out[1] != b"continued\n":
+        fail("b after the restart: %r" % out)
+    ok("b, queued before the kill, started and runs commands")
+    s.Delete(pb.DeleteRequest(id=b))
+    s.Delete(pb.DeleteRequest(id=a))
+
+
+if __name__ == "__main__":
+    what, sock = sys.argv[1], sys.argv[2]
+    {
+        "interop": lambda: interop(sock, sys.argv[3], sys.argv[4]),
+        "delete": lambda: delete(sock, sys.argv[3]),
+        "other-tenant": lambda: other_tenant(sock, sys.argv[3]),
+        "errors": lambda: errors(sock),
+        "concurrency": lambda: concurrency(sock, int(sys.argv[3]), int(sys.argv[4])),
+        "restart-before": lambda: restart_before(sock, sys.argv[3]),
+        "restart-after": lambda: restart_after(sock, sys.argv[3], sys.argv[4]),
+    }[what]()
