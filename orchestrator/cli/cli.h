@@ -16,6 +16,23 @@ int cli_policy(int argc, char **argv);
 int cli_approvals(int argc, char **argv);
 int cli_approve(int argc, char **argv);
 int cli_deny(int argc, char **argv);
+/* Through cordond (remote.h): */
+int cli_create(int argc, char **argv);
+int cli_ls(int argc, char **argv);
+int cli_stop(int argc, char **argv);
+int cli_rm(int argc, char **argv);
+int cli_exec(int argc, char **argv);
+int cli_cp(int argc, char **argv);
+int cli_events(int argc, char **argv);
+int cli_show_remote(int argc, char **argv);
+int cli_diff_remote(int argc, char **argv);
+int cli_approvals_remote(int argc, char **argv);
+int cli_approve_remote(int argc, char **argv);
+int cli_deny_remote(int argc, char **argv);
+
+/* An evidence manifest (evidence/manifest.json) for a person. */
+struct json_t;
+void cli_manifest_print(struct json_t *m);
 
 /* Defaults shared by the subcommands: $CORDON_IMAGES, else the installed images, else
  * ./build/images; $CORDON_STATE, else /var/lib/cordon. */

@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "frame.h"
+#include "remote.h"
 
 static void usage(FILE *f) {
     fputs(
@@ -12,18 +13,68 @@ static void usage(FILE *f) {
         "\n"
         "Runs untrusted work in a fresh microVM per task.\n"
         "\n"
-        "commands:\n"
+        "one task, start to end:\n"
         "  run [OPTIONS] -- CMD [ARGS...]   run CMD in a new VM; `cordon run --help` for options\n"
-        "  show [--json] TASK              a task's evidence: facts, commands, diff, artifacts\n"
-        "  diff TASK                       the patch a task made (git apply-able on its base)\n"
         "  policy check FILE...            check policies: FILE:LINE:COL for each mistake\n"
         "  policy explain FILE -- CMD...   what a policy decides for CMD, part by part, and why\n"
-        "  approvals [--all] [--json]      commands waiting for a person's approval\n"
-        "  approve ID | deny ID            decide one (the first decision stands)\n"
         "  gc [--state DIR]                clean up after tasks whose cordon process died\n"
+        "\n"
+        "sandboxes kept by cordond (--addr, $CORDON_ADDR, default " CDN_CLIENT_DEFAULT_ADDR "):\n"
+        "  create [OPTIONS]                a sandbox on a repository, under a policy; prints its "
+        "id\n"
+        "  exec ID -- CMD [ARGS...]        run CMD in it, streaming its output\n"
+        "  cp LOCAL ID:PATH | ID:PATH LOCAL  copy a file in or out\n"
+        "  diff ID                         the patch it made (git apply-able on its base)\n"
+        "  show ID                         its record and evidence\n"
+        "  ls [--state S] [--label K=V]    the caller's sandboxes\n"
+        "  approvals [--all]               commands waiting for a person's approval\n"
+        "  approve ID | deny ID            decide one (the first decision stands)\n"
+        "  stop ID... | rm ID...           destroy its VM (rm: and forget it)\n"
+        "  events [--sandbox ID]           state changes as they happen\n"
+        "every one of these takes --json. show, diff, approvals, approve and deny read a local\n"
+        "state folder (`cordon run`'s tasks) with --state DIR, or when no daemon is there.\n"
+        "\n"
         "  version                         print the version and protocol\n",
         f);
 }
+
+/* Whether a subcommand that has both forms should read local state: --state given, or no
+ * daemon to ask. */
+static bool local_form(int argc, char **argv) {
+    struct cli_remote r;
+    cli_remote_init(&r);
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strncmp(argv[i], "--state", 7) == 0)
+            return true;
+        if (strncmp(argv[i], "--addr", 6) == 0)
+            return false;
+    }
+    return !cli_remote_wanted(&r);
+}
+
+struct subcommand {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    int (*local)(int argc, char **argv); /* the local-state form, when it has one */
+};
+
+static const struct subcommand subcommands[] = {
+    {"run", cli_run, NULL},
+    {"policy", cli_policy, NULL},
+    {"gc", cli_gc, NULL},
+    {"create", cli_create, NULL},
+    {"exec", cli_exec, NULL},
+    {"cp", cli_cp, NULL},
+    {"ls", cli_ls, NULL},
+    {"stop", cli_stop, NULL},
+    {"rm", cli_rm, NULL},
+    {"events", cli_events, NULL},
+    {"show", cli_show_remote, cli_show},
+    {"diff", cli_diff_remote, cli_diff},
+    {"approvals", cli_approvals_remote, cli_approvals},
+    {"approve", cli_approve_remote, cli_approve},
+    {"deny", cli_deny_remote, cli_deny},
+};
 
 int main(int argc, char **argv) {
     if (argc < 2) {
@@ -31,22 +82,14 @@ int main(int argc, char **argv) {
         return CLI_EXIT_FAILURE;
     }
     const char *cmd = argv[1];
-    if (strcmp(cmd, "run") == 0)
-        return cli_run(argc - 1, argv + 1);
-    if (strcmp(cmd, "show") == 0)
-        return cli_show(argc - 1, argv + 1);
-    if (strcmp(cmd, "diff") == 0)
-        return cli_diff(argc - 1, argv + 1);
-    if (strcmp(cmd, "policy") == 0)
-        return cli_policy(argc - 1, argv + 1);
-    if (strcmp(cmd, "approvals") == 0)
-        return cli_approvals(argc - 1, argv + 1);
-    if (strcmp(cmd, "approve") == 0)
-        return cli_approve(argc - 1, argv + 1);
-    if (strcmp(cmd, "deny") == 0)
-        return cli_deny(argc - 1, argv + 1);
-    if (strcmp(cmd, "gc") == 0)
-        return cli_gc(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++) {
+        const struct subcommand *s = &subcommands[i];
+        if (strcmp(cmd, s->name) != 0)
+            continue;
+        if (s->local && local_form(argc - 1, argv + 1))
+            return s->local(argc - 1, argv + 1);
+        return s->run(argc - 1, argv + 1);
+    }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("cordon 0.1.0 (agent protocol %u)\n", CDN_PROTOCOL_VERSION);
         return 0;

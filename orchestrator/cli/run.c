@@ -18,6 +18,7 @@
 #include "approval.h"
 #include "clock.h"
 #include "policy.h"
+#include "remote.h"
 #include "task.h"
 
 #define MAX_ENV 256
@@ -274,23 +275,6 @@ static int parse(int argc, char **argv, struct run_opts *o) {
     return 0;
 }
 
-/* Output as a JSON string. Output that is not UTF-8 (binary) cannot be one: its bytes >= 0x80
- * become '?' and *lossy says so. */
-static json_t *buf_json(struct cdn_buf *b, bool *lossy) {
-    size_t n = cdn_buf_len(b);
-    *lossy = false;
-    if (n == 0)
-        return json_string("");
-    json_t *s = json_stringn((const char *)cdn_buf_head(b), n);
-    if (s)
-        return s;
-    *lossy = true;
-    for (size_t i = 0; i < n; i++)
-        if (b->data[b->head + i] >= 0x80 || b->data[b->head + i] == 0)
-            b->data[b->head + i] = '?';
-    return json_stringn((const char *)cdn_buf_head(b), n);
-}
-
 static void print_json(struct run_ctx *ctx, const struct cdn_task_result *res, int code,
                        const char *error) {
     json_t *o = json_object();
@@ -309,8 +293,8 @@ static void print_json(struct run_ctx *ctx, const struct cdn_task_result *res, i
         json_object_set_new(o, "timed_out", json_boolean(x->timed_out));
         json_object_set_new(o, "output_truncated", json_boolean(x->output_truncated));
         bool lossy_out, lossy_err;
-        json_object_set_new(o, "stdout", buf_json(&ctx->out[1], &lossy_out));
-        json_object_set_new(o, "stderr", buf_json(&ctx->out[2], &lossy_err));
+        json_object_set_new(o, "stdout", cli_output_json(&ctx->out[1], &lossy_out));
+        json_object_set_new(o, "stderr", cli_output_json(&ctx->out[2], &lossy_err));
         json_object_set_new(o, "output_not_utf8", json_boolean(lossy_out || lossy_err));
         json_object_set_new(o, "user_ms", json_integer((json_int_t)x->user_ms));
         json_object_set_new(o, "sys_ms", json_integer((json_int_t)x->sys_ms));

@@ -48,7 +48,7 @@ static void print_stream(const char *name, json_t *s) {
            str(s, "path"));
 }
 
-static void print_manifest(json_t *m) {
+void cli_manifest_print(json_t *m) {
     printf("task       %s\n", str(m, "task"));
     printf("created    %s\n", str(m, "created"));
     printf("vm         %s, image %s, %s, channel %s\n", str(m, "vm"), str(m, "image"),
@@ -146,7 +146,7 @@ int cli_show(int argc, char **argv) {
         fprintf(stderr, "cordon show: %s: %s\n", path, je.text);
         return CLI_EXIT_FAILURE;
     }
-    print_manifest(m);
+    cli_manifest_print(m);
     json_decref(m);
     return 0;
 }

@@ -2,10 +2,12 @@
 /* cordond end to end, driven by a client cordon did not write (Python's grpcio, stubs generated
  * from proto/cordon.proto here): a sandbox on a real repository through every RPC, another
  * tenant (uid 65534) shut out, every error code, 200 concurrent Exec streams across 10
- * sandboxes with the daemon's memory bounded, and kill -9 with a restart. */
+ * sandboxes with the daemon's memory bounded, and kill -9 with a restart; then the cordon CLI
+ * as a client of it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,8 +26,9 @@
 
 struct env {
     char *dir;
-    char state[4200], sock[4200], repo[4200], stubs[4200], script[4200];
+    char state[4200], sock[4200], addr[4300], repo[4200], stubs[4200], script[4200];
     pid_t daemon;
+    struct cdn_vm_host *host;
 };
 
 static void setup(struct env *e) {
@@ -33,6 +36,7 @@ static void setup(struct env *e) {
     chmod(e->dir, 0755); /* the other tenant's client reads the stubs */
     snprintf(e->state, sizeof(e->state), "%s/state", e->dir);
     snprintf(e->sock, sizeof(e->sock), "%s/cordond.sock", e->dir);
+    snprintf(e->addr, sizeof(e->addr), "unix:%s", e->sock);
     snprintf(e->repo, sizeof(e->repo), "%s/repo", e->dir);
     snprintf(e->stubs, sizeof(e->stubs), "%s/stubs", e->dir);
     char root[4096];
@@ -133,19 +137,25 @@ static int py(struct env *e, unsigned uid, const char *const *args) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
 
-static void teardown(struct env *e, struct cdn_vm_host *h) {
-    th_assert_no_cordon_domains(h);
+/* A repository, stubs, libvirt's daemons of its own and cordond with max_running VMs. */
+static void env_open(struct env *e, const char *max_running) {
+    setup(e);
+    char daemons[4300];
+    snprintf(daemons, sizeof(daemons), "%s/run", e->dir);
+    e->host = th_host_hold(daemons);
+    daemon_start(e, max_running);
+}
+
+static void env_close(struct env *e) {
+    daemon_stop(e);
+    th_assert_no_cordon_domains(e->host);
     th_rmtree(e->dir);
     free(e->dir);
 }
 
 TEST_T(a_python_grpc_client_drives_sandboxes_and_tenants_are_kept_apart, 600) {
     struct env e = {0};
-    setup(&e);
-    char daemons[4300];
-    snprintf(daemons, sizeof(daemons), "%s/run", e.dir);
-    struct cdn_vm_host *h = th_host_hold(daemons);
-    daemon_start(&e, "4");
+    env_open(&e, "4");
     char idf[4300];
     snprintf(idf, sizeof(idf), "%s/id", e.dir);
     ASSERT_EQ(py(&e, 0, (const char *[]){"interop", e.sock, e.repo, idf, NULL}), 0);
@@ -154,34 +164,24 @@ TEST_T(a_python_grpc_client_drives_sandboxes_and_tenants_are_kept_apart, 600) {
     ASSERT_EQ(py(&e, 65534, (const char *[]){"other-tenant", e.sock, id, NULL}), 0);
     ASSERT_EQ(py(&e, 0, (const char *[]){"delete", e.sock, id, NULL}), 0);
     ASSERT_EQ(py(&e, 0, (const char *[]){"errors", e.sock, NULL}), 0);
-    daemon_stop(&e);
-    teardown(&e, h);
+    env_close(&e);
 }
 
 TEST_T(two_hundred_concurrent_exec_streams_keep_the_daemon_small, 600) {
     struct env e = {0};
-    setup(&e);
-    char daemons[4300];
-    snprintf(daemons, sizeof(daemons), "%s/run", e.dir);
-    struct cdn_vm_host *h = th_host_hold(daemons);
-    daemon_start(&e, "10");
+    env_open(&e, "10");
     long before = daemon_hwm_kib(e.daemon);
     ASSERT_EQ(py(&e, 0, (const char *[]){"concurrency", e.sock, "10", "200", NULL}), 0);
     long peak = daemon_hwm_kib(e.daemon);
     printf("  cordond peak RSS %ld KiB (%ld KiB at start) over 200 streams\n", peak, before);
     /* 200 streams of ~20 KB each, 10 VMs' channels: well under 192 MiB more, sanitizers on. */
     ASSERT_LE(peak - before, 192 * 1024);
-    daemon_stop(&e);
-    teardown(&e, h);
+    env_close(&e);
 }
 
 TEST_T(kill_9_and_a_restart_lose_nothing_acknowledged, 600) {
     struct env e = {0};
-    setup(&e);
-    char daemons[4300];
-    snprintf(daemons, sizeof(daemons), "%s/run", e.dir);
-    struct cdn_vm_host *h = th_host_hold(daemons);
-    daemon_start(&e, "1");
+    env_open(&e, "1");
     char idf[4300];
     snprintf(idf, sizeof(idf), "%s/ids", e.dir);
     ASSERT_EQ(py(&e, 0, (const char *[]){"restart-before", e.sock, idf, NULL}), 0);
@@ -192,6 +192,148 @@ TEST_T(kill_9_and_a_restart_lose_nothing_acknowledged, 600) {
     waitpid(e.daemon, NULL, 0);
     daemon_start(&e, "1");
     ASSERT_EQ(py(&e, 0, (const char *[]){"restart-after", e.sock, a, b, NULL}), 0);
-    daemon_stop(&e);
-    teardown(&e, h);
+    env_close(&e);
+}
+
+/* The sandbox's first entry of a `--json` array or the object itself, field k. */
+static char *json_field(const char *text, const char *k) {
+    json_error_t je;
+    json_t *j = json_loads(text ? text : "", JSON_DECODE_ANY, &je);
+    if (!j)
+        FAIL("not JSON (%s): %s", je.text, text ? text : "(none)");
+    json_t *o = json_is_array(j) ? json_array_get(j, 0) : j;
+    json_t *v = json_object_get(o, k);
+    char *s = json_is_string(v)    ? strdup(json_string_value(v))
+              : json_is_integer(v) ? (asprintf(&s, "%lld", (long long)json_integer_value(v)), s)
+                                   : NULL;
+    json_decref(j);
+    return s;
+}
+
+/* The first pending approval's id, waiting up to 60 s for one to appear. */
+static char *pending_approval(struct env *e) {
+    for (int i = 0; i < 600; i++) {
+        struct th_ran r = th_cordon_at(e->addr, "approvals", e->dir, "approvals",
+                                       (const char *[]){"--json", NULL});
+        ASSERT_EQ(r.code, 0);
+        char *id = strcmp(r.out, "[]\n") != 0 ? json_field(r.out, "id") : NULL;
+        th_ran_free(&r);
+        if (id)
+            return id;
+        usleep(100000);
+    }
+    FAIL("no approval appeared within 60 s");
+}
+
+/* `cordon SUB ARGS...` against the test's daemon, its outputs in e.dir/TAG.{out,err} */
+#define CLI(tag, sub, ...)                                                                         \
+    th_cordon_at(e.addr, sub, e.dir, tag, (const char *[]){__VA_ARGS__, NULL})
+
+TEST_T(the_cordon_cli_is_a_client_of_cordond, 600) {
+    struct env e = {0};
+    env_open(&e, "2");
+    struct th_ran r = CLI("create", "create", "--repo", e.repo, "--policy-name", "ci-tests",
+                          "--label", "team=cli", "--wait", "--json");
+    ASSERT_EQ(r.code, 0);
+    _cleanup_free_ char *id = json_field(r.out, "id");
+    _cleanup_free_ char *state = json_field(r.out, "state");
+    ASSERT_STREQ(state, "ready");
+    th_ran_free(&r);
+
+    /* a command the policy sends to a person: the stream waits, `cordon approve` lets it go */
+    pid_t x = th_cordon_spawn_at(
+        e.addr, "exec", e.dir, "exec1",
+        (const char *[]){id, "--", "sh", "-c", "echo hi; echo three >> README; exit 3", NULL});
+    _cleanup_free_ char *ap = pending_approval(&e);
+    r = CLI("approve", "approve", ap);
+    ASSERT_EQ(r.code, 0);
+    ASSERT_CONTAINS(r.out, "approved by uid:0");
+    th_ran_free(&r);
+    ASSERT_EQ(th_cordon_wait(x), 3);
+    _cleanup_free_ char *out1 = th_cordon_output(e.dir, "exec1", "out");
+    _cleanup_free_ char *err1 = th_cordon_output(e.dir, "exec1", "err");
+    ASSERT_STREQ(out1, "hi\n");
+    ASSERT_CONTAINS(err1, "approval needed");
+    /* denied by a person: 126; refused by the policy itself: 126 at once */
+    x = th_cordon_spawn_at(e.addr, "exec", e.dir, "exec2",
+                           (const char *[]){id, "--", "sh", "-c", "exit 4", NULL});
+    _cleanup_free_ char *ap2 = pending_approval(&e);
+    r = CLI("deny", "deny", ap2);
+    ASSERT_EQ(r.code, 0);
+    th_ran_free(&r);
+    ASSERT_EQ(th_cordon_wait(x), 126);
+    r = CLI("sudo", "exec", id, "--", "sudo", "id");
+    ASSERT_EQ(r.code, 126);
+    ASSERT_CONTAINS(r.err, "PERMISSION_DENIED");
+    th_ran_free(&r);
+
+    /* files in and out; the diff computed on the host */
+    char local[4300], back[4300];
+    snprintf(local, sizeof(local), "%s/notes.txt", e.dir);
+    snprintf(back, sizeof(back), "%s/back.txt", e.dir);
+    th_write_file(local, "notes\n", 0644);
+    char dst[100];
+    snprintf(dst, sizeof(dst), "%s:notes.txt", id);
+    r = CLI("cp-in", "cp", local, dst);
+    ASSERT_EQ(r.code, 0);
+    th_ran_free(&r);
+    r = CLI("cp-out", "cp", dst, back);
+    ASSERT_EQ(r.code, 0);
+    th_ran_free(&r);
+    _cleanup_free_ char *got = th_read_file(back);
+    ASSERT_STREQ(got, "notes\n");
+    r = CLI("diff", "diff", id);
+    ASSERT_EQ(r.code, 0);
+    ASSERT_CONTAINS(r.out, "+three");
+    ASSERT_CONTAINS(r.out, "+++ b/notes.txt");
+    th_ran_free(&r);
+    r = CLI("diffj", "diff", "--json", id);
+    _cleanup_free_ char *files = json_field(r.out, "files_changed");
+    ASSERT_STREQ(files, "2");
+    th_ran_free(&r);
+
+    /* what a reviewer and a scheduler look at */
+    r = CLI("show", "show", "--json", id);
+    ASSERT_EQ(r.code, 0);
+    ASSERT_CONTAINS(r.out, "\"commands\"");
+    ASSERT_CONTAINS(r.out, "\"team\":\"cli\"");
+    th_ran_free(&r);
+    r = CLI("ls", "ls", "--label", "team=cli", "--state", "ready");
+    ASSERT_EQ(r.code, 0);
+    ASSERT_CONTAINS(r.out, id);
+    th_ran_free(&r);
+    r = CLI("ls2", "ls", "--json", "--label", "team=other");
+    ASSERT_STREQ(r.out, "[]\n");
+    th_ran_free(&r);
+    r = CLI("events", "events", "--json", "--sandbox", id, "--after", "1", "--count", "2");
+    ASSERT_EQ(r.code, 0);
+    ASSERT_CONTAINS(r.out, "\"state\":\"ready\"");
+    th_ran_free(&r);
+
+    /* errors name what went wrong, as the daemon said it */
+    r = CLI("nf", "exec", "0000000000000000", "--", "true");
+    ASSERT_EQ(r.code, 125);
+    ASSERT_CONTAINS(r.err, "NOT_FOUND");
+    th_ran_free(&r);
+    r = CLI("badpol", "create", "--policy-name", "no-such-policy");
+    ASSERT_EQ(r.code, 125);
+    ASSERT_CONTAINS(r.err, "no-such-policy");
+    th_ran_free(&r);
+    r = th_cordon_at("unix:/nonexistent/cordond.sock", "ls", e.dir, "nodaemon",
+                     (const char *[]){NULL});
+    ASSERT_EQ(r.code, 125);
+    ASSERT_CONTAINS(r.err, "no cordond answers at unix:/nonexistent/cordond.sock");
+    th_ran_free(&r);
+
+    r = CLI("stop", "stop", "--json", id);
+    ASSERT_EQ(r.code, 0);
+    ASSERT_CONTAINS(r.out, "\"state\":\"stopped\"");
+    th_ran_free(&r);
+    r = CLI("rm", "rm", id);
+    ASSERT_EQ(r.code, 0);
+    th_ran_free(&r);
+    r = CLI("gone", "show", id);
+    ASSERT_EQ(r.code, 125);
+    th_ran_free(&r);
+    env_close(&e);
 }

@@ -20,11 +20,12 @@ const char *th_cordon_bin(void) {
     return bin;
 }
 
-pid_t th_cordon_spawn(const char *sub, const char *state, const char *tag,
-                      const char *const *args) {
+/* `cordon SUB FLAG VALUE ARGS...`, its outputs in DIR/TAG.{out,err}. */
+static pid_t spawn(const char *sub, const char *flag, const char *value, const char *dir,
+                   const char *tag, const char *const *args) {
     char out[4300], errp[4300];
-    snprintf(out, sizeof(out), "%s/%s.out", state, tag);
-    snprintf(errp, sizeof(errp), "%s/%s.err", state, tag);
+    snprintf(out, sizeof(out), "%s/%s.out", dir, tag);
+    snprintf(errp, sizeof(errp), "%s/%s.err", dir, tag);
     const char *bin = th_cordon_bin();
     pid_t pid = fork();
     if (pid < 0)
@@ -36,7 +37,7 @@ pid_t th_cordon_spawn(const char *sub, const char *state, const char *tag,
         dup2(i, 0);
         dup2(o, 1);
         dup2(e, 2);
-        const char *argv[48] = {bin, sub, "--state", state};
+        const char *argv[48] = {bin, sub, flag, value};
         size_t n = 4;
         if (strcmp(sub, "run") == 0) {
             argv[n++] = "--images";
@@ -49,6 +50,16 @@ pid_t th_cordon_spawn(const char *sub, const char *state, const char *tag,
         _exit(127);
     }
     return pid;
+}
+
+pid_t th_cordon_spawn(const char *sub, const char *state, const char *tag,
+                      const char *const *args) {
+    return spawn(sub, "--state", state, state, tag, args);
+}
+
+pid_t th_cordon_spawn_at(const char *addr, const char *sub, const char *dir, const char *tag,
+                         const char *const *args) {
+    return spawn(sub, "--addr", addr, dir, tag, args);
 }
 
 int th_cordon_wait(pid_t pid) {
@@ -64,12 +75,21 @@ char *th_cordon_output(const char *state, const char *tag, const char *ext) {
     return th_read_file(path);
 }
 
+static struct th_ran ran(pid_t pid, const char *dir, const char *tag) {
+    int code = th_cordon_wait(pid);
+    return (struct th_ran){.code = code,
+                           .out = th_cordon_output(dir, tag, "out"),
+                           .err = th_cordon_output(dir, tag, "err")};
+}
+
 struct th_ran th_cordon(const char *sub, const char *state, const char *tag,
                         const char *const *args) {
-    int code = th_cordon_wait(th_cordon_spawn(sub, state, tag, args));
-    return (struct th_ran){.code = code,
-                           .out = th_cordon_output(state, tag, "out"),
-                           .err = th_cordon_output(state, tag, "err")};
+    return ran(th_cordon_spawn(sub, state, tag, args), state, tag);
+}
+
+struct th_ran th_cordon_at(const char *addr, const char *sub, const char *dir, const char *tag,
+                           const char *const *args) {
+    return ran(th_cordon_spawn_at(addr, sub, dir, tag, args), dir, tag);
 }
 
 void th_ran_free(struct th_ran *r) {

@@ -21,3 +21,10 @@ struct th_ran {
 struct th_ran th_cordon(const char *sub, const char *state, const char *tag,
                         const char *const *args);
 void th_ran_free(struct th_ran *r);
+
+/* The same for a client subcommand talking to cordond: `cordon SUB --addr ADDR ARGS...`, its
+ * outputs in DIR/TAG.{out,err}. */
+pid_t th_cordon_spawn_at(const char *addr, const char *sub, const char *dir, const char *tag,
+                         const char *const *args);
+struct th_ran th_cordon_at(const char *addr, const char *sub, const char *dir, const char *tag,
+                           const char *const *args);

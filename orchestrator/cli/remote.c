@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The client subcommands' common ground: finding cordond, exit codes for its errors, and how a
+ * sandbox and an approval look as text and as JSON. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "remote.h"
+
+static const char *env_or(const char *v, const char *name) {
+    const char *e = getenv(name);
+    return v ? v : (e && *e ? e : NULL);
+}
+
+void cli_remote_init(struct cli_remote *r) { memset(r, 0, sizeof(*r)); }
+
+bool cli_remote_option(struct cli_remote *r, int c, const char *arg) {
+    switch (c) {
+    case CLI_OPT_ADDR: r->addr = arg; return true;
+    case CLI_OPT_TLS_CERT: r->tls_cert = arg; return true;
+    case CLI_OPT_TLS_KEY: r->tls_key = arg; return true;
+    case CLI_OPT_TLS_CA: r->tls_ca = arg; return true;
+    case CLI_OPT_TLS_NAME: r->tls_server_name = arg; return true;
+    case CLI_OPT_JSON: r->json = true; return true;
+    default: return false;
+    }
+}
+
+bool cli_remote_wanted(const struct cli_remote *r) {
+    if (env_or(r->addr, "CORDON_ADDR"))
+        return true;
+    struct stat st;
+    const char *path = CDN_CLIENT_DEFAULT_ADDR + strlen("unix:");
+    return stat(path, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+int cli_remote_open(const char *cmd, const struct cli_remote *r, struct cdn_client **out) {
+    struct cdn_client_opts o = {
+        .addr = env_or(r->addr, "CORDON_ADDR"),
+        .tls_cert = env_or(r->tls_cert, "CORDON_TLS_CERT"),
+        .tls_key = env_or(r->tls_key, "CORDON_TLS_KEY"),
+        .tls_ca = env_or(r->tls_ca, "CORDON_TLS_CA"),
+        .tls_server_name = env_or(r->tls_server_name, "CORDON_TLS_SERVER_NAME"),
+    };
+    cdn_err *err = NULL;
+    int rc = cdn_client_open(&o, out, &err);
+    if (rc < 0)
+        cli_remote_fail(cmd, rc, err);
+    return rc;
+}
+
+int cli_remote_fail(const char *cmd, int rc, cdn_err *err) {
+    fprintf(stderr, "cordon %s: %s\n", cmd, err ? cdn_err_msg(err) : strerror(-rc));
+    cdn_err_free(err);
+    switch (-rc) {
+    case EPERM: return CLI_EXIT_REFUSED;
+    case ETIMEDOUT: return CLI_EXIT_TIMEOUT;
+    case EINTR: return CLI_EXIT_INTERRUPTED;
+    default: return CLI_EXIT_FAILURE;
+    }
+}
+
+static const char *const state_names[] = {"unspecified", "queued",  "booting", "ready",
+                                          "stopping",    "stopped", "failed"};
+
+const char *cli_state_name(Cordon__V1__SandboxState s) {
+    return (unsigned)s < sizeof(state_names) / sizeof(state_names[0]) ? state_names[s] : "unknown";
+}
+
+int cli_state_parse(const char *name, Cordon__V1__SandboxState *out) {
+    for (size_t i = 1; i < sizeof(state_names) / sizeof(state_names[0]); i++)
+        if (strcasecmp(name, state_names[i]) == 0) {
+            *out = (Cordon__V1__SandboxState)i;
+            return 0;
+        }
+    return -EINVAL;
+}
+
+static json_t *time_json(int64_t unix_ms) {
+    if (unix_ms <= 0)
+        return json_null();
+    time_t t = (time_t)(unix_ms / 1000);
+    struct tm tm;
+    char s[32];
+    gmtime_r(&t, &tm);
+    strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return json_string(s);
+}
+
+json_t *cli_sandbox_json(const Cordon__V1__Sandbox *s) {
+    json_t *labels = json_object();
+    for (size_t i = 0; i < s->n_labels; i++)
+        json_object_set_new(labels, s->labels[i]->key, json_string(s->labels[i]->value));
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o}", "id",
+                          s->id, "state", cli_state_name(s->state), "tenant", s->tenant, "repo",
+                          s->repo, "base_commit", s->base_commit, "result_commit",
+                          s->result_commit, "image", s->image, "accel", s->accel, "transport",
+                          s->transport, "labels", labels, "created", time_json(s->created_unix_ms),
+                          "expires", time_json(s->expires_unix_ms));
+    if (o && *s->error)
+        json_object_set_new(o, "error", json_string(s->error));
+    return o;
+}
+
+void cli_sandbox_print(const Cordon__V1__Sandbox *s) {
+    printf("sandbox   %s\nstate     %s%s%s\ntenant    %s\nimage     %s\n", s->id,
+           cli_state_name(s->state), *s->error ? ": " : "", s->error, s->tenant, s->image);
+    if (*s->repo)
+        printf("repo      %s\nbase      %s\nresult    %s\n", s->repo, s->base_commit,
+               *s->result_commit ? s->result_commit : "(not taken yet)");
+    if (*s->accel)
+        printf("vm        %s over %s\n", s->accel, s->transport);
+    for (size_t i = 0; i < s->n_labels; i++)
+        printf("label     %s=%s\n", s->labels[i]->key, s->labels[i]->value);
+    json_t *c = time_json(s->created_unix_ms), *e = time_json(s->expires_unix_ms);
+    printf("created   %s\nexpires   %s\n", json_is_string(c) ? json_string_value(c) : "-",
+           json_is_string(e) ? json_string_value(e) : "-");
+    json_decref(c);
+    json_decref(e);
+}
+
+static json_t *strv_json(char **v, size_t n) {
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_string(v[i]));
+    return a;
+}
+
+json_t *cli_approval_json(const Cordon__V1__Approval *a) {
+    static const char *const status[] = {"unspecified", "pending", "approved", "denied", "expired"};
+    json_t *parts = json_array();
+    for (size_t i = 0; i < a->n_parts; i++) {
+        const Cordon__V1__ApprovalPart *p = a->parts[i];
+        json_array_append_new(parts, json_pack("{s:o, s:s, s:s, s:s}", "argv",
+                                               strv_json(p->argv, p->n_argv), "action", p->action,
+                                               "rule", p->rule, "reason", p->reason));
+    }
+    json_t *o = json_pack("{s:s, s:s, s:o, s:o, s:s, s:o}", "id", a->id, "sandbox", a->sandbox_id,
+                          "argv", strv_json(a->argv, a->n_argv), "parts", parts, "status",
+                          (unsigned)a->status < 5 ? status[a->status] : "unknown", "requested",
+                          time_json(a->requested_unix_ms));
+    if (o && *a->decided_by) {
+        json_object_set_new(o, "decided_by", json_string(a->decided_by));
+        json_object_set_new(o, "decided", time_json(a->decided_unix_ms));
+    }
+    return o;
+}
+
+/* Output as a JSON string. Output that is not UTF-8 (binary) cannot be one: its bytes >= 0x80
+ * become '?' and *lossy says so. */
+json_t *cli_output_json(struct cdn_buf *b, bool *lossy) {
+    size_t n = cdn_buf_len(b);
+    *lossy = false;
+    if (n == 0)
+        return json_string("");
+    json_t *s = json_stringn((const char *)cdn_buf_head(b), n);
+    if (s)
+        return s;
+    *lossy = true;
+    for (size_t i = 0; i < n; i++)
+        if (b->data[b->head + i] >= 0x80 || b->data[b->head + i] == 0)
+            b->data[b->head + i] = '?';
+    return json_stringn((const char *)cdn_buf_head(b), n);
+}
+
+void cli_json_print(json_t *j) {
+    json_dumpf(j, stdout, JSON_COMPACT);
+    fputc('\n', stdout);
+    json_decref(j);
+}

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* What the CLI's client subcommands share: where cordond is (--addr, $CORDON_ADDR, the default
+ * socket), TLS files, --json, turning a failed call into a message and an exit code, and the
+ * sandbox as text or JSON. */
+#pragma once
+
+#include <getopt.h>
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "api_client.h"
+#include "buf.h"
+#include "cli.h"
+
+struct cli_remote {
+    const char *addr; /* NULL: $CORDON_ADDR, else the default socket */
+    const char *tls_cert, *tls_key, *tls_ca, *tls_server_name;
+    bool json;
+};
+
+/* getopt_long entries for the options above (use their values, 0x100.., as they are). */
+enum { CLI_OPT_ADDR = 0x100, CLI_OPT_TLS_CERT, CLI_OPT_TLS_KEY, CLI_OPT_TLS_CA, CLI_OPT_TLS_NAME,
+       CLI_OPT_JSON };
+#define CLI_REMOTE_LONGOPTS                                                                        \
+    {"addr", required_argument, NULL, CLI_OPT_ADDR},                                              \
+        {"tls-cert", required_argument, NULL, CLI_OPT_TLS_CERT},                                  \
+        {"tls-key", required_argument, NULL, CLI_OPT_TLS_KEY},                                    \
+        {"tls-ca", required_argument, NULL, CLI_OPT_TLS_CA},                                      \
+        {"tls-server-name", required_argument, NULL, CLI_OPT_TLS_NAME},                           \
+        {"json", no_argument, NULL, CLI_OPT_JSON}
+#define CLI_REMOTE_USAGE                                                                           \
+    "  --addr ADDR        cordond's address: unix:/PATH (default $CORDON_ADDR, else\n"            \
+    "                     " CDN_CLIENT_DEFAULT_ADDR ") or HOST:PORT (mutual TLS)\n"               \
+    "  --tls-cert F, --tls-key F, --tls-ca F   the client certificate, its key and the CA\n"       \
+    "                     for HOST:PORT ($CORDON_TLS_CERT, $CORDON_TLS_KEY, $CORDON_TLS_CA)\n"      \
+    "  --tls-server-name N  the name the daemon's certificate carries (default: HOST)\n"          \
+    "  --json             print JSON instead of text\n"
+
+void cli_remote_init(struct cli_remote *r);
+/* Takes one of the options above: true when c was one. */
+bool cli_remote_option(struct cli_remote *r, int c, const char *arg);
+/* Whether a daemon is the place to ask: an address was given, or the default socket exists. */
+bool cli_remote_wanted(const struct cli_remote *r);
+/* Connects (lazily; the first call finds out); prints and returns < 0 on failure. */
+int cli_remote_open(const char *cmd, const struct cli_remote *r, struct cdn_client **out);
+/* Prints "cordon CMD: message" and returns the exit code for the error: 126 refused, 124 deadline,
+ * 130 interrupted, 125 otherwise. */
+int cli_remote_fail(const char *cmd, int rc, cdn_err *err);
+
+const char *cli_state_name(Cordon__V1__SandboxState s);
+int cli_state_parse(const char *name, Cordon__V1__SandboxState *out);
+json_t *cli_sandbox_json(const Cordon__V1__Sandbox *s);
+void cli_sandbox_print(const Cordon__V1__Sandbox *s);
+json_t *cli_approval_json(const Cordon__V1__Approval *a);
+/* Output as a JSON string. Output that is not UTF-8 (binary) cannot be one: its bytes >= 0x80
+ * become '?' and *lossy says so. */
+json_t *cli_output_json(struct cdn_buf *b, bool *lossy);
+/* Prints j (compact) on a line of its own and frees it. */
+void cli_json_print(json_t *j);
