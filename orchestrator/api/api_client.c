@@ -85,7 +85,9 @@ int cdn_client_open(const struct cdn_client_opts *o, struct cdn_client **out, cd
          .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
          .value.integer = (int)CDN_CLIENT_MAX_MESSAGE},
         /* a CLI is one client: no sharing of subchannels with other channels of this process */
-        {.type = GRPC_ARG_INTEGER, .key = (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, .value.integer = 1},
+        {.type = GRPC_ARG_INTEGER,
+         .key = (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL,
+         .value.integer = 1},
         {.type = GRPC_ARG_STRING,
          .key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG,
          .value.string = (char *)o->tls_server_name},
@@ -143,8 +145,8 @@ static void *tag_of(struct call *k, int t) { return &k->tags[t]; }
 /* Waits for one batch; false when it did not succeed (the status says why). */
 static bool wait_batch(struct call *k, int t) {
     for (;;) {
-        gpr_timespec step = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                                         gpr_time_from_millis(100, GPR_TIMESPAN));
+        gpr_timespec step =
+            gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(100, GPR_TIMESPAN));
         grpc_event ev = grpc_completion_queue_pluck(k->c->cq, tag_of(k, t), step, NULL);
         if (ev.type == GRPC_OP_COMPLETE)
             return ev.success;
@@ -170,10 +172,10 @@ static int call_begin(struct call *k, struct cdn_client *c, const char *method, 
     grpc_metadata_array_init(&k->md_trailing);
     char path[128];
     snprintf(path, sizeof(path), "/cordon.v1.Sandboxes/%s", method);
-    gpr_timespec deadline =
-        timeout_ms > 0 ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                                      gpr_time_from_millis(timeout_ms, GPR_TIMESPAN))
-                       : gpr_inf_future(GPR_CLOCK_MONOTONIC);
+    gpr_timespec deadline = timeout_ms > 0
+                                ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                               gpr_time_from_millis(timeout_ms, GPR_TIMESPAN))
+                                : gpr_inf_future(GPR_CLOCK_MONOTONIC);
     grpc_slice m = grpc_slice_from_copied_string(path);
     k->call = grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq, m, NULL,
                                        deadline, NULL);
@@ -238,8 +240,8 @@ static int call_end(struct call *k, int rc, cdn_err **err) {
         size_t n = GRPC_SLICE_LENGTH(k->details);
         const char *d = (const char *)GRPC_SLICE_START_PTR(k->details);
         if (k->status == GRPC_STATUS_UNAVAILABLE)
-            rc = cdn_err_set(err, ENOTCONN, "no cordond answers at %s (%.*s)", k->c->addr,
-                             (int)n, d);
+            rc = cdn_err_set(err, ENOTCONN, "no cordond answers at %s (%.*s)", k->c->addr, (int)n,
+                             d);
         else
             rc = cdn_err_set(err, errno_of(k->status), "%.*s (%s)", (int)n, d,
                              status_name(k->status));

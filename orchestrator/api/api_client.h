@@ -32,8 +32,8 @@ void cdn_client_free(struct cdn_client *c);
 void cdn_client_freep(struct cdn_client **c);
 const char *cdn_client_addr(const struct cdn_client *c);
 
-/* A unary call (method: "CreateSandbox", ...). *resp is freed with protobuf_c_message_free_unpacked.
- * timeout_ms <= 0: no deadline. */
+/* A unary call (method: "CreateSandbox", ...). *resp is freed with
+ * protobuf_c_message_free_unpacked. timeout_ms <= 0: no deadline. */
 int cdn_client_call(struct cdn_client *c, const char *method, const ProtobufCMessage *req,
                     const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
                     int timeout_ms, cdn_err **err);
@@ -43,8 +43,7 @@ int cdn_client_call(struct cdn_client *c, const char *method, const ProtobufCMes
 typedef int (*cdn_client_msg_fn)(void *ud, const ProtobufCMessage *msg);
 int cdn_client_stream(struct cdn_client *c, const char *method, const ProtobufCMessage *req,
                       const ProtobufCMessageDescriptor *resp_desc, cdn_client_msg_fn on_msg,
-                      void *ud, const volatile sig_atomic_t *cancel, int timeout_ms,
-                      cdn_err **err);
+                      void *ud, const volatile sig_atomic_t *cancel, int timeout_ms, cdn_err **err);
 
 /* A client-streaming call: next() fills *msg (1), says the stream ended (0) or fails (< 0); a
  * message is packed and sent before next() is asked again, so it may reuse its storage. */

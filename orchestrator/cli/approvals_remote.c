@@ -74,8 +74,8 @@ int cli_approvals_remote(int argc, char **argv) {
 }
 
 static int decide(const char *cmd, int argc, char **argv, bool approve) {
-    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'}, CLI_REMOTE_LONGOPTS,
-                                             {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'}, CLI_REMOTE_LONGOPTS, {NULL, 0, NULL, 0}};
     struct cli_remote r;
     cli_remote_init(&r);
     optind = 1;
@@ -99,8 +99,8 @@ static int decide(const char *cmd, int argc, char **argv, bool approve) {
     q.approve = approve;
     ProtobufCMessage *m = NULL;
     cdn_err *err = NULL;
-    int rc = cdn_client_call(c, "Decide", &q.base, &cordon__v1__approval__descriptor, &m, 30000,
-                             &err);
+    int rc =
+        cdn_client_call(c, "Decide", &q.base, &cordon__v1__approval__descriptor, &m, 30000, &err);
     if (rc < 0)
         return cli_remote_fail(cmd, rc, err);
     const Cordon__V1__Approval *a = (const Cordon__V1__Approval *)m;

@@ -22,7 +22,8 @@ static void usage(FILE *f) {
           "A relative PATH is under /workspace. Into the sandbox, the file keeps its mode.\n"
           "\n"
           "options:\n"
-          "  --max-bytes N      refuse a file bigger than N bytes (default: the daemon's cap)\n" CLI_REMOTE_USAGE,
+          "  --max-bytes N      refuse a file bigger than N bytes (default: the daemon's "
+          "cap)\n" CLI_REMOTE_USAGE,
           f);
 }
 
@@ -105,8 +106,8 @@ static int upload(struct cdn_client *c, const char *local, char *id, char *path,
     uint64_t bytes = ((Cordon__V1__WriteFileResponse *)m)->bytes;
     protobuf_c_message_free_unpacked(m, NULL);
     if (json)
-        cli_json_print(json_pack("{s:s, s:s, s:I}", "sandbox", id, "path", path, "bytes",
-                                 (json_int_t)bytes));
+        cli_json_print(
+            json_pack("{s:s, s:s, s:I}", "sandbox", id, "path", path, "bytes", (json_int_t)bytes));
     return 0;
 }
 

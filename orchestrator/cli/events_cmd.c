@@ -34,12 +34,12 @@ static int on_event(void *ud, const ProtobufCMessage *msg) {
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
     const char *state = ev->state ? cli_state_name(ev->state) : "";
     if (x->json)
-        cli_json_print(json_pack("{s:I, s:s, s:s, s:s, s:s}", "id", (json_int_t)ev->id,
-                                 "sandbox", ev->sandbox_id, "time", when, "state", state,
-                                 "message", ev->message));
+        cli_json_print(json_pack("{s:I, s:s, s:s, s:s, s:s}", "id", (json_int_t)ev->id, "sandbox",
+                                 ev->sandbox_id, "time", when, "state", state, "message",
+                                 ev->message));
     else
-        printf("%-6llu %s  %s  %-8s %s\n", (unsigned long long)ev->id, when, ev->sandbox_id,
-               state, ev->message);
+        printf("%-6llu %s  %s  %-8s %s\n", (unsigned long long)ev->id, when, ev->sandbox_id, state,
+               ev->message);
     fflush(stdout);
     if (x->count && ++x->seen >= x->count)
         return -EVENTS_DONE;

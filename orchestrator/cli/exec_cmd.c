@@ -40,8 +40,8 @@ static void print_pending(const Cordon__V1__Approval *a) {
             fprintf(stderr, " %s", p->argv[j]);
         fprintf(stderr, "\n           by %s%s%s\n", p->rule, *p->reason ? ": " : "", p->reason);
     }
-    fprintf(stderr, "cordon: waiting; decide with `cordon approve %s` or `cordon deny %s`\n",
-            a->id, a->id);
+    fprintf(stderr, "cordon: waiting; decide with `cordon approve %s` or `cordon deny %s`\n", a->id,
+            a->id);
 }
 
 static int on_event(void *ud, const ProtobufCMessage *msg) {
@@ -183,8 +183,8 @@ static int parse(int argc, char **argv, struct exec_opts *o) {
 
 static void print_json(struct exec_ctx *x, int code) {
     bool lossy_out, lossy_err;
-    json_t *o = json_pack("{s:i, s:i, s:b, s:b, s:I}", "exit_code", code, "signal",
-                          x->exit.signal, "timed_out", x->exit.timed_out, "output_truncated",
+    json_t *o = json_pack("{s:i, s:i, s:b, s:b, s:I}", "exit_code", code, "signal", x->exit.signal,
+                          "timed_out", x->exit.timed_out, "output_truncated",
                           x->exit.output_truncated || x->truncated_locally, "command_ms",
                           (json_int_t)x->exit.duration_ms);
     json_object_set_new(o, "stdout", cli_output_json(&x->out[1], &lossy_out));

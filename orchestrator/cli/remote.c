@@ -96,10 +96,10 @@ json_t *cli_sandbox_json(const Cordon__V1__Sandbox *s) {
         json_object_set_new(labels, s->labels[i]->key, json_string(s->labels[i]->value));
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o}", "id",
                           s->id, "state", cli_state_name(s->state), "tenant", s->tenant, "repo",
-                          s->repo, "base_commit", s->base_commit, "result_commit",
-                          s->result_commit, "image", s->image, "accel", s->accel, "transport",
-                          s->transport, "labels", labels, "created", time_json(s->created_unix_ms),
-                          "expires", time_json(s->expires_unix_ms));
+                          s->repo, "base_commit", s->base_commit, "result_commit", s->result_commit,
+                          "image", s->image, "accel", s->accel, "transport", s->transport, "labels",
+                          labels, "created", time_json(s->created_unix_ms), "expires",
+                          time_json(s->expires_unix_ms));
     if (o && *s->error)
         json_object_set_new(o, "error", json_string(s->error));
     return o;

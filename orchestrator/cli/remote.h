@@ -19,21 +19,28 @@ struct cli_remote {
 };
 
 /* getopt_long entries for the options above (use their values, 0x100.., as they are). */
-enum { CLI_OPT_ADDR = 0x100, CLI_OPT_TLS_CERT, CLI_OPT_TLS_KEY, CLI_OPT_TLS_CA, CLI_OPT_TLS_NAME,
-       CLI_OPT_JSON };
+enum {
+    CLI_OPT_ADDR = 0x100,
+    CLI_OPT_TLS_CERT,
+    CLI_OPT_TLS_KEY,
+    CLI_OPT_TLS_CA,
+    CLI_OPT_TLS_NAME,
+    CLI_OPT_JSON
+};
 #define CLI_REMOTE_LONGOPTS                                                                        \
-    {"addr", required_argument, NULL, CLI_OPT_ADDR},                                              \
-        {"tls-cert", required_argument, NULL, CLI_OPT_TLS_CERT},                                  \
-        {"tls-key", required_argument, NULL, CLI_OPT_TLS_KEY},                                    \
-        {"tls-ca", required_argument, NULL, CLI_OPT_TLS_CA},                                      \
-        {"tls-server-name", required_argument, NULL, CLI_OPT_TLS_NAME},                           \
-        {"json", no_argument, NULL, CLI_OPT_JSON}
+    {"addr", required_argument, NULL, CLI_OPT_ADDR},                                               \
+        {"tls-cert", required_argument, NULL, CLI_OPT_TLS_CERT},                                   \
+        {"tls-key", required_argument, NULL, CLI_OPT_TLS_KEY},                                     \
+        {"tls-ca", required_argument, NULL, CLI_OPT_TLS_CA},                                       \
+        {"tls-server-name", required_argument, NULL, CLI_OPT_TLS_NAME}, {                          \
+        "json", no_argument, NULL, CLI_OPT_JSON                                                    \
+    }
 #define CLI_REMOTE_USAGE                                                                           \
-    "  --addr ADDR        cordond's address: unix:/PATH (default $CORDON_ADDR, else\n"            \
-    "                     " CDN_CLIENT_DEFAULT_ADDR ") or HOST:PORT (mutual TLS)\n"               \
+    "  --addr ADDR        cordond's address: unix:/PATH (default $CORDON_ADDR, else\n"             \
+    "                     " CDN_CLIENT_DEFAULT_ADDR ") or HOST:PORT (mutual TLS)\n"                \
     "  --tls-cert F, --tls-key F, --tls-ca F   the client certificate, its key and the CA\n"       \
-    "                     for HOST:PORT ($CORDON_TLS_CERT, $CORDON_TLS_KEY, $CORDON_TLS_CA)\n"      \
-    "  --tls-server-name N  the name the daemon's certificate carries (default: HOST)\n"          \
+    "                     for HOST:PORT ($CORDON_TLS_CERT, $CORDON_TLS_KEY, $CORDON_TLS_CA)\n"     \
+    "  --tls-server-name N  the name the daemon's certificate carries (default: HOST)\n"           \
     "  --json             print JSON instead of text\n"
 
 void cli_remote_init(struct cli_remote *r);

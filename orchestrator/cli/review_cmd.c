@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* cordon show ID | diff ID through cordond: a sandbox's record, evidence and diff. An id the
- * daemon does not know that is a `cordon run` task in the local state folder is shown from there. */
+ * daemon does not know that is a `cordon run` task in the local state folder is shown from there.
+ */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,8 +13,8 @@
 
 /* The one ID argument, with the common options; < 0 on bad usage. */
 static int parse_id(const char *cmd, int argc, char **argv, struct cli_remote *r, const char **id) {
-    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'}, CLI_REMOTE_LONGOPTS,
-                                             {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'}, CLI_REMOTE_LONGOPTS, {NULL, 0, NULL, 0}};
     cli_remote_init(r);
     optind = 1;
     for (int c; (c = getopt_long(argc, argv, "h", longopts, NULL)) != -1;)
@@ -110,10 +111,10 @@ int cli_diff_remote(int argc, char **argv) {
         bool lossy;
         struct cdn_buf b = {0};
         cdn_buf_append(&b, d->patch.data, d->patch.len);
-        json_t *o = json_pack("{s:s, s:s, s:i, s:i, s:i}", "base_commit", d->base_commit,
-                              "result_commit", d->result_commit, "files_changed",
-                              (int)d->files_changed, "insertions", (int)d->insertions,
-                              "deletions", (int)d->deletions);
+        json_t *o =
+            json_pack("{s:s, s:s, s:i, s:i, s:i}", "base_commit", d->base_commit, "result_commit",
+                      d->result_commit, "files_changed", (int)d->files_changed, "insertions",
+                      (int)d->insertions, "deletions", (int)d->deletions);
         json_object_set_new(o, "patch", cli_output_json(&b, &lossy));
         json_object_set_new(o, "patch_not_utf8", json_boolean(lossy));
         cdn_buf_free(&b);

@@ -68,7 +68,8 @@ static void create_usage(FILE *f) {
           "                     within the policy's\n"
           "  --ttl S            destroy it S seconds after creation (default: the daemon's)\n"
           "  --label KEY=VALUE  (repeatable) for `cordon ls --label`\n"
-          "  --wait             return once it is ready (or failed); --wait-timeout S (300)\n" CLI_REMOTE_USAGE,
+          "  --wait             return once it is ready (or failed); --wait-timeout S "
+          "(300)\n" CLI_REMOTE_USAGE,
           f);
 }
 
@@ -109,16 +110,23 @@ struct create_opts {
 };
 
 static int create_parse(int argc, char **argv, struct create_opts *o) {
-    static const struct option longopts[] = {
-        {"repo", required_argument, NULL, 'R'},   {"ref", required_argument, NULL, 'r'},
-        {"policy", required_argument, NULL, 'P'}, {"policy-name", required_argument, NULL, 'N'},
-        {"image", required_argument, NULL, 'i'},  {"cpus", required_argument, NULL, 'c'},
-        {"memory", required_argument, NULL, 'm'}, {"disk", required_argument, NULL, 'd'},
-        {"wall", required_argument, NULL, 'W'},   {"command-timeout", required_argument, NULL, 't'},
-        {"ttl", required_argument, NULL, 'T'},    {"label", required_argument, NULL, 'l'},
-        {"wait", no_argument, NULL, 'w'},         {"wait-timeout", required_argument, NULL, 'x'},
-        {"help", no_argument, NULL, 'h'},         CLI_REMOTE_LONGOPTS,
-        {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"repo", required_argument, NULL, 'R'},
+                                             {"ref", required_argument, NULL, 'r'},
+                                             {"policy", required_argument, NULL, 'P'},
+                                             {"policy-name", required_argument, NULL, 'N'},
+                                             {"image", required_argument, NULL, 'i'},
+                                             {"cpus", required_argument, NULL, 'c'},
+                                             {"memory", required_argument, NULL, 'm'},
+                                             {"disk", required_argument, NULL, 'd'},
+                                             {"wall", required_argument, NULL, 'W'},
+                                             {"command-timeout", required_argument, NULL, 't'},
+                                             {"ttl", required_argument, NULL, 'T'},
+                                             {"label", required_argument, NULL, 'l'},
+                                             {"wait", no_argument, NULL, 'w'},
+                                             {"wait-timeout", required_argument, NULL, 'x'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             CLI_REMOTE_LONGOPTS,
+                                             {NULL, 0, NULL, 0}};
     Cordon__V1__CreateSandboxRequest *q = &o->q;
     Cordon__V1__Limits *l = &o->limits;
     o->wait_timeout_s = 300;
@@ -143,7 +151,9 @@ static int create_parse(int argc, char **argv, struct create_opts *o) {
         case 'm': rc = parse_u32("create", "--memory", optarg, &l->memory_mib); break;
         case 'd': rc = parse_u32("create", "--disk", optarg, &l->disk_mib); break;
         case 'W': rc = parse_u32("create", "--wall", optarg, &l->wall_seconds); break;
-        case 't': rc = parse_u32("create", "--command-timeout", optarg, &l->command_timeout_seconds); break;
+        case 't':
+            rc = parse_u32("create", "--command-timeout", optarg, &l->command_timeout_seconds);
+            break;
         case 'T': rc = parse_u32("create", "--ttl", optarg, &q->ttl_seconds); break;
         case 'x': rc = parse_u32("create", "--wait-timeout", optarg, &o->wait_timeout_s); break;
         case 'w': o->wait = true; break;
@@ -209,8 +219,8 @@ int cli_create(int argc, char **argv) {
 
 /* ---- ls ---- */
 
-static int ls_parse(int argc, char **argv, struct cli_remote *r, Cordon__V1__ListSandboxesRequest *q,
-                    Cordon__V1__SandboxState *states,
+static int ls_parse(int argc, char **argv, struct cli_remote *r,
+                    Cordon__V1__ListSandboxesRequest *q, Cordon__V1__SandboxState *states,
                     Cordon__V1__ListSandboxesRequest__LabelsEntry *store,
                     Cordon__V1__ListSandboxesRequest__LabelsEntry **labels) {
     static const struct option longopts[] = {{"state", required_argument, NULL, 's'},
@@ -222,8 +232,9 @@ static int ls_parse(int argc, char **argv, struct cli_remote *r, Cordon__V1__Lis
     for (int c; (c = getopt_long(argc, argv, "h", longopts, NULL)) != -1;) {
         if (c == 's' && q->n_states < 8) {
             if (cli_state_parse(optarg, &states[q->n_states++]) < 0) {
-                fprintf(stderr, "cordon ls: no state '%s' (queued, booting, ready, stopping, "
-                                "stopped, failed)\n",
+                fprintf(stderr,
+                        "cordon ls: no state '%s' (queued, booting, ready, stopping, "
+                        "stopped, failed)\n",
                         optarg);
                 return -1;
             }
@@ -254,7 +265,8 @@ int cli_ls(int argc, char **argv) {
     Cordon__V1__SandboxState states[8];
     Cordon__V1__ListSandboxesRequest__LabelsEntry store[MAX_LABELS], *labels[MAX_LABELS];
     _cleanup_(cdn_client_freep) struct cdn_client *c = NULL;
-    if (ls_parse(argc, argv, &r, &q, states, store, labels) < 0 || cli_remote_open("ls", &r, &c) < 0)
+    if (ls_parse(argc, argv, &r, &q, states, store, labels) < 0 ||
+        cli_remote_open("ls", &r, &c) < 0)
         return CLI_EXIT_FAILURE;
     ProtobufCMessage *m = NULL;
     cdn_err *err = NULL;
@@ -283,14 +295,15 @@ int cli_ls(int argc, char **argv) {
 /* ---- stop, rm ---- */
 
 static int stop_or_rm(const char *cmd, const char *method, int argc, char **argv) {
-    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'}, CLI_REMOTE_LONGOPTS,
-                                             {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'}, CLI_REMOTE_LONGOPTS, {NULL, 0, NULL, 0}};
     struct cli_remote r;
     cli_remote_init(&r);
     optind = 1;
     for (int c; (c = getopt_long(argc, argv, "h", longopts, NULL)) != -1;)
         if (!cli_remote_option(&r, c, optarg)) {
-            fprintf(c == 'h' ? stdout : stderr, "usage: cordon %s [OPTIONS] ID...\n\n%s\n\noptions:\n" CLI_REMOTE_USAGE, cmd,
+            fprintf(c == 'h' ? stdout : stderr,
+                    "usage: cordon %s [OPTIONS] ID...\n\n%s\n\noptions:\n" CLI_REMOTE_USAGE, cmd,
                     strcmp(cmd, "rm") == 0
                         ? "Destroys each sandbox's VM and forgets it (its evidence too)."
                         : "Destroys each sandbox's VM; its record, diff and evidence stay.");
@@ -309,11 +322,11 @@ static int stop_or_rm(const char *cmd, const char *method, int argc, char **argv
         q.id = argv[i];
         ProtobufCMessage *m = NULL;
         cdn_err *err = NULL;
-        int rc = cdn_client_call(c, method, &q.base,
-                                 strcmp(method, "Delete") == 0
-                                     ? &cordon__v1__delete_response__descriptor
-                                     : &cordon__v1__sandbox__descriptor,
-                                 &m, 120000, &err);
+        int rc =
+            cdn_client_call(c, method, &q.base,
+                            strcmp(method, "Delete") == 0 ? &cordon__v1__delete_response__descriptor
+                                                          : &cordon__v1__sandbox__descriptor,
+                            &m, 120000, &err);
         if (rc < 0) {
             code = cli_remote_fail(cmd, rc, err);
             continue;

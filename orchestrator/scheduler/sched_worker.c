@@ -129,10 +129,9 @@ static void finish_command(struct worker *w, struct job *j, int timeout_ms) {
                    : j->killed       ? "cancelled"
                                      : "failed",
                    res.exec.exit_code, res.exec.signal);
-    j->ops->done(j->ud, r, e, &res);
+    j->ops->done(j->ud, r, e, &res); /* the session saved the evidence as the command ended */
     cdn_err_free(e);
     job_free(j);
-    save_evidence(w);
 }
 
 /* A new command: the policy first. */
