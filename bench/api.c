@@ -127,8 +127,8 @@ static void api_open(struct api *a, const char *dir, const char *accel) {
     q.policy_text = (char *)allow_all;
     q.image = (char *)"minimal";
     ProtobufCMessage *m = NULL;
-    ASSERT_OK(cdn_client_call(a->c, "CreateSandbox", &q.base, &cordon__v1__sandbox__descriptor,
-                              &m, 30000, &err),
+    ASSERT_OK(cdn_client_call(a->c, "CreateSandbox", &q.base, &cordon__v1__sandbox__descriptor, &m,
+                              30000, &err),
               err);
     snprintf(a->id, sizeof(a->id), "%s", ((Cordon__V1__Sandbox *)m)->id);
     protobuf_c_message_free_unpacked(m, NULL);
@@ -158,8 +158,8 @@ static void api_close(struct api *a) {
     Cordon__V1__DeleteRequest d = CORDON__V1__DELETE_REQUEST__INIT;
     d.id = a->id;
     ProtobufCMessage *m = NULL;
-    ASSERT_OK(cdn_client_call(a->c, "Delete", &d.base, &cordon__v1__delete_response__descriptor,
-                              &m, 120000, &err),
+    ASSERT_OK(cdn_client_call(a->c, "Delete", &d.base, &cordon__v1__delete_response__descriptor, &m,
+                              120000, &err),
               err);
     protobuf_c_message_free_unpacked(m, NULL);
     cdn_client_free(a->c);
@@ -196,10 +196,10 @@ int main(void) {
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
     struct utsname u;
     uname(&u);
-    json_t *root = json_pack(
-        "{s:s, s:s, s:s, s:i, s:i, s:f, s:{s:{s:s, s:f, s:f, s:f}}}", "benchmark", "api", "date",
-        when, "host", u.release, "runs", RUNS, "batch", BATCH, "goal_ratio", GOAL, "results",
-        "exec_true", "unit", "ms", "cordon", api, "baseline", direct, "ratio", api / direct);
+    json_t *root = json_pack("{s:s, s:s, s:s, s:i, s:i, s:f, s:{s:{s:s, s:f, s:f, s:f}}}",
+                             "benchmark", "api", "date", when, "host", u.release, "runs", RUNS,
+                             "batch", BATCH, "goal_ratio", GOAL, "results", "exec_true", "unit",
+                             "ms", "cordon", api, "baseline", direct, "ratio", api / direct);
     if (json_dump_file(root, out_path, JSON_INDENT(2)) < 0)
         FAIL("cannot write %s", out_path);
     json_decref(root);

@@ -3,7 +3,8 @@
  * from proto/cordon.proto here): a sandbox on a real repository through every RPC, another
  * tenant (uid 65534) shut out, every error code, 200 concurrent Exec streams across 10
  * sandboxes with the daemon's memory bounded, and kill -9 with a restart; then the cordon CLI
- * as a client of it. */
+ * as a client of it, on the unix socket and over TCP with mutual TLS (certificates made here
+ * with openssl). */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -15,6 +16,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -29,6 +32,7 @@ struct env {
     char state[4200], sock[4200], addr[4300], repo[4200], stubs[4200], script[4200];
     pid_t daemon;
     struct cdn_vm_host *host;
+    const char *extra[12]; /* more of cordond's flags */
 };
 
 static void setup(struct env *e) {
@@ -79,9 +83,13 @@ static void daemon_start(struct env *e, const char *max_running) {
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         dup2(fd, 1);
         dup2(fd, 2);
-        execl(bin, bin, "--socket", e->sock, "--socket-mode", "0666", "--state", e->state,
-              "--images", getenv("CORDON_IMAGES"), "--policies", "policies", "--accel", "tcg",
-              "--max-running", max_running, (char *)NULL);
+        const char *argv[32] = {
+            bin,        "--socket", e->sock,    "--socket-mode",         "0666",
+            "--state",  e->state,   "--images", getenv("CORDON_IMAGES"), "--policies",
+            "policies", "--accel",  "tcg",      "--max-running",         max_running};
+        for (size_t i = 0, n = 15; e->extra[i] && n < 31; i++)
+            argv[n++] = e->extra[i];
+        execv(bin, (char **)argv);
         _exit(127);
     }
     for (int i = 0; i < 600 && !answers(e->sock); i++) {
@@ -334,6 +342,100 @@ TEST_T(the_cordon_cli_is_a_client_of_cordond, 600) {
     th_ran_free(&r);
     r = CLI("gone", "show", id);
     ASSERT_EQ(r.code, 125);
+    th_ran_free(&r);
+    env_close(&e);
+}
+
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+        FAIL("no free port: %m");
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+/* A CA, the daemon's certificate for 127.0.0.1, clients alice and bob under the CA, and
+ * mallory under a CA of her own. */
+static void make_certs(const char *d) {
+    th_sh(
+        "mkdir -p %s && cd %s && "
+        "K='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes' && "
+        "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > san.ext && "
+        "openssl req -x509 $K -keyout ca.key -out ca.pem -days 2 -subj /CN=cordon-test-ca "
+        "2>/dev/null && "
+        "openssl req -x509 $K -keyout evil-ca.key -out evil-ca.pem -days 2 -subj /CN=evil "
+        "2>/dev/null && "
+        "for n in server alice bob mallory; do "
+        "  ca=ca; [ $n = mallory ] && ca=evil-ca; ext=; [ $n = server ] && ext='-extfile san.ext'; "
+        "  openssl req $K -keyout $n.key -out $n.csr -subj /O=evals/CN=$n 2>/dev/null && "
+        "  openssl x509 -req -in $n.csr -CA $ca.pem -CAkey $ca.key -CAcreateserial -days 2 "
+        "    -out $n.pem $ext 2>/dev/null || exit 1; "
+        "done",
+        d, d);
+}
+
+/* `cordon SUB --tls-* (as WHO) ARGS...` against the daemon's TCP address. */
+static struct th_ran tls_cli(struct env *e, const char *addr, const char *who, const char *sub,
+                             const char *tag, const char *const *args) {
+    char cert[4400], key[4400], ca[4400];
+    snprintf(cert, sizeof(cert), "%s/tls/%s.pem", e->dir, who);
+    snprintf(key, sizeof(key), "%s/tls/%s.key", e->dir, who);
+    snprintf(ca, sizeof(ca), "%s/tls/ca.pem", e->dir);
+    const char *argv[24] = {"--tls-cert", cert, "--tls-key", key, "--tls-ca", ca};
+    for (size_t i = 0, n = 6; args[i] && n < 23; i++)
+        argv[n++] = args[i];
+    return th_cordon_at(addr, sub, e->dir, tag, argv);
+}
+
+TEST_T(over_tcp_a_client_certificate_is_the_tenant, 600) {
+    struct env e = {0};
+    setup(&e);
+    char tls[4300], listen[64], cert[4400], key[4400], ca[4400];
+    snprintf(tls, sizeof(tls), "%s/tls", e.dir);
+    make_certs(tls);
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", free_port());
+    snprintf(cert, sizeof(cert), "%s/server.pem", tls);
+    snprintf(key, sizeof(key), "%s/server.key", tls);
+    snprintf(ca, sizeof(ca), "%s/ca.pem", tls);
+    const char *extra[] = {"--listen",        listen, "--tls-cert", cert, "--tls-key", key,
+                           "--tls-client-ca", ca,     NULL};
+    memcpy(e.extra, extra, sizeof(extra));
+    char daemons[4300];
+    snprintf(daemons, sizeof(daemons), "%s/run", e.dir);
+    e.host = th_host_hold(daemons);
+    daemon_start(&e, "1");
+
+    struct th_ran r = tls_cli(&e, listen, "alice", "create", "create",
+                              (const char *[]){"--policy-name", "ci-tests", "--json", NULL});
+    ASSERT_EQ(r.code, 0);
+    _cleanup_free_ char *id = json_field(r.out, "id");
+    _cleanup_free_ char *tenant = json_field(r.out, "tenant");
+    ASSERT_CONTAINS(tenant, "x509:");
+    ASSERT_CONTAINS(tenant, "CN=alice");
+    th_ran_free(&r);
+    /* bob, under the same CA, is another tenant: he sees nothing of alice's */
+    r = tls_cli(&e, listen, "bob", "ls", "bob-ls", (const char *[]){"--json", NULL});
+    ASSERT_EQ(r.code, 0);
+    ASSERT_STREQ(r.out, "[]\n");
+    th_ran_free(&r);
+    r = tls_cli(&e, listen, "bob", "rm", "bob-rm", (const char *[]){id, NULL});
+    ASSERT_EQ(r.code, 125);
+    ASSERT_CONTAINS(r.err, "NOT_FOUND");
+    th_ran_free(&r);
+    /* the unix socket's root is not alice either */
+    r = CLI("root-show", "show", id);
+    ASSERT_EQ(r.code, 125);
+    th_ran_free(&r);
+    /* a certificate from another CA gets no connection at all */
+    r = tls_cli(&e, listen, "mallory", "ls", "mallory", (const char *[]){NULL});
+    ASSERT_EQ(r.code, 125);
+    ASSERT_CONTAINS(r.err, "no cordond answers");
+    th_ran_free(&r);
+    r = tls_cli(&e, listen, "alice", "rm", "rm", (const char *[]){id, NULL});
+    ASSERT_EQ(r.code, 0);
     th_ran_free(&r);
     env_close(&e);
 }
