@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "api.h"
+#include "logf.h"
 #include "cordon.pb-c.h"
 
 /* How much output a call may have queued for a client that does not read it. */
@@ -82,7 +83,7 @@ struct cdn_api {
     struct api_watch *watches;
 };
 
-void api_log(struct cdn_api *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define api_log(a, ...) cdn_logf((a)->o.log, (a)->o.log_ud, __VA_ARGS__)
 
 /* ---- calls (api_call.c): thread-safe ---- */
 void api_call_ref(struct api_call *c);

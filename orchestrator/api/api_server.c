@@ -25,17 +25,6 @@
 
 #define PENDING_REQUESTS 16
 
-void api_log(struct cdn_api *a, const char *fmt, ...) {
-    if (!a->o.log)
-        return;
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    a->o.log(a->o.log_ud, line);
-}
-
 /* ---- tenants ---- */
 
 static void peer_set(struct cdn_api *a, int fd, unsigned uid) {

@@ -49,15 +49,13 @@ int cli_approvals_remote(int argc, char **argv) {
             return c == 'h' ? 0 : CLI_EXIT_FAILURE;
         }
     }
-    _cleanup_(cdn_client_freep) struct cdn_client *c = NULL;
-    if (optind != argc || cli_remote_open("approvals", &r, &c) < 0)
+    if (optind != argc)
         return CLI_EXIT_FAILURE;
     ProtobufCMessage *m = NULL;
-    cdn_err *err = NULL;
-    int rc = cdn_client_call(c, "ListApprovals", &q.base,
-                             &cordon__v1__list_approvals_response__descriptor, &m, 30000, &err);
-    if (rc < 0)
-        return cli_remote_fail("approvals", rc, err);
+    int code = cli_remote_unary("approvals", &r, "ListApprovals", &q.base,
+                                &cordon__v1__list_approvals_response__descriptor, &m);
+    if (code)
+        return code;
     Cordon__V1__ListApprovalsResponse *l = (Cordon__V1__ListApprovalsResponse *)m;
     if (r.json) {
         json_t *a = json_array();
@@ -74,35 +72,25 @@ int cli_approvals_remote(int argc, char **argv) {
 }
 
 static int decide(const char *cmd, int argc, char **argv, bool approve) {
-    static const struct option longopts[] = {
-        {"help", no_argument, NULL, 'h'}, CLI_REMOTE_LONGOPTS, {NULL, 0, NULL, 0}};
     struct cli_remote r;
-    cli_remote_init(&r);
-    optind = 1;
-    for (int c; (c = getopt_long(argc, argv, "h", longopts, NULL)) != -1;)
-        if (!cli_remote_option(&r, c, optarg)) {
-            fprintf(c == 'h' ? stdout : stderr,
-                    "usage: cordon %s [OPTIONS] ID\n\noptions:\n" CLI_REMOTE_USAGE
-                    "  --state DIR        decide a `cordon run` task's request in DIR instead\n",
-                    cmd);
-            return c == 'h' ? 0 : CLI_EXIT_FAILURE;
-        }
-    _cleanup_(cdn_client_freep) struct cdn_client *c = NULL;
+    char usage[256];
+    snprintf(usage, sizeof(usage),
+             "usage: cordon %s [OPTIONS] ID\n\nWith --state DIR: a `cordon run` task's "
+             "request in DIR.\n",
+             cmd);
+    if (cli_remote_parse(argc, argv, &r, usage) < 0)
+        return CLI_EXIT_FAILURE;
     if (optind + 1 != argc) {
         fprintf(stderr, "usage: cordon %s [OPTIONS] ID\n", cmd);
         return CLI_EXIT_FAILURE;
     }
-    if (cli_remote_open(cmd, &r, &c) < 0)
-        return CLI_EXIT_FAILURE;
     Cordon__V1__DecideRequest q = CORDON__V1__DECIDE_REQUEST__INIT;
     q.approval_id = argv[optind];
     q.approve = approve;
     ProtobufCMessage *m = NULL;
-    cdn_err *err = NULL;
-    int rc =
-        cdn_client_call(c, "Decide", &q.base, &cordon__v1__approval__descriptor, &m, 30000, &err);
-    if (rc < 0)
-        return cli_remote_fail(cmd, rc, err);
+    int code = cli_remote_unary(cmd, &r, "Decide", &q.base, &cordon__v1__approval__descriptor, &m);
+    if (code)
+        return code;
     const Cordon__V1__Approval *a = (const Cordon__V1__Approval *)m;
     if (r.json)
         cli_json_print(cli_approval_json(a));

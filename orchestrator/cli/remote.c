@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "cleanup.h"
 #include "remote.h"
 
 static const char *env_or(const char *v, const char *name) {
@@ -27,6 +28,21 @@ bool cli_remote_option(struct cli_remote *r, int c, const char *arg) {
     case CLI_OPT_JSON: r->json = true; return true;
     default: return false;
     }
+}
+
+int cli_remote_parse(int argc, char **argv, struct cli_remote *r, const char *usage) {
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'}, CLI_REMOTE_LONGOPTS, {NULL, 0, NULL, 0}};
+    cli_remote_init(r);
+    optind = 1;
+    for (int c; (c = getopt_long(argc, argv, "h", longopts, NULL)) != -1;)
+        if (!cli_remote_option(r, c, optarg)) {
+            fprintf(c == 'h' ? stdout : stderr, "%s\noptions:\n" CLI_REMOTE_USAGE, usage);
+            if (c == 'h')
+                exit(0);
+            return -1;
+        }
+    return 0;
 }
 
 bool cli_remote_wanted(const struct cli_remote *r) {
@@ -50,6 +66,17 @@ int cli_remote_open(const char *cmd, const struct cli_remote *r, struct cdn_clie
     if (rc < 0)
         cli_remote_fail(cmd, rc, err);
     return rc;
+}
+
+int cli_remote_unary(const char *cmd, const struct cli_remote *r, const char *method,
+                     const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
+                     ProtobufCMessage **resp) {
+    _cleanup_(cdn_client_freep) struct cdn_client *c = NULL;
+    if (cli_remote_open(cmd, r, &c) < 0)
+        return CLI_EXIT_FAILURE;
+    cdn_err *err = NULL;
+    int rc = cdn_client_call(c, method, req, resp_desc, resp, 60000, &err);
+    return rc < 0 ? cli_remote_fail(cmd, rc, err) : 0;
 }
 
 int cli_remote_fail(const char *cmd, int rc, cdn_err *err) {

@@ -46,10 +46,17 @@ enum {
 void cli_remote_init(struct cli_remote *r);
 /* Takes one of the options above: true when c was one. */
 bool cli_remote_option(struct cli_remote *r, int c, const char *arg);
+/* For a subcommand with no options of its own: parses the ones above (optind: the first other
+ * argument); -h prints usage (what comes before "options:") and exits 0; < 0 on bad usage. */
+int cli_remote_parse(int argc, char **argv, struct cli_remote *r, const char *usage);
 /* Whether a daemon is the place to ask: an address was given, or the default socket exists. */
 bool cli_remote_wanted(const struct cli_remote *r);
 /* Connects (lazily; the first call finds out); prints and returns < 0 on failure. */
 int cli_remote_open(const char *cmd, const struct cli_remote *r, struct cdn_client **out);
+/* Connects and makes one unary call: 0 with *resp, else the failure printed and its exit code. */
+int cli_remote_unary(const char *cmd, const struct cli_remote *r, const char *method,
+                     const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
+                     ProtobufCMessage **resp);
 /* Prints "cordon CMD: message" and returns the exit code for the error: 126 refused, 124 deadline,
  * 130 interrupted, 125 otherwise. */
 int cli_remote_fail(const char *cmd, int rc, cdn_err *err);

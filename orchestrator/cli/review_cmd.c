@@ -13,20 +13,12 @@
 
 /* The one ID argument, with the common options; < 0 on bad usage. */
 static int parse_id(const char *cmd, int argc, char **argv, struct cli_remote *r, const char **id) {
-    static const struct option longopts[] = {
-        {"help", no_argument, NULL, 'h'}, CLI_REMOTE_LONGOPTS, {NULL, 0, NULL, 0}};
-    cli_remote_init(r);
-    optind = 1;
-    for (int c; (c = getopt_long(argc, argv, "h", longopts, NULL)) != -1;)
-        if (!cli_remote_option(r, c, optarg)) {
-            fprintf(c == 'h' ? stdout : stderr,
-                    "usage: cordon %s [OPTIONS] ID\n\noptions:\n" CLI_REMOTE_USAGE
-                    "  --state DIR        read a `cordon run` task from DIR instead\n",
-                    cmd);
-            if (c == 'h')
-                exit(0);
-            return -1;
-        }
+    char usage[256];
+    snprintf(usage, sizeof(usage),
+             "usage: cordon %s [OPTIONS] ID\n\nWith --state DIR: a `cordon run` task in DIR.\n",
+             cmd);
+    if (cli_remote_parse(argc, argv, r, usage) < 0)
+        return -1;
     if (optind + 1 != argc) {
         fprintf(stderr, "usage: cordon %s [OPTIONS] ID\n", cmd);
         return -1;

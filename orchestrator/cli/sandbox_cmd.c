@@ -264,16 +264,13 @@ int cli_ls(int argc, char **argv) {
     Cordon__V1__ListSandboxesRequest q = CORDON__V1__LIST_SANDBOXES_REQUEST__INIT;
     Cordon__V1__SandboxState states[8];
     Cordon__V1__ListSandboxesRequest__LabelsEntry store[MAX_LABELS], *labels[MAX_LABELS];
-    _cleanup_(cdn_client_freep) struct cdn_client *c = NULL;
-    if (ls_parse(argc, argv, &r, &q, states, store, labels) < 0 ||
-        cli_remote_open("ls", &r, &c) < 0)
+    if (ls_parse(argc, argv, &r, &q, states, store, labels) < 0)
         return CLI_EXIT_FAILURE;
     ProtobufCMessage *m = NULL;
-    cdn_err *err = NULL;
-    int rc = cdn_client_call(c, "ListSandboxes", &q.base,
-                             &cordon__v1__list_sandboxes_response__descriptor, &m, 30000, &err);
-    if (rc < 0)
-        return cli_remote_fail("ls", rc, err);
+    int code = cli_remote_unary("ls", &r, "ListSandboxes", &q.base,
+                                &cordon__v1__list_sandboxes_response__descriptor, &m);
+    if (code)
+        return code;
     Cordon__V1__ListSandboxesResponse *l = (Cordon__V1__ListSandboxesResponse *)m;
     json_t *all = r.json ? json_array() : NULL;
     if (!r.json)
@@ -295,20 +292,14 @@ int cli_ls(int argc, char **argv) {
 /* ---- stop, rm ---- */
 
 static int stop_or_rm(const char *cmd, const char *method, int argc, char **argv) {
-    static const struct option longopts[] = {
-        {"help", no_argument, NULL, 'h'}, CLI_REMOTE_LONGOPTS, {NULL, 0, NULL, 0}};
     struct cli_remote r;
-    cli_remote_init(&r);
-    optind = 1;
-    for (int c; (c = getopt_long(argc, argv, "h", longopts, NULL)) != -1;)
-        if (!cli_remote_option(&r, c, optarg)) {
-            fprintf(c == 'h' ? stdout : stderr,
-                    "usage: cordon %s [OPTIONS] ID...\n\n%s\n\noptions:\n" CLI_REMOTE_USAGE, cmd,
-                    strcmp(cmd, "rm") == 0
-                        ? "Destroys each sandbox's VM and forgets it (its evidence too)."
-                        : "Destroys each sandbox's VM; its record, diff and evidence stay.");
-            return c == 'h' ? 0 : CLI_EXIT_FAILURE;
-        }
+    char usage[256];
+    snprintf(usage, sizeof(usage), "usage: cordon %s [OPTIONS] ID...\n\n%s\n", cmd,
+             strcmp(cmd, "rm") == 0
+                 ? "Destroys each sandbox's VM and forgets it (its evidence too)."
+                 : "Destroys each sandbox's VM; its record, diff and evidence stay.");
+    if (cli_remote_parse(argc, argv, &r, usage) < 0)
+        return CLI_EXIT_FAILURE;
     _cleanup_(cdn_client_freep) struct cdn_client *c = NULL;
     if (optind == argc) {
         fprintf(stderr, "cordon %s: no sandbox given\n", cmd);

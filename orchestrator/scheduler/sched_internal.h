@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include "logf.h"
 #include "policy.h"
 #include "scheduler.h"
 #include "task.h"
@@ -64,7 +65,7 @@ struct cdn_sched {
     struct cdn_vm_host *anchor; /* keeps the libvirt daemons cordond started up */
 };
 
-void sched_log(struct cdn_sched *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define sched_log(s, ...) cdn_logf((s)->o.log, (s)->o.log_ud, __VA_ARGS__)
 void sched_wake(int fd);
 void job_free(struct job *j);
 /* Ends a job that never ran. */
