@@ -8,7 +8,7 @@
 typedef void (*cdn_log_fn)(void *ud, const char *line);
 
 static inline __attribute__((format(printf, 3, 4))) void cdn_logf(cdn_log_fn log, void *ud,
-                                                                   const char *fmt, ...) {
+                                                                  const char *fmt, ...) {
     if (!log)
         return;
     char line[1024];

@@ -190,6 +190,15 @@ void api_call_fail(struct api_call *c, int rc, const cdn_err *e) {
     api_call_finish(c, api_status_of(rc), "%s", e ? cdn_err_msg(e) : strerror(-rc));
 }
 
+int api_call_sandbox(struct api_call *c, const char *id, struct cdn_store_sandbox *sb) {
+    cdn_err *e = NULL;
+    int r = cdn_store_sandbox_get(c->api->o.store, c->tenant, id, sb, &e);
+    if (r < 0)
+        api_call_fail(c, r, e);
+    cdn_err_free(e);
+    return r;
+}
+
 void api_call_recv(struct api_call *c) {
     grpc_op op;
     memset(&op, 0, sizeof(op));

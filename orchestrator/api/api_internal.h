@@ -100,6 +100,8 @@ void api_call_finish(struct api_call *c, grpc_status_code code, const char *fmt,
 grpc_status_code api_status_of(int rc);
 void api_call_fail(struct api_call *c, int rc, const cdn_err *e);
 bool api_call_gone(struct api_call *c);
+/* The caller's sandbox id (clear it after); when it is not one, the call has failed (NOT_FOUND). */
+int api_call_sandbox(struct api_call *c, const char *id, struct cdn_store_sandbox *sb);
 /* Asks for the next message of a client-streaming call. */
 void api_call_recv(struct api_call *c);
 /* The cq thread's handling of a completed tag. */

@@ -260,11 +260,7 @@ static void get_evidence(struct api_call *c) {
     if (!q)
         return;
     struct cdn_store_sandbox sb;
-    cdn_err *e = NULL;
-    int r = cdn_store_sandbox_get(c->api->o.store, c->tenant, q->sandbox_id, &sb, &e);
-    if (r < 0) {
-        api_call_fail(c, r, e);
-    } else {
+    if (api_call_sandbox(c, q->sandbox_id, &sb) >= 0) {
         cdn_store_sandbox_clear(&sb);
         char dir[4200], path[4300];
         cdn_sched_evidence_dir(c->api->o.sched, q->sandbox_id, dir, sizeof(dir));
@@ -282,7 +278,6 @@ static void get_evidence(struct api_call *c) {
             SEND_AND_FINISH(c, &ev);
         }
     }
-    cdn_err_free(e);
     protobuf_c_message_free_unpacked(&q->base, NULL);
 }
 

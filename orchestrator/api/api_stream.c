@@ -298,22 +298,18 @@ void api_get_diff(struct api_call *c) {
     if (!q)
         return;
     struct cdn_store_sandbox sb;
-    cdn_err *e = NULL;
-    int r = cdn_store_sandbox_get(c->api->o.store, c->tenant, q->sandbox_id, &sb, &e);
-    if (r < 0) {
-        api_call_fail(c, r, e);
-    } else if (!sb.repo || !*sb.repo) {
+    int r = api_call_sandbox(c, q->sandbox_id, &sb); /* < 0: the call has failed */
+    if (r >= 0 && (!sb.repo || !*sb.repo)) {
         api_call_finish(c, GRPC_STATUS_FAILED_PRECONDITION,
                         "sandbox %s has no repository: there is no diff", sb.id);
-    } else if (sb.state == CDN_SANDBOX_STOPPED || sb.state == CDN_SANDBOX_FAILED) {
+    } else if (r >= 0 && (sb.state == CDN_SANDBOX_STOPPED || sb.state == CDN_SANDBOX_FAILED)) {
         diff_from_evidence(c, &sb);
-    } else {
+    } else if (r >= 0) {
         struct cdn_job_spec spec = {.kind = CDN_JOB_DIFF};
         submit(c, q->sandbox_id, &spec, &diff_ops);
     }
     if (r >= 0)
         cdn_store_sandbox_clear(&sb);
-    cdn_err_free(e);
     protobuf_c_message_free_unpacked(&q->base, NULL);
 }
 

@@ -157,6 +157,7 @@ static void env_open(struct env *e, const char *max_running) {
 static void env_close(struct env *e) {
     daemon_stop(e);
     th_assert_no_cordon_domains(e->host);
+    th_host_release(); /* before its pid files go with the folder, or its daemons would stay */
     th_rmtree(e->dir);
     free(e->dir);
 }
