@@ -306,6 +306,19 @@ static int recv_message(struct call *k, const ProtobufCMessageDescriptor *d, Pro
     return 1;
 }
 
+/* call_end for a call answered by one message: none is an error, and on error none is kept. */
+static int call_end_with_answer(struct call *k, int rc, const char *method, ProtobufCMessage **resp,
+                                cdn_err **err) {
+    rc = call_end(k, rc < 0 ? rc : 0, err);
+    if (rc == 0 && !*resp)
+        rc = cdn_err_set(err, EPROTO, "%s: %s answered without a message", k->c->addr, method);
+    if (rc < 0 && *resp) {
+        protobuf_c_message_free_unpacked(*resp, NULL);
+        *resp = NULL;
+    }
+    return rc;
+}
+
 int cdn_client_call(struct cdn_client *c, const char *method, const ProtobufCMessage *req,
                     const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
                     int timeout_ms, cdn_err **err) {
@@ -316,14 +329,7 @@ int cdn_client_call(struct cdn_client *c, const char *method, const ProtobufCMes
     int rc = 0;
     if (send_request(&k, req))
         rc = recv_message(&k, resp_desc, resp, err);
-    rc = call_end(&k, rc < 0 ? rc : 0, err);
-    if (rc == 0 && !*resp)
-        rc = cdn_err_set(err, EPROTO, "%s: %s answered without a message", c->addr, method);
-    if (rc < 0 && *resp) {
-        protobuf_c_message_free_unpacked(*resp, NULL);
-        *resp = NULL;
-    }
-    return rc;
+    return call_end_with_answer(&k, rc, method, resp, err);
 }
 
 int cdn_client_stream(struct cdn_client *c, const char *method, const ProtobufCMessage *req,
@@ -384,12 +390,5 @@ int cdn_client_upload(struct cdn_client *c, const char *method, cdn_client_next_
         if (start_batch(&k, close, 2, TAG_SEND) && wait_batch(&k, TAG_SEND))
             rc = recv_message(&k, resp_desc, resp, err);
     }
-    rc = call_end(&k, rc < 0 ? rc : 0, err);
-    if (rc == 0 && !*resp)
-        rc = cdn_err_set(err, EPROTO, "%s: %s answered without a message", c->addr, method);
-    if (rc < 0 && *resp) {
-        protobuf_c_message_free_unpacked(*resp, NULL);
-        *resp = NULL;
-    }
-    return rc;
+    return call_end_with_answer(&k, rc, method, resp, err);
 }

@@ -134,6 +134,16 @@ static void finish_command(struct worker *w, struct job *j, int timeout_ms) {
     job_free(j);
 }
 
+/* The policy or a person said no (r, e): recorded, answered, its decision saved; j and e go. */
+static void command_refused(struct worker *w, struct job *j, int r, cdn_err *e) {
+    cmd_record_end(w, j, "denied", -1, 0);
+    struct cdn_job_result res = {0};
+    j->ops->done(j->ud, r, e, &res);
+    cdn_err_free(e);
+    job_free(j);
+    save_evidence(w);
+}
+
 /* A new command: the policy first. */
 static void admit_command(struct worker *w, struct job *j) {
     _cleanup_free_ char *aj = argv_json(j);
@@ -142,12 +152,7 @@ static void admit_command(struct worker *w, struct job *j) {
     int r = cdn_gate_check(w->b->policy, cdn_session_evidence(w->sess), w->s->state_dir, w->b->id,
                            j->spec.argv, j->spec.argc, j->approval, &j->pending, &e);
     if (r < 0) {
-        cmd_record_end(w, j, "denied", -1, 0);
-        struct cdn_job_result res = {0};
-        j->ops->done(j->ud, r, e, &res);
-        cdn_err_free(e);
-        job_free(j);
-        save_evidence(w);
+        command_refused(w, j, r, e);
         return;
     }
     if (r == 0) {
@@ -191,12 +196,7 @@ static void check_waiting(struct worker *w) {
                                 by ? by : "nobody", &e);
         j->pending = NULL;
         if (r < 0) {
-            cmd_record_end(w, j, "denied", -1, 0);
-            struct cdn_job_result res = {0};
-            j->ops->done(j->ud, r, e, &res);
-            cdn_err_free(e);
-            job_free(j);
-            save_evidence(w);
+            command_refused(w, j, r, e);
             continue;
         }
         start_command(w, j);
