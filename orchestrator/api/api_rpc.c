@@ -78,6 +78,13 @@ static void create_sandbox(struct api_call *c) {
         .image = q->image,
         .labels_json = labels,
         .ttl_s = q->ttl_seconds,
+        .kernel_args = (const char *const *)q->kernel_args,
+        .n_kernel_args = q->n_kernel_args,
+        .artifacts = (const char *const *)q->artifacts,
+        .n_artifacts = q->n_artifacts,
+        .max_artifact_bytes = q->max_artifact_bytes,
+        .boot_timeout_s = q->boot_timeout_seconds,
+        .defer_boot = q->defer_boot,
     };
     if (q->limits)
         req.limits =
@@ -89,7 +96,8 @@ static void create_sandbox(struct api_call *c) {
                                       .max_processes = q->limits->max_processes,
                                       .output_bytes = q->limits->output_bytes,
                                       .max_files_returned = q->limits->max_files_returned,
-                                      .max_bytes_returned = q->limits->max_bytes_returned};
+                                      .max_bytes_returned = q->limits->max_bytes_returned,
+                                      .max_depth_returned = q->limits->max_depth_returned};
     struct cdn_store_sandbox sb;
     cdn_err *e = NULL;
     int r = cdn_sched_create(c->api->o.sched, c->tenant, &req, &sb, &e);
@@ -235,7 +243,15 @@ static void decide(struct api_call *c) {
     if (!q)
         return;
     cdn_err *e = NULL;
-    int r = cdn_sched_decide(c->api->o.sched, c->tenant, q->approval_id, q->approve, c->tenant, &e);
+    if (strlen(q->reason) > 200) {
+        api_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "reason is over 200 bytes");
+        protobuf_c_message_free_unpacked(&q->base, NULL);
+        return;
+    }
+    char by[512]; /* the decider (the tenant), then what it says of how it decided */
+    snprintf(by, sizeof(by), "%s%s%s%s", c->tenant, *q->reason ? " (" : "", q->reason,
+             *q->reason ? ")" : "");
+    int r = cdn_sched_decide(c->api->o.sched, c->tenant, q->approval_id, q->approve, by, &e);
     if (r < 0) {
         api_call_fail(c, r, e);
     } else {
@@ -275,6 +291,7 @@ static void get_evidence(struct api_call *c) {
         else {
             Cordon__V1__Evidence ev = CORDON__V1__EVIDENCE__INIT;
             ev.manifest_json = text;
+            ev.evidence_dir = dir;
             SEND_AND_FINISH(c, &ev);
         }
     }

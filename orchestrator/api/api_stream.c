@@ -59,6 +59,9 @@ static void exec_done(void *ud, int rc, const cdn_err *e, const struct cdn_job_r
         x.timed_out = res->exec.timed_out;
         x.output_truncated = res->exec.output_truncated;
         x.duration_ms = res->exec.duration_ms;
+        x.user_ms = res->exec.user_ms;
+        x.sys_ms = res->exec.sys_ms;
+        x.max_rss_kib = res->exec.max_rss_kib;
         Cordon__V1__ExecEvent ev = CORDON__V1__EXEC_EVENT__INIT;
         ev.event_case = CORDON__V1__EXEC_EVENT__EVENT_EXIT;
         ev.exit = &x;
@@ -71,8 +74,20 @@ static void exec_done(void *ud, int rc, const cdn_err *e, const struct cdn_job_r
     api_call_unref(c);
 }
 
-static const struct cdn_job_ops exec_ops = {
-    .data = exec_data, .pending = exec_pending, .done = exec_done, .abandoned = job_abandoned};
+static void exec_notice(void *ud, const char *line) {
+    Cordon__V1__Notice n = CORDON__V1__NOTICE__INIT;
+    n.message = (char *)line;
+    Cordon__V1__ExecEvent ev = CORDON__V1__EXEC_EVENT__INIT;
+    ev.event_case = CORDON__V1__EXEC_EVENT__EVENT_NOTICE;
+    ev.notice = &n;
+    api_call_send(ud, &ev.base);
+}
+
+static const struct cdn_job_ops exec_ops = {.data = exec_data,
+                                            .pending = exec_pending,
+                                            .done = exec_done,
+                                            .abandoned = job_abandoned,
+                                            .notice = exec_notice};
 
 static void submit(struct api_call *c, const char *id, const struct cdn_job_spec *spec,
                    const struct cdn_job_ops *ops) {
@@ -98,7 +113,9 @@ void api_exec(struct api_call *c) {
                                 .cwd = q->cwd,
                                 .timeout_s = q->timeout_seconds,
                                 .stdin_data = q->stdin.data,
-                                .stdin_len = q->stdin.len};
+                                .stdin_len = q->stdin.len,
+                                .approval_wait_s = q->approval_wait_seconds,
+                                .no_approval_wait = q->no_approval_wait};
     for (size_t i = 0; i < q->n_env; i++)
         if (!strchr(q->env[i], '=') || q->env[i][0] == '=') {
             api_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "env[%zu] '%.64s' is not KEY=VALUE", i,

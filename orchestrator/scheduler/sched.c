@@ -18,6 +18,7 @@
 
 #include "agent.pb-c.h"
 #include "approval.h"
+#include "buf.h"
 #include "cleanup.h"
 #include "sched_internal.h"
 #include "task_gc.h"
@@ -135,6 +136,8 @@ void sbx_free(struct sbx *b) {
     free(b->repo);
     free(b->ref);
     free(b->image);
+    free(b->kernel_args);
+    free_strv(b->artifacts);
     free(b->stop_reason);
     free(b);
 }
@@ -154,8 +157,14 @@ static int load_policy(struct cdn_sched *s, const char *text, const char *name,
         *text_out = strdup(text);
         return *text_out ? 0 : cdn_err_set(err, ENOMEM, "out of memory");
     }
-    if (!name || !*name)
+    if (!name || !*name) {
         name = s->default_policy;
+        if (strcmp(name, "none") == 0) { /* not gated */
+            *out = NULL;
+            *text_out = NULL;
+            return 0;
+        }
+    }
     if (!valid_policy_name(name))
         return cdn_err_set(err, EINVAL, "'%s' is not a policy name (a-z, 0-9, '-', '_')", name);
     _cleanup_free_ char *path = NULL;
@@ -180,12 +189,13 @@ static int load_policy(struct cdn_sched *s, const char *text, const char *name,
 }
 
 static json_t *limits_json(const struct cdn_sched_limits *l) {
-    return json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:I}", "cpus", l->cpus, "memory_mib",
-                     l->memory_mib, "disk_mib", l->disk_mib, "wall_seconds", l->wall_seconds,
-                     "command_timeout_seconds", l->command_timeout_seconds, "max_processes",
-                     l->max_processes, "output_bytes", (json_int_t)l->output_bytes,
+    return json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:i}", "cpus", l->cpus,
+                     "memory_mib", l->memory_mib, "disk_mib", l->disk_mib, "wall_seconds",
+                     l->wall_seconds, "command_timeout_seconds", l->command_timeout_seconds,
+                     "max_processes", l->max_processes, "output_bytes", (json_int_t)l->output_bytes,
                      "max_files_returned", (json_int_t)l->max_files_returned, "max_bytes_returned",
-                     (json_int_t)l->max_bytes_returned);
+                     (json_int_t)l->max_bytes_returned, "max_depth_returned",
+                     l->max_depth_returned);
 }
 
 static void limits_from_json(json_t *o, struct cdn_sched_limits *l) {
@@ -200,11 +210,18 @@ static void limits_from_json(json_t *o, struct cdn_sched_limits *l) {
     l->output_bytes = (uint64_t)json_integer_value(json_object_get(o, "output_bytes"));
     l->max_files_returned = (uint64_t)json_integer_value(json_object_get(o, "max_files_returned"));
     l->max_bytes_returned = (uint64_t)json_integer_value(json_object_get(o, "max_bytes_returned"));
+    l->max_depth_returned = (unsigned)json_integer_value(json_object_get(o, "max_depth_returned"));
 }
+
+/* What a sandbox boots with besides its limits (kept in the store's spec, as the limits are). */
+struct boot_extra {
+    uint32_t boot_timeout_s;
+    uint64_t max_artifact_bytes;
+};
 
 /* The session's spec from the request's limits bounded by the policy. */
 static int fill_spec(struct cdn_sched *s, struct sbx *b, const struct cdn_sched_limits *l,
-                     cdn_err **err) {
+                     const struct boot_extra *x, cdn_err **err) {
     struct cdn_task_spec *t = &b->spec;
     *t = (struct cdn_task_spec){.state_dir = s->state_dir,
                                 .images_dir = s->images_dir,
@@ -213,7 +230,11 @@ static int fill_spec(struct cdn_sched *s, struct sbx *b, const struct cdn_sched_
                                 .memory_mib = l->memory_mib,
                                 .vcpus = l->cpus,
                                 .accel = s->accel,
-                                .boot_timeout_ms = s->o.boot_timeout_ms,
+                                .boot_timeout_ms = x->boot_timeout_s ? (int)x->boot_timeout_s * 1000
+                                                                     : s->o.boot_timeout_ms,
+                                .kernel_args = b->kernel_args,
+                                .artifacts = (const char *const *)b->artifacts,
+                                .artifact_max_bytes = x->max_artifact_bytes,
                                 .timeout_ms = l->command_timeout_seconds * 1000u,
                                 .output_limit = l->output_bytes,
                                 .cancel = &b->cancel,
@@ -223,6 +244,9 @@ static int fill_spec(struct cdn_sched *s, struct sbx *b, const struct cdn_sched_
                                 .policy = b->policy};
     t->result_limits.max_entries = l->max_files_returned;
     t->result_limits.max_total_bytes = l->max_bytes_returned;
+    t->result_limits.max_depth = l->max_depth_returned;
+    while (b->artifacts && b->artifacts[t->n_artifacts])
+        t->n_artifacts++;
     int r = cdn_task_apply_limits(t, &b->nproc, err);
     if (r == -EPERM)
         return cdn_err_recode(err, EDQUOT);
@@ -238,9 +262,13 @@ static int fill_spec(struct cdn_sched *s, struct sbx *b, const struct cdn_sched_
     return 0;
 }
 
+/* The session's notices (on the worker's thread): logged, and told to the job the VM boots for. */
 static void log_notice(void *ud, const char *line) {
     struct sbx *b = ud;
     sched_log(b->sched, "sandbox %s: %s", b->id, line);
+    struct job *j = b->booting_for;
+    if (j && j->ops->notice)
+        j->ops->notice(j->ud, line);
 }
 
 /* A sandbox in memory from its stored record (request already validated). */
@@ -266,13 +294,29 @@ static int sbx_from_record(struct cdn_sched *s, const struct cdn_store_sandbox *
     json_t *spec = rec->spec_json ? json_loads(rec->spec_json, 0, &je) : NULL;
     struct cdn_sched_limits l;
     limits_from_json(json_object_get(spec, "limits"), &l);
+    struct boot_extra x = {.boot_timeout_s = (uint32_t)json_integer_value(
+                               json_object_get(spec, "boot_timeout_seconds")),
+                           .max_artifact_bytes = (uint64_t)json_integer_value(
+                               json_object_get(spec, "max_artifact_bytes"))};
+    b->defer_boot = json_is_true(json_object_get(spec, "defer_boot"));
+    const char *kargs = json_string_value(json_object_get(spec, "kernel_args"));
+    if (r == 0 && kargs && !(b->kernel_args = strdup(kargs)))
+        r = cdn_err_set(err, ENOMEM, "out of memory");
+    json_t *arts = json_object_get(spec, "artifacts");
+    if (r == 0 && json_array_size(arts)) {
+        b->artifacts = calloc(json_array_size(arts) + 1, sizeof(char *));
+        for (size_t i = 0; b->artifacts && i < json_array_size(arts); i++)
+            b->artifacts[i] = strdup(json_string_value(json_array_get(arts, i)) ?: "");
+        if (!b->artifacts)
+            r = cdn_err_set(err, ENOMEM, "out of memory");
+    }
     const char *pname = json_string_value(json_object_get(spec, "policy_name"));
-    if (r == 0)
-        r = cdn_policy_parse(pname ? pname : "policy", rec->policy ? rec->policy : "",
-                             rec->policy ? strlen(rec->policy) : 0, &b->policy, err);
+    if (r == 0 && rec->policy) /* none stored: not gated */
+        r = cdn_policy_parse(pname ? pname : "policy", rec->policy, strlen(rec->policy), &b->policy,
+                             err);
     json_decref(spec);
     if (r == 0)
-        r = fill_spec(s, b, &l, err);
+        r = fill_spec(s, b, &l, &x, err);
     b->spec.on_notice = log_notice;
     b->spec.ud = b;
     if (r < 0) {
@@ -322,6 +366,37 @@ static void append_live(struct cdn_sched *s, struct sbx *b) {
     *tail = b;
 }
 
+#define MAX_KERNEL_ARGS 32
+#define MAX_ARTIFACTS 64
+
+/* What a request adds to how its VM boots, bounded. */
+static int check_boot_request(struct cdn_sched *s, const struct cdn_sched_create *req,
+                              cdn_err **err) {
+    if (req->n_kernel_args > MAX_KERNEL_ARGS)
+        return cdn_err_set(err, EINVAL, "at most %d kernel_args", MAX_KERNEL_ARGS);
+    for (size_t i = 0; i < req->n_kernel_args; i++) {
+        const char *a = req->kernel_args[i];
+        size_t n = strlen(a);
+        if (!n || n > 256 || strpbrk(a, " \t\n\r\"'\\"))
+            return cdn_err_set(err, EINVAL,
+                               "kernel_args[%zu] must be one word of at most 256 bytes, without "
+                               "quotes (got '%.64s')",
+                               i, a);
+    }
+    if (req->n_artifacts > MAX_ARTIFACTS)
+        return cdn_err_set(err, EINVAL, "at most %d artifacts", MAX_ARTIFACTS);
+    for (size_t i = 0; i < req->n_artifacts; i++)
+        if (!*req->artifacts[i] || strlen(req->artifacts[i]) > 1024)
+            return cdn_err_set(err, EINVAL, "artifacts[%zu] must be a glob of 1 to 1024 bytes", i);
+    if (req->max_artifact_bytes > (1ull << 40))
+        return cdn_err_set(err, EDQUOT, "max_artifact_bytes is over 1 TiB");
+    unsigned cap = (unsigned)s->o.boot_timeout_ms / 1000;
+    if (cap && req->boot_timeout_s > cap)
+        return cdn_err_set(err, EDQUOT, "boot_timeout_seconds %u is over the daemon's limit of %u",
+                           req->boot_timeout_s, cap);
+    return 0;
+}
+
 int cdn_sched_create(struct cdn_sched *s, const char *tenant, const struct cdn_sched_create *req,
                      struct cdn_store_sandbox *out, cdn_err **err) {
     *out = (struct cdn_store_sandbox){0};
@@ -341,25 +416,45 @@ int cdn_sched_create(struct cdn_sched *s, const char *tenant, const struct cdn_s
         if (!ok)
             return cdn_err_set(err, EINVAL, "labels must be a JSON object of strings");
     }
+    int r = check_boot_request(s, req, err);
+    if (r < 0)
+        return r;
     _cleanup_(cdn_policy_freep) struct cdn_policy *policy = NULL;
     _cleanup_free_ char *text = NULL;
-    int r = load_policy(s, req->policy_text, req->policy_name, &policy, &text, err);
-    if (r < 0)
+    if ((r = load_policy(s, req->policy_text, req->policy_name, &policy, &text, err)) < 0)
         return r;
     /* The limits against the policy's, before anything is stored. */
     struct sbx probe = {.sched = s, .policy = policy, .image = (char *)image};
-    if ((r = fill_spec(s, &probe, &req->limits, err)) < 0)
+    struct boot_extra x = {.boot_timeout_s = req->boot_timeout_s,
+                           .max_artifact_bytes = req->max_artifact_bytes};
+    if ((r = fill_spec(s, &probe, &req->limits, &x, err)) < 0)
         return r;
     uint32_t ttl = req->ttl_s ? req->ttl_s : s->o.default_ttl_s;
     if (ttl > s->o.max_ttl_s)
         return cdn_err_set(err, EDQUOT, "ttl_seconds %u is over the daemon's limit of %u", ttl,
                            s->o.max_ttl_s);
-    const struct cdn_policy_limits *pl = cdn_policy_limits(policy);
-    if (pl->wall_seconds && ttl > pl->wall_seconds)
+    const struct cdn_policy_limits *pl = policy ? cdn_policy_limits(policy) : NULL;
+    if (pl && pl->wall_seconds && ttl > pl->wall_seconds)
         ttl = pl->wall_seconds; /* the policy's wall clock bounds the sandbox's life */
-    json_t *spec = json_pack("{s:o, s:s?, s:i}", "limits", limits_json(&req->limits), "policy_name",
-                             req->policy_text && *req->policy_text ? NULL : cdn_policy_name(policy),
-                             "ttl_seconds", (int)ttl);
+    json_t *spec = json_pack("{s:o, s:s?, s:i, s:o, s:i, s:I, s:b}", "limits",
+                             limits_json(&req->limits), "policy_name",
+                             req->policy_text && *req->policy_text ? NULL
+                             : policy                              ? cdn_policy_name(policy)
+                                                                   : NULL,
+                             "ttl_seconds", (int)ttl, "artifacts", json_array(),
+                             "boot_timeout_seconds", (int)req->boot_timeout_s, "max_artifact_bytes",
+                             (json_int_t)req->max_artifact_bytes, "defer_boot", req->defer_boot);
+    struct cdn_buf kargs = {0};
+    for (size_t i = 0; spec && i < req->n_kernel_args; i++)
+        if ((i && cdn_buf_append(&kargs, " ", 1) < 0) ||
+            cdn_buf_append(&kargs, req->kernel_args[i], strlen(req->kernel_args[i])) < 0)
+            json_decref(TAKE_PTR(spec));
+    if (spec && req->n_kernel_args)
+        json_object_set_new(spec, "kernel_args",
+                            json_stringn((const char *)cdn_buf_head(&kargs), cdn_buf_len(&kargs)));
+    cdn_buf_free(&kargs);
+    for (size_t i = 0; spec && i < req->n_artifacts; i++)
+        json_array_append_new(json_object_get(spec, "artifacts"), json_string(req->artifacts[i]));
     _cleanup_free_ char *spec_json = spec ? json_dumps(spec, JSON_COMPACT) : NULL;
     json_decref(spec);
     if (!spec_json)
@@ -607,6 +702,8 @@ int cdn_sched_open(const struct cdn_sched_opts *opts, struct cdn_sched **out, cd
         s->o.max_ttl_s = 24 * 3600;
     if (!s->o.approval_timeout_s)
         s->o.approval_timeout_s = 3600;
+    if (s->o.boot_timeout_ms <= 0)
+        s->o.boot_timeout_ms = 60000;
     s->state_dir = dup_or(opts->state_dir, "/var/lib/cordon");
     s->images_dir = dup_or(opts->images_dir, "/usr/lib/cordon/images");
     s->policies_dir = dup_or(opts->policies_dir, "/etc/cordon/policies");

@@ -36,14 +36,17 @@ struct sbx {
     struct cdn_sched *sched;
     /* what the session runs with (its strings owned here) */
     struct cdn_task_spec spec;
-    char *repo, *ref, *image;
-    struct cdn_policy *policy;
+    char *repo, *ref, *image, *kernel_args;
+    char **artifacts;
+    bool defer_boot;
+    struct cdn_policy *policy; /* NULL: not gated (the "none" default policy) */
     struct cdn_rlimit nproc;
     int64_t expires_ms;
     volatile sig_atomic_t cancel; /* interrupts a boot or transfer in progress */
     int wake;                     /* eventfd: jobs queued, a decision, a stop */
     pthread_t thread;
-    bool running; /* the worker thread exists */
+    bool running;            /* the worker thread exists */
+    struct job *booting_for; /* the job a deferred boot runs for (its notices go there) */
     /* under sched->mu */
     enum cdn_sandbox_state state;
     struct job *queue, *queue_tail; /* submitted, not yet taken by the worker */

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <jansson.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,8 @@ struct worker {
     struct cdn_session *sess;
     struct job *waiting; /* for a person's decision */
     struct job *running; /* commands in the guest */
+    bool booted;         /* a deferred sandbox boots for its first job */
+    cdn_err *fatal;      /* the deferred boot failed: the sandbox fails */
 };
 
 static int64_t mono_ms(void) {
@@ -66,6 +69,38 @@ static void cmd_record_end(struct worker *w, struct job *j, const char *state, i
         cdn_store_command_end(w->s->o.store, j->cmd_id, state, code, sig, NULL);
 }
 
+/* The VM, booted now (a sandbox created with defer_boot: for the job j, which gets its notices
+ * and, on failure, the error; the sandbox then fails). */
+static int boot(struct worker *w, struct job *j, cdn_err **e) {
+    w->b->booting_for = j;
+    int r = cdn_session_boot(w->sess, e);
+    w->b->booting_for = NULL;
+    const struct cdn_task_result *info = cdn_session_info(w->sess);
+    if (r >= 0 || info->accel)
+        cdn_store_sandbox_update(w->s->o.store, w->b->id, NULL, NULL, info->accel, info->transport,
+                                 NULL);
+    if (r >= 0)
+        w->booted = true;
+    return r;
+}
+
+/* For a deferred sandbox's first job: 0 once booted, else -EBADFD with *e for the job (the
+ * sandbox fails after it). */
+static int need_vm(struct worker *w, struct job *j, cdn_err **e) {
+    if (w->booted)
+        return 0;
+    if (!w->fatal) {
+        cdn_err *be = NULL;
+        int r = boot(w, j, &be);
+        if (r >= 0)
+            return 0;
+        cdn_err_set(&w->fatal, -r, "%s%s", r == -ETIMEDOUT ? "boot deadline passed: " : "",
+                    cdn_err_msg(be));
+        cdn_err_free(be);
+    }
+    return cdn_err_set(e, EBADFD, "sandbox %s failed: %s", w->b->id, cdn_err_msg(w->fatal));
+}
+
 /* ---- commands ---- */
 
 static int on_output(void *ud, int fd, const uint8_t *p, size_t n) {
@@ -96,7 +131,9 @@ static void start_command(struct worker *w, struct job *j) {
         x.timeout_ms = want;
     }
     cdn_err *e = NULL;
-    int r = cdn_session_cmd_start(w->sess, &x, on_output, j, &j->cmd, &e);
+    int r = need_vm(w, j, &e);
+    if (r >= 0)
+        r = cdn_session_cmd_start(w->sess, &x, on_output, j, &j->cmd, &e);
     if (r >= 0 && j->spec.stdin_len)
         r = cdn_session_cmd_stdin(w->sess, j->cmd, j->spec.stdin_data, j->spec.stdin_len, &e);
     if (r < 0) {
@@ -166,6 +203,11 @@ static void admit_command(struct worker *w, struct job *j) {
         j->ops->pending(j->ud, j->approval);
 }
 
+static uint32_t approval_wait_s(const struct worker *w, const struct job *j) {
+    uint32_t cap = w->s->o.approval_timeout_s;
+    return j->spec.approval_wait_s && j->spec.approval_wait_s < cap ? j->spec.approval_wait_s : cap;
+}
+
 /* Waiting commands: decided in the approval store, timed out, or abandoned. */
 static void check_waiting(struct worker *w) {
     for (struct job **pp = &w->waiting; *pp;) {
@@ -178,8 +220,13 @@ static void check_waiting(struct worker *w) {
             by = strdup("nobody (the client went away)");
             st = CDN_APPROVAL_EXPIRED;
             cdn_approval_decide(w->s->state_dir, j->approval, st, by, NULL);
+        } else if (st == CDN_APPROVAL_PENDING && j->spec.no_approval_wait) {
+            free(by);
+            by = strdup("nobody (the request allowed no wait)");
+            st = CDN_APPROVAL_EXPIRED;
+            cdn_approval_decide(w->s->state_dir, j->approval, st, by, NULL);
         } else if (st == CDN_APPROVAL_PENDING &&
-                   mono_ms() - j->waiting_since_ms >= (int64_t)w->s->o.approval_timeout_s * 1000) {
+                   mono_ms() - j->waiting_since_ms >= (int64_t)approval_wait_s(w, j) * 1000) {
             free(by);
             by = strdup("nobody (the approval timed out)");
             st = CDN_APPROVAL_EXPIRED;
@@ -251,9 +298,10 @@ static int read_patch(const char *dir, char **out, size_t *len, cdn_err **err) {
 static void run_job_now(struct worker *w, struct job *j) {
     struct cdn_job_result res = {0};
     cdn_err *e = NULL;
-    int r;
+    int r = need_vm(w, j, &e);
     struct cdn_channel *ch = cdn_session_channel(w->sess);
-    switch (j->spec.kind) {
+    switch (r < 0 ? -1 : (int)j->spec.kind) {
+    case -1: break;
     case CDN_JOB_WRITE:
         r = cdn_channel_file_write(ch, j->spec.path, j->spec.mode ? j->spec.mode : 0644,
                                    j->spec.data, j->spec.len, FILE_TIMEOUT_MS, &e);
@@ -305,6 +353,12 @@ static void drain(int fd) {
     }
 }
 
+/* A deferred sandbox before its VM: only jobs and stops to wait for (1 once woken). */
+static int wait_wake(int fd, int timeout_ms) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, timeout_ms) == 1 ? 1 : 0;
+}
+
 /* Serves jobs until a stop; returns < 0 (with e) when the VM or its channel failed. */
 static int serve(struct worker *w, cdn_err **e) {
     for (;;) {
@@ -325,7 +379,12 @@ static int serve(struct worker *w, cdn_err **e) {
             return 0;
         check_waiting(w);
         check_running(w);
-        int r = cdn_session_poll(w->sess, w->b->wake, SLICE_MS, e);
+        if (w->fatal) {
+            *e = TAKE_PTR(w->fatal);
+            return -cdn_err_code(*e);
+        }
+        int r = w->booted ? cdn_session_poll(w->sess, w->b->wake, SLICE_MS, e)
+                          : wait_wake(w->b->wake, SLICE_MS);
         if (r == 1)
             drain(w->b->wake);
         else if (r == -EINTR) { /* the cancel flag: a stop is on its way */
@@ -414,10 +473,8 @@ void *sched_worker(void *arg) {
         if (info->has_repo)
             cdn_store_sandbox_update(w.s->o.store, w.b->id, info->base, info->base, NULL, NULL,
                                      NULL);
-        r = cdn_session_boot(w.sess, &e);
-        if (r >= 0 || info->accel)
-            cdn_store_sandbox_update(w.s->o.store, w.b->id, NULL, NULL, info->accel,
-                                     info->transport, NULL);
+        if (!w.b->defer_boot)
+            r = boot(&w, NULL, &e);
     }
     pthread_mutex_lock(&w.s->mu);
     bool stopped_early = w.b->stop;
@@ -448,19 +505,28 @@ void *sched_worker(void *arg) {
     pthread_mutex_unlock(&w.s->mu);
     char why[1200];
     if (r < 0)
-        snprintf(why, sizeof(why), "its VM failed: %s", cdn_err_msg(e));
+        snprintf(why, sizeof(why), "%s: %s", w.booted ? "its VM failed" : "its VM did not boot",
+                 cdn_err_msg(e));
     else
         snprintf(why, sizeof(why), "%s", reason);
     end_all(&w, r < 0 ? "failed" : "stopped");
     set_state(&w, CDN_SANDBOX_STOPPING, why);
     w.b->cancel = 0;
+    /* Its result (the workspace, the artifacts), when it has one: a result over its limits fails
+     * the sandbox, the evidence up to then kept. */
     cdn_err *te = NULL;
-    if (r >= 0 && w.sess && cdn_session_info(w.sess)->has_repo &&
-        cdn_session_take_result(w.sess, "the sandbox's commands", &te) >= 0)
-        cdn_store_sandbox_update(w.s->o.store, w.b->id, NULL, cdn_session_info(w.sess)->result,
-                                 NULL, NULL, NULL);
-    else if (te)
-        sched_log(w.s, "sandbox %s: taking its result: %s", w.b->id, cdn_err_msg(te));
+    if (r >= 0 && w.booted && (cdn_session_info(w.sess)->has_repo || w.b->spec.n_artifacts)) {
+        if (cdn_session_take_result(w.sess, "the sandbox's commands", &te) >= 0) {
+            const struct cdn_task_result *info = cdn_session_info(w.sess);
+            if (info->has_repo)
+                cdn_store_sandbox_update(w.s->o.store, w.b->id, NULL, info->result, NULL, NULL,
+                                         NULL);
+        } else {
+            r = -cdn_err_code(te);
+            snprintf(why, sizeof(why), "taking its result: %s", cdn_err_msg(te));
+            sched_log(w.s, "sandbox %s: %s", w.b->id, why);
+        }
+    }
     cdn_err_free(te);
     cdn_session_close(w.sess, r < 0 ? why : NULL, NULL);
     set_state(&w, r < 0 ? CDN_SANDBOX_FAILED : CDN_SANDBOX_STOPPED, why);

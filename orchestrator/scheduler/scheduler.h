@@ -23,7 +23,8 @@ struct cdn_sched_opts {
     const char *state_dir;       /* tasks/, repos/, approvals/ */
     const char *images_dir;      /* kernel/vmlinux, minimal.cpio.lz4, devbox.qcow2 */
     const char *policies_dir;    /* named policies: <name>.yaml */
-    const char *default_policy;  /* when a request names none (NULL: "default-deny") */
+    const char *default_policy;  /* when a request names none (NULL: "default-deny"; "none":
+                                  * its commands are not gated, for `cordon run`'s own daemon) */
     const char *uri;             /* libvirt URI (NULL: qemu:///system) */
     const char *accel;           /* "auto", "kvm" or "tcg" */
     struct cdn_store *store;     /* the caller's; outlives the scheduler */
@@ -48,6 +49,7 @@ void cdn_sched_freep(struct cdn_sched **s);
 struct cdn_sched_limits {
     unsigned cpus, memory_mib, disk_mib, wall_seconds, command_timeout_seconds, max_processes;
     uint64_t output_bytes, max_files_returned, max_bytes_returned;
+    unsigned max_depth_returned;
 };
 
 struct cdn_sched_create {
@@ -56,8 +58,15 @@ struct cdn_sched_create {
     const char *policy_name; /* one of policies_dir's (neither: the default policy) */
     const char *image;       /* NULL: "minimal" */
     struct cdn_sched_limits limits;
-    const char *labels_json; /* {"k":"v",...} or NULL */
-    uint32_t ttl_s;          /* 0: the default */
+    const char *labels_json;        /* {"k":"v",...} or NULL */
+    uint32_t ttl_s;                 /* 0: the default */
+    const char *const *kernel_args; /* words appended to the guest kernel's command line */
+    size_t n_kernel_args;
+    const char *const *artifacts; /* globs: matching guest files go to the evidence at the end */
+    size_t n_artifacts;
+    uint64_t max_artifact_bytes; /* per artifact (0: 64 MiB) */
+    uint32_t boot_timeout_s;     /* 0: the daemon's (which also caps it) */
+    bool defer_boot; /* the VM boots for the first job the policy lets through (READY before) */
 };
 /* Validates and queues a sandbox. Errors: -EINVAL (a bad request; for a policy, its
  * policy:LINE:COL message), -ENOENT (no such named policy), -EDQUOT (over the policy's limits or
@@ -89,6 +98,8 @@ struct cdn_job_ops {
     void (*done)(void *ud, int rc, const cdn_err *e, const struct cdn_job_result *res);
     /* true once the owner went away (the client hung up): the job is cancelled. */
     bool (*abandoned)(void *ud);
+    /* A line worth showing (e.g. the fall back to TCG while the VM boots for this job). */
+    void (*notice)(void *ud, const char *line);
 };
 
 struct cdn_job_spec {
@@ -102,6 +113,8 @@ struct cdn_job_spec {
     uint32_t timeout_s;
     const uint8_t *stdin_data;
     size_t stdin_len;
+    uint32_t approval_wait_s; /* 0: the daemon's approval timeout (which also caps it) */
+    bool no_approval_wait;    /* an approval request expires at once: nobody to ask */
     /* WRITE / READ */
     const char *path;
     uint32_t mode;

@@ -120,9 +120,9 @@ int cdn_task_apply_limits(struct cdn_task_spec *s, struct cdn_rlimit *nproc, cdn
     const struct cdn_policy_limits *l = cdn_policy_limits(s->policy);
     unsigned timeout_s = s->timeout_ms / 1000;
     int r;
-    if ((r = bounded(&s->vcpus, l->cpus, "--cpus", err)) < 0 ||
-        (r = bounded(&s->memory_mib, l->memory_mib, "--memory", err)) < 0 ||
-        (r = bounded(&timeout_s, l->command_timeout_seconds, "--timeout", err)) < 0)
+    if ((r = bounded(&s->vcpus, l->cpus, "cpus", err)) < 0 ||
+        (r = bounded(&s->memory_mib, l->memory_mib, "memory_mib", err)) < 0 ||
+        (r = bounded(&timeout_s, l->command_timeout_seconds, "command_timeout_seconds", err)) < 0)
         return r;
     if (l->wall_seconds && (!timeout_s || timeout_s > l->wall_seconds))
         timeout_s = l->wall_seconds; /* the command cannot outlive the task */

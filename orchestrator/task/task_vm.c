@@ -273,6 +273,7 @@ int task_vm_boot(struct cdn_session *t, cdn_err **err) {
     if ((r = cdn_channel_open(fd, &copts, &t->ch, err)) < 0)
         return cdn_err_prefix(err, "booting (console: %s)", res->console);
     res->boot_ms = cdn_now_ms() - boot0;
+    cdn_evidence_fact_int(t->ev, "create_ms", (long long)res->create_ms);
     cdn_evidence_fact_int(t->ev, "boot_ms", (long long)res->boot_ms);
     if (task_cancelled(spec))
         return cdn_err_set(err, EINTR, "cancelled");
