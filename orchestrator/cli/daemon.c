@@ -157,9 +157,12 @@ int cli_daemon_start(const struct cli_daemon_config *c, struct cli_daemon **out,
         return cdn_err_set(err, ENOMEM, "out of memory");
     if (mkdir(c->state_dir, 0711) < 0 && errno != EEXIST)
         return cdn_err_set(err, errno, "mkdir %s: %m", c->state_dir);
-    _cleanup_free_ char *db = NULL;
-    if (asprintf(&db, "%s/cordond.db", c->state_dir) < 0)
+    _cleanup_free_ char *db = c->db ? strdup(c->db) : NULL;
+    if (!db && asprintf(&db, "%s/cordond.db", c->state_dir) < 0)
+        db = NULL;
+    if (!db)
         return cdn_err_set(err, ENOMEM, "out of memory");
+    void (*log)(void *, const char *) = c->log ? c->log : cli_daemon_log;
     int r = cdn_store_open(db, &d->store, err);
     if (r < 0)
         return r;
@@ -176,7 +179,7 @@ int cli_daemon_start(const struct cli_daemon_config *c, struct cli_daemon **out,
                                 .default_ttl_s = c->default_ttl_s,
                                 .max_ttl_s = c->max_ttl_s,
                                 .approval_timeout_s = c->approval_timeout_s,
-                                .log = cli_daemon_log};
+                                .log = log};
     if ((r = cdn_sched_open(&so, &d->sched, err)) < 0)
         return r;
     if (c->socket && mkdir_parent(c->socket) < 0)
@@ -189,7 +192,7 @@ int cli_daemon_start(const struct cli_daemon_config *c, struct cli_daemon **out,
                               .tls_client_ca = c->tls_client_ca,
                               .sched = d->sched,
                               .store = d->store,
-                              .log = cli_daemon_log};
+                              .log = log};
     if ((r = cdn_api_start(&ao, &d->api, err)) < 0)
         return r;
     *out = TAKE_PTR(d);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* cordond as a part: started by the cordond binary, and (later) embedded in `cordon run` when no
- * daemon answers. */
+/* cordond as a part: started by the cordond binary, and embedded in `cordon run` (on a private
+ * socket and store) when it is given no daemon's address. */
 #pragma once
 
 #include "cli.h"
@@ -13,6 +13,8 @@ struct cli_daemon_config {
     const char *tls_cert, *tls_key, *tls_client_ca;
     const char *state_dir, *images_dir, *policies_dir, *default_policy, *accel, *uri;
     unsigned max_running, max_queued, boot_timeout_s, default_ttl_s, max_ttl_s, approval_timeout_s;
+    const char *db;                          /* the store (NULL: STATE/cordond.db) */
+    void (*log)(void *ud, const char *line); /* NULL: cli_daemon_log */
 };
 
 void cli_daemon_config_defaults(struct cli_daemon_config *c);

@@ -10,76 +10,15 @@
 #include <unistd.h>
 
 #include "cleanup.h"
-#include "remote.h"
+#include "exec_stream.h"
 
 #define MAX_ENV 256
 #define STDIN_MAX (16u << 20)
-#define JSON_OUTPUT_LIMIT (16u << 20)
 
 static volatile sig_atomic_t interrupted;
 static void on_signal(int signo) {
     (void)signo;
     interrupted = 1;
-}
-
-struct exec_ctx {
-    bool json;
-    struct cdn_buf out[3];
-    bool truncated_locally;
-    Cordon__V1__Exit exit;
-    bool exited;
-    char approval[64];
-};
-
-static void print_pending(const Cordon__V1__Approval *a) {
-    fprintf(stderr, "cordon: approval needed (request %s):\n", a->id);
-    for (size_t i = 0; i < a->n_parts; i++) {
-        const Cordon__V1__ApprovalPart *p = a->parts[i];
-        fprintf(stderr, "  %-8s", p->action);
-        for (size_t j = 0; j < p->n_argv; j++)
-            fprintf(stderr, " %s", p->argv[j]);
-        fprintf(stderr, "\n           by %s%s%s\n", p->rule, *p->reason ? ": " : "", p->reason);
-    }
-    fprintf(stderr, "cordon: waiting; decide with `cordon approve %s` or `cordon deny %s`\n", a->id,
-            a->id);
-}
-
-static int on_event(void *ud, const ProtobufCMessage *msg) {
-    struct exec_ctx *x = ud;
-    const Cordon__V1__ExecEvent *ev = (const Cordon__V1__ExecEvent *)msg;
-    switch (ev->event_case) {
-    case CORDON__V1__EXEC_EVENT__EVENT_OUTPUT: {
-        const Cordon__V1__Output *o = ev->output;
-        int fd = o->fd == 2 ? 2 : 1;
-        if (!x->json) {
-            for (size_t off = 0; off < o->data.len;) {
-                ssize_t w = write(fd, o->data.data + off, o->data.len - off);
-                if (w < 0 && errno == EINTR)
-                    continue;
-                if (w <= 0)
-                    break; /* a closed terminal must not stop the stream */
-                off += (size_t)w;
-            }
-        } else if (cdn_buf_len(&x->out[1]) + cdn_buf_len(&x->out[2]) + o->data.len >
-                   JSON_OUTPUT_LIMIT) {
-            x->truncated_locally = true;
-        } else if (cdn_buf_append(&x->out[fd], o->data.data, o->data.len) < 0) {
-            return -ENOMEM;
-        }
-        return 0;
-    }
-    case CORDON__V1__EXEC_EVENT__EVENT_APPROVAL_PENDING:
-        if (ev->approval_pending->approval) {
-            snprintf(x->approval, sizeof(x->approval), "%s", ev->approval_pending->approval->id);
-            print_pending(ev->approval_pending->approval);
-        }
-        return 0;
-    case CORDON__V1__EXEC_EVENT__EVENT_EXIT:
-        x->exit = *ev->exit;
-        x->exited = true;
-        return 0;
-    default: return 0;
-    }
 }
 
 static void usage(FILE *f) {
@@ -181,20 +120,6 @@ static int parse(int argc, char **argv, struct exec_opts *o) {
     return 0;
 }
 
-static void print_json(struct exec_ctx *x, int code) {
-    bool lossy_out, lossy_err;
-    json_t *o = json_pack("{s:i, s:i, s:b, s:b, s:I}", "exit_code", code, "signal", x->exit.signal,
-                          "timed_out", x->exit.timed_out, "output_truncated",
-                          x->exit.output_truncated || x->truncated_locally, "command_ms",
-                          (json_int_t)x->exit.duration_ms);
-    json_object_set_new(o, "stdout", cli_output_json(&x->out[1], &lossy_out));
-    json_object_set_new(o, "stderr", cli_output_json(&x->out[2], &lossy_err));
-    json_object_set_new(o, "output_not_utf8", json_boolean(lossy_out || lossy_err));
-    if (*x->approval)
-        json_object_set_new(o, "approval", json_string(x->approval));
-    cli_json_print(o);
-}
-
 int cli_exec(int argc, char **argv) {
     struct exec_opts o = {0};
     cli_remote_init(&o.r);
@@ -208,29 +133,16 @@ int cli_exec(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
-    struct exec_ctx x = {.json = o.r.json};
+    struct cli_exec x = {.cmd = "exec", .json = o.r.json};
     cdn_err *err = NULL;
-    int rc = cdn_client_stream(c, "Exec", &o.q.base, &cordon__v1__exec_event__descriptor, on_event,
-                               &x, &interrupted, 0, &err);
+    int rc = cli_exec_stream(c, &o.q, &x, &interrupted, &err);
     cdn_buf_free(&o.in);
-    int code;
-    if (rc < 0 && !x.exited) {
-        code = cli_remote_fail("exec", rc, err);
-        err = NULL;
-    } else if (x.exit.timed_out) {
-        code = CLI_EXIT_TIMEOUT;
-    } else if (x.exit.signal) {
-        code = 128 + x.exit.signal;
-    } else {
-        code = x.exit.exit_code;
-    }
-    cdn_err_free(err);
-    if (o.r.json && x.exited)
-        print_json(&x, code);
-    else if (x.exit.timed_out)
+    int code = rc < 0 ? cli_remote_fail("exec", rc, err) : cli_exec_code(&x);
+    if (rc >= 0 && o.r.json)
+        cli_json_print(cli_exec_json(&x, code));
+    else if (rc >= 0 && x.exit.timed_out)
         fprintf(stderr, "cordon exec: command timed out after %u s; its process group was killed\n",
                 o.q.timeout_seconds);
-    for (int i = 0; i < 3; i++)
-        cdn_buf_free(&x.out[i]);
+    cli_exec_free(&x);
     return code;
 }

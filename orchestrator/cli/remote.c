@@ -45,6 +45,8 @@ int cli_remote_parse(int argc, char **argv, struct cli_remote *r, const char *us
     return 0;
 }
 
+bool cli_remote_given(const struct cli_remote *r) { return env_or(r->addr, "CORDON_ADDR"); }
+
 bool cli_remote_wanted(const struct cli_remote *r) {
     if (env_or(r->addr, "CORDON_ADDR"))
         return true;

@@ -49,6 +49,8 @@ bool cli_remote_option(struct cli_remote *r, int c, const char *arg);
 /* For a subcommand with no options of its own: parses the ones above (optind: the first other
  * argument); -h prints usage (what comes before "options:") and exits 0; < 0 on bad usage. */
 int cli_remote_parse(int argc, char **argv, struct cli_remote *r, const char *usage);
+/* Whether an address was given (--addr or $CORDON_ADDR). */
+bool cli_remote_given(const struct cli_remote *r);
 /* Whether a daemon is the place to ask: an address was given, or the default socket exists. */
 bool cli_remote_wanted(const struct cli_remote *r);
 /* Connects (lazily; the first call finds out); prints and returns < 0 on failure. */

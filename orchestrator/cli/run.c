@@ -1,29 +1,32 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* cordon run: parses options, runs one task, streams its output live (or returns it in --json),
- * and exits with the command's exit code. */
+/* cordon run: one command in a fresh sandbox, through cordond's API: the daemon at --addr, or one
+ * started in this process for the run (a private socket and store; the same state folder). It
+ * creates the sandbox (booted for the command only once the policy lets it through), streams the
+ * command, asks for an approval when the policy wants one, stops the sandbox (its result taken),
+ * reports, and exits with the command's exit code. */
 #include <errno.h>
 #include <getopt.h>
-#include <jansson.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#include "buf.h"
 #include "cleanup.h"
 #include "cli.h"
-#include "approval.h"
-#include "clock.h"
+#include "daemon.h"
+#include "exec_stream.h"
 #include "policy.h"
-#include "remote.h"
-#include "task.h"
 
 #define MAX_ENV 256
 #define MAX_ARTIFACTS 64
+#define MAX_KERNEL_ARGS 32
+#define POLICY_MAX (1u << 20)
 #define JSON_OUTPUT_LIMIT (16u << 20)
+#define APPROVAL_WAIT_MAX (7 * 86400)
 
 static volatile sig_atomic_t interrupted;
 
@@ -32,52 +35,17 @@ static void on_signal(int signo) {
     interrupted = 1;
 }
 
-struct approval_ctx;
-struct run_ctx {
-    struct approval_ctx *approval;
-    bool json;
-    struct cdn_buf out[3]; /* --json: what each fd produced */
-};
-
-static int write_all(int fd, const uint8_t *p, size_t n) {
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -errno;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int on_output(void *ud, int fd, const uint8_t *data, size_t len) {
-    struct run_ctx *c = ud;
-    if (c->json)
-        return cdn_buf_append(&c->out[fd], data, len);
-    write_all(fd, data, len); /* a closed terminal must not stop the task's teardown */
-    return 0;
-}
-
-static void on_notice(void *ud, const char *line) {
-    (void)ud;
-    fprintf(stderr, "cordon: %s\n", line);
-}
-
 static void usage(FILE *f) {
     fputs("usage: cordon run [OPTIONS] -- CMD [ARGS...]\n"
           "\n"
-          "Boots a fresh microVM, runs CMD in it, streams its output, destroys the VM, and exits\n"
-          "with CMD's exit code.\n"
+          "Runs CMD in a fresh microVM, streams its output, destroys the VM, and exits with\n"
+          "CMD's exit code. With no daemon's address, it starts one of its own for the run.\n"
           "\n"
           "options:\n"
           "  --image NAME       guest image: minimal (default; busybox, boots fastest) or devbox\n"
           "                     (Debian with git, make, gcc, python3; on a per-task overlay)\n"
           "  --memory MIB       guest memory (default 512; devbox 1024)\n"
           "  --cpus N           guest vCPUs (default 1)\n"
-          "  --accel A          auto (default: KVM once a probe boot proved it works on this\n"
-          "                     host, cached per host boot), kvm (fail if unusable) or tcg\n"
           "  --timeout S        kill CMD's whole process group after S seconds (exit 124)\n"
           "  --boot-timeout S   give up if the guest's agent has not answered after S seconds\n"
           "                     (default 60)\n"
@@ -93,7 +61,7 @@ static void usage(FILE *f) {
           "  --ref REF          branch, tag or commit SHA (default: the repository's HEAD)\n"
           "  --max-result-mib N  what /workspace may bring back: file data (default 1024),\n"
           "  --max-result-files N  entries (default 50000), --max-result-depth N (default 64)\n"
-          "  --policy FILE      decide CMD by this policy before any VM boots (deny: exit 126;\n"
+          "  --policy FILE      decide CMD by this policy before its VM boots (deny: exit 126;\n"
           "                     approve: ask; see docs/policy.md); its limits bound the options\n"
           "  --approve-all      approve what the policy sends to approval (recorded as you)\n"
           "  --approval-wait S  without a terminal, wait up to S seconds for `cordon approve ID`\n"
@@ -101,14 +69,19 @@ static void usage(FILE *f) {
           "  --pre-approved F   a file of commands a person approved in advance, one per line\n"
           "                     as CMD's words joined by spaces (# comments)\n"
           "  --artifact GLOB    copy matching guest files into the evidence (repeatable; relative\n"
-          "                     to CMD's folder); --max-artifact-mib N caps each (default 64)\n"
+          "                     to /workspace); --max-artifact-mib N caps each (default 64)\n"
           "  --json             print one JSON object (exit code, output, timings) instead of\n"
           "                     streaming the output\n"
+          "\n"
+          "the run's own daemon (without --addr):\n"
+          "  --accel A          auto (default: KVM once a probe boot proved it works on this\n"
+          "                     host, cached per host boot), kvm (fail if unusable) or tcg\n"
           "  --images DIR       where `make images` put the images ($CORDON_IMAGES, else\n"
           "                     /usr/share/cordon/images or ./build/images)\n"
           "  --state DIR        task folders ($CORDON_STATE, else /var/lib/cordon)\n"
           "  --uri URI          libvirt connection (default qemu:///system)\n"
           "\n"
+          "a running daemon instead:\n" CLI_REMOTE_USAGE "\n"
           "exit codes: CMD's own; 124 CMD timed out; 125 cordon could not run it (the reason is\n"
           "printed); 126 the policy refused it or nobody approved it; 130 interrupted.\n",
           f);
@@ -127,16 +100,22 @@ static int parse_uint(const char *s, const char *what, unsigned max, unsigned *o
 }
 
 struct run_opts {
-    struct cdn_task_spec spec;
-    const char *env[MAX_ENV];
-    const char *artifacts[MAX_ARTIFACTS];
-    const char *policy_path;
+    struct cli_remote r;
+    Cordon__V1__CreateSandboxRequest create;
+    Cordon__V1__Limits limits;
+    Cordon__V1__ExecRequest exec;
+    char *env[MAX_ENV];
+    char *artifacts[MAX_ARTIFACTS];
+    char *kernel_args[MAX_KERNEL_ARGS];
+    const char *policy_path, *pre_approved;
     bool approve_all;
     unsigned approval_wait_s;
-    const char *pre_approved;
-    struct cdn_buf kernel_args;
-    bool json;
+    /* the run's own daemon */
+    const char *accel, *images, *state, *uri;
 };
+
+/* The options that shape the run's own daemon, refused with a daemon's address. */
+static bool own_daemon_option(int c) { return c == 'a' || c == 'I' || c == 's' || c == 'u'; }
 
 static int parse(int argc, char **argv, struct run_opts *o) {
     static const struct option longopts[] = {{"image", required_argument, NULL, 'i'},
@@ -146,7 +125,6 @@ static int parse(int argc, char **argv, struct run_opts *o) {
                                              {"boot-timeout", required_argument, NULL, 'b'},
                                              {"env", required_argument, NULL, 'e'},
                                              {"workdir", required_argument, NULL, 'w'},
-                                             {"json", no_argument, NULL, 'j'},
                                              {"images", required_argument, NULL, 'I'},
                                              {"state", required_argument, NULL, 's'},
                                              {"uri", required_argument, NULL, 'u'},
@@ -164,48 +142,52 @@ static int parse(int argc, char **argv, struct run_opts *o) {
                                              {"approve-all", no_argument, NULL, 'Y'},
                                              {"approval-wait", required_argument, NULL, 'W'},
                                              {"pre-approved", required_argument, NULL, 'L'},
+                                             CLI_REMOTE_LONGOPTS,
                                              {NULL, 0, NULL, 0}};
-    struct cdn_task_spec *s = &o->spec;
+    Cordon__V1__CreateSandboxRequest *cr = &o->create;
+    Cordon__V1__Limits *l = &o->limits;
+    Cordon__V1__ExecRequest *x = &o->exec;
     unsigned v;
+    bool own_daemon_opt = false;
     optind = 1;
     for (int c; (c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1;) {
+        own_daemon_opt = own_daemon_opt || own_daemon_option(c);
         switch (c) {
-        case 'i': s->image = optarg; break;
-        case 'R': s->repo = optarg; break;
+        case 'i': cr->image = optarg; break;
+        case 'R': cr->repo = optarg; break;
+        case 'r': cr->ref = optarg; break;
         case 'P': o->policy_path = optarg; break;
         case 'Y': o->approve_all = true; break;
         case 'L': o->pre_approved = optarg; break;
         case 'W':
-            if (parse_uint(optarg, "--approval-wait", 7 * 86400, &o->approval_wait_s) < 0)
+            if (parse_uint(optarg, "--approval-wait", APPROVAL_WAIT_MAX, &o->approval_wait_s) < 0)
                 return -1;
             break;
-        case 'r': s->ref = optarg; break;
         case 'A':
-            if (s->n_artifacts == MAX_ARTIFACTS) {
+            if (cr->n_artifacts == MAX_ARTIFACTS) {
                 fprintf(stderr, "cordon run: at most %d --artifact patterns\n", MAX_ARTIFACTS);
                 return -1;
             }
-            o->artifacts[s->n_artifacts++] = optarg;
+            o->artifacts[cr->n_artifacts++] = optarg;
             break;
         case 'B':
             if (parse_uint(optarg, "--max-result-mib", 1u << 20, &v) < 0)
                 return -1;
-            s->result_limits.max_total_bytes = (uint64_t)v << 20;
+            l->max_bytes_returned = (uint64_t)v << 20;
             break;
         case 'F':
             if (parse_uint(optarg, "--max-result-files", UINT_MAX, &v) < 0)
                 return -1;
-            s->result_limits.max_entries = v;
+            l->max_files_returned = v;
             break;
         case 'D':
-            if (parse_uint(optarg, "--max-result-depth", 4096, &v) < 0)
+            if (parse_uint(optarg, "--max-result-depth", 4096, &l->max_depth_returned) < 0)
                 return -1;
-            s->result_limits.max_depth = v;
             break;
         case 'X':
             if (parse_uint(optarg, "--max-artifact-mib", 1u << 20, &v) < 0)
                 return -1;
-            s->artifact_max_bytes = (uint64_t)v << 20;
+            cr->max_artifact_bytes = (uint64_t)v << 20;
             break;
         case 'a':
             if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "kvm") != 0 &&
@@ -213,302 +195,508 @@ static int parse(int argc, char **argv, struct run_opts *o) {
                 fprintf(stderr, "cordon run: --accel takes auto, kvm or tcg, not '%s'\n", optarg);
                 return -1;
             }
-            s->accel = optarg;
+            o->accel = optarg;
             break;
         case 'm':
-            if (parse_uint(optarg, "--memory", 1u << 20, &s->memory_mib) < 0)
+            if (parse_uint(optarg, "--memory", 1u << 20, &l->memory_mib) < 0)
                 return -1;
             break;
         case 'c':
-            if (parse_uint(optarg, "--cpus", 256, &s->vcpus) < 0)
+            if (parse_uint(optarg, "--cpus", 256, &l->cpus) < 0)
                 return -1;
             break;
         case 't':
-            if (parse_uint(optarg, "--timeout", UINT_MAX / 1000, &v) < 0)
+            if (parse_uint(optarg, "--timeout", UINT_MAX / 1000, &x->timeout_seconds) < 0)
                 return -1;
-            s->timeout_ms = v * 1000u;
             break;
         case 'b':
-            if (parse_uint(optarg, "--boot-timeout", 3600, &v) < 0)
+            if (parse_uint(optarg, "--boot-timeout", 3600, &cr->boot_timeout_seconds) < 0)
                 return -1;
-            s->boot_timeout_ms = (int)v * 1000;
             break;
         case 'e':
-            if (!strchr(optarg, '=') || optarg[0] == '=' || s->envc == MAX_ENV) {
+            if (!strchr(optarg, '=') || optarg[0] == '=' || x->n_env == MAX_ENV) {
                 fprintf(stderr, "cordon run: --env takes KEY=VALUE (at most %d), not '%s'\n",
                         MAX_ENV, optarg);
                 return -1;
             }
-            o->env[s->envc++] = optarg;
+            o->env[x->n_env++] = optarg;
             break;
-        case 'w': s->workdir = optarg; break;
+        case 'w': x->cwd = optarg; break;
         case 'k':
-            if (strpbrk(optarg, " \t\n") || !*optarg) {
-                fprintf(stderr, "cordon run: --kernel-arg takes one word, not '%s'\n", optarg);
+            if (strpbrk(optarg, " \t\n") || !*optarg || cr->n_kernel_args == MAX_KERNEL_ARGS) {
+                fprintf(stderr, "cordon run: --kernel-arg takes one word (at most %d), not '%s'\n",
+                        MAX_KERNEL_ARGS, optarg);
                 return -1;
             }
-            if ((cdn_buf_len(&o->kernel_args) && cdn_buf_append(&o->kernel_args, " ", 1) < 0) ||
-                cdn_buf_append(&o->kernel_args, optarg, strlen(optarg)) < 0)
-                return -1;
+            o->kernel_args[cr->n_kernel_args++] = optarg;
             break;
-        case 'j': o->json = true; break;
-        case 'I': s->images_dir = optarg; break;
-        case 's': s->state_dir = optarg; break;
-        case 'u': s->uri = optarg; break;
+        case 'I': o->images = optarg; break;
+        case 's': o->state = optarg; break;
+        case 'u': o->uri = optarg; break;
         case 'h': usage(stdout); exit(0);
-        default: usage(stderr); return -1;
+        default:
+            if (cli_remote_option(&o->r, c, optarg))
+                break;
+            usage(stderr);
+            return -1;
         }
     }
-    s->artifacts = o->artifacts;
     if (optind >= argc) {
         fprintf(stderr, "cordon run: no command given (cordon run [OPTIONS] -- CMD [ARGS...])\n");
         return -1;
     }
-    s->argv = (const char *const *)argv + optind;
-    s->argc = (size_t)(argc - optind);
-    s->env = o->env;
-    if (cdn_buf_len(&o->kernel_args)) {
-        if (cdn_buf_append(&o->kernel_args, "", 1) < 0)
-            return -1;
-        s->kernel_args = (const char *)cdn_buf_head(&o->kernel_args);
+    if (own_daemon_opt && cli_remote_given(&o->r)) {
+        fprintf(stderr, "cordon run: --accel, --images, --state and --uri are the daemon's own "
+                        "settings; not with a daemon's address (--addr or $CORDON_ADDR)\n");
+        return -1;
     }
+    x->argv = argv + optind;
+    x->n_argv = (size_t)(argc - optind);
+    x->env = o->env;
+    cr->artifacts = o->artifacts;
+    cr->kernel_args = o->kernel_args;
     return 0;
 }
 
-static void print_json(struct run_ctx *ctx, const struct cdn_task_result *res, int code,
-                       const char *error) {
-    json_t *o = json_object();
-    json_object_set_new(o, "exit_code", json_integer(code));
-    json_object_set_new(o, "task", json_string(res->id));
-    json_object_set_new(o, "vm", json_string(res->vm));
-    if (res->console)
-        json_object_set_new(o, "console_log", json_string(res->console));
-    if (res->evidence)
-        json_object_set_new(o, "evidence", json_string(res->evidence));
-    if (error) {
-        json_object_set_new(o, "error", json_string(error));
-    } else {
-        const struct cdn_exec_result *x = &res->exec;
-        json_object_set_new(o, "signal", json_integer(x->signal));
-        json_object_set_new(o, "timed_out", json_boolean(x->timed_out));
-        json_object_set_new(o, "output_truncated", json_boolean(x->output_truncated));
-        bool lossy_out, lossy_err;
-        json_object_set_new(o, "stdout", cli_output_json(&ctx->out[1], &lossy_out));
-        json_object_set_new(o, "stderr", cli_output_json(&ctx->out[2], &lossy_err));
-        json_object_set_new(o, "output_not_utf8", json_boolean(lossy_out || lossy_err));
-        json_object_set_new(o, "user_ms", json_integer((json_int_t)x->user_ms));
-        json_object_set_new(o, "sys_ms", json_integer((json_int_t)x->sys_ms));
-        json_object_set_new(o, "max_rss_kib", json_integer((json_int_t)x->max_rss_kib));
-        json_object_set_new(o, "command_ms", json_integer((json_int_t)x->duration_ms));
-        if (res->has_repo) {
-            json_object_set_new(o, "base", json_string(res->base));
-            json_object_set_new(o, "result", json_string(res->result));
-            json_object_set_new(o, "branch", json_string(res->branch));
-            json_object_set_new(o, "changed", json_boolean(res->changed));
-            json_object_set_new(o, "diff",
-                                json_pack("{s:I, s:I, s:I}", "files_changed",
-                                          (json_int_t)res->diff.files, "insertions",
-                                          (json_int_t)res->diff.insertions, "deletions",
-                                          (json_int_t)res->diff.deletions));
-        }
-        json_object_set_new(o, "accel", json_string(res->accel ? res->accel : ""));
-        json_object_set_new(o, "transport", json_string(res->transport ? res->transport : ""));
-        json_object_set_new(o, "create_ms", json_integer((json_int_t)res->create_ms));
-        json_object_set_new(o, "boot_ms", json_integer((json_int_t)res->boot_ms));
-        json_object_set_new(o, "total_ms", json_integer((json_int_t)res->total_ms));
-    }
-    json_dumpf(o, stdout, JSON_COMPACT);
-    fputc('\n', stdout);
-    json_decref(o);
-}
+/* ---- approvals: --approve-all, the pre-approval list, the terminal, or someone else ---- */
 
-struct approval_ctx {
-    const char *state;
-    bool approve_all;
-    unsigned wait_s;
-    const char *pre_approved;
+struct asker {
+    const struct run_opts *o;
+    struct cdn_client *c;
     const char *cmdline; /* CMD's words joined by spaces */
+    bool tty;
 };
 
 /* The line of the pre-approval file that is exactly this command (0: none). */
 static unsigned pre_approved_line(const char *file, const char *cmdline) {
-    FILE *f = file ? fopen(file, "re") : NULL;
+    _cleanup_fclose_ FILE *f = file ? fopen(file, "re") : NULL;
     char line[8192];
-    unsigned n = 0, found = 0;
-    while (f && !found && fgets(line, sizeof(line), f)) {
+    unsigned n = 0;
+    while (f && fgets(line, sizeof(line), f)) {
         n++;
         line[strcspn(line, "\n")] = '\0';
         if (line[0] != '#' && strcmp(line, cmdline) == 0)
-            found = n;
+            return n;
     }
-    if (f)
-        fclose(f);
-    return found;
+    return 0;
 }
 
-static void show_request(const char *id, const struct cdn_policy_decision *d) {
-    fprintf(stderr, "cordon: approval needed (request %s):\n", id);
-    for (size_t i = 0; i < d->n; i++) {
-        fprintf(stderr, "  %-8s", cdn_policy_action_name(d->parts[i].action));
-        for (size_t j = 0; j < d->parts[i].argc; j++)
-            fprintf(stderr, " %s", d->parts[i].argv[j]);
-        fprintf(stderr, "\n           by %s%s%s\n", d->parts[i].rule,
-                d->parts[i].reason ? ": " : "", d->parts[i].reason ? d->parts[i].reason : "");
-    }
+/* 0 decided, -EALREADY decided by someone else meanwhile, < 0 otherwise (printed). */
+static int decide(struct asker *a, const char *id, bool approve, const char *reason) {
+    Cordon__V1__DecideRequest q = CORDON__V1__DECIDE_REQUEST__INIT;
+    q.approval_id = (char *)id;
+    q.approve = approve;
+    q.reason = (char *)reason;
+    ProtobufCMessage *resp = NULL;
+    cdn_err *e = NULL;
+    int r = cdn_client_call(a->c, "Decide", &q.base, &cordon__v1__approval__descriptor, &resp,
+                            30000, &e);
+    if (resp)
+        protobuf_c_message_free_unpacked(resp, NULL);
+    if (r == -EBADFD)
+        r = -EALREADY; /* FAILED_PRECONDITION: decided already */
+    else if (r < 0)
+        fprintf(stderr, "cordon run: deciding %s: %s\n", id, cdn_err_msg(e));
+    cdn_err_free(e);
+    return r;
 }
 
-/* The outcome of request id: --approve-all, the terminal (y/N), or `cordon approve|deny ID`
- * from elsewhere, whichever comes first; nobody within the wait, or no way to ask: expired. */
-static enum cdn_approval_status ask(void *ud, const char *id, const struct cdn_policy_decision *d,
-                                    char *by, size_t by_size) {
-    struct approval_ctx *a = ud;
-    char me[256];
-    cdn_approval_whoami(me, sizeof(me));
-    show_request(id, d);
-    enum cdn_approval_status st = CDN_APPROVAL_EXPIRED;
-    if (a->approve_all) {
-        snprintf(by, by_size, "%s with --approve-all", me);
-        cdn_approval_decide(a->state, id, CDN_APPROVAL_APPROVED, by, NULL);
-        return CDN_APPROVAL_APPROVED;
+static bool decided_elsewhere(struct asker *a, const Cordon__V1__Approval *ap) {
+    Cordon__V1__ListApprovalsRequest q = CORDON__V1__LIST_APPROVALS_REQUEST__INIT;
+    q.sandbox_id = ap->sandbox_id;
+    q.include_decided = true;
+    ProtobufCMessage *resp = NULL;
+    if (cdn_client_call(a->c, "ListApprovals", &q.base,
+                        &cordon__v1__list_approvals_response__descriptor, &resp, 10000, NULL) < 0)
+        return false;
+    const Cordon__V1__ListApprovalsResponse *l = (const void *)resp;
+    bool done = false;
+    for (size_t i = 0; i < l->n_approvals; i++)
+        if (strcmp(l->approvals[i]->id, ap->id) == 0)
+            done = l->approvals[i]->status != CORDON__V1__APPROVAL_STATUS__PENDING;
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return done;
+}
+
+static void ask(void *ud, const Cordon__V1__Approval *ap) {
+    struct asker *a = ud;
+    if (a->o->approve_all) {
+        decide(a, ap->id, true, "with --approve-all");
+        return;
     }
-    unsigned line = pre_approved_line(a->pre_approved, a->cmdline);
+    unsigned line = pre_approved_line(a->o->pre_approved, a->cmdline);
     if (line) {
-        snprintf(by, by_size, "the pre-approval list %s:%u (run by %s)", a->pre_approved, line, me);
-        cdn_approval_decide(a->state, id, CDN_APPROVAL_APPROVED, by, NULL);
-        return CDN_APPROVAL_APPROVED;
+        char why[4200];
+        snprintf(why, sizeof(why), "the pre-approval list %.4000s:%u", a->o->pre_approved, line);
+        decide(a, ap->id, true, why);
+        return;
     }
-    bool tty = isatty(0) && isatty(2);
-    if (!tty && !a->wait_s) {
-        snprintf(by, by_size, "nobody (no terminal, no --approve-all, no --approval-wait)");
-        cdn_approval_decide(a->state, id, CDN_APPROVAL_EXPIRED, by, NULL);
-        return CDN_APPROVAL_EXPIRED;
+    if (!a->tty) {
+        if (a->o->approval_wait_s)
+            fprintf(stderr,
+                    "cordon: waiting up to %u s; decide with `cordon approve %s` or `cordon deny "
+                    "%s`\n",
+                    a->o->approval_wait_s, ap->id, ap->id);
+        else
+            fprintf(stderr, "cordon: nobody to ask (no terminal, no --approve-all, no "
+                            "--approval-wait): the request expires\n");
+        return; /* the daemon waits (or expires it at once) */
     }
-    fprintf(stderr, "cordon: decide with `cordon approve %s` or `cordon deny %s`%s\n", id, id,
-            tty ? ", or here: approve? [y/N] " : "");
-    uint64_t deadline = a->wait_s ? cdn_now_ms() + a->wait_s * 1000ull : UINT64_MAX;
-    while (!interrupted && cdn_now_ms() < deadline) {
-        char *who = NULL;
-        if (cdn_approval_get(a->state, id, &st, &who, NULL) == 0 && st != CDN_APPROVAL_PENDING) {
-            snprintf(by, by_size, "%s", who ? who : "?");
-            free(who);
-            return st;
-        }
-        free(who);
+    fprintf(stderr,
+            "cordon: decide with `cordon approve %s` or `cordon deny %s`, or here: approve? "
+            "[y/N] ",
+            ap->id, ap->id);
+    for (unsigned tick = 0; !interrupted; tick++) {
         struct pollfd p = {.fd = 0, .events = POLLIN};
-        if (tty && poll(&p, 1, 200) == 1) {
+        if (poll(&p, 1, 200) == 1) {
             char answer[64] = "";
             bool yes =
                 fgets(answer, sizeof(answer), stdin) && (answer[0] == 'y' || answer[0] == 'Y');
-            st = yes ? CDN_APPROVAL_APPROVED : CDN_APPROVAL_DENIED;
-            snprintf(by, by_size, "%s at the terminal", me);
-            if (cdn_approval_decide(a->state, id, st, by, NULL) == 0)
-                return st;
-            continue; /* decided elsewhere meanwhile: that decision stands */
+            decide(a, ap->id, yes, "at the terminal");
+            return; /* decided here, or elsewhere meanwhile: that decision stands */
         }
-        if (!tty)
-            usleep(200000);
+        if (tick % 5 == 4 && decided_elsewhere(a, ap))
+            return;
     }
-    snprintf(by, by_size, "nobody within %u s", a->wait_s);
-    if (cdn_approval_decide(a->state, id, CDN_APPROVAL_EXPIRED, by, NULL) < 0 &&
-        cdn_approval_get(a->state, id, &st, NULL, NULL) == 0 && st != CDN_APPROVAL_PENDING)
-        return st; /* decided in the last instant */
-    return CDN_APPROVAL_EXPIRED;
 }
 
-static enum cdn_approval_status ask_approval(void *ud, const char *id,
-                                             const struct cdn_policy_decision *d, char *by,
-                                             size_t by_size) {
-    struct run_ctx *c = ud;
-    return ask(c->approval, id, d, by, by_size);
+/* ---- the run's own daemon ---- */
+
+static void quiet(void *ud, const char *line) { (void)ud, (void)line; }
+
+struct own_daemon {
+    struct cli_daemon *d;
+    char dir[4200], addr[4400];
+};
+
+/* A daemon of this process's own on a private socket and store (STATE/runs/XXXXXX), on the same
+ * state folder as every other run: its sandboxes' folders carry this process as their owner. */
+static int own_daemon_start(const struct run_opts *o, struct own_daemon *od, cdn_err **err) {
+    struct cli_daemon_config c;
+    cli_daemon_config_defaults(&c);
+    if (o->state)
+        c.state_dir = o->state;
+    if (o->images)
+        c.images_dir = o->images;
+    c.uri = o->uri;
+    if (o->accel)
+        c.accel = o->accel;
+    c.default_policy = "none"; /* no --policy: the command is not gated */
+    c.max_running = 1;
+    c.boot_timeout_s = o->create.boot_timeout_seconds ? o->create.boot_timeout_seconds : 60;
+    c.default_ttl_s = c.max_ttl_s = 30 * 86400; /* the command's --timeout bounds it */
+    c.approval_timeout_s = APPROVAL_WAIT_MAX;
+    c.log = quiet; /* what matters comes back through the calls */
+    char runs[4096];
+    snprintf(runs, sizeof(runs), "%s/runs", c.state_dir);
+    if ((mkdir(c.state_dir, 0711) < 0 && errno != EEXIST) ||
+        (mkdir(runs, 0700) < 0 && errno != EEXIST))
+        return cdn_err_set(err, errno, "mkdir %s: %m", runs);
+    snprintf(od->dir, sizeof(od->dir), "%s/XXXXXX", runs);
+    if (strlen(od->dir) + strlen("/cordond.sock") >= 100) /* a unix socket's path is short */
+        snprintf(od->dir, sizeof(od->dir), "/tmp/cordon-run-XXXXXX");
+    if (!mkdtemp(od->dir))
+        return cdn_err_set(err, errno, "mkdtemp %s: %m", od->dir);
+    char sock[4300], db[4300];
+    snprintf(sock, sizeof(sock), "%s/cordond.sock", od->dir);
+    snprintf(db, sizeof(db), "%s/cordond.db", od->dir);
+    snprintf(od->addr, sizeof(od->addr), "unix:%s", sock);
+    c.socket = sock;
+    c.socket_mode = 0600;
+    c.db = db;
+    return cli_daemon_start(&c, &od->d, err);
+}
+
+static void own_daemon_stop(struct own_daemon *od) {
+    cli_daemon_stopp(&od->d);
+    if (!od->dir[0])
+        return;
+    static const char *const files[] = {"cordond.sock", "cordond.db", "cordond.db-wal",
+                                        "cordond.db-shm"};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        char p[4400];
+        snprintf(p, sizeof(p), "%s/%s", od->dir, files[i]);
+        unlink(p);
+    }
+    rmdir(od->dir);
+}
+
+/* ---- the run ---- */
+
+static int read_policy(const char *path, char **text) {
+    _cleanup_(cdn_policy_freep) struct cdn_policy *p = NULL;
+    cdn_err *e = NULL;
+    if (cdn_policy_load(path, &p, &e) < 0) { /* its errors name the file */
+        fprintf(stderr, "cordon run: %s\n", cdn_err_msg(e));
+        cdn_err_free(e);
+        return -1;
+    }
+    _cleanup_fclose_ FILE *f = fopen(path, "re");
+    size_t cap = 0;
+    ssize_t n = f ? getdelim(text, &cap, '\0', f) : -1;
+    if (n < 0 || (size_t)n > POLICY_MAX) {
+        fprintf(stderr, "cordon run: %s: cannot read it (or over 1 MiB)\n", path);
+        return -1;
+    }
+    return 0;
+}
+
+/* Until the sandbox is READY (its workspace prepared; the VM boots for the command): 0, or the
+ * failure printed. */
+static int wait_ready(struct cdn_client *c, const char *id, cdn_err **err) {
+    Cordon__V1__GetSandboxRequest q = CORDON__V1__GET_SANDBOX_REQUEST__INIT;
+    q.id = (char *)id;
+    for (;;) {
+        ProtobufCMessage *resp = NULL;
+        int r = cdn_client_call(c, "GetSandbox", &q.base, &cordon__v1__sandbox__descriptor, &resp,
+                                30000, err);
+        if (r < 0)
+            return r;
+        const Cordon__V1__Sandbox *s = (const void *)resp;
+        Cordon__V1__SandboxState st = s->state;
+        if (st != CORDON__V1__SANDBOX_STATE__QUEUED && st != CORDON__V1__SANDBOX_STATE__BOOTING)
+            r = st == CORDON__V1__SANDBOX_STATE__READY
+                    ? 0
+                    : cdn_err_set(err, EBADFD, "%s", *s->error ? s->error : "the sandbox stopped");
+        protobuf_c_message_free_unpacked(resp, NULL);
+        if (st != CORDON__V1__SANDBOX_STATE__QUEUED && st != CORDON__V1__SANDBOX_STATE__BOOTING)
+            return r;
+        if (interrupted)
+            return cdn_err_set(err, EINTR, "interrupted");
+        usleep(20000);
+    }
+}
+
+/* What the run came to, from the daemon once the sandbox stopped. */
+struct outcome {
+    Cordon__V1__Sandbox *sandbox;
+    Cordon__V1__Evidence *evidence;
+    json_t *manifest;
+};
+
+static void outcome_take(struct cdn_client *c, const char *id, struct outcome *out) {
+    Cordon__V1__GetSandboxRequest g = CORDON__V1__GET_SANDBOX_REQUEST__INIT;
+    g.id = (char *)id;
+    cdn_client_call(c, "GetSandbox", &g.base, &cordon__v1__sandbox__descriptor,
+                    (ProtobufCMessage **)&out->sandbox, 30000, NULL);
+    Cordon__V1__GetEvidenceRequest e = CORDON__V1__GET_EVIDENCE_REQUEST__INIT;
+    e.sandbox_id = (char *)id;
+    if (cdn_client_call(c, "GetEvidence", &e.base, &cordon__v1__evidence__descriptor,
+                        (ProtobufCMessage **)&out->evidence, 30000, NULL) == 0)
+        out->manifest = json_loads(out->evidence->manifest_json, 0, NULL);
+}
+
+static void outcome_free(struct outcome *o) {
+    if (o->sandbox)
+        protobuf_c_message_free_unpacked(&o->sandbox->base, NULL);
+    if (o->evidence)
+        protobuf_c_message_free_unpacked(&o->evidence->base, NULL);
+    json_decref(o->manifest);
+}
+
+static const char *mstr(const struct outcome *o, const char *key) {
+    return json_string_value(json_object_get(o->manifest, key));
+}
+
+static json_int_t mint(const struct outcome *o, const char *key) {
+    return json_integer_value(json_object_get(o->manifest, key));
+}
+
+static void print_json(struct cli_exec *x, const char *id, const struct outcome *oc, int code,
+                       const char *error) {
+    json_t *o = error ? json_object() : cli_exec_json(x, code);
+    json_object_set_new(o, "exit_code", json_integer(code));
+    json_object_set_new(o, "task", json_string(id));
+    const char *vm = mstr(oc, "vm");
+    if (vm)
+        json_object_set_new(o, "vm", json_string(vm));
+    const char *dir = oc->evidence ? oc->evidence->evidence_dir : NULL;
+    if (dir) {
+        json_object_set_new(o, "evidence", json_string(dir));
+        char console[4400];
+        snprintf(console, sizeof(console), "%s/console.log", dir);
+        if (access(console, F_OK) == 0)
+            json_object_set_new(o, "console_log", json_string(console));
+    }
+    if (error) {
+        json_object_set_new(o, "error", json_string(error));
+    } else {
+        const char *base = mstr(oc, "base"), *result = mstr(oc, "result");
+        if (base && result) {
+            json_t *d = json_object_get(oc->manifest, "diff");
+            json_object_set_new(o, "base", json_string(base));
+            json_object_set_new(o, "result", json_string(result));
+            json_object_set_new(o, "branch", json_string(mstr(oc, "branch") ?: ""));
+            json_object_set_new(o, "changed", json_boolean(strcmp(base, result) != 0));
+            json_object_set_new(
+                o, "diff",
+                json_pack("{s:I, s:I, s:I}", "files_changed",
+                          json_integer_value(json_object_get(d, "files_changed")), "insertions",
+                          json_integer_value(json_object_get(d, "insertions")), "deletions",
+                          json_integer_value(json_object_get(d, "deletions"))));
+        }
+        json_object_set_new(o, "accel", json_string(mstr(oc, "accel") ?: ""));
+        json_object_set_new(o, "transport", json_string(mstr(oc, "transport") ?: ""));
+        json_object_set_new(o, "create_ms", json_integer(mint(oc, "create_ms")));
+        json_object_set_new(o, "boot_ms", json_integer(mint(oc, "boot_ms")));
+        json_object_set_new(o, "total_ms", json_integer(mint(oc, "total_ms")));
+    }
+    cli_json_print(o);
 }
 
 /* After the command's output, on stderr (stdout stays the command's). */
-static void print_summary(const struct cdn_task_result *res) {
-    if (res->has_repo && res->changed)
-        fprintf(stderr, "cordon: %zu file%s changed, +%zu -%zu, committed on %s (%.12s)\n",
-                res->diff.files, res->diff.files == 1 ? "" : "s", res->diff.insertions,
-                res->diff.deletions, res->branch, res->result);
-    else if (res->has_repo)
-        fprintf(stderr, "cordon: no change to the repository (base %.12s)\n", res->base);
-    fprintf(stderr, "cordon: evidence in %s (cordon show %s; cordon diff %s)\n", res->evidence,
-            res->id, res->id);
+static void print_summary(const char *id, const struct outcome *oc, bool repo) {
+    const char *base = mstr(oc, "base"), *result = mstr(oc, "result");
+    json_t *d = json_object_get(oc->manifest, "diff");
+    json_int_t files = json_integer_value(json_object_get(d, "files_changed"));
+    if (repo && base && result && strcmp(base, result) != 0)
+        fprintf(stderr, "cordon: %lld file%s changed, +%lld -%lld, committed on %s (%.12s)\n",
+                (long long)files, files == 1 ? "" : "s",
+                (long long)json_integer_value(json_object_get(d, "insertions")),
+                (long long)json_integer_value(json_object_get(d, "deletions")),
+                mstr(oc, "branch") ?: "?", result);
+    else if (repo && base)
+        fprintf(stderr, "cordon: no change to the repository (base %.12s)\n", base);
+    fprintf(stderr, "cordon: evidence in %s (cordon show %s; cordon diff %s)\n",
+            oc->evidence ? oc->evidence->evidence_dir : "?", id, id);
+}
+
+static int stop_sandbox(struct cdn_client *c, const char *id) {
+    Cordon__V1__CancelRequest q = CORDON__V1__CANCEL_REQUEST__INIT;
+    q.id = (char *)id;
+    ProtobufCMessage *resp = NULL;
+    cdn_err *e = NULL;
+    int r = cdn_client_call(c, "Cancel", &q.base, &cordon__v1__sandbox__descriptor, &resp, 0, &e);
+    if (resp)
+        protobuf_c_message_free_unpacked(resp, NULL);
+    if (r < 0)
+        fprintf(stderr, "cordon run: stopping sandbox %s: %s\n", id, cdn_err_msg(e));
+    cdn_err_free(e);
+    return r;
+}
+
+/* The sandbox created, the command run, the sandbox stopped; the exit code. */
+static int run_on(struct cdn_client *c, struct run_opts *o, const char *cmdline) {
+    ProtobufCMessage *created = NULL;
+    cdn_err *err = NULL;
+    int r = cdn_client_call(c, "CreateSandbox", &o->create.base, &cordon__v1__sandbox__descriptor,
+                            &created, 60000, &err);
+    if (r < 0)
+        return cli_remote_fail("run", r, err);
+    char id[64];
+    snprintf(id, sizeof(id), "%s", ((Cordon__V1__Sandbox *)created)->id);
+    protobuf_c_message_free_unpacked(created, NULL);
+
+    struct asker a = {.o = o, .c = c, .cmdline = cmdline, .tty = isatty(0) && isatty(2)};
+    Cordon__V1__ExecRequest *q = &o->exec;
+    if (o->approval_wait_s)
+        q->approval_wait_seconds = o->approval_wait_s;
+    else if (!a.tty && !o->approve_all && !pre_approved_line(o->pre_approved, cmdline))
+        q->no_approval_wait = true; /* nobody could answer: fail closed at once */
+    q->sandbox_id = id;
+    struct cli_exec x = {.cmd = "run", .json = o->r.json, .on_pending = ask, .ud = &a};
+    r = wait_ready(c, id, &err);
+    if (r >= 0)
+        r = cli_exec_stream(c, q, &x, &interrupted, &err);
+    if (interrupted)
+        r = -EINTR;
+    stop_sandbox(c, id); /* its result taken, its VM destroyed */
+    struct outcome oc = {0};
+    outcome_take(c, id, &oc);
+    /* A sandbox that failed (its VM, its disk limit, a result over its limits) fails the run. */
+    const char *failed = oc.sandbox && oc.sandbox->state == CORDON__V1__SANDBOX_STATE__FAILED
+                             ? oc.sandbox->error
+                             : NULL;
+    int code;
+    const char *error = NULL;
+    if (r == -EINTR) {
+        code = CLI_EXIT_INTERRUPTED;
+        fprintf(stderr, "cordon run: interrupted; VM %s destroyed\n", mstr(&oc, "vm") ?: id);
+    } else if (failed) { /* why it failed, rather than what that did to the command */
+        error = failed;
+        code = CLI_EXIT_FAILURE;
+    } else if (r < 0) {
+        error = cdn_err_msg(err);
+        code = r == -EPERM ? CLI_EXIT_REFUSED : CLI_EXIT_FAILURE;
+    } else {
+        code = cli_exec_code(&x);
+    }
+    if (o->r.json && code != CLI_EXIT_INTERRUPTED)
+        print_json(&x, id, &oc, code, error);
+    else if (error)
+        fprintf(stderr, "cordon run: %s\n", error);
+    else if (code == CLI_EXIT_TIMEOUT && x.exit.timed_out)
+        fprintf(stderr, "cordon run: command timed out after %u s; its process group was killed\n",
+                q->timeout_seconds);
+    else if (code != CLI_EXIT_INTERRUPTED && (*o->create.repo || o->create.n_artifacts))
+        print_summary(id, &oc, *o->create.repo);
+    if (!o->r.json && error && oc.evidence)
+        fprintf(stderr, "cordon run: evidence so far: %s\n", oc.evidence->evidence_dir);
+    cdn_err_free(err);
+    outcome_free(&oc);
+    cli_exec_free(&x);
+    return code;
 }
 
 int cli_run(int argc, char **argv) {
     struct run_opts o = {0};
+    cli_remote_init(&o.r);
+    cordon__v1__create_sandbox_request__init(&o.create);
+    cordon__v1__limits__init(&o.limits);
+    cordon__v1__exec_request__init(&o.exec);
     if (parse(argc, argv, &o) < 0)
         return CLI_EXIT_FAILURE;
-    struct cdn_task_spec *s = &o.spec;
-    if (!s->images_dir)
-        s->images_dir = cli_default_images();
-    if (!s->state_dir)
-        s->state_dir = cli_default_state();
-    _cleanup_(cdn_policy_freep) struct cdn_policy *policy = NULL;
+    _cleanup_free_ char *policy = NULL;
     if (o.policy_path) {
-        cdn_err *perr = NULL;
-        if (cdn_policy_load(o.policy_path, &policy, &perr) < 0) {
-            fprintf(stderr, "cordon run: %s\n", cdn_err_msg(perr));
-            cdn_err_free(perr);
-            cdn_buf_free(&o.kernel_args);
+        if (read_policy(o.policy_path, &policy) < 0)
+            return CLI_EXIT_FAILURE;
+        o.create.policy_case = CORDON__V1__CREATE_SANDBOX_REQUEST__POLICY_POLICY_TEXT;
+        o.create.policy_text = policy;
+    }
+    if (o.r.json)
+        o.limits.output_bytes = JSON_OUTPUT_LIMIT;
+    o.create.limits = &o.limits;
+    o.create.defer_boot = true; /* a refused command costs no VM */
+    Cordon__V1__CreateSandboxRequest__LabelsEntry label =
+        CORDON__V1__CREATE_SANDBOX_REQUEST__LABELS_ENTRY__INIT;
+    label.key = "cordon.run";
+    label.value = "1";
+    Cordon__V1__CreateSandboxRequest__LabelsEntry *labels[] = {&label};
+    o.create.labels = labels;
+    o.create.n_labels = 1;
+    struct cdn_buf cmdline = {0};
+    for (size_t i = 0; i < o.exec.n_argv; i++)
+        if ((i && cdn_buf_append(&cmdline, " ", 1) < 0) ||
+            cdn_buf_append(&cmdline, o.exec.argv[i], strlen(o.exec.argv[i])) < 0 ||
+            (i + 1 == o.exec.n_argv && cdn_buf_append(&cmdline, "", 1) < 0)) {
+            cdn_buf_free(&cmdline);
             return CLI_EXIT_FAILURE;
         }
-        s->policy = policy;
-    }
-    struct cdn_buf cmdline = {0};
-    for (size_t i = 0; i < s->argc; i++)
-        if ((i && cdn_buf_append(&cmdline, " ", 1) < 0) ||
-            cdn_buf_append(&cmdline, s->argv[i], strlen(s->argv[i])) < 0)
-            return CLI_EXIT_FAILURE;
-    cdn_buf_append(&cmdline, "\0", 1);
-    struct approval_ctx actx = {.state = s->state_dir,
-                                .approve_all = o.approve_all,
-                                .wait_s = o.approval_wait_s,
-                                .pre_approved = o.pre_approved,
-                                .cmdline = (const char *)cdn_buf_head(&cmdline)};
-    struct run_ctx ctx = {.json = o.json, .approval = &actx};
-    s->on_output = on_output;
-    s->on_notice = on_notice;
-    s->on_approval = ask_approval;
-    s->ud = &ctx;
-    s->cancel = &interrupted;
-    if (o.json)
-        s->output_limit = JSON_OUTPUT_LIMIT;
-    struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: poll must wake */
+
+    struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: waits must wake */
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
 
-    struct cdn_task_result res;
-    _cleanup_err_ cdn_err *err = NULL;
-    int r = cdn_task_run(s, &res, &err);
-    int code;
-    if (r == -EINTR || interrupted)
-        code = CLI_EXIT_INTERRUPTED;
-    else if (r == -EPERM)
-        code = CLI_EXIT_REFUSED;
-    else if (r < 0)
-        code = CLI_EXIT_FAILURE;
-    else if (res.exec.timed_out)
-        code = CLI_EXIT_TIMEOUT;
-    else
-        code = res.exec.exit_code;
-    if (o.json)
-        print_json(&ctx, &res, code, r < 0 ? cdn_err_msg(err) : NULL);
-    else if (code == CLI_EXIT_INTERRUPTED)
-        fprintf(stderr, "cordon run: interrupted; VM %s destroyed\n", res.vm);
-    else if (r < 0)
-        fprintf(stderr, "cordon run: %s\n", cdn_err_msg(err));
-    else if (res.exec.timed_out)
-        fprintf(stderr, "cordon run: command timed out after %u s; its process group was killed\n",
-                s->timeout_ms / 1000);
-    else if (s->repo || s->n_artifacts)
-        print_summary(&res);
-    if (!o.json && r < 0 && res.evidence)
-        fprintf(stderr, "cordon run: evidence so far: %s\n", res.evidence);
-    for (int i = 0; i < 3; i++)
-        cdn_buf_free(&ctx.out[i]);
-    cdn_buf_free(&o.kernel_args);
+    struct own_daemon od = {0};
+    int code = CLI_EXIT_FAILURE;
+    _cleanup_(cdn_client_freep) struct cdn_client *c = NULL;
+    if (!cli_remote_given(&o.r)) {
+        cdn_err *e = NULL;
+        if (own_daemon_start(&o, &od, &e) < 0) {
+            fprintf(stderr, "cordon run: starting its daemon: %s\n", cdn_err_msg(e));
+            cdn_err_free(e);
+            own_daemon_stop(&od);
+            cdn_buf_free(&cmdline);
+            return CLI_EXIT_FAILURE;
+        }
+        o.r.addr = od.addr;
+    }
+    if (cli_remote_open("run", &o.r, &c) == 0)
+        code = run_on(c, &o, (const char *)cdn_buf_head(&cmdline));
+    cdn_client_freep(&c);
+    own_daemon_stop(&od);
     cdn_buf_free(&cmdline);
-    cdn_task_result_free(&res);
     return code;
 }

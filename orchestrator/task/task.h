@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* cdn_task: one task end to end: a fresh VM, one command through its agent, and a teardown that
- * runs on every path (success, error, boot timeout, cancellation). */
+/* cdn_task: a sandbox's session (a fresh VM, its commands through its agent, its result taken
+ * and diffed on the host, a teardown that runs on every path) and the policy's gate before each
+ * command. cordond's scheduler drives it; `cordon run` goes through cordond too. */
 #pragma once
 
 #include <signal.h>
@@ -26,14 +27,9 @@ struct cdn_task_spec {
     const char *accel;       /* "auto" (default: KVM if a probe boot proved it), "kvm" or "tcg" */
     const char *kernel_args; /* appended to the guest kernel's command line, may be NULL */
     int boot_timeout_ms;     /* until the agent's hello */
-    uint32_t timeout_ms;     /* the command's own timeout (0: none), enforced in the guest */
-    const char *const *argv;
-    size_t argc;
-    const char *const *env;
-    size_t envc;
-    const char *workdir;
-    uint64_t output_limit; /* per fd, 0: none */
-    cdn_output_fn on_output;
+    uint32_t timeout_ms;     /* the commands' timeout (0: none), enforced in the guest */
+    const char *workdir;     /* the commands' default folder (NULL: /workspace or /) */
+    uint64_t output_limit;   /* per fd, 0: none */
     void *ud;
     /* Called once with a one-line notice worth showing (e.g. the fall back to TCG). */
     void (*on_notice)(void *ud, const char *line);
@@ -48,18 +44,12 @@ struct cdn_task_spec {
     size_t n_artifacts;
     uint64_t artifact_max_bytes, artifacts_max_total; /* 0: 64 MiB each, 256 MiB in all */
 
-    /* The policy the command is decided by before any VM boots (NULL: not gated), and who
-     * decides when it says "approve": the callback gets the pending request's id (in
-     * STATE/approvals) and returns the outcome, naming the decider in `by`. Without a callback
-     * an approval fails closed. The policy's limits bound the options above (larger ones are
-     * refused) and fill the unset ones. */
+    /* The policy (NULL: not gated): its limits bound the options above (larger ones are
+     * refused) and fill the unset ones; cdn_gate_check decides each command by it. */
     uint64_t disk_max_bytes;          /* the task's overlay may not grow past this (0: no limit) */
-    const struct cdn_rlimit *rlimits; /* for the command (the policy's max_processes) */
+    const struct cdn_rlimit *rlimits; /* for the commands (the policy's max_processes) */
     size_t n_rlimits;
     const struct cdn_policy *policy;
-    enum cdn_approval_status (*on_approval)(void *ud, const char *id,
-                                            const struct cdn_policy_decision *d, char *by,
-                                            size_t by_size);
 };
 
 struct cdn_task_result {
@@ -135,8 +125,4 @@ int cdn_task_apply_limits(struct cdn_task_spec *s, struct cdn_rlimit *nproc, cdn
 int cdn_session_cmd_stdin(struct cdn_session *s, struct cdn_session_cmd *c, const void *data,
                           size_t len, cdn_err **err);
 
-/* Errors: -ETIMEDOUT (boot deadline, message names the console log), -EINTR (cancelled), -EPERM
- * (refused by the policy or not approved: before any VM booted),
- * others from the VM or the channel. The command's own failure is not an error: see res->exec. */
-int cdn_task_run(const struct cdn_task_spec *spec, struct cdn_task_result *res, cdn_err **err);
 void cdn_task_result_free(struct cdn_task_result *res);

@@ -125,13 +125,14 @@ TEST_T(policies_gate_commands_before_they_reach_the_guest, 300) {
     th_sh("grep -q '\"limits.disk_mib\"' %s/tasks/*/evidence/manifest.json", state);
     th_sh("test -z \"$(find %s/tasks -name disk.qcow2)\"", state);
 
-    /* and a limit above the policy's is refused before anything runs */
+    /* and a limit above the policy's is refused before anything runs (the sandbox is not
+     * created: exit 125, as any request the daemon cannot take) */
     pid = th_cordon_spawn("run", state, "big",
                           (const char *[]){"--policy", "policies/default-deny.yaml", "--memory",
                                            "4096", "--", "true", NULL});
-    ASSERT_EQ(th_cordon_wait(pid), 126);
+    ASSERT_EQ(th_cordon_wait(pid), 125);
     _cleanup_free_ char *big = th_cordon_output(state, "big", "err");
-    ASSERT_CONTAINS(big, "--memory 4096 is over the policy's limit of 512");
+    ASSERT_CONTAINS(big, "memory_mib 4096 is over the policy's limit of 512");
 
     th_assert_no_cordon_domains(host);
     th_host_release();

@@ -319,6 +319,31 @@ TEST_T(the_cordon_cli_is_a_client_of_cordond, 600) {
     ASSERT_CONTAINS(r.out, "\"state\":\"ready\"");
     th_ran_free(&r);
 
+    /* `cordon run` against this daemon: the same calls its own daemon gets (a sandbox booted for
+     * the command, the approval decided by --approve-all, stopped with its result taken) */
+    r = CLI("run", "run", "--json", "--repo", e.repo, "--policy", "policies/ci-tests.yaml",
+            "--approve-all", "--kernel-arg", "quiet", "--", "sh", "-c",
+            "echo four >> README; echo ran; exit 0");
+    if (r.code != 0)
+        FAIL("cordon run --addr: exit %d: %s %s", r.code, r.out, r.err);
+    _cleanup_free_ char *run_out = json_field(r.out, "stdout");
+    ASSERT_STREQ(run_out, "ran\n");
+    ASSERT_CONTAINS(r.out, "\"changed\":true");
+    ASSERT_CONTAINS(r.err, "approval needed");
+    _cleanup_free_ char *run_id = json_field(r.out, "task");
+    th_ran_free(&r);
+    r = CLI("runshow", "show", "--json", run_id);
+    ASSERT_CONTAINS(r.out, "uid:0 (with --approve-all)");
+    ASSERT_CONTAINS(r.out, "\"state\":\"stopped\"");
+    th_ran_free(&r);
+    r = CLI("runls", "ls", "--label", "cordon.run=1");
+    ASSERT_CONTAINS(r.out, run_id);
+    th_ran_free(&r);
+    r = CLI("runstate", "run", "--state", e.dir, "--", "true");
+    ASSERT_EQ(r.code, 125);
+    ASSERT_CONTAINS(r.err, "are the daemon's own settings");
+    th_ran_free(&r);
+
     /* errors name what went wrong, as the daemon said it */
     r = CLI("nf", "exec", "0000000000000000", "--", "true");
     ASSERT_EQ(r.code, 125);

@@ -39,7 +39,7 @@ static pid_t spawn(const char *sub, const char *flag, const char *value, const c
         dup2(e, 2);
         const char *argv[48] = {bin, sub, flag, value};
         size_t n = 4;
-        if (strcmp(sub, "run") == 0) {
+        if (strcmp(sub, "run") == 0 && strcmp(flag, "--state") == 0) { /* its own daemon's */
             argv[n++] = "--images";
             argv[n++] = th_images_dir();
         }

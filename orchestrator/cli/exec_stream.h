@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* One command through cordond's Exec stream, for `cordon exec` and `cordon run`: its output
+ * written live (or kept for --json), its approval request shown (and handed to the caller, who
+ * may decide it), its exit taken; and what it became, as an exit code and as JSON. */
+#pragma once
+
+#include <signal.h>
+
+#include "remote.h"
+
+struct cli_exec {
+    const char *cmd; /* "exec", "run": names the messages */
+    bool json;       /* keep the output (up to 16 MiB in all) rather than write it */
+    /* After an approval request was shown: the caller may decide it (a call on the same
+     * client is allowed here), or let the stream wait. */
+    void (*on_pending)(void *ud, const Cordon__V1__Approval *a);
+    void *ud;
+    /* filled by the stream */
+    struct cdn_buf out[3];
+    bool truncated_locally;
+    Cordon__V1__Exit exit;
+    bool exited;
+    char approval[64];
+};
+
+/* Runs q through c until its exit (0) or a failure (< 0 with *err; -EINTR once *cancel is set). */
+int cli_exec_stream(struct cdn_client *c, const Cordon__V1__ExecRequest *q, struct cli_exec *x,
+                    const volatile sig_atomic_t *cancel, cdn_err **err);
+/* The exit code of an exited command: 124 timed out, 128+N killed by signal N, else its own. */
+int cli_exec_code(const struct cli_exec *x);
+/* exit_code, signal, timed_out, output_truncated, stdout, stderr, output_not_utf8, command_ms,
+ * user_ms, sys_ms, max_rss_kib (and approval, when one was asked for). */
+json_t *cli_exec_json(struct cli_exec *x, int code);
+void cli_exec_free(struct cli_exec *x);
