@@ -121,5 +121,7 @@ void api_watch_notify(void *ud, const char *tenant);
 Cordon__V1__Sandbox *api_msg_sandbox(const struct cdn_store_sandbox *sb);
 void api_msg_sandbox_free(Cordon__V1__Sandbox *m);
 /* The approval as stored (JSON), as a message; NULL when it cannot be read. */
-Cordon__V1__Approval *api_msg_approval(const char *state_dir, const char *id);
+Cordon__V1__Approval *api_msg_approval(const struct cdn_store_approval *a);
+/* The stored approval id of tenant (NULL: any), or NULL. */
+Cordon__V1__Approval *api_msg_approval_of(struct cdn_store *s, const char *tenant, const char *id);
 void api_msg_approval_free(Cordon__V1__Approval *m);

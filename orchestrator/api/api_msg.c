@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The store's records and the approval store's requests as cordon.v1 messages. */
+/* The store's records (sandboxes, approvals) as cordon.v1 messages. */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,13 +69,6 @@ void api_msg_sandbox_free(Cordon__V1__Sandbox *m) {
     free(m);
 }
 
-static int64_t iso_ms(const char *iso) {
-    struct tm tm = {0};
-    if (!iso || !strptime(iso, "%Y-%m-%dT%H:%M:%SZ", &tm))
-        return 0;
-    return (int64_t)timegm(&tm) * 1000;
-}
-
 static char **strv_of(json_t *a, size_t *n) {
     *n = json_array_size(a);
     char **v = calloc(*n + 1, sizeof(char *));
@@ -86,29 +79,22 @@ static char **strv_of(json_t *a, size_t *n) {
     return v;
 }
 
-Cordon__V1__Approval *api_msg_approval(const char *state_dir, const char *id) {
-    json_t *o = NULL;
-    if (cdn_approval_load(state_dir, id, &o, NULL) < 0)
-        return NULL;
+Cordon__V1__Approval *api_msg_approval(const struct cdn_store_approval *a) {
     Cordon__V1__Approval *m = calloc(1, sizeof(*m));
-    if (!m) {
-        json_decref(o);
+    if (!m)
         return NULL;
-    }
     cordon__v1__approval__init(m);
-    m->id = dup0(json_string_value(json_object_get(o, "id")));
-    m->sandbox_id = dup0(json_string_value(json_object_get(o, "task")));
-    m->argv = strv_of(json_object_get(o, "argv"), &m->n_argv);
-    const char *st = json_string_value(json_object_get(o, "status"));
-    m->status = !st                       ? CORDON__V1__APPROVAL_STATUS__APPROVAL_STATUS_UNSPECIFIED
-                : !strcmp(st, "pending")  ? CORDON__V1__APPROVAL_STATUS__PENDING
-                : !strcmp(st, "approved") ? CORDON__V1__APPROVAL_STATUS__APPROVED
-                : !strcmp(st, "denied")   ? CORDON__V1__APPROVAL_STATUS__DENIED
-                                          : CORDON__V1__APPROVAL_STATUS__EXPIRED;
-    m->decided_by = dup0(json_string_value(json_object_get(o, "decided_by")));
-    m->requested_unix_ms = iso_ms(json_string_value(json_object_get(o, "requested")));
-    m->decided_unix_ms = iso_ms(json_string_value(json_object_get(o, "decided")));
-    json_t *parts = json_object_get(o, "parts");
+    m->id = dup0(a->id);
+    m->sandbox_id = dup0(a->sandbox);
+    json_t *argv = json_loads(a->argv_json ? a->argv_json : "[]", 0, NULL);
+    m->argv = strv_of(argv, &m->n_argv);
+    json_decref(argv);
+    /* enum cdn_approval_status is cordon.v1.ApprovalStatus less one */
+    m->status = (Cordon__V1__ApprovalStatus)(a->status + 1);
+    m->decided_by = dup0(a->decided_by);
+    m->requested_unix_ms = a->requested_ms;
+    m->decided_unix_ms = a->decided_ms;
+    json_t *parts = json_loads(a->parts_json ? a->parts_json : "[]", 0, NULL);
     size_t n = json_array_size(parts);
     m->parts = n ? calloc(n, sizeof(*m->parts)) : NULL;
     for (size_t i = 0; m->parts && i < n; i++) {
@@ -123,7 +109,16 @@ Cordon__V1__Approval *api_msg_approval(const char *state_dir, const char *id) {
         q->reason = dup0(json_string_value(json_object_get(p, "reason")));
         m->parts[m->n_parts++] = q;
     }
-    json_decref(o);
+    json_decref(parts);
+    return m;
+}
+
+Cordon__V1__Approval *api_msg_approval_of(struct cdn_store *s, const char *tenant, const char *id) {
+    struct cdn_store_approval a;
+    if (cdn_store_approval_get(s, tenant, id, &a, NULL) < 0)
+        return NULL;
+    Cordon__V1__Approval *m = api_msg_approval(&a);
+    cdn_store_approval_clear(&a);
     return m;
 }
 

@@ -189,51 +189,56 @@ static void list_sandboxes(struct api_call *c) {
     protobuf_c_message_free_unpacked(&q->base, NULL);
 }
 
+struct approval_list {
+    Cordon__V1__ListApprovalsResponse resp;
+    size_t cap;
+};
+
+static int add_approval(void *ud, const struct cdn_store_approval *a) {
+    struct approval_list *l = ud;
+    if (l->resp.n_approvals == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        Cordon__V1__Approval **n = realloc(l->resp.approvals, cap * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        l->resp.approvals = n;
+        l->cap = cap;
+    }
+    Cordon__V1__Approval *m = api_msg_approval(a);
+    if (!m)
+        return -ENOMEM;
+    l->resp.approvals[l->resp.n_approvals++] = m;
+    return 0;
+}
+
 static void list_approvals(struct api_call *c) {
     Cordon__V1__ListApprovalsRequest *q =
         (void *)api_call_decode(c, &cordon__v1__list_approvals_request__descriptor);
     if (!q)
         return;
-    const char *state_dir = cdn_sched_state_dir(c->api->o.sched);
-    json_t *all = NULL;
+    struct approval_list l = {.resp = CORDON__V1__LIST_APPROVALS_RESPONSE__INIT};
     cdn_err *e = NULL;
-    int r = cdn_approval_list(state_dir, q->include_decided, &all, &e);
-    Cordon__V1__ListApprovalsResponse resp = CORDON__V1__LIST_APPROVALS_RESPONSE__INIT;
-    size_t n = json_array_size(all);
-    resp.approvals = n ? calloc(n, sizeof(*resp.approvals)) : NULL;
-    for (size_t i = 0; r >= 0 && resp.approvals && i < n; i++) {
-        json_t *a = json_array_get(all, i);
-        const char *task = json_string_value(json_object_get(a, "task"));
-        const char *id = json_string_value(json_object_get(a, "id"));
-        if (!task || !id || (*q->sandbox_id && strcmp(task, q->sandbox_id) != 0))
-            continue;
-        struct cdn_store_sandbox sb;
-        if (cdn_store_sandbox_get(c->api->o.store, c->tenant, task, &sb, NULL) < 0)
-            continue; /* not this tenant's */
-        cdn_store_sandbox_clear(&sb);
-        Cordon__V1__Approval *m = api_msg_approval(state_dir, id);
-        if (m)
-            resp.approvals[resp.n_approvals++] = m;
+    struct cdn_store_sandbox sb;
+    int r = 0;
+    if (*q->sandbox_id) { /* an unknown sandbox is an error, a quiet one an empty list */
+        r = cdn_store_sandbox_get(c->api->o.store, c->tenant, q->sandbox_id, &sb, &e);
+        if (r >= 0)
+            cdn_store_sandbox_clear(&sb);
     }
-    json_decref(all);
+    if (r >= 0)
+        r = cdn_store_approval_list(c->api->o.store, c->tenant,
+                                    *q->sandbox_id ? q->sandbox_id : NULL, q->include_decided,
+                                    add_approval, &l, &e);
+    if (r == -ENOMEM && !e)
+        cdn_err_set(&e, ENOMEM, "out of memory");
     if (r < 0)
         api_call_fail(c, r, e);
-    else if (*q->sandbox_id && !resp.n_approvals) {
-        /* An unknown sandbox is an error; a known one with nothing pending is an empty list. */
-        struct cdn_store_sandbox sb;
-        r = cdn_store_sandbox_get(c->api->o.store, c->tenant, q->sandbox_id, &sb, &e);
-        if (r < 0)
-            api_call_fail(c, r, e);
-        else {
-            cdn_store_sandbox_clear(&sb);
-            SEND_AND_FINISH(c, &resp);
-        }
-    } else
-        SEND_AND_FINISH(c, &resp);
+    else
+        SEND_AND_FINISH(c, &l.resp);
     cdn_err_free(e);
-    for (size_t i = 0; i < resp.n_approvals; i++)
-        api_msg_approval_free(resp.approvals[i]);
-    free(resp.approvals);
+    for (size_t i = 0; i < l.resp.n_approvals; i++)
+        api_msg_approval_free(l.resp.approvals[i]);
+    free(l.resp.approvals);
     protobuf_c_message_free_unpacked(&q->base, NULL);
 }
 
@@ -257,8 +262,7 @@ static void decide(struct api_call *c) {
     } else {
         api_log(c->api, "%s %s approval %s", c->tenant, q->approve ? "approved" : "denied",
                 q->approval_id);
-        Cordon__V1__Approval *m =
-            api_msg_approval(cdn_sched_state_dir(c->api->o.sched), q->approval_id);
+        Cordon__V1__Approval *m = api_msg_approval_of(c->api->o.store, c->tenant, q->approval_id);
         if (m)
             SEND_AND_FINISH(c, m);
         else

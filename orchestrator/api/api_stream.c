@@ -38,7 +38,7 @@ static int exec_data(void *ud, int fd, const uint8_t *p, size_t n) {
 
 static void exec_pending(void *ud, const char *approval_id) {
     struct api_call *c = ud;
-    Cordon__V1__Approval *a = api_msg_approval(cdn_sched_state_dir(c->api->o.sched), approval_id);
+    Cordon__V1__Approval *a = api_msg_approval_of(c->api->o.store, NULL, approval_id);
     if (!a)
         return;
     Cordon__V1__ApprovalPending p = CORDON__V1__APPROVAL_PENDING__INIT;

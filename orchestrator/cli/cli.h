@@ -13,9 +13,6 @@ int cli_gc(int argc, char **argv);
 int cli_show(int argc, char **argv);
 int cli_diff(int argc, char **argv);
 int cli_policy(int argc, char **argv);
-int cli_approvals(int argc, char **argv);
-int cli_approve(int argc, char **argv);
-int cli_deny(int argc, char **argv);
 /* Through cordond (remote.h): */
 int cli_create(int argc, char **argv);
 int cli_ls(int argc, char **argv);
@@ -26,9 +23,10 @@ int cli_cp(int argc, char **argv);
 int cli_events(int argc, char **argv);
 int cli_show_remote(int argc, char **argv);
 int cli_diff_remote(int argc, char **argv);
-int cli_approvals_remote(int argc, char **argv);
-int cli_approve_remote(int argc, char **argv);
-int cli_deny_remote(int argc, char **argv);
+/* Through cordond, or the daemons of the state folder's `cordon run`s: */
+int cli_approvals(int argc, char **argv);
+int cli_approve(int argc, char **argv);
+int cli_deny(int argc, char **argv);
 
 /* An evidence manifest (evidence/manifest.json) for a person. */
 struct json_t;

@@ -55,8 +55,9 @@ static int on_event(void *ud, const ProtobufCMessage *msg) {
         if (x->on_pending)
             x->on_pending(x->ud, a);
         else
-            fprintf(stderr, "cordon: waiting; decide with `cordon approve %s` or `cordon deny %s`\n",
-                    a->id, a->id);
+            fprintf(stderr,
+                    "cordon: waiting; decide with `cordon approve %s` or `cordon deny %s`\n", a->id,
+                    a->id);
         return 0;
     }
     case CORDON__V1__EXEC_EVENT__EVENT_NOTICE:
@@ -87,12 +88,12 @@ int cli_exec_code(const struct cli_exec *x) {
 
 json_t *cli_exec_json(struct cli_exec *x, int code) {
     bool lossy_out, lossy_err;
-    json_t *o = json_pack("{s:i, s:i, s:b, s:b, s:I, s:I, s:I, s:I}", "exit_code", code, "signal",
-                          x->exit.signal, "timed_out", x->exit.timed_out, "output_truncated",
-                          x->exit.output_truncated || x->truncated_locally, "command_ms",
-                          (json_int_t)x->exit.duration_ms, "user_ms", (json_int_t)x->exit.user_ms,
-                          "sys_ms", (json_int_t)x->exit.sys_ms, "max_rss_kib",
-                          (json_int_t)x->exit.max_rss_kib);
+    json_t *o =
+        json_pack("{s:i, s:i, s:b, s:b, s:I, s:I, s:I, s:I}", "exit_code", code, "signal",
+                  x->exit.signal, "timed_out", x->exit.timed_out, "output_truncated",
+                  x->exit.output_truncated || x->truncated_locally, "command_ms",
+                  (json_int_t)x->exit.duration_ms, "user_ms", (json_int_t)x->exit.user_ms, "sys_ms",
+                  (json_int_t)x->exit.sys_ms, "max_rss_kib", (json_int_t)x->exit.max_rss_kib);
     json_object_set_new(o, "stdout", cli_output_json(&x->out[1], &lossy_out));
     json_object_set_new(o, "stderr", cli_output_json(&x->out[2], &lossy_err));
     json_object_set_new(o, "output_not_utf8", json_boolean(lossy_out || lossy_err));

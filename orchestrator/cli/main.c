@@ -31,8 +31,9 @@ static void usage(FILE *f) {
         "  approve ID | deny ID            decide one (the first decision stands)\n"
         "  stop ID... | rm ID...           destroy its VM (rm: and forget it)\n"
         "  events [--sandbox ID]           state changes as they happen\n"
-        "every one of these takes --json. show, diff, approvals, approve and deny read a local\n"
-        "state folder (`cordon run`'s tasks) with --state DIR, or when no daemon is there.\n"
+        "every one of these takes --json. show and diff read a local state folder (`cordon\n"
+        "run`'s tasks) with --state DIR, or when no daemon is there; approvals, approve and deny\n"
+        "then ask the state folder's running `cordon run`s.\n"
         "\n"
         "  version                         print the version and protocol\n",
         f);
@@ -71,9 +72,9 @@ static const struct subcommand subcommands[] = {
     {"events", cli_events, NULL},
     {"show", cli_show_remote, cli_show},
     {"diff", cli_diff_remote, cli_diff},
-    {"approvals", cli_approvals_remote, cli_approvals},
-    {"approve", cli_approve_remote, cli_approve},
-    {"deny", cli_deny_remote, cli_deny},
+    {"approvals", cli_approvals, NULL},
+    {"approve", cli_approve, NULL},
+    {"deny", cli_deny, NULL},
 };
 
 int main(int argc, char **argv) {

@@ -366,11 +366,14 @@ static void quiet(void *ud, const char *line) { (void)ud, (void)line; }
 
 struct own_daemon {
     struct cli_daemon *d;
-    char dir[4200], addr[4400];
+    char dir[4200];      /* STATE/runs/XXXXXX: its store, and its address for `cordon approve` */
+    char sock_dir[4200]; /* where its socket is: dir, or /tmp/cordon-run-XXXXXX when that is long */
+    char addr[4400];
 };
 
 /* A daemon of this process's own on a private socket and store (STATE/runs/XXXXXX), on the same
- * state folder as every other run: its sandboxes' folders carry this process as their owner. */
+ * state folder as every other run: its sandboxes' folders carry this process as their owner, and
+ * STATE/runs/XXXXXX/addr lets `cordon approvals --state` find it. */
 static int own_daemon_start(const struct run_opts *o, struct own_daemon *od, cdn_err **err) {
     struct cli_daemon_config c;
     cli_daemon_config_defaults(&c);
@@ -393,31 +396,44 @@ static int own_daemon_start(const struct run_opts *o, struct own_daemon *od, cdn
         (mkdir(runs, 0700) < 0 && errno != EEXIST))
         return cdn_err_set(err, errno, "mkdir %s: %m", runs);
     snprintf(od->dir, sizeof(od->dir), "%s/XXXXXX", runs);
-    if (strlen(od->dir) + strlen("/cordond.sock") >= 100) /* a unix socket's path is short */
-        snprintf(od->dir, sizeof(od->dir), "/tmp/cordon-run-XXXXXX");
     if (!mkdtemp(od->dir))
         return cdn_err_set(err, errno, "mkdtemp %s: %m", od->dir);
-    char sock[4300], db[4300];
-    snprintf(sock, sizeof(sock), "%s/cordond.sock", od->dir);
+    snprintf(od->sock_dir, sizeof(od->sock_dir), "%s", od->dir);
+    if (strlen(od->dir) + strlen("/cordond.sock") >= 100) { /* a unix socket's path is short */
+        snprintf(od->sock_dir, sizeof(od->sock_dir), "/tmp/cordon-run-XXXXXX");
+        if (!mkdtemp(od->sock_dir))
+            return cdn_err_set(err, errno, "mkdtemp %s: %m", od->sock_dir);
+    }
+    char sock[4300], db[4300], addr_file[4300];
+    snprintf(sock, sizeof(sock), "%s/cordond.sock", od->sock_dir);
     snprintf(db, sizeof(db), "%s/cordond.db", od->dir);
     snprintf(od->addr, sizeof(od->addr), "unix:%s", sock);
     c.socket = sock;
     c.socket_mode = 0600;
     c.db = db;
-    return cli_daemon_start(&c, &od->d, err);
+    int r = cli_daemon_start(&c, &od->d, err);
+    if (r < 0)
+        return r;
+    snprintf(addr_file, sizeof(addr_file), "%s/addr", od->dir);
+    _cleanup_fclose_ FILE *f = fopen(addr_file, "we");
+    if (!f || fprintf(f, "%s\n", od->addr) < 0)
+        return cdn_err_set(err, errno, "writing %s: %m", addr_file);
+    return 0;
 }
 
 static void own_daemon_stop(struct own_daemon *od) {
     cli_daemon_stopp(&od->d);
     if (!od->dir[0])
         return;
-    static const char *const files[] = {"cordond.sock", "cordond.db", "cordond.db-wal",
+    static const char *const files[] = {"addr", "cordond.sock", "cordond.db", "cordond.db-wal",
                                         "cordond.db-shm"};
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         char p[4400];
-        snprintf(p, sizeof(p), "%s/%s", od->dir, files[i]);
+        snprintf(p, sizeof(p), "%s/%s", i == 1 ? od->sock_dir : od->dir, files[i]);
         unlink(p);
     }
+    if (strcmp(od->sock_dir, od->dir) != 0)
+        rmdir(od->sock_dir);
     rmdir(od->dir);
 }
 

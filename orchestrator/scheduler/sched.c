@@ -530,36 +530,21 @@ int cdn_sched_submit(struct cdn_sched *s, const char *tenant, const char *id,
     return 0;
 }
 
-/* The worker settles the job: it finds it by approval id among its waiting ones. */
-struct decision {
-    const char *id;
-    int status;
-    const char *by;
-};
-
 int cdn_sched_decide(struct cdn_sched *s, const char *tenant, const char *approval_id, bool approve,
                      const char *by, cdn_err **err) {
-    json_t *a = NULL;
-    int r = cdn_approval_load(s->state_dir, approval_id, &a, err);
-    if (r < 0)
-        return r == -EINVAL ? r : cdn_err_set(err, ENOENT, "no approval %s", approval_id);
-    const char *task = json_string_value(json_object_get(a, "task"));
-    struct cdn_store_sandbox rec;
-    r = cdn_store_sandbox_get(s->o.store, tenant, task ? task : "", &rec, NULL);
-    char sid[17];
-    snprintf(sid, sizeof(sid), "%s", task ? task : "");
-    json_decref(a);
-    if (r < 0) /* another tenant's: it does not exist for this one */
-        return cdn_err_set(err, ENOENT, "no approval %s", approval_id);
-    cdn_store_sandbox_clear(&rec);
     enum cdn_approval_status to = approve ? CDN_APPROVAL_APPROVED : CDN_APPROVAL_DENIED;
-    if ((r = cdn_approval_decide(s->state_dir, approval_id, to, by, err)) < 0)
+    int r = cdn_store_approval_decide(s->o.store, tenant, approval_id, to, by, err);
+    if (r < 0)
         return r;
+    struct cdn_store_approval a;
+    if (cdn_store_approval_get(s->o.store, tenant, approval_id, &a, NULL) < 0)
+        return 0;
     pthread_mutex_lock(&s->mu);
-    struct sbx *b = find_live(s, sid);
+    struct sbx *b = find_live(s, a.sandbox);
     if (b)
         sched_wake(b->wake); /* its worker reads the decision from the store */
     pthread_mutex_unlock(&s->mu);
+    cdn_store_approval_clear(&a);
     return 0;
 }
 

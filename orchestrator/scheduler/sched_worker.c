@@ -186,8 +186,29 @@ static void admit_command(struct worker *w, struct job *j) {
     _cleanup_free_ char *aj = argv_json(j);
     cdn_store_command_begin(w->s->o.store, w->b->id, aj ? aj : "[]", &j->cmd_id, NULL);
     cdn_err *e = NULL;
-    int r = cdn_gate_check(w->b->policy, cdn_session_evidence(w->sess), w->s->state_dir, w->b->id,
-                           j->spec.argv, j->spec.argc, j->approval, &j->pending, &e);
+    int r = cdn_gate_check(w->b->policy, cdn_session_evidence(w->sess), j->spec.argv, j->spec.argc,
+                           j->approval, &j->pending, &e);
+    if (r == 1) { /* the request, where deciders find it */
+        const json_t *req = cdn_gate_pending_request(j->pending);
+        _cleanup_free_ char *argv = json_dumps(json_object_get(req, "argv"), JSON_COMPACT);
+        _cleanup_free_ char *parts = json_dumps(json_object_get(req, "parts"), JSON_COMPACT);
+        struct cdn_store_approval a = {
+            .tenant = w->b->tenant, .argv_json = argv, .parts_json = parts};
+        snprintf(a.id, sizeof(a.id), "%s", j->approval);
+        snprintf(a.sandbox, sizeof(a.sandbox), "%s", w->b->id);
+        if (!argv || !parts)
+            r = cdn_err_set(&e, ENOMEM, "out of memory");
+        else
+            r = cdn_store_approval_add(w->s->o.store, &a, &e);
+        if (r < 0) { /* nobody could decide it: the command does not run */
+            cdn_gate_settle(j->pending, cdn_session_evidence(w->sess), j->approval,
+                            CDN_APPROVAL_EXPIRED, "nobody (the request could not be recorded)",
+                            NULL);
+            j->pending = NULL;
+        } else {
+            r = 1;
+        }
+    }
     if (r < 0) {
         command_refused(w, j, r, e);
         return;
@@ -208,30 +229,42 @@ static uint32_t approval_wait_s(const struct worker *w, const struct job *j) {
     return j->spec.approval_wait_s && j->spec.approval_wait_s < cap ? j->spec.approval_wait_s : cap;
 }
 
-/* Waiting commands: decided in the approval store, timed out, or abandoned. */
+/* The request's status in the store, and who decided it (*by: the caller's). */
+static enum cdn_approval_status request_status(struct worker *w, const struct job *j, char **by) {
+    struct cdn_store_approval a;
+    if (cdn_store_approval_get(w->s->o.store, NULL, j->approval, &a, NULL) < 0)
+        return CDN_APPROVAL_PENDING; /* unreadable for now: asked again at the next turn */
+    enum cdn_approval_status st = a.status;
+    free(*by);
+    *by = TAKE_PTR(a.decided_by);
+    cdn_store_approval_clear(&a);
+    return st;
+}
+
+/* Nobody decided it (why): expired, unless a decision landed in the same instant. */
+static enum cdn_approval_status expire(struct worker *w, const struct job *j, const char *why,
+                                       char **by) {
+    if (cdn_store_approval_decide(w->s->o.store, NULL, j->approval, CDN_APPROVAL_EXPIRED, why,
+                                  NULL) < 0)
+        return request_status(w, j, by);
+    free(*by);
+    *by = strdup(why);
+    return CDN_APPROVAL_EXPIRED;
+}
+
+/* Waiting commands: decided in the store, timed out, or abandoned. */
 static void check_waiting(struct worker *w) {
     for (struct job **pp = &w->waiting; *pp;) {
         struct job *j = *pp;
-        enum cdn_approval_status st = CDN_APPROVAL_PENDING;
         _cleanup_free_ char *by = NULL;
-        cdn_approval_get(w->s->state_dir, j->approval, &st, &by, NULL);
-        if (st == CDN_APPROVAL_PENDING && j->ops->abandoned && j->ops->abandoned(j->ud)) {
-            free(by);
-            by = strdup("nobody (the client went away)");
-            st = CDN_APPROVAL_EXPIRED;
-            cdn_approval_decide(w->s->state_dir, j->approval, st, by, NULL);
-        } else if (st == CDN_APPROVAL_PENDING && j->spec.no_approval_wait) {
-            free(by);
-            by = strdup("nobody (the request allowed no wait)");
-            st = CDN_APPROVAL_EXPIRED;
-            cdn_approval_decide(w->s->state_dir, j->approval, st, by, NULL);
-        } else if (st == CDN_APPROVAL_PENDING &&
-                   mono_ms() - j->waiting_since_ms >= (int64_t)approval_wait_s(w, j) * 1000) {
-            free(by);
-            by = strdup("nobody (the approval timed out)");
-            st = CDN_APPROVAL_EXPIRED;
-            cdn_approval_decide(w->s->state_dir, j->approval, st, by, NULL);
-        }
+        enum cdn_approval_status st = request_status(w, j, &by);
+        if (st == CDN_APPROVAL_PENDING && j->ops->abandoned && j->ops->abandoned(j->ud))
+            st = expire(w, j, "nobody (the client went away)", &by);
+        else if (st == CDN_APPROVAL_PENDING && j->spec.no_approval_wait)
+            st = expire(w, j, "nobody (the request allowed no wait)", &by);
+        else if (st == CDN_APPROVAL_PENDING &&
+                 mono_ms() - j->waiting_since_ms >= (int64_t)approval_wait_s(w, j) * 1000)
+            st = expire(w, j, "nobody (the approval timed out)", &by);
         if (st == CDN_APPROVAL_PENDING) {
             pp = &j->next;
             continue;
@@ -414,10 +447,11 @@ static void end_all(struct worker *w, const char *why) {
     w->running = NULL;
     for (struct job *j = w->waiting, *next; j; j = next) {
         next = j->next;
-        cdn_approval_decide(w->s->state_dir, j->approval, CDN_APPROVAL_EXPIRED,
-                            "nobody (the sandbox stopped)", NULL);
+        _cleanup_free_ char *by = NULL;
+        enum cdn_approval_status st = expire(w, j, "nobody (the sandbox stopped)", &by);
         cdn_gate_settle(j->pending, cdn_session_evidence(w->sess), j->approval,
-                        CDN_APPROVAL_EXPIRED, "nobody (the sandbox stopped)", NULL);
+                        st == CDN_APPROVAL_PENDING ? CDN_APPROVAL_EXPIRED : st, by ? by : "nobody",
+                        NULL);
         j->pending = NULL;
         cmd_record_end(w, j, "cancelled", -1, 0);
         job_fail(j, ECANCELED, "sandbox %s %s", w->b->id, why);

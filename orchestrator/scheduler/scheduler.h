@@ -20,7 +20,7 @@
 struct cdn_sched;
 
 struct cdn_sched_opts {
-    const char *state_dir;       /* tasks/, repos/, approvals/ */
+    const char *state_dir;       /* tasks/, repos/, run/ (libvirt daemons) */
     const char *images_dir;      /* kernel/vmlinux, minimal.cpio.lz4, devbox.qcow2 */
     const char *policies_dir;    /* named policies: <name>.yaml */
     const char *default_policy;  /* when a request names none (NULL: "default-deny"; "none":

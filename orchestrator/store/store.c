@@ -11,25 +11,9 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include <pthread.h>
-#include <sqlite3.h>
+#include "store_internal.h"
 
-#include "cleanup.h"
-
-struct cdn_store {
-    sqlite3 *db;
-    char *path;
-    /* One connection shared by cordond's threads: every call holds the lock (recursive: a
-     * listing's callback may call back in). */
-    pthread_mutex_t mu;
-    void (*on_event)(void *ud, const char *tenant);
-    void *on_event_ud;
-};
-
-static void unlock(struct cdn_store **s) { pthread_mutex_unlock(&(*s)->mu); }
-#define LOCKED(s)                                                                                  \
-    pthread_mutex_lock(&(s)->mu);                                                                  \
-    __attribute__((cleanup(unlock), unused)) struct cdn_store *locked_ = (s)
+void store_unlock(struct cdn_store **s) { pthread_mutex_unlock(&(*s)->mu); }
 
 /* After a commit that logged an event: watchers are told (outside no lock of theirs). */
 static void notify(struct cdn_store *s, const char *tenant) {
@@ -43,8 +27,6 @@ void cdn_store_on_event(struct cdn_store *s, void (*fn)(void *ud, const char *te
     s->on_event_ud = ud;
 }
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(sqlite3_stmt *, sqlite3_finalize)
-
 static const char *const state_names[] = {"unspecified", "queued",  "booting", "ready",
                                           "stopping",    "stopped", "failed"};
 
@@ -52,8 +34,7 @@ const char *cdn_sandbox_state_name(enum cdn_sandbox_state s) {
     return (unsigned)s < 7 ? state_names[s] : "unknown";
 }
 
-__attribute__((format(printf, 3, 4))) static int db_err(struct cdn_store *s, cdn_err **err,
-                                                        const char *fmt, ...) {
+int db_err(struct cdn_store *s, cdn_err **err, const char *fmt, ...) {
     char what[512];
     va_list ap;
     va_start(ap, fmt);
@@ -67,7 +48,7 @@ __attribute__((format(printf, 3, 4))) static int db_err(struct cdn_store *s, cdn
                        "store %s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
 }
 
-static int64_t now_ms(void) {
+int64_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -93,6 +74,12 @@ static const char *const migrations[] = {
     "ALTER TABLE sandboxes ADD COLUMN accel TEXT;"
     "ALTER TABLE sandboxes ADD COLUMN transport TEXT;"
     "CREATE INDEX commands_sandbox ON commands(sandbox, id);",
+    /* 3: commands waiting for a person (status: enum cdn_approval_status) */
+    "CREATE TABLE approvals ("
+    "  id TEXT PRIMARY KEY, sandbox TEXT NOT NULL REFERENCES sandboxes(id) ON DELETE CASCADE,"
+    "  tenant TEXT NOT NULL, argv TEXT NOT NULL, parts TEXT NOT NULL, status INTEGER NOT NULL,"
+    "  requested_ms INTEGER NOT NULL, decided_by TEXT, decided_ms INTEGER);"
+    "CREATE INDEX approvals_tenant ON approvals(tenant, requested_ms);",
 };
 
 static int exec_sql(struct cdn_store *s, const char *sql, cdn_err **err) {
@@ -184,7 +171,7 @@ void cdn_store_sandbox_clear(struct cdn_store_sandbox *sb) {
     }
 }
 
-static void bind_text(sqlite3_stmt *st, int i, const char *v) {
+void bind_text(sqlite3_stmt *st, int i, const char *v) {
     if (v)
         sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
     else
@@ -263,7 +250,7 @@ int cdn_store_sandbox_create(struct cdn_store *s, struct cdn_store_sandbox *sb, 
     return r;
 }
 
-static char *col_dup(sqlite3_stmt *st, int i) {
+char *col_dup(sqlite3_stmt *st, int i) {
     const unsigned char *t = sqlite3_column_text(st, i);
     return t ? strdup((const char *)t) : NULL;
 }
@@ -452,7 +439,21 @@ int cdn_store_recover(struct cdn_store *s, cdn_store_sandbox_fn fn, void *ud, cd
     unsigned lost =
         (1u << CDN_SANDBOX_BOOTING) | (1u << CDN_SANDBOX_READY) | (1u << CDN_SANDBOX_STOPPING);
     int r = cdn_store_sandbox_list(s, NULL, lost, recover_one, &rc, err);
-    return r < 0 ? r : rc.marked;
+    if (r < 0)
+        return r;
+    /* Their commands went with the old daemon: nobody can be waiting for these any more. */
+    _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "UPDATE approvals SET status = ?, decided_by = 'nobody (cordond "
+                           "restarted)', decided_ms = ? WHERE status = ?",
+                           -1, &st, NULL) != SQLITE_OK)
+        return db_err(s, err, "preparing the approvals' expiry");
+    sqlite3_bind_int(st, 1, CDN_APPROVAL_EXPIRED);
+    sqlite3_bind_int64(st, 2, now_ms());
+    sqlite3_bind_int(st, 3, CDN_APPROVAL_PENDING);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return db_err(s, err, "expiring the approvals");
+    return rc.marked;
 }
 
 /* A one-statement update of a sandbox's columns (NULL values leave a column as it is). */

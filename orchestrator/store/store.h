@@ -1,15 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* cdn_store: cordond's durable state in SQLite (WAL, synchronous=FULL): sandboxes, their
- * commands and an event log. Every change that is acknowledged has been committed, so after a
- * kill -9 and a restart nothing acknowledged is lost; a state change and its event are one
- * transaction. Every read and write of a sandbox names its tenant: another tenant's sandbox does
- * not exist (-ENOENT). */
+/* cdn_store: cordond's durable state in SQLite (WAL): sandboxes, their commands, the approvals
+ * their commands wait for, and an event log. Every change that is acknowledged has been committed,
+ * so after a kill -9 and a restart nothing acknowledged is lost; a state change and its event are
+ * one transaction. Every read and write of a sandbox names its tenant: another tenant's sandbox
+ * does not exist (-ENOENT). */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "approval.h"
 #include "err.h"
 
 struct cdn_store;
@@ -91,5 +92,31 @@ int cdn_store_last_event_id(struct cdn_store *s, uint64_t *id, cdn_err **err);
 
 /* After a restart: sandboxes left BOOTING, READY or STOPPING lost their VM with the old daemon;
  * each is marked FAILED ("cordond restarted"), and its id passed to fn (to reap its domain).
- * QUEUED ones stay queued. Returns how many were marked. */
+ * QUEUED ones stay queued; approvals still pending expire (their commands are gone). Returns how
+ * many sandboxes were marked. */
 int cdn_store_recover(struct cdn_store *s, cdn_store_sandbox_fn fn, void *ud, cdn_err **err);
+
+/* A command waiting for a person: the policy's decision (parts) on argv, then how it ended. The
+ * first decision stands. Like sandboxes, another tenant's approval does not exist (-ENOENT). */
+struct cdn_store_approval {
+    char id[17], sandbox[17];
+    char *tenant, *argv_json, *parts_json, *decided_by;
+    enum cdn_approval_status status;
+    int64_t requested_ms, decided_ms;
+};
+void cdn_store_approval_clear(struct cdn_store_approval *a);
+/* Records a pending request (a's id, sandbox, tenant, argv_json, parts_json). */
+int cdn_store_approval_add(struct cdn_store *s, const struct cdn_store_approval *a, cdn_err **err);
+/* tenant NULL: any tenant's. */
+int cdn_store_approval_get(struct cdn_store *s, const char *tenant, const char *id,
+                           struct cdn_store_approval *out, cdn_err **err);
+/* Decides a pending request (to: approved, denied or expired; by names the decider). Errors:
+ * -ENOENT, -EALREADY (decided already: the message says how and by whom). */
+int cdn_store_approval_decide(struct cdn_store *s, const char *tenant, const char *id,
+                              enum cdn_approval_status to, const char *by, cdn_err **err);
+/* The tenant's (NULL: all) requests, of one sandbox (NULL: all), oldest first; pending ones only
+ * unless include_decided. fn returning < 0 stops the walk. */
+typedef int (*cdn_store_approval_fn)(void *ud, const struct cdn_store_approval *a);
+int cdn_store_approval_list(struct cdn_store *s, const char *tenant, const char *sandbox,
+                            bool include_decided, cdn_store_approval_fn fn, void *ud,
+                            cdn_err **err);

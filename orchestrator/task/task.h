@@ -109,11 +109,13 @@ int cdn_session_poll(struct cdn_session *s, int wake_fd, int timeout_ms, cdn_err
 int cdn_session_take_result(struct cdn_session *s, const char *what, cdn_err **err);
 
 /* The policy's decision on argv, recorded in ev: 0 to allow, -EPERM (denied, with the reason) or
- * 1 with a pending approval request written to STATE/approvals (*id) and *pending to settle. */
+ * 1 when a person must decide: *id is a new request's, *pending the request to record (its
+ * argv and parts: cdn_gate_pending_request) and later settle. */
 struct cdn_gate_pending;
-int cdn_gate_check(const struct cdn_policy *p, struct cdn_evidence *ev, const char *state_dir,
-                   const char *task_id, const char *const *argv, size_t argc, char id[17],
-                   struct cdn_gate_pending **pending, cdn_err **err);
+int cdn_gate_check(const struct cdn_policy *p, struct cdn_evidence *ev, const char *const *argv,
+                   size_t argc, char id[17], struct cdn_gate_pending **pending, cdn_err **err);
+/* {"argv": [...], "parts": [...], ...}: borrowed. */
+const json_t *cdn_gate_pending_request(const struct cdn_gate_pending *g);
 /* How a pending approval ended, recorded in the evidence; -EPERM unless approved. Frees p. */
 int cdn_gate_settle(struct cdn_gate_pending *p, struct cdn_evidence *ev, const char *id,
                     enum cdn_approval_status st, const char *by, cdn_err **err);

@@ -33,9 +33,8 @@ struct cdn_gate_pending {
     char rule[256], reason[512];
 };
 
-int cdn_gate_check(const struct cdn_policy *p, struct cdn_evidence *ev, const char *state_dir,
-                   const char *task_id, const char *const *argv, size_t argc, char id[17],
-                   struct cdn_gate_pending **pending, cdn_err **err) {
+int cdn_gate_check(const struct cdn_policy *p, struct cdn_evidence *ev, const char *const *argv,
+                   size_t argc, char id[17], struct cdn_gate_pending **pending, cdn_err **err) {
     *pending = NULL;
     if (!p)
         return 0;
@@ -57,7 +56,7 @@ int cdn_gate_check(const struct cdn_policy *p, struct cdn_evidence *ev, const ch
         if (!g)
             r = cdn_err_set(err, ENOMEM, "out of memory");
         else
-            r = cdn_approval_request(state_dir, task_id, argv, argc, &d, id, err);
+            r = cdn_approval_new_id(id, err);
         if (r == 0) {
             g->rec = rec;
             snprintf(g->what, sizeof(g->what), "%s", what);
@@ -78,6 +77,8 @@ int cdn_gate_check(const struct cdn_policy *p, struct cdn_evidence *ev, const ch
     cdn_policy_decision_free(&d);
     return r;
 }
+
+const json_t *cdn_gate_pending_request(const struct cdn_gate_pending *g) { return g->rec; }
 
 int cdn_gate_settle(struct cdn_gate_pending *g, struct cdn_evidence *ev, const char *id,
                     enum cdn_approval_status st, const char *by, cdn_err **err) {
