@@ -18,6 +18,7 @@
 
 #include "api_client.h"
 #include "cleanup.h"
+#include "fsutil.h"
 
 struct cdn_client {
     char *addr;
@@ -26,17 +27,13 @@ struct cdn_client {
 };
 
 static char *slurp_pem(const char *path, cdn_err **err) {
-    _cleanup_fclose_ FILE *f = fopen(path, "re");
-    if (!f) {
-        cdn_err_set(err, errno, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
     char *s = NULL;
-    size_t cap = 0;
-    ssize_t n = getdelim(&s, &cap, '\0', f);
-    if (n <= 0 || n > (1 << 20)) {
+    size_t n;
+    if (cdn_read_file(path, 1u << 20, &s, &n, err) < 0)
+        return NULL;
+    if (!n) {
         free(s);
-        cdn_err_set(err, EINVAL, "%s: not a PEM file", path);
+        cdn_err_set(err, EINVAL, "%s: not a PEM file (empty)", path);
         return NULL;
     }
     return s;

@@ -22,6 +22,7 @@
 
 #include "api_internal.h"
 #include "cleanup.h"
+#include "fsutil.h"
 
 #define PENDING_REQUESTS 16
 
@@ -212,16 +213,11 @@ static int listen_unix(struct cdn_api *a, cdn_err **err) {
 }
 
 static char *slurp(const char *path, cdn_err **err) {
-    FILE *f = fopen(path, "re");
-    if (!f) {
-        cdn_err_set(err, errno, "%s: %m", path);
-        return NULL;
-    }
     char *buf = NULL;
-    size_t cap = 0;
-    ssize_t n = getdelim(&buf, &cap, '\0', f);
-    fclose(f);
-    if (n <= 0) {
+    size_t n;
+    if (cdn_read_file(path, 1u << 20, &buf, &n, err) < 0)
+        return NULL;
+    if (!n) {
         free(buf);
         cdn_err_set(err, EINVAL, "%s is empty", path);
         return NULL;

@@ -296,16 +296,11 @@ static void diff_from_evidence(struct api_call *c, const struct cdn_store_sandbo
     res.stats.insertions = (size_t)json_integer_value(json_object_get(stats, "insertions"));
     res.stats.deletions = (size_t)json_integer_value(json_object_get(stats, "deletions"));
     json_decref(m);
-    snprintf(path, sizeof(path), "%s/diff.patch", dir);
-    FILE *f = fopen(path, "re");
-    if (f) {
-        size_t cap = 0;
-        ssize_t n = getdelim(&res.patch, &cap, '\0', f);
-        res.patch_len = n > 0 ? (size_t)n : 0;
-        fclose(f);
-    }
+    cdn_err *e = NULL;
+    int r = cdn_sched_read_patch(dir, &res.patch, &res.patch_len, &e);
     api_call_ref(c);
-    diff_done(c, 0, NULL, &res);
+    diff_done(c, r, e, &res);
+    cdn_err_free(e);
     free(res.patch);
 }
 

@@ -14,6 +14,7 @@
 
 #include "api.h"
 #include "cleanup.h"
+#include "fsutil.h"
 #include "daemon.h"
 #include "pol_yaml.h"
 #include "scheduler.h"
@@ -66,17 +67,13 @@ static int as_uint(const char *file, const struct pnode *v, const char *key, uns
 }
 
 int cli_daemon_config_load(struct cli_daemon_config *c, const char *path, cdn_err **err) {
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return cdn_err_set(err, errno, "%s: %m", path);
     _cleanup_free_ char *buf = NULL;
-    size_t cap = 0;
-    ssize_t n = getdelim(&buf, &cap, '\0', f);
-    fclose(f);
-    if (n < 0)
-        n = 0;
+    size_t n;
+    int r = cdn_read_file(path, CDN_POLICY_MAX_BYTES, &buf, &n, err);
+    if (r < 0)
+        return r;
     _cleanup_(pnode_freep) struct pnode *root = NULL;
-    int r = pol_yaml_parse(path, buf ? buf : "", (size_t)n, &root, err);
+    r = pol_yaml_parse(path, buf, n, &root, err);
     if (r < 0)
         return r;
     if (!root)

@@ -54,8 +54,10 @@ int cli_gc(int argc, char **argv) {
         return CLI_EXIT_FAILURE;
     }
     cdn_vm_host_close(h);
-    printf("cordon gc: %u dead task%s cleaned up, %u domain%s destroyed, %u file%s removed\n",
+    printf("cordon gc: %u dead task%s cleaned up, %u domain%s destroyed, %u file%s removed, %u "
+           "dead run%s' daemon folder%s\n",
            rep.tasks, rep.tasks == 1 ? "" : "s", rep.domains, rep.domains == 1 ? "" : "s",
-           rep.files, rep.files == 1 ? "" : "s");
+           rep.files, rep.files == 1 ? "" : "s", rep.runs, rep.runs == 1 ? "" : "s",
+           rep.runs == 1 ? "" : "s");
     return 0;
 }

@@ -20,11 +20,12 @@
 #include "daemon.h"
 #include "exec_stream.h"
 #include "policy.h"
+#include "fsutil.h"
+#include "task_gc.h"
 
 #define MAX_ENV 256
 #define MAX_ARTIFACTS 64
 #define MAX_KERNEL_ARGS 32
-#define POLICY_MAX (1u << 20)
 #define JSON_OUTPUT_LIMIT (16u << 20)
 #define APPROVAL_WAIT_MAX (7 * 86400)
 
@@ -414,6 +415,8 @@ static int own_daemon_start(const struct run_opts *o, struct own_daemon *od, cdn
     int r = cli_daemon_start(&c, &od->d, err);
     if (r < 0)
         return r;
+    if ((r = cdn_task_owner_write(od->dir, err)) < 0) /* for `cordon gc`, should it be killed */
+        return r;
     snprintf(addr_file, sizeof(addr_file), "%s/addr", od->dir);
     _cleanup_fclose_ FILE *f = fopen(addr_file, "we");
     if (!f || fprintf(f, "%s\n", od->addr) < 0)
@@ -434,7 +437,7 @@ static void own_daemon_stop(struct own_daemon *od) {
     }
     if (strcmp(od->sock_dir, od->dir) != 0)
         rmdir(od->sock_dir);
-    rmdir(od->dir);
+    cdn_task_owner_clear(od->dir); /* the mark, then the folder */
 }
 
 /* ---- the run ---- */
@@ -447,11 +450,10 @@ static int read_policy(const char *path, char **text) {
         cdn_err_free(e);
         return -1;
     }
-    _cleanup_fclose_ FILE *f = fopen(path, "re");
-    size_t cap = 0;
-    ssize_t n = f ? getdelim(text, &cap, '\0', f) : -1;
-    if (n < 0 || (size_t)n > POLICY_MAX) {
-        fprintf(stderr, "cordon run: %s: cannot read it (or over 1 MiB)\n", path);
+    size_t n;
+    if (cdn_read_file(path, CDN_POLICY_MAX_BYTES, text, &n, &e) < 0) { /* changed meanwhile */
+        fprintf(stderr, "cordon run: %s\n", cdn_err_msg(e));
+        cdn_err_free(e);
         return -1;
     }
     return 0;

@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "err.h"
+#include "policy.h"
 
 enum pnode_type { PN_SCALAR, PN_MAP, PN_SEQ };
 
@@ -21,7 +22,7 @@ struct pnode {
     size_t n;
 };
 
-#define POL_MAX_BYTES (1u << 20)
+#define POL_MAX_BYTES CDN_POLICY_MAX_BYTES
 #define POL_MAX_DEPTH 32
 #define POL_MAX_NODES 100000
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "fsutil.h"
 #include "pol_internal.h"
 
 const char *cdn_policy_action_name(enum cdn_policy_action a) {
@@ -34,31 +35,10 @@ int cdn_policy_parse(const char *name, const char *data, size_t len, struct cdn_
 }
 
 int cdn_policy_load(const char *path, struct cdn_policy **out, cdn_err **err) {
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return cdn_err_set(err, errno, "%s: %m", path);
-    struct stat st;
-    if (fstat(fd, &st) < 0)
-        return cdn_err_set(err, errno, "%s: %m", path);
-    if (!S_ISREG(st.st_mode))
-        return cdn_err_set(err, EINVAL, "%s: not a regular file", path);
-    if (st.st_size > POL_MAX_BYTES)
-        return cdn_err_set(err, EFBIG, "%s: the policy is over %u bytes", path, POL_MAX_BYTES);
-    _cleanup_free_ char *data = malloc((size_t)st.st_size + 1);
-    if (!data)
-        return cdn_err_set(err, ENOMEM, "out of memory");
-    size_t got = 0;
-    while (got < (size_t)st.st_size) {
-        ssize_t n = read(fd, data + got, (size_t)st.st_size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return cdn_err_set(err, errno, "%s: %m", path);
-        if (n == 0)
-            break;
-        got += (size_t)n;
-    }
-    return cdn_policy_parse(path, data, got, out, err);
+    _cleanup_free_ char *data = NULL;
+    size_t got;
+    int r = cdn_read_file(path, POL_MAX_BYTES, &data, &got, err);
+    return r < 0 ? r : cdn_policy_parse(path, data, got, out, err);
 }
 
 void cdn_policy_free(struct cdn_policy *p) {

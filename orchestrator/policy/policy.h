@@ -16,6 +16,9 @@
 
 #include "err.h"
 
+/* The largest policy (and cordond configuration) file read. */
+#define CDN_POLICY_MAX_BYTES (1u << 20)
+
 struct cdn_policy;
 
 /* Ordered by strictness: the decision of several parts is the largest. */

@@ -4,7 +4,6 @@
 #include "scheduler.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -20,6 +19,8 @@
 #include "approval.h"
 #include "buf.h"
 #include "cleanup.h"
+#include "fsutil.h"
+#include "fsutil.h"
 #include "sched_internal.h"
 #include "task_gc.h"
 #include "vm.h"
@@ -172,16 +173,12 @@ static int load_policy(struct cdn_sched *s, const char *text, const char *name,
         return cdn_err_set(err, ENOMEM, "out of memory");
     if (access(path, R_OK) < 0)
         return cdn_err_set(err, ENOENT, "no policy named '%s' (looked for %s)", name, path);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return cdn_err_set(err, errno, "%s: %m", path);
     _cleanup_free_ char *buf = NULL;
-    size_t cap = 0;
-    ssize_t n = getdelim(&buf, &cap, '\0', f);
-    fclose(f);
-    if (n < 0)
-        return cdn_err_set(err, EIO, "%s: cannot read", path);
-    int r = cdn_policy_parse(path, buf, (size_t)n, out, err);
+    size_t n;
+    int r = cdn_read_file(path, CDN_POLICY_MAX_BYTES, &buf, &n, err);
+    if (r < 0)
+        return r;
+    r = cdn_policy_parse(path, buf, n, out, err);
     if (r < 0)
         return r;
     *text_out = TAKE_PTR(buf);
@@ -548,10 +545,11 @@ int cdn_sched_decide(struct cdn_sched *s, const char *tenant, const char *approv
     return 0;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st, (void)flag, (void)ftw;
-    remove(path);
-    return 0;
+int sched_remove(struct cdn_sched *s, const char *tenant, const char *id, cdn_err **err) {
+    char dir[4200];
+    snprintf(dir, sizeof(dir), "%s/tasks/%s", s->state_dir, id);
+    cdn_rmtree(dir);
+    return cdn_store_sandbox_delete(s->o.store, tenant, id, err);
 }
 
 int cdn_sched_stop(struct cdn_sched *s, const char *tenant, const char *id, bool remove,
@@ -590,10 +588,7 @@ int cdn_sched_stop(struct cdn_sched *s, const char *tenant, const char *id, bool
                                         err);
         return r == -EINVAL ? 0 : r; /* final already */
     }
-    char dir[4200];
-    snprintf(dir, sizeof(dir), "%s/tasks/%s", s->state_dir, id);
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    return cdn_store_sandbox_delete(s->o.store, tenant, id, err);
+    return sched_remove(s, tenant, id, err);
 }
 
 int cdn_sched_evidence_dir(struct cdn_sched *s, const char *id, char *out, size_t size) {

@@ -76,6 +76,8 @@ void job_fail(struct job *j, int code, const char *fmt, ...) __attribute__((form
 
 /* The worker thread of a sandbox (sched_worker.c). */
 void *sched_worker(void *arg);
+/* A deleted sandbox's folder and record gone. */
+int sched_remove(struct cdn_sched *s, const char *tenant, const char *id, cdn_err **err);
 /* Frees a sandbox no longer in the live list. */
 void sbx_free(struct sbx *b);
 /* Starts queued sandboxes while slots are free (under mu). */

@@ -3,7 +3,6 @@
  * stopped, its time is up or its VM dies; it takes the result and closes the session on every
  * path. Only this thread touches the session. */
 #include <errno.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <poll.h>
 #include <stdio.h>
@@ -15,12 +14,14 @@
 
 #include "approval.h"
 #include "cleanup.h"
+#include "fsutil.h"
 #include "evidence.h"
 #include "sched_internal.h"
 
 #define SLICE_MS 100
 #define FILE_TIMEOUT_MS (5 * 60 * 1000)
 #define READ_CAP (64ull << 20) /* ReadFile's cap when the request gives none */
+#define PATCH_MAX (60u << 20)  /* a diff in one message (the API's is 64 MiB) */
 
 struct worker {
     struct sbx *b;
@@ -306,26 +307,19 @@ static int read_sink(void *ud, const uint8_t *p, size_t n) {
     return j->ops->data ? j->ops->data(j->ud, 0, p, n) : 0;
 }
 
-static int read_patch(const char *dir, char **out, size_t *len, cdn_err **err) {
+int cdn_sched_read_patch(const char *dir, char **out, size_t *len, cdn_err **err) {
     _cleanup_free_ char *path = NULL;
     if (asprintf(&path, "%s/diff.patch", dir) < 0)
         return cdn_err_set(err, ENOMEM, "out of memory");
-    FILE *f = fopen(path, "re");
-    if (!f) {
+    if (access(path, F_OK) < 0) { /* no change taken yet */
         *out = strdup("");
         *len = 0;
         return *out ? 0 : cdn_err_set(err, ENOMEM, "out of memory");
     }
-    size_t cap = 0;
-    ssize_t n = getdelim(out, &cap, '\0', f);
-    fclose(f);
-    if (n < 0) {
-        free(*out);
-        *out = strdup("");
-        n = 0;
-    }
-    *len = (size_t)n;
-    return 0;
+    int r = cdn_read_file(path, PATCH_MAX, out, len, err);
+    return r == -EFBIG ? cdn_err_prefix(err, "the patch is too large for one message; it is in "
+                                             "the evidence folder")
+                       : r;
 }
 
 static void run_job_now(struct worker *w, struct job *j) {
@@ -357,7 +351,7 @@ static void run_job_now(struct worker *w, struct job *j) {
             snprintf(res.result, sizeof(res.result), "%s", info->result);
             res.stats = info->diff;
             cdn_store_sandbox_update(w->s->o.store, w->b->id, NULL, info->result, NULL, NULL, NULL);
-            r = read_patch(info->evidence, &res.patch, &res.patch_len, &e);
+            r = cdn_sched_read_patch(info->evidence, &res.patch, &res.patch_len, &e);
         }
         break;
     }
@@ -464,12 +458,6 @@ static void end_all(struct worker *w, const char *why) {
     }
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st, (void)flag, (void)ftw;
-    remove(path);
-    return 0;
-}
-
 static void retire(struct worker *w) {
     struct cdn_sched *s = w->s;
     struct sbx *b = w->b;
@@ -477,12 +465,8 @@ static void retire(struct worker *w) {
     pthread_mutex_lock(&s->mu);
     remove = b->remove;
     pthread_mutex_unlock(&s->mu);
-    if (remove) {
-        char dir[4200];
-        snprintf(dir, sizeof(dir), "%s/tasks/%s", s->state_dir, b->id);
-        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-        cdn_store_sandbox_delete(s->o.store, b->tenant, b->id, NULL);
-    }
+    if (remove)
+        sched_remove(s, b->tenant, b->id, NULL);
     pthread_mutex_lock(&s->mu);
     struct sbx **pp = &s->live;
     while (*pp && *pp != b)

@@ -141,6 +141,9 @@ int cdn_sched_decide(struct cdn_sched *s, const char *tenant, const char *approv
 int cdn_sched_stop(struct cdn_sched *s, const char *tenant, const char *id, bool remove,
                    cdn_err **err);
 
+/* The patch (diff.patch) in an evidence folder, NUL-terminated (empty before any result was
+ * taken); -EFBIG when it is too large for one API message. */
+int cdn_sched_read_patch(const char *evidence_dir, char **out, size_t *len, cdn_err **err);
 /* The folder of a sandbox's evidence (whatever its state). */
 int cdn_sched_evidence_dir(struct cdn_sched *s, const char *id, char *out, size_t size);
 const char *cdn_sched_state_dir(const struct cdn_sched *s);

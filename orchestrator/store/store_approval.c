@@ -47,8 +47,7 @@ int cdn_store_approval_add(struct cdn_store *s, const struct cdn_store_approval 
     bind_text(st, 5, a->parts_json);
     sqlite3_bind_int(st, 6, CDN_APPROVAL_PENDING);
     sqlite3_bind_int64(st, 7, a->requested_ms ? a->requested_ms : now_ms());
-    return sqlite3_step(st) == SQLITE_DONE ? 0
-                                           : db_err(s, err, "recording approval %s", a->id);
+    return sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(s, err, "recording approval %s", a->id);
 }
 
 int cdn_store_approval_get(struct cdn_store *s, const char *tenant, const char *id,

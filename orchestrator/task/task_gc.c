@@ -93,17 +93,26 @@ static int destroy_domain(struct cdn_vm_host *h, const char *id, struct cdn_task
     return r;
 }
 
+/* The folder e of d, open, if it is one of ours (a plain id) and its owner is dead; else -1. */
+static int dead_folder(DIR *d, const struct dirent *e) {
+    if (!valid_id(e->d_name))
+        return -1;
+    int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0 && !owner_dead(fd)) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
 static int sweep_tasks(const char *tasks, struct cdn_vm_host *h, struct cdn_task_gc_report *rep,
                        cdn_err **err) {
     _cleanup_(closedirp) DIR *d = opendir(tasks);
     if (!d)
         return errno == ENOENT ? 0 : cdn_err_set(err, errno, "opening %s: %m", tasks);
     for (struct dirent *e; (e = readdir(d));) {
-        if (!valid_id(e->d_name))
-            continue;
-        _cleanup_close_ int fd =
-            openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0 || !owner_dead(fd))
+        _cleanup_close_ int fd = dead_folder(d, e);
+        if (fd < 0)
             continue;
         int r = destroy_domain(h, e->d_name, rep, err);
         if (r < 0)
@@ -144,6 +153,38 @@ static int sweep_probes(const char *probes, struct cdn_vm_host *h, struct cdn_ta
     return 0;
 }
 
+/* runs/XXXXXX: the private store and address of a `cordon run`'s own daemon (and its socket,
+ * in /tmp when the state folder's path is too long for one). */
+static void sweep_runs(const char *runs, struct cdn_task_gc_report *rep) {
+    _cleanup_(closedirp) DIR *d = opendir(runs);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        _cleanup_close_ int fd = dead_folder(d, e);
+        if (fd < 0)
+            continue;
+        char addr[4200] = "";
+        _cleanup_close_ int afd = openat(fd, "addr", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        ssize_t n = afd >= 0 ? read(afd, addr, sizeof(addr) - 1) : -1;
+        addr[n > 0 ? n : 0] = '\0';
+        addr[strcspn(addr, "\n")] = '\0';
+        const char *tmp = "unix:/tmp/cordon-run-";
+        if (strncmp(addr, tmp, strlen(tmp)) == 0 && !strstr(addr, "..")) {
+            char *sock = addr + strlen("unix:");
+            if (unlink(sock) == 0)
+                rep->files++;
+            char *slash = strrchr(sock, '/');
+            *slash = '\0';
+            rmdir(sock);
+        }
+        static const char *const files[] = {"addr", "cordond.sock", "cordond.db", "cordond.db-wal",
+                                            "cordond.db-shm"};
+        for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+            unlink_at(fd, files[i], &rep->files);
+        unlinkat(fd, "owner", 0);
+        if (unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR) == 0)
+            rep->runs++;
+    }
+}
+
 int cdn_task_gc(const char *state_dir, struct cdn_vm_host *h, struct cdn_task_gc_report *rep,
                 cdn_err **err) {
     *rep = (struct cdn_task_gc_report){0};
@@ -152,6 +193,8 @@ int cdn_task_gc(const char *state_dir, struct cdn_vm_host *h, struct cdn_task_gc
     int r = sweep_tasks(path, h, rep, err);
     if (r < 0)
         return r;
+    snprintf(path, sizeof(path), "%s/runs", state_dir);
+    sweep_runs(path, rep);
     snprintf(path, sizeof(path), "%s/probe", state_dir);
     return sweep_probes(path, h, rep, err);
 }

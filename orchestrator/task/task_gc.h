@@ -20,10 +20,12 @@ struct cdn_task_gc_report {
     unsigned tasks;   /* dead tasks cleaned up */
     unsigned domains; /* their domains that were still running, destroyed */
     unsigned files;   /* sockets and overlays removed (console logs stay: evidence) */
+    unsigned runs;    /* dead `cordon run`s' own daemons' folders (STATE/runs/X) removed */
 };
 
 /* For every folder under STATE/tasks whose owner is dead: destroys its domain cordon-<id> if it
  * still runs, removes its agent socket and overlay disk, and drops the mark; also removes the
- * folders of dead KVM probes. Tasks of live processes are never touched. */
+ * folders of dead KVM probes and of dead `cordon run`s' own daemons (STATE/runs/X: a private
+ * store, a socket, an address). What live processes own is never touched. */
 int cdn_task_gc(const char *state_dir, struct cdn_vm_host *h, struct cdn_task_gc_report *rep,
                 cdn_err **err);

@@ -4,7 +4,6 @@
  * does not exist fails here). After: the result taken (committed and diffed on the host), and at
  * close the console log and the manifest saved whatever happened before. */
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "fsutil.h"
 #include "clock.h"
 #include "task_gc.h"
 #include "task_internal.h"
@@ -48,18 +48,10 @@ static bool valid_id(const char *id) {
     return n == 16 && strspn(id, "0123456789abcdef") == n;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
 /* The extracted guest tree is scratch: the worktree holds the result once it is committed, and a
  * refused transfer's partial tree is no evidence. It is emptied before each take. */
 static int reset_tree(const char *path, cdn_err **err) {
-    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    cdn_rmtree(path);
     return mkdir(path, 0700) < 0 ? cdn_err_set(err, errno, "mkdir %s: %m", path) : 0;
 }
 
@@ -210,7 +202,7 @@ void cdn_session_close(struct cdn_session *t, const char *error, struct cdn_task
         cdn_err_free(e);
     }
     if (t->result_dir) {
-        nftw(t->result_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        cdn_rmtree(t->result_dir);
         free(t->result_dir);
     }
     cdn_workspace_listing_free(&t->listing);

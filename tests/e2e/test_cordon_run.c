@@ -118,6 +118,7 @@ TEST_T(cordon_run_end_to_end, 300) {
     kill(pid, SIGKILL);
     th_cordon_wait(pid);
     th_sh("test -n \"$(find %s/tasks -name agent.sock)\"", state);
+    th_sh("test -e %s/runs/*/owner", state); /* its own daemon's folder, owned by it */
     /* A dead task with an overlay (its pid long gone), and a live one that must be left alone. */
     pid_t gone = fork();
     if (gone == 0)
@@ -132,6 +133,8 @@ TEST_T(cordon_run_end_to_end, 300) {
     ASSERT_EQ(th_cordon_wait(pid), 0);
     _cleanup_free_ char *gc_out = th_cordon_output(state, "gc", "out");
     ASSERT_CONTAINS(gc_out, "cordon gc: 2 dead tasks cleaned up");
+    ASSERT_CONTAINS(gc_out, "1 dead run's daemon folder");
+    th_sh("test -z \"$(ls %s/runs)\"", state);
     th_sh("cd %s/tasks/deadtask && test ! -e owner && test ! -e disk.qcow2 && test ! -e agent.sock "
           "&& test -e console.log",
           state);
