@@ -55,9 +55,8 @@ int cli_gc(int argc, char **argv) {
     }
     cdn_vm_host_close(h);
     printf("cordon gc: %u dead task%s cleaned up, %u domain%s destroyed, %u file%s removed, %u "
-           "dead run%s' daemon folder%s\n",
+           "dead run folder%s removed\n",
            rep.tasks, rep.tasks == 1 ? "" : "s", rep.domains, rep.domains == 1 ? "" : "s",
-           rep.files, rep.files == 1 ? "" : "s", rep.runs, rep.runs == 1 ? "" : "s",
-           rep.runs == 1 ? "" : "s");
+           rep.files, rep.files == 1 ? "" : "s", rep.runs, rep.runs == 1 ? "" : "s");
     return 0;
 }

@@ -133,7 +133,7 @@ TEST_T(cordon_run_end_to_end, 300) {
     ASSERT_EQ(th_cordon_wait(pid), 0);
     _cleanup_free_ char *gc_out = th_cordon_output(state, "gc", "out");
     ASSERT_CONTAINS(gc_out, "cordon gc: 2 dead tasks cleaned up");
-    ASSERT_CONTAINS(gc_out, "1 dead run's daemon folder");
+    ASSERT_CONTAINS(gc_out, "1 dead run folder removed");
     th_sh("test -z \"$(ls %s/runs)\"", state);
     th_sh("cd %s/tasks/deadtask && test ! -e owner && test ! -e disk.qcow2 && test ! -e agent.sock "
           "&& test -e console.log",
