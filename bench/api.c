@@ -201,6 +201,7 @@ int main(void) {
         FAIL("cannot write %s", out_path);
     json_decref(root);
     th_host_release();
-    th_rmtree(dir);
+    if (!getenv("BENCH_KEEP"))
+        th_rmtree(dir);
     return 0;
 }

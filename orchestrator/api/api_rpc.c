@@ -11,6 +11,7 @@
 
 #include "api_internal.h"
 #include "approval.h"
+#include "evidence.h"
 #include "cleanup.h"
 
 #define SEND_AND_FINISH(c, msg)                                                                    \
@@ -282,11 +283,10 @@ static void get_evidence(struct api_call *c) {
     struct cdn_store_sandbox sb;
     if (api_call_sandbox(c, q->sandbox_id, &sb) >= 0) {
         cdn_store_sandbox_clear(&sb);
-        char dir[4200], path[4300];
+        char dir[4200];
         cdn_sched_evidence_dir(c->api->o.sched, q->sandbox_id, dir, sizeof(dir));
-        snprintf(path, sizeof(path), "%s/manifest.json", dir);
-        json_error_t je;
-        json_t *m = json_load_file(path, 0, &je);
+        json_t *m = NULL;
+        cdn_evidence_load(dir, &m, NULL); /* the manifest and the journal since its save */
         _cleanup_free_ char *text = m ? json_dumps(m, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
         json_decref(m);
         if (!text)

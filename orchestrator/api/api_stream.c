@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "api_internal.h"
+#include "evidence.h"
 #include "cleanup.h"
 
 #define READ_WAIT_MS 30000
@@ -283,11 +284,10 @@ static const struct cdn_job_ops diff_ops = {.done = diff_done, .abandoned = job_
 
 /* A stopped sandbox's diff is what its evidence holds. */
 static void diff_from_evidence(struct api_call *c, const struct cdn_store_sandbox *sb) {
-    char dir[4200], path[4300];
+    char dir[4200];
     cdn_sched_evidence_dir(c->api->o.sched, sb->id, dir, sizeof(dir));
-    snprintf(path, sizeof(path), "%s/manifest.json", dir);
-    json_error_t je;
-    json_t *m = json_load_file(path, 0, &je);
+    json_t *m = NULL;
+    cdn_evidence_load(dir, &m, NULL);
     json_t *stats = json_object_get(m, "diff");
     struct cdn_job_result res = {0};
     snprintf(res.base, sizeof(res.base), "%s", sb->base ? sb->base : "");

@@ -10,6 +10,8 @@
 
 #include "cleanup.h"
 #include "cli.h"
+#include "remote.h"
+#include "evidence.h"
 
 static int evidence_file(const char *cmd, const char *state, const char *task, const char *name,
                          char *out, size_t size) {
@@ -134,20 +136,23 @@ static int parse_common(const char *cmd, int argc, char **argv, bool *json, cons
 int cli_show(int argc, char **argv) {
     bool json = false;
     const char *state, *task;
-    char path[4400];
+    char dir[4400];
     if (parse_common("show", argc, argv, &json, &state, &task) < 0 ||
-        evidence_file("show", state, task, "manifest.json", path, sizeof(path)) < 0)
+        evidence_file("show", state, task, "", dir, sizeof(dir)) < 0)
         return CLI_EXIT_FAILURE;
-    if (json)
-        return copy_out("show", path);
-    json_error_t je;
-    json_t *m = json_load_file(path, 0, &je);
-    if (!m) {
-        fprintf(stderr, "cordon show: %s: %s\n", path, je.text);
+    json_t *m = NULL;
+    cdn_err *e = NULL;
+    if (cdn_evidence_load(dir, &m, &e) < 0) { /* the manifest and the journal since */
+        fprintf(stderr, "cordon show: %s\n", cdn_err_msg(e));
+        cdn_err_free(e);
         return CLI_EXIT_FAILURE;
     }
-    cli_manifest_print(m);
-    json_decref(m);
+    if (json)
+        cli_json_print(m);
+    else {
+        cli_manifest_print(m);
+        json_decref(m);
+    }
     return 0;
 }
 

@@ -86,12 +86,13 @@ int cdn_evidence_cmd_end(struct cdn_evidence *ev, struct cdn_evidence_cmd *c,
         json_object_set_new(c->entry, "stdout", o);
     if (e)
         json_object_set_new(c->entry, "stderr", e);
-    json_array_append_new(ev->cmds, c->entry);
     cdn_err *first = c->write_err ? c->write_err : local;
     if (first != local)
         cdn_err_free(local);
+    json_t *entry = c->entry;
     free(c);
-    int r = cdn_evidence_save(ev, err);
+    /* One line on the journal, not the whole manifest again: the reader merges them. */
+    int r = ev_journal_append(ev, "commands", entry, err);
     if (first) {
         if (r == 0)
             r = cdn_err_set(err, cdn_err_code(first), "storing output: %s", cdn_err_msg(first));

@@ -17,7 +17,8 @@ struct ev_stream {
 };
 int ev_stream_open(struct ev_stream *s, const char *path, cdn_err **err);
 int ev_stream_write(struct ev_stream *s, const void *p, size_t n, cdn_err **err);
-/* fsyncs and closes; hex gets the digest (65 bytes). */
+/* Closes (written, not yet synced: cdn_evidence_close syncs the folder); hex gets the digest (65
+ * bytes). */
 int ev_stream_close(struct ev_stream *s, char hex[65], cdn_err **err);
 void ev_stream_abort(struct ev_stream *s);
 
@@ -28,9 +29,14 @@ struct cdn_evidence {
     json_t *arts;   /* root.artifacts */
     json_t *limits; /* root.limits_hit */
     unsigned ncmds;
+    int journal_fd;       /* journal.jsonl, opened at the first entry (-1 before) */
+    uint64_t seq;         /* entries journaled so far */
     struct ev_stream art; /* the artifact being written (fd -1 if none) */
     char *art_name;
 };
 
+/* Appends value (taking the reference) to the manifest's array key and, as one line, to the
+ * journal (what a reader merges until the next save). */
+int ev_journal_append(struct cdn_evidence *ev, const char *key, json_t *value, cdn_err **err);
 /* ISO 8601 UTC with milliseconds, for the manifest. */
 void ev_now(char out[32]);

@@ -52,8 +52,6 @@ int ev_stream_close(struct ev_stream *s, char hex[65], cdn_err **err) {
     for (unsigned i = 0; i < len && i < 32; i++)
         snprintf(hex + 2 * i, 3, "%02x", md[i]);
     hex[64] = '\0';
-    if (r == 0 && fsync(s->fd) < 0)
-        r = cdn_err_set(err, errno, "saving %s: %m", s->path);
     if (r == 0) {
         int c = close(s->fd);
         s->fd = -1; /* closed either way: ev_stream_abort must not close it again */

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* cdn_evidence: what a reviewer gets for a task, in tasks/<id>/evidence/: manifest.json (facts,
- * each command with its outputs' sizes and SHA-256, the diff's stats, artifacts, every limit that
- * was hit), logs/<n>.stdout|stderr, diff.patch, artifacts/, console.log. The manifest and the
- * patch are replaced atomically (temporary file, fsync, rename), so a crash leaves the previous
- * complete version; the manifest is rewritten after every step, so evidence gathered before a
- * failure is kept. */
+ * each command with its outputs' sizes and SHA-256, the policy's decisions, the diff's stats,
+ * artifacts, every limit that was hit), journal.jsonl, logs/<n>.stdout|stderr, diff.patch,
+ * artifacts/, console.log. The manifest and the patch are replaced atomically (temporary file,
+ * fsync, rename), so a crash leaves the previous complete version. Between saves, each entry (a
+ * command as it ends, a decision) is appended to the journal with one write before the call
+ * returns, so a crash of the process loses nothing: cdn_evidence_load merges the two. The folder
+ * is synced to disk when the task closes (cdn_evidence_sync). */
 #pragma once
 
 #include <stdbool.h>
@@ -56,8 +58,15 @@ int cdn_evidence_artifact_end(struct cdn_evidence *ev, cdn_err **err);
 
 /* Copies a file into the evidence folder (e.g. the console log) under name. */
 int cdn_evidence_copy(struct cdn_evidence *ev, const char *src, const char *name, cdn_err **err);
-/* Writes manifest.json now (atomically). */
+/* Writes manifest.json now (atomically): everything so far, journaled entries included. */
 int cdn_evidence_save(struct cdn_evidence *ev, cdn_err **err);
+/* Flushes the folder's filesystem to disk (for the end of a task: after it, even a power cut
+ * keeps the evidence). */
+int cdn_evidence_sync(struct cdn_evidence *ev, cdn_err **err);
+/* The manifest of the evidence folder dir as a reader sees it: manifest.json with the journal's
+ * later entries appended. Caller decrefs. */
+struct json_t;
+int cdn_evidence_load(const char *dir, struct json_t **out, cdn_err **err);
 
 /* Writes data to path through a temporary file, fsync and rename. */
 int cdn_write_atomic(const char *path, const void *data, size_t len, cdn_err **err);

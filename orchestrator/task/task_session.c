@@ -197,6 +197,7 @@ void cdn_session_close(struct cdn_session *t, const char *error, struct cdn_task
             cdn_evidence_fact(t->ev, "error", error);
         cdn_evidence_fact_int(t->ev, "total_ms", (long long)(cdn_now_ms() - t->t0));
         cdn_err *save_err = NULL;
+        cdn_evidence_sync(t->ev, NULL); /* the logs and the journal, before their manifest */
         cdn_evidence_save(t->ev, &save_err);
         cdn_err_free(save_err);
         cdn_err_free(e);
