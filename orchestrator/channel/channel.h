@@ -104,7 +104,8 @@ int cdn_channel_exec(struct cdn_channel *ch, const struct cdn_exec_spec *spec,
 
 /* ---- files and trees ---- */
 
-/* Replaces path in the guest atomically with data (mode 0: 0644). */
+/* Replaces path in the guest atomically with data (mode 0: 0644); missing parent folders are
+ * made (0755). */
 int cdn_channel_file_write(struct cdn_channel *ch, const char *path, uint32_t mode,
                            const void *data, size_t len, int timeout_ms, cdn_err **err);
 /* Streams up to max_bytes (0: all) of path to on_data; fails past max_bytes. */

@@ -44,6 +44,7 @@ int cdn_channel_file_write(struct cdn_channel *ch, const char *path, uint32_t mo
     CordonAgent__FileWrite fw = CORDON_AGENT__FILE_WRITE__INIT;
     fw.path = (char *)path;
     fw.mode = mode;
+    fw.make_parents = true; /* as a file manager would: missing folders are made (0755) */
     cdn_envelope env = CORDON_AGENT__ENVELOPE__INIT;
     env.body_case = CORDON_AGENT__ENVELOPE__BODY_FILE_WRITE;
     env.file_write = &fw;

@@ -282,7 +282,7 @@ TEST_T(the_cordon_cli_is_a_client_of_cordond, 600) {
     snprintf(back, sizeof(back), "%s/back.txt", e.dir);
     th_write_file(local, "notes\n", 0644);
     char dst[100];
-    snprintf(dst, sizeof(dst), "%s:notes.txt", id);
+    snprintf(dst, sizeof(dst), "%s:docs/new/notes.txt", id); /* its folders made on the way */
     r = CLI("cp-in", "cp", local, dst);
     ASSERT_EQ(r.code, 0);
     th_ran_free(&r);
@@ -294,7 +294,7 @@ TEST_T(the_cordon_cli_is_a_client_of_cordond, 600) {
     r = CLI("diff", "diff", id);
     ASSERT_EQ(r.code, 0);
     ASSERT_CONTAINS(r.out, "+three");
-    ASSERT_CONTAINS(r.out, "+++ b/notes.txt");
+    ASSERT_CONTAINS(r.out, "+++ b/docs/new/notes.txt");
     th_ran_free(&r);
     r = CLI("diffj", "diff", "--json", id);
     _cleanup_free_ char *files = json_field(r.out, "files_changed");

@@ -28,9 +28,8 @@ TEST(file_write_then_read_round_trip) {
     struct th_agent a;
     struct cdn_channel *ch = th_channel(&a, NULL);
     _cleanup_free_ char *dir = th_tmpdir();
-    _cleanup_free_ char *path = fmt("%s/sub/data.bin", dir);
-    _cleanup_free_ char *sub = fmt("%s/sub", dir);
-    mkdir(sub, 0755);
+    _cleanup_free_ char *path = fmt("%s/sub/deeper/data.bin", dir); /* folders made on the way */
+    _cleanup_free_ char *sub = fmt("%s/sub/deeper", dir);
     size_t len = 5u << 20; /* beyond one window: write credit must flow back */
     _cleanup_free_ uint8_t *data = malloc(len);
     for (size_t i = 0; i < len; i++)
@@ -41,6 +40,8 @@ TEST(file_write_then_read_round_trip) {
     ASSERT_EQ(stat(path, &st), 0);
     ASSERT_EQ(st.st_size, (long long)len);
     ASSERT_EQ(st.st_mode & 0777, 0600);
+    ASSERT_EQ(stat(sub, &st), 0);
+    ASSERT_TRUE(S_ISDIR(st.st_mode));
     struct cdn_buf got = {0};
     ASSERT_OK(cdn_channel_file_read(ch, path, 0, to_buf, &got, 30000, &err), err);
     ASSERT_EQ(cdn_buf_len(&got), len);

@@ -59,9 +59,7 @@ TEST(commands_are_journaled_and_merged_once) {
     ASSERT_OK(cdn_evidence_load(dir, &m, &err), err);
     json_t *last = json_array_get(json_object_get(m, "commands"), 2);
     ASSERT_EQ(json_integer_value(json_object_get(last, "n")), 3);
-    ASSERT_EQ(json_integer_value(json_object_get(
-                  json_object_get(last, "stdout"), "bytes")),
-              5);
+    ASSERT_EQ(json_integer_value(json_object_get(json_object_get(last, "stdout"), "bytes")), 5);
     json_decref(m);
 
     /* a crash in the middle of a line: that line is not an entry */
