@@ -94,7 +94,7 @@ static void pump_locked(struct api_call *c) {
     }
 }
 
-static int send_msg(struct api_call *c, const ProtobufCMessage *msg, int wait_ms) {
+static int send_msg(struct api_call *c, const ProtobufCMessage *msg, int wait_ms, bool last) {
     size_t len = protobuf_c_message_get_packed_size(msg);
     grpc_slice slice = grpc_slice_malloc(len);
     protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
@@ -133,15 +133,25 @@ static int send_msg(struct api_call *c, const ProtobufCMessage *msg, int wait_ms
         c->q = o;
     c->q_tail = o;
     c->q_bytes += len;
+    if (last) { /* the status rides in the message's batch: one write, not two */
+        c->finishing = true;
+        c->status = GRPC_STATUS_OK;
+    }
     pump_locked(c);
     pthread_mutex_unlock(&c->mu);
     return 0;
 }
 
-int api_call_send(struct api_call *c, const ProtobufCMessage *msg) { return send_msg(c, msg, 0); }
+int api_call_send(struct api_call *c, const ProtobufCMessage *msg) {
+    return send_msg(c, msg, 0, false);
+}
+
+int api_call_send_last(struct api_call *c, const ProtobufCMessage *msg) {
+    return send_msg(c, msg, 0, true);
+}
 
 int api_call_send_wait(struct api_call *c, const ProtobufCMessage *msg, int timeout_ms) {
-    return send_msg(c, msg, timeout_ms);
+    return send_msg(c, msg, timeout_ms, false);
 }
 
 void api_call_finish(struct api_call *c, grpc_status_code code, const char *fmt, ...) {

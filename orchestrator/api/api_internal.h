@@ -90,6 +90,8 @@ void api_call_ref(struct api_call *c);
 void api_call_unref(struct api_call *c);
 /* Queues a message; -EAGAIN (nothing queued) past API_SEND_QUEUE_MAX or after the call ended. */
 int api_call_send(struct api_call *c, const ProtobufCMessage *msg);
+/* The last message, then status OK, in one batch (the client has both at once). */
+int api_call_send_last(struct api_call *c, const ProtobufCMessage *msg);
 /* The same, waiting (up to timeout_ms) for room instead of refusing: backpressure for a sender
  * that can wait (a file read). */
 int api_call_send_wait(struct api_call *c, const ProtobufCMessage *msg, int timeout_ms);

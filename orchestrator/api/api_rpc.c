@@ -16,10 +16,8 @@
 
 #define SEND_AND_FINISH(c, msg)                                                                    \
     do {                                                                                           \
-        if (api_call_send((c), &(msg)->base) < 0)                                                  \
+        if (api_call_send_last((c), &(msg)->base) < 0)                                             \
             api_call_finish((c), GRPC_STATUS_CANCELLED, "the call ended");                         \
-        else                                                                                       \
-            api_call_finish((c), GRPC_STATUS_OK, NULL);                                            \
     } while (0)
 
 static void send_sandbox(struct api_call *c, const char *id) {

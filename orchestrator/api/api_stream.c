@@ -66,7 +66,12 @@ static void exec_done(void *ud, int rc, const cdn_err *e, const struct cdn_job_r
         Cordon__V1__ExecEvent ev = CORDON__V1__EXEC_EVENT__INIT;
         ev.event_case = CORDON__V1__EXEC_EVENT__EVENT_EXIT;
         ev.exit = &x;
-        api_call_send(c, &ev.base);
+        if (rc == 0 && api_call_send_last(c, &ev.base) == 0) { /* the exit and OK together */
+            api_call_unref(c);
+            return;
+        }
+        if (rc != 0)
+            api_call_send(c, &ev.base);
     }
     if (rc == 0)
         api_call_finish(c, GRPC_STATUS_OK, NULL);

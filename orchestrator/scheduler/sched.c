@@ -492,14 +492,6 @@ int cdn_sched_create(struct cdn_sched *s, const char *tenant, const struct cdn_s
 int cdn_sched_submit(struct cdn_sched *s, const char *tenant, const char *id,
                      const struct cdn_job_spec *spec, const struct cdn_job_ops *ops, void *ud,
                      cdn_err **err) {
-    struct cdn_store_sandbox rec;
-    int r = cdn_store_sandbox_get(s->o.store, tenant, id, &rec, err);
-    if (r < 0)
-        return r;
-    enum cdn_sandbox_state st = rec.state;
-    char why[600];
-    snprintf(why, sizeof(why), "%s", rec.error ? rec.error : "");
-    cdn_store_sandbox_clear(&rec);
     if (spec->kind == CDN_JOB_EXEC && !spec->argc)
         return cdn_err_set(err, EINVAL, "argv is empty");
     if ((spec->kind == CDN_JOB_WRITE || spec->kind == CDN_JOB_READ) &&
@@ -509,22 +501,32 @@ int cdn_sched_submit(struct cdn_sched *s, const char *tenant, const char *id,
     struct job *j = job_new(spec, ops, ud);
     if (!j)
         return cdn_err_set(err, ENOMEM, "out of memory");
+    /* A live sandbox of this tenant's takes it at once (no store read on the way). */
     pthread_mutex_lock(&s->mu);
     struct sbx *b = find_live(s, id);
-    if (!b || b->stop) {
+    bool mine = b && strcmp(b->tenant, tenant) == 0;
+    if (mine && !b->stop) {
+        if (b->queue_tail)
+            b->queue_tail->next = j;
+        else
+            b->queue = j;
+        b->queue_tail = j;
+        sched_wake(b->wake);
         pthread_mutex_unlock(&s->mu);
-        job_free(j);
-        return cdn_err_set(err, EBADFD, "sandbox %s is %s%s%s", id,
-                           b ? "stopping" : cdn_sandbox_state_name(st), *why ? ": " : "", why);
+        return 0;
     }
-    if (b->queue_tail)
-        b->queue_tail->next = j;
-    else
-        b->queue = j;
-    b->queue_tail = j;
-    sched_wake(b->wake);
     pthread_mutex_unlock(&s->mu);
-    return 0;
+    job_free(j);
+    /* Otherwise: another tenant's or unknown (NOT_FOUND), or no longer running (why). */
+    struct cdn_store_sandbox rec;
+    int r = cdn_store_sandbox_get(s->o.store, tenant, id, &rec, err);
+    if (r < 0)
+        return r;
+    r = cdn_err_set(err, EBADFD, "sandbox %s is %s%s%s", id,
+                    mine ? "stopping" : cdn_sandbox_state_name(rec.state),
+                    rec.error && *rec.error ? ": " : "", rec.error ? rec.error : "");
+    cdn_store_sandbox_clear(&rec);
+    return r;
 }
 
 int cdn_sched_decide(struct cdn_sched *s, const char *tenant, const char *approval_id, bool approve,
