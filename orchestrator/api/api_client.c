@@ -134,6 +134,8 @@ struct call {
     grpc_metadata_array md_in, md_trailing;
     grpc_status_code status;
     grpc_slice details;
+    grpc_byte_buffer *first; /* the first answer, received with the request's batch */
+    bool first_taken;
     int tags[5];
 };
 
@@ -164,6 +166,7 @@ static int call_begin(struct call *k, struct cdn_client *c, const char *method, 
                       const volatile sig_atomic_t *cancel) {
     memset(k, 0, sizeof(*k));
     k->c = c;
+    k->first_taken = true; /* until send_request asks for one */
     k->cancel = cancel;
     grpc_metadata_array_init(&k->md_in);
     grpc_metadata_array_init(&k->md_trailing);
@@ -243,6 +246,8 @@ static int call_end(struct call *k, int rc, cdn_err **err) {
             rc = cdn_err_set(err, errno_of(k->status), "%.*s (%s)", (int)n, d,
                              status_name(k->status));
     }
+    if (k->first)
+        grpc_byte_buffer_destroy(k->first);
     grpc_slice_unref(k->details);
     grpc_metadata_array_destroy(&k->md_in);
     grpc_metadata_array_destroy(&k->md_trailing);
@@ -271,16 +276,20 @@ static ProtobufCMessage *unpack(grpc_byte_buffer *bb, const ProtobufCMessageDesc
     return m;
 }
 
-/* Sends the request and half-closes; false when the call already failed. */
+/* Sends the request and half-closes, and takes the first answer in the same batch (one wake-up
+ * fewer); false when the call already failed. */
 static bool send_request(struct call *k, const ProtobufCMessage *req) {
     grpc_byte_buffer *bb = pack(req);
-    grpc_op ops[4] = {{.op = GRPC_OP_SEND_INITIAL_METADATA},
+    grpc_op ops[5] = {{.op = GRPC_OP_SEND_INITIAL_METADATA},
                       {.op = GRPC_OP_SEND_MESSAGE},
                       {.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT},
-                      {.op = GRPC_OP_RECV_INITIAL_METADATA}};
+                      {.op = GRPC_OP_RECV_INITIAL_METADATA},
+                      {.op = GRPC_OP_RECV_MESSAGE}};
     ops[1].data.send_message.send_message = bb;
     ops[3].data.recv_initial_metadata.recv_initial_metadata = &k->md_in;
-    bool ok = start_batch(k, ops, 4, TAG_START) && wait_batch(k, TAG_START);
+    ops[4].data.recv_message.recv_message = &k->first;
+    k->first_taken = false;
+    bool ok = start_batch(k, ops, 5, TAG_START) && wait_batch(k, TAG_START);
     grpc_byte_buffer_destroy(bb);
     return ok;
 }
@@ -289,10 +298,17 @@ static bool send_request(struct call *k, const ProtobufCMessage *req) {
 static int recv_message(struct call *k, const ProtobufCMessageDescriptor *d, ProtobufCMessage **out,
                         cdn_err **err) {
     grpc_byte_buffer *bb = NULL;
-    grpc_op op = {.op = GRPC_OP_RECV_MESSAGE};
-    op.data.recv_message.recv_message = &bb;
-    if (!start_batch(k, &op, 1, TAG_RECV) || !wait_batch(k, TAG_RECV) || !bb)
-        return 0; /* the stream ended (the status says how) */
+    if (!k->first_taken) { /* the one that came with the request's batch */
+        k->first_taken = true;
+        bb = TAKE_PTR(k->first);
+        if (!bb)
+            return 0;
+    } else {
+        grpc_op op = {.op = GRPC_OP_RECV_MESSAGE};
+        op.data.recv_message.recv_message = &bb;
+        if (!start_batch(k, &op, 1, TAG_RECV) || !wait_batch(k, TAG_RECV) || !bb)
+            return 0; /* the stream ended (the status says how) */
+    }
     *out = unpack(bb, d);
     grpc_byte_buffer_destroy(bb);
     if (!*out) {
