@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "evidence.h"
 #include "vm.h"
 
 /* Field 22 of /proc/PID/stat, the start time in clock ticks since boot: 0 if the process is gone.
@@ -37,10 +38,9 @@ int cdn_task_owner_write(const char *task_dir, cdn_err **err) {
     char path[4200], line[64];
     snprintf(path, sizeof(path), "%s/owner", task_dir);
     int n = snprintf(line, sizeof(line), "%d %llu\n", (int)getpid(), start_time(getpid()));
-    _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0 || write(fd, line, (size_t)n) != n)
-        return cdn_err_set(err, errno, "writing %s: %m", path);
-    return 0;
+    /* Written aside and renamed in: a sweep running meanwhile (another sandbox's boot) never
+     * reads a mark that is still empty, and takes the folder for a dead task's. */
+    return cdn_write_atomic(path, line, (size_t)n, err);
 }
 
 void cdn_task_owner_clear(const char *task_dir) {
