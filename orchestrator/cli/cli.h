@@ -13,6 +13,7 @@ int cli_gc(int argc, char **argv);
 int cli_show(int argc, char **argv);
 int cli_diff(int argc, char **argv);
 int cli_policy(int argc, char **argv);
+int cli_audit(int argc, char **argv);
 /* Through cordond (remote.h): */
 int cli_create(int argc, char **argv);
 int cli_ls(int argc, char **argv);

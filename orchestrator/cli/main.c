@@ -18,6 +18,7 @@ static void usage(FILE *f) {
         "  policy check FILE...            check policies: FILE:LINE:COL for each mistake\n"
         "  policy explain FILE -- CMD...   what a policy decides for CMD, part by part, and why\n"
         "  gc [--state DIR]                clean up after tasks whose cordon process died\n"
+        "  audit verify|show TASK|DIR      check a task's signed audit trail, or print it\n"
         "\n"
         "sandboxes kept by cordond (--addr, $CORDON_ADDR, default " CDN_CLIENT_DEFAULT_ADDR "):\n"
         "  create [OPTIONS]                a sandbox on a repository, under a policy; prints its "
@@ -62,6 +63,7 @@ struct subcommand {
 static const struct subcommand subcommands[] = {
     {"run", cli_run, NULL},
     {"policy", cli_policy, NULL},
+    {"audit", cli_audit, NULL},
     {"gc", cli_gc, NULL},
     {"create", cli_create, NULL},
     {"exec", cli_exec, NULL},

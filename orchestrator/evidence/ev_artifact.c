@@ -66,7 +66,9 @@ int cdn_evidence_artifact_end(struct cdn_evidence *ev, cdn_err **err) {
     int r = ev_stream_close(&ev->art, hex, err);
     if (r < 0)
         return r;
-    json_array_append_new(ev->arts, json_pack("{s:s, s:I, s:s}", "name", ev->art_name, "bytes",
-                                              (json_int_t)bytes, "sha256", hex));
+    json_t *a = json_pack("{s:s, s:I, s:s}", "name", ev->art_name, "bytes", (json_int_t)bytes,
+                          "sha256", hex);
+    json_array_append(ev->arts, a);
+    cdn_evidence_event(ev, "artifact", a);
     return 0;
 }

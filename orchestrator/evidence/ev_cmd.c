@@ -43,6 +43,7 @@ int cdn_evidence_cmd_begin(struct cdn_evidence *ev, const char *const *argv, siz
         free(c);
         return cdn_err_set(err, ENOMEM, "out of memory");
     }
+    cdn_evidence_event(ev, "command.started", json_deep_copy(c->entry));
     *out = c;
     return 0;
 }
@@ -91,8 +92,8 @@ int cdn_evidence_cmd_end(struct cdn_evidence *ev, struct cdn_evidence_cmd *c,
         cdn_err_free(local);
     json_t *entry = c->entry;
     free(c);
-    /* One line on the journal, not the whole manifest again: the reader merges them. */
-    int r = ev_journal_append(ev, "commands", entry, err);
+    /* One line on the audit trail, not the whole manifest again: the reader merges them. */
+    int r = ev_audit_append(ev, "command.exited", "commands", entry, err);
     if (first) {
         if (r == 0)
             r = cdn_err_set(err, cdn_err_code(first), "storing output: %s", cdn_err_msg(first));

@@ -29,14 +29,16 @@ struct cdn_evidence {
     json_t *arts;   /* root.artifacts */
     json_t *limits; /* root.limits_hit */
     unsigned ncmds;
-    int journal_fd;       /* journal.jsonl, opened at the first entry (-1 before) */
-    uint64_t seq;         /* entries journaled so far */
+    int audit_fd;         /* audit.jsonl, opened at the first line (-1 before) */
+    uint64_t seq;         /* its lines so far */
+    char head[65];        /* the SHA-256 of its last line (64 zeros before the first) */
     struct ev_stream art; /* the artifact being written (fd -1 if none) */
     char *art_name;
 };
 
-/* Appends value (taking the reference) to the manifest's array key and, as one line, to the
- * journal (what a reader merges until the next save). */
-int ev_journal_append(struct cdn_evidence *ev, const char *key, json_t *value, cdn_err **err);
+/* One line on the audit trail (event; value taken), chained to the one before; with key, value
+ * is also appended to the manifest's array key (a reader merges those until the next save). */
+int ev_audit_append(struct cdn_evidence *ev, const char *event, const char *key, json_t *value,
+                    cdn_err **err);
 /* ISO 8601 UTC with milliseconds, for the manifest. */
 void ev_now(char out[32]);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Reading an evidence folder back: manifest.json, with the journal's entries that came after its
- * last save appended (by their sequence number: an entry is never counted twice). */
+/* Reading an evidence folder back: manifest.json, with the audit trail's entries that came after
+ * its last save appended (by their sequence number: an entry is never counted twice). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,8 +28,8 @@ int cdn_evidence_load(const char *dir, json_t **out, cdn_err **err) {
         json_decref(m);
         return cdn_err_set(err, EPROTO, "%s:%d: not a manifest (%s)", path, je.line, je.text);
     }
-    json_int_t saved = json_integer_value(json_object_get(m, "journal_seq"));
-    snprintf(path, sizeof(path), "%s/journal.jsonl", dir);
+    json_int_t saved = json_integer_value(json_object_get(json_object_get(m, "audit"), "lines"));
+    snprintf(path, sizeof(path), "%s/audit.jsonl", dir);
     _cleanup_free_ char *journal = NULL;
     r = cdn_read_file(path, JOURNAL_MAX, &journal, &len, NULL);
     json_int_t last = saved;
@@ -41,18 +41,19 @@ int cdn_evidence_load(const char *dir, json_t **out, cdn_err **err) {
         json_int_t seq = json_integer_value(json_object_get(e, "seq"));
         const char *key = json_string_value(json_object_get(e, "key"));
         json_t *value = json_object_get(e, "value");
-        if (seq > last && key && value) {
+        if (seq > last && key && value) { /* an event with a key is an entry of that array */
             json_t *a = json_object_get(m, key);
             if (!json_is_array(a)) {
                 a = json_array();
                 json_object_set_new(m, key, a);
             }
             json_array_append(a, value);
-            last = seq;
         }
+        if (seq > last)
+            last = seq;
         json_decref(e);
     }
-    json_object_set_new(m, "journal_seq", json_integer(last));
+    json_object_set_new(json_object_get(m, "audit"), "lines", json_integer(last));
     *out = m;
     return 0;
 }

@@ -64,7 +64,7 @@ int cdn_evidence_open(const char *task_dir, const char *task_id, struct cdn_evid
     if (!ev || asprintf(&ev->dir, "%s/evidence", task_dir) < 0)
         return cdn_err_set(err, ENOMEM, "out of memory");
     ev->art.fd = -1;
-    ev->journal_fd = -1;
+    ev->audit_fd = -1;
     int r;
     if ((r = mkdir_in(ev->dir, NULL, err)) < 0 || (r = mkdir_in(ev->dir, "logs", err)) < 0 ||
         (r = mkdir_in(ev->dir, "artifacts", err)) < 0)
@@ -93,8 +93,8 @@ void cdn_evidence_free(struct cdn_evidence *ev) {
     if (!ev)
         return;
     ev_stream_abort(&ev->art);
-    if (ev->journal_fd >= 0)
-        close(ev->journal_fd);
+    if (ev->audit_fd >= 0)
+        close(ev->audit_fd);
     free(ev->art_name);
     json_decref(ev->cmds);
     json_decref(ev->arts);
@@ -122,43 +122,11 @@ void cdn_evidence_fact_int(struct cdn_evidence *ev, const char *key, long long v
     json_object_set_new(ev->root, key, json_integer(value));
 }
 
-static json_t *array_of(json_t *root, const char *key) {
-    json_t *a = json_object_get(root, key);
-    if (!json_is_array(a)) {
-        a = json_array();
-        json_object_set_new(root, key, a);
-    }
-    return a;
-}
-
 void cdn_evidence_append(struct cdn_evidence *ev, const char *key, json_t *value) {
     cdn_err *e = NULL;
-    if (ev_journal_append(ev, key, value, &e) < 0) /* kept in memory: the next save has it */
-        cdn_evidence_limit_hit(ev, "evidence.journal", cdn_err_msg(e));
+    if (ev_audit_append(ev, key, key, value, &e) < 0) /* kept in memory: the next save has it */
+        cdn_evidence_limit_hit(ev, "evidence.audit", cdn_err_msg(e));
     cdn_err_free(e);
-}
-
-int ev_journal_append(struct cdn_evidence *ev, const char *key, json_t *value, cdn_err **err) {
-    json_array_append(array_of(ev->root, key), value);
-    json_t *line =
-        json_pack("{s:I, s:s, s:o}", "seq", (json_int_t)(ev->seq + 1), "key", key, "value", value);
-    _cleanup_free_ char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
-    json_decref(line);
-    if (!text)
-        return cdn_err_set(err, ENOMEM, "out of memory");
-    char path[4300];
-    snprintf(path, sizeof(path), "%s/journal.jsonl", ev->dir);
-    if (ev->journal_fd < 0 &&
-        (ev->journal_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)) < 0)
-        return cdn_err_set(err, errno, "opening %s: %m", path);
-    size_t n = strlen(text);
-    text[n] = '\n'; /* the NUL becomes the line's end: one write, one line */
-    ssize_t w = write(ev->journal_fd, text, n + 1);
-    text[n] = '\0';
-    if (w != (ssize_t)(n + 1))
-        return cdn_err_set(err, w < 0 ? errno : EIO, "appending to %s: %m", path);
-    ev->seq++;
-    return 0;
 }
 
 void cdn_evidence_limit_hit(struct cdn_evidence *ev, const char *what, const char *detail) {
@@ -166,8 +134,9 @@ void cdn_evidence_limit_hit(struct cdn_evidence *ev, const char *what, const cha
 }
 
 int cdn_evidence_save(struct cdn_evidence *ev, cdn_err **err) {
-    /* everything journaled so far is in this version */
-    json_object_set_new(ev->root, "journal_seq", json_integer((json_int_t)ev->seq));
+    /* everything on the audit trail so far is in this version */
+    json_object_set_new(ev->root, "audit",
+                        json_pack("{s:I, s:s}", "lines", (json_int_t)ev->seq, "head", ev->head));
     _cleanup_free_ char *text = json_dumps(ev->root, JSON_INDENT(2) | JSON_SORT_KEYS);
     if (!text)
         return cdn_err_set(err, ENOMEM, "out of memory");
@@ -199,6 +168,11 @@ int cdn_evidence_diff(struct cdn_evidence *ev, const struct cdn_diff_stats *st, 
     if (!d)
         return cdn_err_set(err, ENOMEM, "out of memory");
     json_object_set_new(ev->root, "diff", d);
+    char sha[65];
+    cdn_sha256_hex(patch ? patch : "", len, sha);
+    cdn_evidence_event(
+        ev, "diff",
+        json_pack("{s:s, s:I, s:O}", "sha256", sha, "bytes", (json_int_t)len, "stats", d));
     return cdn_evidence_save(ev, err);
 }
 

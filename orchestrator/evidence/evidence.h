@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* cdn_evidence: what a reviewer gets for a task, in tasks/<id>/evidence/: manifest.json (facts,
  * each command with its outputs' sizes and SHA-256, the policy's decisions, the diff's stats,
- * artifacts, every limit that was hit), journal.jsonl, logs/<n>.stdout|stderr, diff.patch,
- * artifacts/, console.log. The manifest and the patch are replaced atomically (temporary file,
- * fsync, rename), so a crash leaves the previous complete version. Between saves, each entry (a
- * command as it ends, a decision) is appended to the journal with one write before the call
- * returns, so a crash of the process loses nothing: cdn_evidence_load merges the two. The folder
- * is synced to disk when the task closes (cdn_evidence_sync). */
+ * artifacts, every limit that was hit), audit.jsonl, logs/<n>.stdout|stderr, diff.patch,
+ * artifacts/, console.log, manifest.sig. The manifest and the patch are replaced atomically
+ * (temporary file, fsync, rename), so a crash leaves the previous complete version. Every event
+ * (a command started or ended, a decision, a file written, the diff, ...) is a line of the audit
+ * trail, chained by SHA-256 and appended with one write before the call returns, so a crash of
+ * the process loses nothing: cdn_evidence_load merges the manifest and the trail. At the end the
+ * folder is synced (cdn_evidence_sync) and the manifest, with the trail's head, signed with the
+ * host's Ed25519 key (cdn_evidence_seal); cdn_evidence_verify checks all of it. */
 #pragma once
 
 #include <stdbool.h>
@@ -58,13 +60,27 @@ int cdn_evidence_artifact_end(struct cdn_evidence *ev, cdn_err **err);
 
 /* Copies a file into the evidence folder (e.g. the console log) under name. */
 int cdn_evidence_copy(struct cdn_evidence *ev, const char *src, const char *name, cdn_err **err);
-/* Writes manifest.json now (atomically): everything so far, journaled entries included. */
+/* The SHA-256 of p as 64 hex digits. */
+void cdn_sha256_hex(const void *p, size_t n, char hex[65]);
+/* An event on the audit trail (fields taken; NULL: none), e.g. "file.written". */
+void cdn_evidence_event(struct cdn_evidence *ev, const char *event, struct json_t *fields);
+/* The end: the manifest saved with the trail's head and signed with the host's key
+ * (keys_dir/host-ed25519.pem, made mode 0600 at first use; its public half .pub beside it) into
+ * manifest.sig. */
+int cdn_evidence_seal(struct cdn_evidence *ev, const char *keys_dir, cdn_err **err);
+/* Checks a sealed folder: the signature with the public key at pubkey_path, then the trail
+ * against the signed head. 0 with why "" when everything holds; 0 with why naming the first
+ * fault ("audit.jsonl:3: edited ...", "manifest.sig: does not verify ..."); < 0 when it cannot
+ * be checked (err). */
+int cdn_evidence_verify(const char *dir, const char *pubkey_path, char *why, size_t size,
+                        cdn_err **err);
+/* Writes manifest.json now (atomically): everything so far, the trail's entries included. */
 int cdn_evidence_save(struct cdn_evidence *ev, cdn_err **err);
 /* Flushes the folder's filesystem to disk (for the end of a task: after it, even a power cut
  * keeps the evidence). */
 int cdn_evidence_sync(struct cdn_evidence *ev, cdn_err **err);
-/* The manifest of the evidence folder dir as a reader sees it: manifest.json with the journal's
- * later entries appended. Caller decrefs. */
+/* The manifest of the evidence folder dir as a reader sees it: manifest.json with the audit
+ * trail's later entries appended. Caller decrefs. */
 struct json_t;
 int cdn_evidence_load(const char *dir, struct json_t **out, cdn_err **err);
 

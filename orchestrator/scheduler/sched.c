@@ -19,6 +19,7 @@
 #include "approval.h"
 #include "buf.h"
 #include "cleanup.h"
+#include "evidence.h"
 #include "fsutil.h"
 #include "fsutil.h"
 #include "sched_internal.h"
@@ -238,7 +239,8 @@ static int fill_spec(struct cdn_sched *s, struct sbx *b, const struct cdn_sched_
                                 .repo = b->repo,
                                 .ref = b->ref,
                                 .disk_max_bytes = (uint64_t)l->disk_mib << 20,
-                                .policy = b->policy};
+                                .policy = b->policy,
+                                .policy_sha256 = b->policy_sha256[0] ? b->policy_sha256 : NULL};
     t->result_limits.max_entries = l->max_files_returned;
     t->result_limits.max_total_bytes = l->max_bytes_returned;
     t->result_limits.max_depth = l->max_depth_returned;
@@ -308,9 +310,11 @@ static int sbx_from_record(struct cdn_sched *s, const struct cdn_store_sandbox *
             r = cdn_err_set(err, ENOMEM, "out of memory");
     }
     const char *pname = json_string_value(json_object_get(spec, "policy_name"));
-    if (r == 0 && rec->policy) /* none stored: not gated */
+    if (r == 0 && rec->policy) { /* none stored: not gated */
         r = cdn_policy_parse(pname ? pname : "policy", rec->policy, strlen(rec->policy), &b->policy,
                              err);
+        cdn_sha256_hex(rec->policy, strlen(rec->policy), b->policy_sha256);
+    }
     json_decref(spec);
     if (r == 0)
         r = fill_spec(s, b, &l, &x, err);

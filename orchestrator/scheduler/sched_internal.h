@@ -40,6 +40,7 @@ struct sbx {
     char **artifacts;
     bool defer_boot;
     struct cdn_policy *policy; /* NULL: not gated (the "none" default policy) */
+    char policy_sha256[65];    /* of its text, for the audit trail ("" without one) */
     struct cdn_rlimit nproc;
     int64_t expires_ms;
     volatile sig_atomic_t cancel; /* interrupts a boot or transfer in progress */

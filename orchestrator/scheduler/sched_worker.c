@@ -333,6 +333,13 @@ static void run_job_now(struct worker *w, struct job *j) {
         r = cdn_channel_file_write(ch, j->spec.path, j->spec.mode ? j->spec.mode : 0644,
                                    j->spec.data, j->spec.len, FILE_TIMEOUT_MS, &e);
         res.bytes = j->spec.len;
+        if (r >= 0) { /* what entered the sandbox from outside, on its audit trail */
+            char sha[65];
+            cdn_sha256_hex(j->spec.data ? (const void *)j->spec.data : "", j->spec.len, sha);
+            cdn_evidence_event(cdn_session_evidence(w->sess), "file.written",
+                               json_pack("{s:s, s:I, s:s}", "path", j->spec.path, "bytes",
+                                         (json_int_t)j->spec.len, "sha256", sha));
+        }
         break;
     case CDN_JOB_READ:
         r = cdn_channel_file_read(ch, j->spec.path,

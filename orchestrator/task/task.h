@@ -50,6 +50,7 @@ struct cdn_task_spec {
     const struct cdn_rlimit *rlimits; /* for the commands (the policy's max_processes) */
     size_t n_rlimits;
     const struct cdn_policy *policy;
+    const char *policy_sha256; /* of the policy's text, for the audit trail (NULL: unknown) */
 };
 
 struct cdn_task_result {

@@ -4,6 +4,7 @@
  * does not exist fails here). After: the result taken (committed and diffed on the host), and at
  * close the console log and the manifest saved whatever happened before. */
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,11 @@ static int prepare(struct cdn_session *t, cdn_err **err) {
     cdn_evidence_fact(t->ev, "vm", res->vm);
     if (spec->policy)
         cdn_evidence_fact(t->ev, "policy", cdn_policy_name(spec->policy));
+    cdn_evidence_event(t->ev, "task.created",
+                       json_pack("{s:s, s:s, s:s?, s:s?, s:s?, s:s?}", "task", res->id, "image",
+                                 image, "repo", spec->repo, "ref", spec->ref, "policy",
+                                 spec->policy ? cdn_policy_name(spec->policy) : NULL,
+                                 "policy_sha256", spec->policy_sha256));
     if (!spec->repo) {
         t->cwd = spec->workdir;
         return 0;
@@ -196,9 +202,16 @@ void cdn_session_close(struct cdn_session *t, const char *error, struct cdn_task
         if (error)
             cdn_evidence_fact(t->ev, "error", error);
         cdn_evidence_fact_int(t->ev, "total_ms", (long long)(cdn_now_ms() - t->t0));
+        cdn_evidence_event(t->ev, "task.closed", json_pack("{s:s?}", "error", error));
         cdn_err *save_err = NULL;
-        cdn_evidence_sync(t->ev, NULL); /* the logs and the journal, before their manifest */
-        cdn_evidence_save(t->ev, &save_err);
+        cdn_evidence_sync(t->ev, NULL); /* the logs and the trail, before their manifest */
+        char keys[4300];
+        snprintf(keys, sizeof(keys), "%s/keys", t->spec->state_dir);
+        if (cdn_evidence_seal(t->ev, keys, &save_err) < 0) { /* unsigned, but saved */
+            cdn_evidence_limit_hit(t->ev, "evidence.seal", cdn_err_msg(save_err));
+            cdn_err_free(TAKE_PTR(save_err));
+            cdn_evidence_save(t->ev, &save_err);
+        }
         cdn_err_free(save_err);
         cdn_err_free(e);
     }

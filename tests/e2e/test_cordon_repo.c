@@ -124,6 +124,24 @@ TEST_T(repository_tasks_end_with_a_host_computed_diff_and_evidence, 300) {
         "git clone -q %s %s/fresh && cd %s/fresh && git checkout -q %s && git apply --check %s && "
         "git apply %s && diff -r --exclude=.git . %s && test -x s.sh",
         up, tmp, tmp, v1, patch_path, patch_path, wt);
+    /* the audit trail, chained and signed with the host's key, checks out */
+    r = th_cordon("audit", state, "last", (const char *[]){"verify", task, NULL});
+    if (r.code != 0)
+        FAIL("audit verify: exit %d: %s %s", r.code, r.out, r.err);
+    ASSERT_CONTAINS(r.out, "verified");
+    th_ran_free(&r);
+    r = th_cordon("audit", state, "last", (const char *[]){"show", task, NULL});
+    ASSERT_EQ(r.code, 0);
+    ASSERT_CONTAINS(r.out, "task.created");
+    ASSERT_CONTAINS(r.out, "command.exited");
+    ASSERT_CONTAINS(r.out, "artifact");
+    ASSERT_CONTAINS(r.out, "task.closed");
+    th_ran_free(&r);
+    th_sh("sed -i '2s/\"at\":\"2/\"at\":\"1/' %s/audit.jsonl", ev); /* an edited line */
+    r = th_cordon("audit", state, "last", (const char *[]){"verify", task, NULL});
+    ASSERT_EQ(r.code, 1);
+    ASSERT_CONTAINS(r.out, "audit.jsonl:2: edited");
+    th_ran_free(&r);
     r = th_cordon("show", state, "last", (const char *[]){task, NULL});
     ASSERT_EQ(r.code, 0);
     ASSERT_CONTAINS(r.out, "1 renamed, 1 binary");

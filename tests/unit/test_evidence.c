@@ -1,10 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The evidence folder between saves: a command's entry reaches the journal with one write as it
- * ends (manifest.json is not rewritten), a reader merges the two without counting an entry twice,
- * and a line cut short by a crash is not an entry. */
+/* The evidence folder between saves: a command's entry reaches the audit trail with one write as
+ * it ends (manifest.json is not rewritten), a reader merges the two without counting an entry
+ * twice, and a line cut short by a crash is not an entry. Sealed, the trail and the manifest are
+ * checked: an edited, removed or reordered line, a trail cut short and a replaced signature are
+ * each named. */
 #include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <jansson.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -64,7 +69,7 @@ TEST(commands_are_journaled_and_merged_once) {
 
     /* a crash in the middle of a line: that line is not an entry */
     char path[4300];
-    snprintf(path, sizeof(path), "%s/journal.jsonl", dir);
+    snprintf(path, sizeof(path), "%s/audit.jsonl", dir);
     int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
     ASSERT_TRUE(fd >= 0);
     const char torn[] = "{\"seq\":4,\"key\":\"commands\",\"value\":{\"n\":4,\"ar";
@@ -75,5 +80,118 @@ TEST(commands_are_journaled_and_merged_once) {
     /* and the folder syncs (the end of a task) */
     ASSERT_OK(cdn_evidence_sync(ev, &err), err);
     cdn_evidence_free(ev);
+    th_rmtree(task);
+}
+
+/* The trail's lines, rewritten by fn (which may edit, drop or swap them). */
+static void rewrite_trail(const char *dir, void (*fn)(char **lines, size_t *n)) {
+    char path[4300];
+    snprintf(path, sizeof(path), "%s/audit.jsonl", dir);
+    _cleanup_free_ char *text = th_read_file(path);
+    char *lines[256];
+    size_t n = 0;
+    for (char *save = NULL, *l = strtok_r(text, "\n", &save); l && n < 256;
+         l = strtok_r(NULL, "\n", &save))
+        lines[n++] = l;
+    fn(lines, &n);
+    FILE *f = fopen(path, "w");
+    ASSERT_TRUE(f);
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "%s\n", lines[i]);
+    fclose(f);
+}
+
+static char edited[4096];
+static void edit_third(char **l, size_t *n) {
+    (void)n;
+    snprintf(edited, sizeof(edited), "%s", l[2]);
+    char *p = strstr(edited, "\"at\":\"");
+    ASSERT_TRUE(p);
+    p[6] = p[6] == '1' ? '2' : '1'; /* one digit of its time */
+    l[2] = edited;
+}
+static void drop_third(char **l, size_t *n) {
+    memmove(&l[2], &l[3], (*n - 3) * sizeof(*l));
+    (*n)--;
+}
+static void swap_second_third(char **l, size_t *n) {
+    (void)n;
+    char *t = l[1];
+    l[1] = l[2];
+    l[2] = t;
+}
+static void drop_last(char **l, size_t *n) {
+    (void)l;
+    (*n)--;
+}
+
+/* A sealed folder copied to dir (a fresh one per tampering). */
+static char *sealed_copy(const char *src, const char *name) {
+    char *dst = NULL;
+    ASSERT_TRUE(asprintf(&dst, "%s/../%s", src, name) > 0);
+    th_sh("rm -rf %s && cp -a %s %s", dst, src, dst);
+    return dst;
+}
+
+static void expect(const char *dir, const char *pub, const char *want) {
+    char why[1024];
+    cdn_err *err = NULL;
+    ASSERT_OK(cdn_evidence_verify(dir, pub, why, sizeof(why), &err), err);
+    if (!want)
+        ASSERT_STREQ(why, "");
+    else
+        ASSERT_CONTAINS(why, want);
+}
+
+TEST(a_sealed_trail_names_the_first_line_tampered_with) {
+    _cleanup_free_ char *task = th_tmpdir();
+    struct cdn_evidence *ev = NULL;
+    cdn_err *err = NULL;
+    ASSERT_OK(cdn_evidence_open(task, "0123456789abcdef", &ev, &err), err);
+    cdn_evidence_event(ev, "task.created", json_pack("{s:s}", "task", "0123456789abcdef"));
+    one_command(ev, "one", 0); /* command.started, command.exited */
+    cdn_evidence_event(ev, "file.written", json_pack("{s:s}", "path", "/workspace/x"));
+    one_command(ev, "two", 1);
+    char keys[4300], pub[4400];
+    snprintf(keys, sizeof(keys), "%s/keys", task);
+    snprintf(pub, sizeof(pub), "%s/host-ed25519.pub", keys);
+    ASSERT_OK(cdn_evidence_seal(ev, keys, &err), err);
+    struct stat st;
+    char priv[4400];
+    snprintf(priv, sizeof(priv), "%s/host-ed25519.pem", keys);
+    ASSERT_EQ(stat(priv, &st), 0);
+    ASSERT_EQ(st.st_mode & 0777, 0600); /* the host's private key */
+    _cleanup_free_ char *dir = strdup(cdn_evidence_dir(ev));
+    cdn_evidence_free(ev);
+    expect(dir, pub, NULL); /* untouched */
+
+    _cleanup_free_ char *a = sealed_copy(dir, "edited");
+    rewrite_trail(a, edit_third);
+    expect(a, pub, "audit.jsonl:3: edited");
+    _cleanup_free_ char *b = sealed_copy(dir, "removed");
+    rewrite_trail(b, drop_third);
+    expect(b, pub, "audit.jsonl:3: removed (the line there now is seq 4)");
+    _cleanup_free_ char *c = sealed_copy(dir, "swapped");
+    rewrite_trail(c, swap_second_third);
+    expect(c, pub, "audit.jsonl:2: reordered");
+    _cleanup_free_ char *d = sealed_copy(dir, "cut");
+    rewrite_trail(d, drop_last);
+    expect(d, pub, "audit.jsonl:6: removed (the signed manifest records 6 lines)");
+
+    /* a signature made with another key, or a manifest rewritten: the signature fails */
+    _cleanup_free_ char *e = sealed_copy(dir, "resigned");
+    struct cdn_evidence *other = NULL;
+    _cleanup_free_ char *task2 = th_tmpdir();
+    ASSERT_OK(cdn_evidence_open(task2, "fedcba9876543210", &other, &err), err);
+    char keys2[4300];
+    snprintf(keys2, sizeof(keys2), "%s/keys", task2);
+    ASSERT_OK(cdn_evidence_seal(other, keys2, &err), err);
+    th_sh("cp %s/manifest.sig %s/manifest.sig", cdn_evidence_dir(other), e);
+    cdn_evidence_free(other);
+    expect(e, pub, "manifest.sig: does not verify");
+    _cleanup_free_ char *f = sealed_copy(dir, "rewritten");
+    th_sh("sed -i 's/\"lines\": 6/\"lines\": 5/' %s/manifest.json", f);
+    expect(f, pub, "manifest.sig: does not verify");
+    th_rmtree(task2);
     th_rmtree(task);
 }
