@@ -201,6 +201,11 @@ $(FUZZ_BUILD)/fuzz_policy: tests/fuzz/fuzz_policy.c $(POLICY_SRCS) $(wildcard or
 		$(PROTO_SRCS) $(wildcard proto/*.h) $(FUZZ_BUILD)/gen/agent.pb-c.c
 	clang $(FUZZ_FLAGS) -Iproto -Iorchestrator/policy -I$(FUZZ_BUILD)/gen -o $@ $< \
 		$(POLICY_SRCS) $(PROTO_SRCS) $(FUZZ_BUILD)/gen/agent.pb-c.c $(LDLIBS) -lyaml
+# The audit trail's checker links its file, jansson and OpenSSL.
+$(FUZZ_BUILD)/fuzz_audit: tests/fuzz/fuzz_audit.c orchestrator/evidence/ev_trail.c \
+		orchestrator/evidence/evidence.h proto/err.c
+	clang $(FUZZ_FLAGS) -Iproto -Iorchestrator/evidence -o $@ $< orchestrator/evidence/ev_trail.c \
+		proto/err.c -ljansson -lcrypto
 $(FUZZ_BUILD)/%: tests/fuzz/%.c $(PROTO_SRCS) $(wildcard proto/*.h) $(FUZZ_BUILD)/gen/agent.pb-c.c
 	clang $(FUZZ_FLAGS) -Iproto -I$(FUZZ_BUILD)/gen -o $@ $< $(PROTO_SRCS) \
 		$(FUZZ_BUILD)/gen/agent.pb-c.c $(LDLIBS)

@@ -17,13 +17,14 @@
 #define EXIT_TAMPERED 1
 
 static int usage(FILE *f) {
-    fputs("usage: cordon audit verify [--state DIR] [--key PUB] TASK|DIR\n"
-          "       cordon audit show [--state DIR] TASK|DIR\n"
-          "\n"
-          "verify checks the manifest's signature with the host's public key (--key, default\n"
-          "STATE/keys/host-ed25519.pub), then the audit trail's chain against the signed head,\n"
-          "and names the first line edited, removed or reordered (exit 1). show prints the trail.\n",
-          f);
+    fputs(
+        "usage: cordon audit verify [--state DIR] [--key PUB] TASK|DIR\n"
+        "       cordon audit show [--state DIR] TASK|DIR\n"
+        "\n"
+        "verify checks the manifest's signature with the host's public key (--key, default\n"
+        "STATE/keys/host-ed25519.pub), then the audit trail's chain against the signed head,\n"
+        "and names the first line edited, removed or reordered (exit 1). show prints the trail.\n",
+        f);
     return CLI_EXIT_FAILURE;
 }
 
@@ -65,11 +66,12 @@ static int verify(const char *dir, const char *key) {
     json_t *m = NULL;
     if (cdn_evidence_load(dir, &m, NULL) == 0) {
         json_t *a = json_object_get(m, "audit");
-        printf("%s: verified: %lld lines chained to head %.16s..., signed by ed25519 key %.16s...\n",
-               dir, (long long)json_integer_value(json_object_get(a, "lines")),
-               json_string_value(json_object_get(a, "head")) ?: "?",
-               json_string_value(json_object_get(json_object_get(m, "signer"),
-                                                 "public_key_sha256")) ?: "?");
+        printf(
+            "%s: verified: %lld lines chained to head %.16s..., signed by ed25519 key %.16s...\n",
+            dir, (long long)json_integer_value(json_object_get(a, "lines")),
+            json_string_value(json_object_get(a, "head")) ?: "?",
+            json_string_value(json_object_get(json_object_get(m, "signer"), "public_key_sha256"))
+                ?: "?");
         json_decref(m);
     }
     return 0;

@@ -22,15 +22,6 @@
 #define AUDIT_MAX (1u << 30)
 #define ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
 
-void cdn_sha256_hex(const void *p, size_t n, char hex[65]) {
-    unsigned char md[32];
-    unsigned len = 0;
-    EVP_Digest(p, n, md, &len, EVP_sha256(), NULL);
-    for (unsigned i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
-    hex[64] = '\0';
-}
-
 static json_t *array_of(json_t *root, const char *key) {
     json_t *a = json_object_get(root, key);
     if (!json_is_array(a)) {
@@ -48,9 +39,9 @@ int ev_audit_append(struct cdn_evidence *ev, const char *event, const char *key,
         json_array_append(array_of(ev->root, key), value);
     char now[32];
     ev_now(now);
-    json_t *line = json_pack("{s:I, s:s, s:s, s:s?, s:o, s:s}", "seq", (json_int_t)(ev->seq + 1),
-                             "at", now, "event", event, "key", key, "value", value, "prev",
-                             ev->head);
+    json_t *line =
+        json_pack("{s:I, s:s, s:s, s:s?, s:o, s:s}", "seq", (json_int_t)(ev->seq + 1), "at", now,
+                  "event", event, "key", key, "value", value, "prev", ev->head);
     _cleanup_free_ char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
     json_decref(line);
     if (!text)
@@ -105,8 +96,8 @@ static int host_key(const char *keys_dir, EVP_PKEY **out, cdn_err **err) {
     _cleanup_(BIO_freep) BIO *o = fd >= 0 ? BIO_new_fd(fd, BIO_NOCLOSE) : NULL;
     _cleanup_(BIO_freep) BIO *po = BIO_new_file(pub, "w");
     if (!o || !po || !PEM_write_bio_PrivateKey(o, k, NULL, NULL, 0, NULL, NULL) ||
-        BIO_flush(o) != 1 || fsync(fd) < 0 || !PEM_write_bio_PUBKEY(po, k) ||
-        BIO_flush(po) != 1 || rename(tmp, priv) < 0) {
+        BIO_flush(o) != 1 || fsync(fd) < 0 || !PEM_write_bio_PUBKEY(po, k) || BIO_flush(po) != 1 ||
+        rename(tmp, priv) < 0) {
         unlink(tmp);
         return cdn_err_set(err, EIO, "writing the host's key %s", priv);
     }
@@ -131,8 +122,8 @@ int cdn_evidence_seal(struct cdn_evidence *ev, const char *keys_dir, cdn_err **e
     char kh[65];
     if (pubkey_sha256(k, kh) < 0)
         return cdn_err_set(err, EINVAL, "the host's key has no raw public key");
-    json_object_set_new(ev->root, "signer", json_pack("{s:s, s:s}", "alg", "ed25519",
-                                                      "public_key_sha256", kh));
+    json_object_set_new(ev->root, "signer",
+                        json_pack("{s:s, s:s}", "alg", "ed25519", "public_key_sha256", kh));
     if ((r = cdn_evidence_save(ev, err)) < 0)
         return r;
     char path[4300];
@@ -157,61 +148,6 @@ int cdn_evidence_seal(struct cdn_evidence *ev, const char *keys_dir, cdn_err **e
 
 /* ---- verification ---- */
 
-struct line {
-    char *text; /* points into the file's buffer */
-    size_t len;
-    json_t *obj;
-    json_int_t seq;
-};
-
-static void say(char *out, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void say(char *out, size_t size, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(out, size, fmt, ap);
-    va_end(ap);
-}
-
-/* The first fault of the chain (lines numbered from 1), or "" when it holds. */
-static void check_chain(struct line *l, size_t n, json_int_t want_lines, const char *want_head,
-                        char *why, size_t size) {
-    char prev[65] = ZERO_HASH;
-    for (size_t i = 0; i < n; i++) {
-        json_int_t at = (json_int_t)i + 1;
-        if (!l[i].obj) {
-            say(why, size, "audit.jsonl:%lld: edited (not a JSON line)", (long long)at);
-            return;
-        }
-        if (l[i].seq != at) {
-            bool later = false; /* the line that belongs here comes later: an order changed */
-            for (size_t j = i + 1; j < n; j++)
-                later = later || l[j].seq == at;
-            if (later || l[i].seq < at)
-                say(why, size, "audit.jsonl:%lld: reordered (seq %lld where %lld belongs)",
-                    (long long)at, (long long)l[i].seq, (long long)at);
-            else
-                say(why, size, "audit.jsonl:%lld: removed (the line there now is seq %lld)",
-                    (long long)at, (long long)l[i].seq);
-            return;
-        }
-        const char *p = json_string_value(json_object_get(l[i].obj, "prev"));
-        if (!p || strcmp(p, prev) != 0) {
-            say(why, size, "audit.jsonl:%lld: edited (line %lld records another hash for it)",
-                (long long)at - 1, (long long)at);
-            return;
-        }
-        cdn_sha256_hex(l[i].text, l[i].len, prev);
-    }
-    if ((json_int_t)n < want_lines)
-        say(why, size, "audit.jsonl:%lld: removed (the signed manifest records %lld lines)",
-            (long long)n + 1, (long long)want_lines);
-    else if ((json_int_t)n > want_lines)
-        say(why, size, "audit.jsonl:%lld: added after the manifest was signed", (long long)n);
-    else if (strcmp(prev, want_head) != 0)
-        say(why, size, "audit.jsonl:%lld: edited (the chain's head is not the signed one)",
-            (long long)n);
-}
-
 int cdn_evidence_verify(const char *dir, const char *pubkey_path, char *why, size_t size,
                         cdn_err **err) {
     why[0] = '\0';
@@ -224,7 +160,7 @@ int cdn_evidence_verify(const char *dir, const char *pubkey_path, char *why, siz
         return r;
     snprintf(path, sizeof(path), "%s/manifest.sig", dir);
     if (cdn_read_file(path, 4096, &sig, &slen, NULL) < 0) {
-        say(why, size, "manifest.sig: missing (the task was not sealed)");
+        snprintf(why, size, "manifest.sig: missing (the task was not sealed)");
         return 0;
     }
     /* the signature first: nothing else is worth reading if the manifest is not the host's */
@@ -239,8 +175,9 @@ int cdn_evidence_verify(const char *dir, const char *pubkey_path, char *why, siz
     _cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (n != 64 || !ctx || EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, k) != 1 ||
         EVP_DigestVerify(ctx, raw, n, (const unsigned char *)m, mlen) != 1) {
-        say(why, size, "manifest.sig: does not verify with %s (manifest or signature replaced)",
-            pubkey_path);
+        snprintf(why, size,
+                 "manifest.sig: does not verify with %s (manifest or signature replaced)",
+                 pubkey_path);
         return 0;
     }
     json_t *mj = json_loadb(m, mlen, 0, NULL);
@@ -254,30 +191,7 @@ int cdn_evidence_verify(const char *dir, const char *pubkey_path, char *why, siz
         trail = strdup("");
         tlen = 0;
     }
-    size_t cap = 64, count = 0;
-    _cleanup_free_ struct line *l = calloc(cap, sizeof(*l));
-    for (char *p = trail, *end; l && p && *p; p = end + 1) {
-        end = strchr(p, '\n');
-        if (!end)
-            end = p + strlen(p); /* a last line without its end: still a line to check */
-        if (count == cap) {
-            struct line *g = realloc(l, 2 * cap * sizeof(*l));
-            if (!g)
-                break;
-            l = g;
-            cap *= 2;
-        }
-        l[count] = (struct line){.text = p, .len = (size_t)(end - p)};
-        l[count].obj = json_loadb(p, l[count].len, 0, NULL);
-        l[count].seq = json_integer_value(json_object_get(l[count].obj, "seq"));
-        count++;
-        if (!*end)
-            break;
-    }
-    if (!l)
+    if (cdn_audit_check(trail, tlen, want_lines, head, why, size) < 0)
         return cdn_err_set(err, ENOMEM, "out of memory");
-    check_chain(l, count, want_lines, head, why, size);
-    for (size_t i = 0; i < count; i++)
-        json_decref(l[i].obj);
     return 0;
 }

@@ -74,6 +74,10 @@ int cdn_evidence_seal(struct cdn_evidence *ev, const char *keys_dir, cdn_err **e
  * be checked (err). */
 int cdn_evidence_verify(const char *dir, const char *pubkey_path, char *why, size_t size,
                         cdn_err **err);
+/* The chain of an audit trail's bytes against the length and head a signed manifest recorded:
+ * why "" when it holds, else the first fault. -ENOMEM only. */
+int cdn_audit_check(const char *trail, size_t len, long long want_lines, const char *want_head,
+                    char *why, size_t size);
 /* Writes manifest.json now (atomically): everything so far, the trail's entries included. */
 int cdn_evidence_save(struct cdn_evidence *ev, cdn_err **err);
 /* Flushes the folder's filesystem to disk (for the end of a task: after it, even a power cut
