@@ -37,11 +37,15 @@ static const char allow_all[] = "version: 1\ncommands:\n  default: allow\n";
 static struct cdn_session *direct_open(const char *dir, const char *accel) {
     char state[4300];
     snprintf(state, sizeof(state), "%s/direct", dir);
-    struct cdn_task_spec spec = {.state_dir = state,
-                                 .images_dir = th_images_dir(),
-                                 .image = "minimal",
-                                 .accel = accel,
-                                 .boot_timeout_ms = 120000};
+    /* the session keeps pointing at its spec (and its strings) until it closes */
+    static char state_kept[4300];
+    static struct cdn_task_spec spec;
+    snprintf(state_kept, sizeof(state_kept), "%s", state);
+    spec = (struct cdn_task_spec){.state_dir = state_kept,
+                                  .images_dir = th_images_dir(),
+                                  .image = "minimal",
+                                  .accel = accel,
+                                  .boot_timeout_ms = 120000};
     _cleanup_err_ cdn_err *err = NULL;
     struct cdn_session *s = NULL;
     ASSERT_OK(cdn_session_open(&spec, NULL, &s, &err), err);
