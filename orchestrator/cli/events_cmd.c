@@ -11,12 +11,6 @@
 #include "cleanup.h"
 #include "remote.h"
 
-static volatile sig_atomic_t stop;
-static void on_signal(int signo) {
-    (void)signo;
-    stop = 1;
-}
-
 struct events_ctx {
     bool json;
     unsigned long count, seen;
@@ -97,12 +91,10 @@ int cli_events(int argc, char **argv) {
     _cleanup_(cdn_client_freep) struct cdn_client *c = NULL;
     if (optind != argc || cli_remote_open("events", &r, &c) < 0)
         return CLI_EXIT_FAILURE;
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    cli_catch_interrupts();
     cdn_err *err = NULL;
     int rc = cdn_client_stream(c, "WatchEvents", &q.base, &cordon__v1__event__descriptor, on_event,
-                               &x, &stop, for_s ? (int)(for_s * 1000) : 0, &err);
+                               &x, &cli_interrupted, for_s ? (int)(for_s * 1000) : 0, &err);
     /* enough events, the time asked for, or Ctrl-C: all are how this command ends */
     if (rc == -EVENTS_DONE || (rc == -ETIMEDOUT && for_s) || rc == -EINTR) {
         cdn_err_free(err);

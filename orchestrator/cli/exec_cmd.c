@@ -15,12 +15,6 @@
 #define MAX_ENV 256
 #define STDIN_MAX (16u << 20)
 
-static volatile sig_atomic_t interrupted;
-static void on_signal(int signo) {
-    (void)signo;
-    interrupted = 1;
-}
-
 static void usage(FILE *f) {
     fputs("usage: cordon exec [OPTIONS] ID -- CMD [ARGS...]\n"
           "\n"
@@ -129,13 +123,10 @@ int cli_exec(int argc, char **argv) {
         cdn_buf_free(&o.in);
         return CLI_EXIT_FAILURE;
     }
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
+    cli_catch_interrupts();
     struct cli_exec x = {.cmd = "exec", .json = o.r.json};
     cdn_err *err = NULL;
-    int rc = cli_exec_stream(c, &o.q, &x, &interrupted, &err);
+    int rc = cli_exec_stream(c, &o.q, &x, &cli_interrupted, &err);
     cdn_buf_free(&o.in);
     int code = rc < 0 ? cli_remote_fail("exec", rc, err) : cli_exec_code(&x);
     if (rc >= 0 && o.r.json)

@@ -2,6 +2,7 @@
 /* The client subcommands' common ground: finding cordond, exit codes for its errors, and how a
  * sandbox and an approval look as text and as JSON. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,20 @@
 static const char *env_or(const char *v, const char *name) {
     const char *e = getenv(name);
     return v ? v : (e && *e ? e : NULL);
+}
+
+volatile sig_atomic_t cli_interrupted;
+
+static void on_signal(int signo) {
+    (void)signo;
+    cli_interrupted = 1;
+}
+
+void cli_catch_interrupts(void) {
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
 }
 
 void cli_remote_init(struct cli_remote *r) { memset(r, 0, sizeof(*r)); }

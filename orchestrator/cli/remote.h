@@ -5,6 +5,7 @@
 #pragma once
 
 #include <getopt.h>
+#include <signal.h>
 #include <jansson.h>
 #include <stdbool.h>
 
@@ -49,6 +50,10 @@ bool cli_remote_option(struct cli_remote *r, int c, const char *arg);
 /* For a subcommand with no options of its own: parses the ones above (optind: the first other
  * argument); -h prints usage (what comes before "options:") and exits 0; < 0 on bad usage. */
 int cli_remote_parse(int argc, char **argv, struct cli_remote *r, const char *usage);
+/* Set by SIGINT, SIGTERM or SIGHUP once cli_catch_interrupts ran: what the client's long calls
+ * watch to cancel themselves (no SA_RESTART: a wait wakes). */
+extern volatile sig_atomic_t cli_interrupted;
+void cli_catch_interrupts(void);
 /* Whether an address was given (--addr or $CORDON_ADDR). */
 bool cli_remote_given(const struct cli_remote *r);
 /* Whether a daemon is the place to ask: an address was given, or the default socket exists. */

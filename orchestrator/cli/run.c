@@ -29,13 +29,6 @@
 #define JSON_OUTPUT_LIMIT (16u << 20)
 #define APPROVAL_WAIT_MAX (7 * 86400)
 
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int signo) {
-    (void)signo;
-    interrupted = 1;
-}
-
 static void usage(FILE *f) {
     fputs("usage: cordon run [OPTIONS] -- CMD [ARGS...]\n"
           "\n"
@@ -347,7 +340,7 @@ static void ask(void *ud, const Cordon__V1__Approval *ap) {
             "cordon: decide with `cordon approve %s` or `cordon deny %s`, or here: approve? "
             "[y/N] ",
             ap->id, ap->id);
-    for (unsigned tick = 0; !interrupted; tick++) {
+    for (unsigned tick = 0; !cli_interrupted; tick++) {
         struct pollfd p = {.fd = 0, .events = POLLIN};
         if (poll(&p, 1, 200) == 1) {
             char answer[64] = "";
@@ -479,7 +472,7 @@ static int wait_ready(struct cdn_client *c, const char *id, cdn_err **err) {
         protobuf_c_message_free_unpacked(resp, NULL);
         if (st != CORDON__V1__SANDBOX_STATE__QUEUED && st != CORDON__V1__SANDBOX_STATE__BOOTING)
             return r;
-        if (interrupted)
+        if (cli_interrupted)
             return cdn_err_set(err, EINTR, "interrupted");
         usleep(20000);
     }
@@ -615,8 +608,8 @@ static int run_on(struct cdn_client *c, struct run_opts *o, const char *cmdline)
     struct cli_exec x = {.cmd = "run", .json = o->r.json, .on_pending = ask, .ud = &a};
     r = wait_ready(c, id, &err);
     if (r >= 0)
-        r = cli_exec_stream(c, q, &x, &interrupted, &err);
-    if (interrupted)
+        r = cli_exec_stream(c, q, &x, &cli_interrupted, &err);
+    if (cli_interrupted)
         r = -EINTR;
     stop_sandbox(c, id); /* its result taken, its VM destroyed */
     struct outcome oc = {0};
@@ -691,10 +684,7 @@ int cli_run(int argc, char **argv) {
             return CLI_EXIT_FAILURE;
         }
 
-    struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: waits must wake */
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
+    cli_catch_interrupts();
     signal(SIGPIPE, SIG_IGN);
 
     struct own_daemon od = {0};

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* cdn_task: what the session's files share: its notices, its cancellation, its result. */
+/* cdn_task: what the session's files share: its cancellation, its result. */
 #include "task.h"
 
 #include <errno.h>
@@ -11,17 +11,6 @@
 #include "cleanup.h"
 #include "clock.h"
 #include "task_internal.h"
-
-void task_notice(const struct cdn_task_spec *spec, const char *fmt, ...) {
-    if (!spec->on_notice)
-        return;
-    char line[768];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    spec->on_notice(spec->ud, line);
-}
 
 bool task_cancelled(const struct cdn_task_spec *spec) { return spec->cancel && *spec->cancel; }
 

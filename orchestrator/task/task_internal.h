@@ -5,6 +5,7 @@
 #include <stdbool.h>
 
 #include "evidence.h"
+#include "logf.h"
 #include "task.h"
 #include "vm.h"
 #include "workspace.h"
@@ -30,8 +31,8 @@ struct cdn_session {
     bool owned; /* the owner mark is written */
 };
 
-void task_notice(const struct cdn_task_spec *spec, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* One line to the spec's on_notice (cdn_logf's formatting). */
+#define task_notice(spec, ...) cdn_logf((spec)->on_notice, (spec)->ud, __VA_ARGS__)
 bool task_cancelled(const struct cdn_task_spec *spec);
 
 /* The VM half of a session (task_vm.c): boot and the release of what it acquired. */
