@@ -12,7 +12,6 @@
 #include "cleanup.h"
 #include "exec_stream.h"
 
-#define MAX_ENV 256
 #define STDIN_MAX (16u << 20)
 
 static void usage(FILE *f) {
@@ -50,14 +49,12 @@ static int read_stdin_file(const char *path, struct cdn_buf *b) {
 struct exec_opts {
     struct cli_remote r;
     Cordon__V1__ExecRequest q;
-    char *env[MAX_ENV];
+    char *env[CLI_EXEC_MAX_ENV];
     struct cdn_buf in;
 };
 
 static int parse(int argc, char **argv, struct exec_opts *o) {
-    static const struct option longopts[] = {{"env", required_argument, NULL, 'e'},
-                                             {"workdir", required_argument, NULL, 'w'},
-                                             {"timeout", required_argument, NULL, 't'},
+    static const struct option longopts[] = {CLI_EXEC_LONGOPTS,
                                              {"stdin", required_argument, NULL, 'i'},
                                              {"help", no_argument, NULL, 'h'},
                                              CLI_REMOTE_LONGOPTS,
@@ -65,24 +62,12 @@ static int parse(int argc, char **argv, struct exec_opts *o) {
     Cordon__V1__ExecRequest *q = &o->q;
     optind = 1;
     for (int c; (c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1;) {
-        char *end;
+        int mine = cli_exec_option("exec", c, optarg, q, o->env);
+        if (mine < 0)
+            return -1;
+        if (mine)
+            continue;
         switch (c) {
-        case 'e':
-            if (q->n_env == MAX_ENV || !strchr(optarg, '=') || optarg[0] == '=') {
-                fprintf(stderr, "cordon exec: --env takes KEY=VALUE (at most %d), not '%s'\n",
-                        MAX_ENV, optarg);
-                return -1;
-            }
-            o->env[q->n_env++] = optarg;
-            break;
-        case 'w': q->cwd = optarg; break;
-        case 't':
-            q->timeout_seconds = (uint32_t)strtoul(optarg, &end, 10);
-            if (*end || end == optarg || !q->timeout_seconds) {
-                fprintf(stderr, "cordon exec: --timeout takes seconds, not '%s'\n", optarg);
-                return -1;
-            }
-            break;
         case 'i':
             if (read_stdin_file(optarg, &o->in) < 0)
                 return -1;
@@ -108,7 +93,6 @@ static int parse(int argc, char **argv, struct exec_opts *o) {
     }
     q->argv = argv + optind;
     q->n_argv = (size_t)(argc - optind);
-    q->env = o->env;
     q->stdin.data = (uint8_t *)cdn_buf_head(&o->in);
     q->stdin.len = cdn_buf_len(&o->in);
     return 0;

@@ -3,6 +3,9 @@
 #include "exec_stream.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -105,4 +108,34 @@ json_t *cli_exec_json(struct cli_exec *x, int code) {
 void cli_exec_free(struct cli_exec *x) {
     for (int i = 0; i < 3; i++)
         cdn_buf_free(&x->out[i]);
+}
+
+int cli_exec_option(const char *cmd, int c, char *arg, Cordon__V1__ExecRequest *q, char **env) {
+    char *end;
+    unsigned long v;
+    switch (c) {
+    case 'e':
+        if (q->n_env == CLI_EXEC_MAX_ENV || !strchr(arg, '=') || arg[0] == '=') {
+            fprintf(stderr, "cordon %s: --env takes KEY=VALUE (at most %d), not '%s'\n", cmd,
+                    CLI_EXEC_MAX_ENV, arg);
+            return -1;
+        }
+        env[q->n_env++] = arg;
+        q->env = env;
+        return 1;
+    case 'w': q->cwd = arg; return 1;
+    case 't':
+        errno = 0;
+        v = strtoul(arg, &end, 10);
+        if (errno || *end || end == arg || !v || v > UINT_MAX / 1000) {
+            fprintf(stderr,
+                    "cordon %s: --timeout must be a number of seconds from 1 to %u, not "
+                    "'%s'\n",
+                    cmd, UINT_MAX / 1000, arg);
+            return -1;
+        }
+        q->timeout_seconds = (uint32_t)v;
+        return 1;
+    default: return 0;
+    }
 }

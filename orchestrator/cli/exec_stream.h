@@ -23,6 +23,16 @@ struct cli_exec {
     char approval[64];
 };
 
+/* The options both `cordon exec` and `cordon run` give a command: --env K=V ('e', into env,
+ * at most CLI_EXEC_MAX_ENV), --workdir DIR ('w'), --timeout S ('t'). 1 when c was one of them,
+ * 0 when not, -1 (printed, naming cmd) when its value is wrong. */
+#define CLI_EXEC_MAX_ENV 256
+#define CLI_EXEC_LONGOPTS                                                                          \
+    {"env", required_argument, NULL, 'e'}, {"workdir", required_argument, NULL, 'w'}, {            \
+        "timeout", required_argument, NULL, 't'                                                    \
+    }
+int cli_exec_option(const char *cmd, int c, char *arg, Cordon__V1__ExecRequest *q, char **env);
+
 /* Runs q through c until its exit (0) or a failure (< 0 with *err; -EINTR once *cancel is set). */
 int cli_exec_stream(struct cdn_client *c, const Cordon__V1__ExecRequest *q, struct cli_exec *x,
                     const volatile sig_atomic_t *cancel, cdn_err **err);

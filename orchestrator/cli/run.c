@@ -23,7 +23,6 @@
 #include "fsutil.h"
 #include "task_gc.h"
 
-#define MAX_ENV 256
 #define MAX_ARTIFACTS 64
 #define MAX_KERNEL_ARGS 32
 #define JSON_OUTPUT_LIMIT (16u << 20)
@@ -98,7 +97,7 @@ struct run_opts {
     Cordon__V1__CreateSandboxRequest create;
     Cordon__V1__Limits limits;
     Cordon__V1__ExecRequest exec;
-    char *env[MAX_ENV];
+    char *env[CLI_EXEC_MAX_ENV];
     char *artifacts[MAX_ARTIFACTS];
     char *kernel_args[MAX_KERNEL_ARGS];
     const char *policy_path, *pre_approved;
@@ -115,10 +114,7 @@ static int parse(int argc, char **argv, struct run_opts *o) {
     static const struct option longopts[] = {{"image", required_argument, NULL, 'i'},
                                              {"memory", required_argument, NULL, 'm'},
                                              {"cpus", required_argument, NULL, 'c'},
-                                             {"timeout", required_argument, NULL, 't'},
                                              {"boot-timeout", required_argument, NULL, 'b'},
-                                             {"env", required_argument, NULL, 'e'},
-                                             {"workdir", required_argument, NULL, 'w'},
                                              {"images", required_argument, NULL, 'I'},
                                              {"state", required_argument, NULL, 's'},
                                              {"uri", required_argument, NULL, 'u'},
@@ -136,6 +132,7 @@ static int parse(int argc, char **argv, struct run_opts *o) {
                                              {"approve-all", no_argument, NULL, 'Y'},
                                              {"approval-wait", required_argument, NULL, 'W'},
                                              {"pre-approved", required_argument, NULL, 'L'},
+                                             CLI_EXEC_LONGOPTS,
                                              CLI_REMOTE_LONGOPTS,
                                              {NULL, 0, NULL, 0}};
     Cordon__V1__CreateSandboxRequest *cr = &o->create;
@@ -146,6 +143,11 @@ static int parse(int argc, char **argv, struct run_opts *o) {
     optind = 1;
     for (int c; (c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1;) {
         own_daemon_opt = own_daemon_opt || own_daemon_option(c);
+        int mine = cli_exec_option("run", c, optarg, x, o->env);
+        if (mine < 0)
+            return -1;
+        if (mine)
+            continue;
         switch (c) {
         case 'i': cr->image = optarg; break;
         case 'R': cr->repo = optarg; break;
@@ -199,23 +201,10 @@ static int parse(int argc, char **argv, struct run_opts *o) {
             if (parse_uint(optarg, "--cpus", 256, &l->cpus) < 0)
                 return -1;
             break;
-        case 't':
-            if (parse_uint(optarg, "--timeout", UINT_MAX / 1000, &x->timeout_seconds) < 0)
-                return -1;
-            break;
         case 'b':
             if (parse_uint(optarg, "--boot-timeout", 3600, &cr->boot_timeout_seconds) < 0)
                 return -1;
             break;
-        case 'e':
-            if (!strchr(optarg, '=') || optarg[0] == '=' || x->n_env == MAX_ENV) {
-                fprintf(stderr, "cordon run: --env takes KEY=VALUE (at most %d), not '%s'\n",
-                        MAX_ENV, optarg);
-                return -1;
-            }
-            o->env[x->n_env++] = optarg;
-            break;
-        case 'w': x->cwd = optarg; break;
         case 'k':
             if (strpbrk(optarg, " \t\n") || !*optarg || cr->n_kernel_args == MAX_KERNEL_ARGS) {
                 fprintf(stderr, "cordon run: --kernel-arg takes one word (at most %d), not '%s'\n",
@@ -246,7 +235,6 @@ static int parse(int argc, char **argv, struct run_opts *o) {
     }
     x->argv = argv + optind;
     x->n_argv = (size_t)(argc - optind);
-    x->env = o->env;
     cr->artifacts = o->artifacts;
     cr->kernel_args = o->kernel_args;
     return 0;
