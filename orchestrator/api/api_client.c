@@ -26,7 +26,7 @@ struct cdn_client {
     grpc_completion_queue *cq;
 };
 
-static char *slurp_pem(const char *path, cdn_err **err) {
+char *cdn_read_pem(const char *path, cdn_err **err) {
     char *s = NULL;
     size_t n;
     if (cdn_read_file(path, 1u << 20, &s, &n, err) < 0)
@@ -47,9 +47,9 @@ static grpc_channel_credentials *tls_credentials(const struct cdn_client_opts *o
                     o->addr);
         return NULL;
     }
-    _cleanup_free_ char *cert = slurp_pem(o->tls_cert, err);
-    _cleanup_free_ char *key = cert ? slurp_pem(o->tls_key, err) : NULL;
-    _cleanup_free_ char *ca = key ? slurp_pem(o->tls_ca, err) : NULL;
+    _cleanup_free_ char *cert = cdn_read_pem(o->tls_cert, err);
+    _cleanup_free_ char *key = cert ? cdn_read_pem(o->tls_key, err) : NULL;
+    _cleanup_free_ char *ca = key ? cdn_read_pem(o->tls_ca, err) : NULL;
     if (!ca)
         return NULL;
     grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};

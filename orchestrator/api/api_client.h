@@ -26,6 +26,10 @@ struct cdn_client_opts {
 
 struct cdn_client;
 
+/* A PEM file (certificate, key, CA) into memory: at most 1 MiB, not empty; caller frees. The
+ * server reads its own with it too. */
+char *cdn_read_pem(const char *path, cdn_err **err);
+
 /* Sets up the channel; nothing connects until the first call. */
 int cdn_client_open(const struct cdn_client_opts *o, struct cdn_client **out, cdn_err **err);
 void cdn_client_free(struct cdn_client *c);

@@ -20,9 +20,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "api_client.h"
 #include "api_internal.h"
 #include "cleanup.h"
-#include "fsutil.h"
 
 #define PENDING_REQUESTS 16
 
@@ -212,32 +212,19 @@ static int listen_unix(struct cdn_api *a, cdn_err **err) {
     return 0;
 }
 
-static char *slurp(const char *path, cdn_err **err) {
-    char *buf = NULL;
-    size_t n;
-    if (cdn_read_file(path, 1u << 20, &buf, &n, err) < 0)
-        return NULL;
-    if (!n) {
-        free(buf);
-        cdn_err_set(err, EINVAL, "%s is empty", path);
-        return NULL;
-    }
-    return buf;
-}
-
 static int listen_tls(struct cdn_api *a, cdn_err **err) {
     if (!a->o.tls_cert || !a->o.tls_key || !a->o.tls_client_ca)
         return cdn_err_set(err, EINVAL,
                            "TCP (%s) needs tls_cert, tls_key and tls_client_ca: cordond serves "
                            "TCP only with TLS and client certificates",
                            a->o.tcp_addr);
-    _cleanup_free_ char *cert = slurp(a->o.tls_cert, err);
+    _cleanup_free_ char *cert = cdn_read_pem(a->o.tls_cert, err);
     if (!cert)
         return -EINVAL;
-    _cleanup_free_ char *key = slurp(a->o.tls_key, err);
+    _cleanup_free_ char *key = cdn_read_pem(a->o.tls_key, err);
     if (!key)
         return -EINVAL;
-    _cleanup_free_ char *ca = slurp(a->o.tls_client_ca, err);
+    _cleanup_free_ char *ca = cdn_read_pem(a->o.tls_client_ca, err);
     if (!ca)
         return -EINVAL;
     grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};

@@ -83,7 +83,7 @@ static int show(const char *dir) {
     _cleanup_free_ char *text = NULL;
     size_t len;
     cdn_err *e = NULL;
-    if (cdn_read_file(path, 1u << 30, &text, &len, &e) < 0) {
+    if (cdn_read_file(path, CDN_EVIDENCE_AUDIT_MAX, &text, &len, &e) < 0) {
         fprintf(stderr, "cordon audit: %s\n", cdn_err_msg(e));
         cdn_err_free(e);
         return CLI_EXIT_FAILURE;

@@ -19,9 +19,6 @@
 #include "ev_internal.h"
 #include "fsutil.h"
 
-#define AUDIT_MAX (1u << 30)
-#define ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
-
 static json_t *array_of(json_t *root, const char *key) {
     json_t *a = json_object_get(root, key);
     if (!json_is_array(a)) {
@@ -34,7 +31,7 @@ static json_t *array_of(json_t *root, const char *key) {
 int ev_audit_append(struct cdn_evidence *ev, const char *event, const char *key, json_t *value,
                     cdn_err **err) {
     if (!ev->head[0])
-        snprintf(ev->head, sizeof(ev->head), "%s", ZERO_HASH);
+        snprintf(ev->head, sizeof(ev->head), "%s", CDN_AUDIT_FIRST_PREV);
     if (key)
         json_array_append(array_of(ev->root, key), value);
     char now[32];
@@ -130,7 +127,7 @@ int cdn_evidence_seal(struct cdn_evidence *ev, const char *keys_dir, cdn_err **e
     snprintf(path, sizeof(path), "%s/manifest.json", ev->dir);
     _cleanup_free_ char *m = NULL;
     size_t len;
-    if ((r = cdn_read_file(path, 256u << 20, &m, &len, err)) < 0)
+    if ((r = cdn_read_file(path, CDN_EVIDENCE_MANIFEST_MAX, &m, &len, err)) < 0)
         return r;
     unsigned char sig[64];
     size_t siglen = sizeof(sig);
@@ -155,7 +152,7 @@ int cdn_evidence_verify(const char *dir, const char *pubkey_path, char *why, siz
     snprintf(path, sizeof(path), "%s/manifest.json", dir);
     _cleanup_free_ char *m = NULL, *sig = NULL, *trail = NULL;
     size_t mlen, slen, tlen;
-    int r = cdn_read_file(path, 256u << 20, &m, &mlen, err);
+    int r = cdn_read_file(path, CDN_EVIDENCE_MANIFEST_MAX, &m, &mlen, err);
     if (r < 0)
         return r;
     snprintf(path, sizeof(path), "%s/manifest.sig", dir);
@@ -187,7 +184,7 @@ int cdn_evidence_verify(const char *dir, const char *pubkey_path, char *why, siz
     snprintf(head, sizeof(head), "%s", json_string_value(json_object_get(audit, "head")) ?: "");
     json_decref(mj);
     snprintf(path, sizeof(path), "%s/audit.jsonl", dir);
-    if (cdn_read_file(path, AUDIT_MAX, &trail, &tlen, NULL) < 0) {
+    if (cdn_read_file(path, CDN_EVIDENCE_AUDIT_MAX, &trail, &tlen, NULL) < 0) {
         trail = strdup("");
         tlen = 0;
     }

@@ -10,16 +10,13 @@
 #include "ev_internal.h"
 #include "fsutil.h"
 
-#define MANIFEST_MAX (256u << 20)
-#define JOURNAL_MAX (1u << 30)
-
 int cdn_evidence_load(const char *dir, json_t **out, cdn_err **err) {
     *out = NULL;
     char path[4300];
     snprintf(path, sizeof(path), "%s/manifest.json", dir);
     _cleanup_free_ char *text = NULL;
     size_t len;
-    int r = cdn_read_file(path, MANIFEST_MAX, &text, &len, err);
+    int r = cdn_read_file(path, CDN_EVIDENCE_MANIFEST_MAX, &text, &len, err);
     if (r < 0)
         return r;
     json_error_t je;
@@ -30,10 +27,10 @@ int cdn_evidence_load(const char *dir, json_t **out, cdn_err **err) {
     }
     json_int_t saved = json_integer_value(json_object_get(json_object_get(m, "audit"), "lines"));
     snprintf(path, sizeof(path), "%s/audit.jsonl", dir);
-    _cleanup_free_ char *journal = NULL;
-    r = cdn_read_file(path, JOURNAL_MAX, &journal, &len, NULL);
+    _cleanup_free_ char *trail = NULL;
+    r = cdn_read_file(path, CDN_EVIDENCE_AUDIT_MAX, &trail, &len, NULL);
     json_int_t last = saved;
-    for (char *line = r == 0 ? journal : NULL, *end; line && *line; line = end + 1) {
+    for (char *line = r == 0 ? trail : NULL, *end; line && *line; line = end + 1) {
         end = strchr(line, '\n');
         if (!end)
             break; /* a line cut short by a crash: not an entry */

@@ -14,8 +14,6 @@
 #include "cleanup.h"
 #include "evidence.h"
 
-#define ZERO_HASH "0000000000000000000000000000000000000000000000000000000000000000"
-
 void cdn_sha256_hex(const void *p, size_t n, char hex[65]) {
     unsigned char md[32];
     unsigned len = 0;
@@ -43,7 +41,7 @@ static void say(char *out, size_t size, const char *fmt, ...) {
 /* The first fault of the chain (lines numbered from 1), or "" when it holds. */
 static void check_chain(struct line *l, size_t n, json_int_t want_lines, const char *want_head,
                         char *why, size_t size) {
-    char prev[65] = ZERO_HASH;
+    char prev[65] = CDN_AUDIT_FIRST_PREV;
     for (size_t i = 0; i < n; i++) {
         json_int_t at = (json_int_t)i + 1;
         if (!l[i].obj) {

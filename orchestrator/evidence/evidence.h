@@ -17,6 +17,12 @@
 
 #include "err.h"
 
+/* What readers take in at most: a manifest, an audit trail. */
+#define CDN_EVIDENCE_MANIFEST_MAX (256u << 20)
+#define CDN_EVIDENCE_AUDIT_MAX (1u << 30)
+/* The "prev" of an audit trail's first line. */
+#define CDN_AUDIT_FIRST_PREV "0000000000000000000000000000000000000000000000000000000000000000"
+
 struct cdn_evidence;
 struct cdn_evidence_cmd;
 struct cdn_diff_stats;
