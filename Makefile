@@ -31,7 +31,7 @@ HOST_LIBS := $(VIRT_LIBS) $(GIT_LIBS) $(GRPC_LIBS) -lyaml -lsqlite3 -ljansson -l
 
 GEN := $(BUILD)/gen
 INCLUDES := -Iproto -I$(GEN) -Iorchestrator/channel -Iorchestrator/vm -Iorchestrator/task \
-	-Iorchestrator/workspace -Iorchestrator/evidence -Iorchestrator/policy -Iorchestrator/approval -Iorchestrator/store -Iorchestrator/scheduler -Iorchestrator/api -Iorchestrator/cli -Iguest-agent -Itests/lib
+	-Iorchestrator/workspace -Iorchestrator/evidence -Iorchestrator/policy -Iorchestrator/egress -Iorchestrator/approval -Iorchestrator/store -Iorchestrator/scheduler -Iorchestrator/api -Iorchestrator/cli -Iguest-agent -Itests/lib
 
 PROTO_SRCS := $(wildcard proto/*.c)
 AGENT_SRCS := $(wildcard guest-agent/*.c)
@@ -42,6 +42,7 @@ WORKSPACE_SRCS := $(wildcard orchestrator/workspace/*.c)
 EVIDENCE_SRCS := $(wildcard orchestrator/evidence/*.c)
 POLICY_SRCS := $(wildcard orchestrator/policy/*.c)
 APPROVAL_SRCS := $(wildcard orchestrator/approval/*.c)
+EGRESS_SRCS := $(wildcard orchestrator/egress/*.c)
 STORE_SRCS := $(wildcard orchestrator/store/*.c)
 SCHED_SRCS := $(wildcard orchestrator/scheduler/*.c)
 API_SRCS := $(wildcard orchestrator/api/*.c)
@@ -62,7 +63,7 @@ VM_OBJS := $(call obj,$(VM_SRCS))
 TASK_OBJS := $(call obj,$(TASK_SRCS))
 WORKSPACE_OBJS := $(call obj,$(WORKSPACE_SRCS))
 EVIDENCE_OBJS := $(call obj,$(EVIDENCE_SRCS))
-POLICY_OBJS := $(call obj,$(POLICY_SRCS) $(APPROVAL_SRCS))
+POLICY_OBJS := $(call obj,$(POLICY_SRCS) $(APPROVAL_SRCS) $(EGRESS_SRCS))
 STORE_OBJS := $(call obj,$(STORE_SRCS))
 SCHED_OBJS := $(call obj,$(SCHED_SRCS))
 API_OBJS := $(call obj,$(API_SRCS)) $(BUILD)/obj/gen/cordon.pb-c.o

@@ -48,6 +48,7 @@ struct agent_conn {
     uint32_t peer_max_frame; /* what the host accepts */
     uint32_t peer_window;    /* initial send credit per stream */
     uint64_t last_opened;    /* highest stream id the host has opened */
+    uint64_t last_own;       /* highest (even) stream id we have opened */
     struct agent_stream *streams;
     size_t n_streams;
 };
@@ -298,6 +299,17 @@ void agent_conn_add_stream(struct agent_conn *c, struct agent_stream *s, uint64_
     c->n_streams++;
 }
 
+uint64_t agent_conn_open_stream(struct agent_conn *c, struct agent_stream *s,
+                                const struct agent_stream_ops *ops) {
+    if (c->closed || !c->hello_done || c->n_streams >= c->opts.max_streams)
+        return 0;
+    c->last_own += 2;
+    agent_conn_add_stream(c, s, c->last_own, ops);
+    return c->last_own;
+}
+
+bool agent_conn_ready(const struct agent_conn *c) { return !c->closed && c->hello_done; }
+
 void agent_conn_close_stream(struct agent_conn *c, struct agent_stream *s) {
     for (struct agent_stream **p = &c->streams; *p; p = &(*p)->next) {
         if (*p == s) {
@@ -311,7 +323,8 @@ void agent_conn_close_stream(struct agent_conn *c, struct agent_stream *s) {
 
 static void on_hello(struct agent_conn *c, const cdn_envelope *env) {
     const CordonAgent__Hello *h = env->hello;
-    static const char *caps[] = {"exec", "pty", "signal", "rlimits", "stdin", "files", "archive"};
+    static const char *caps[] = {"exec",  "pty",   "signal",  "rlimits",
+                                 "stdin", "files", "archive", "egress"};
     CordonAgent__Hello reply = CORDON_AGENT__HELLO__INIT;
     reply.protocol_version = CDN_PROTOCOL_VERSION;
     reply.software_version = (char *)AGENT_VERSION;
@@ -356,6 +369,7 @@ static size_t data_len(const cdn_envelope *env) {
     case CORDON_AGENT__ENVELOPE__BODY_STDIN_DATA: return env->stdin_data->data.len;
     case CORDON_AGENT__ENVELOPE__BODY_FILE_DATA: return env->file_data->data.len;
     case CORDON_AGENT__ENVELOPE__BODY_ARCHIVE_DATA: return env->archive_data->data.len;
+    case CORDON_AGENT__ENVELOPE__BODY_EGRESS_DATA: return env->egress_data->data.len;
     default: return 0;
     }
 }
@@ -400,6 +414,7 @@ static void on_envelope(struct agent_conn *c, const cdn_envelope *env) {
         if (c->hello_done) {
             close_all_streams(c);
             c->last_opened = 0;
+            c->last_own = 0;
             c->hello_done = false;
         }
         on_hello(c, env);
@@ -433,13 +448,18 @@ static void on_envelope(struct agent_conn *c, const cdn_envelope *env) {
         return;
     }
     struct agent_stream *s = find_stream(c, env->stream);
+    bool own = env->stream % 2 == 0;
     if (!s) {
         /* A late frame for a stream that already ended is normal; one for a stream never opened
          * is the host's mistake and is answered. */
-        if (env->stream == 0 || env->stream > c->last_opened)
+        if (env->stream == 0 || env->stream > (own ? c->last_own : c->last_opened))
             agent_conn_send_error(c, env->stream, CORDON_AGENT__ERROR_CODE__ERROR_UNKNOWN_STREAM,
                                   "%s for unknown stream %" PRIu64, cdn_frame_body_name(bc),
                                   env->stream);
+        return;
+    }
+    if (bc == CORDON_AGENT__ENVELOPE__BODY_ERROR && own) { /* the host refuses or aborts ours */
+        s->ops->on_frame(s, env);                          /* which closes it, unanswered */
         return;
     }
     if (bc == CORDON_AGENT__ENVELOPE__BODY_ERROR) { /* the host cancels this stream */

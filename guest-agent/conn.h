@@ -65,6 +65,12 @@ struct agent_loop *agent_conn_loop(struct agent_conn *c);
 
 void agent_conn_add_stream(struct agent_conn *c, struct agent_stream *s, uint64_t id,
                            const struct agent_stream_ops *ops);
+/* Opens a stream of our own (an even id, for egress): s joins the table like a host's stream.
+ * Returns its id, or 0 when the channel is down or has no room (nothing registered). */
+uint64_t agent_conn_open_stream(struct agent_conn *c, struct agent_stream *s,
+                                const struct agent_stream_ops *ops);
+/* The channel is up and the host has said hello. */
+bool agent_conn_ready(const struct agent_conn *c);
 /* Removes s from the table and destroys it. */
 void agent_conn_close_stream(struct agent_conn *c, struct agent_stream *s);
 

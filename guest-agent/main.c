@@ -17,6 +17,7 @@
 #include "exec.h"
 #include "file.h"
 #include "loop.h"
+#include "proxy.h"
 #include "transport.h"
 
 enum transport { T_NONE, T_FD, T_SERIAL, T_VSOCK };
@@ -33,6 +34,8 @@ struct agent {
     const char *serial;
     struct agent_source listener; /* vsock */
     struct agent_source retry;    /* timerfd: reopen the serial port, free a dead conn */
+    const char *proxy_listen;     /* --egress-proxy ADDRESS:PORT, or NULL */
+    struct agent_proxy *proxy;
 };
 
 static void on_open(void *ud, struct agent_conn *c, uint64_t id, const cdn_envelope *env) {
@@ -69,6 +72,7 @@ static void arm_retry(struct agent *a, unsigned ms) {
 
 static void on_closed(void *ud) {
     struct agent *a = ud;
+    agent_proxy_set_conn(a->proxy, NULL);
     a->dead = a->conn;
     a->conn = NULL;
     if (a->transport == T_FD)
@@ -85,6 +89,7 @@ static int start_conn(struct agent *a, int fd) {
         fprintf(stderr, "cordon-agent: %s\n", cdn_err_msg(err));
         return -1;
     }
+    agent_proxy_set_conn(a->proxy, a->conn);
     return 0;
 }
 
@@ -131,7 +136,10 @@ static void on_signal(void *ud, int signo) {
 static void usage(FILE *f) {
     fputs("usage: cordon-agent (--vsock PORT | --serial PATH|NAME | --fd N)\n"
           "                    [--max-frame BYTES] [--window BYTES] [--max-streams N]\n"
-          "The guest side of cordon's host<->guest channel (see proto/agent.proto).\n",
+          "                    [--egress-proxy ADDRESS:PORT]\n"
+          "The guest side of cordon's host<->guest channel (see proto/agent.proto). With\n"
+          "--egress-proxy, an HTTP proxy there (and http_proxy & co. set for commands) sends\n"
+          "the guest's connections to the host, which decides each by policy.\n",
           f);
 }
 
@@ -154,6 +162,7 @@ static int parse_args(int argc, char **argv, struct agent *a, uint32_t *arg) {
                                          {"max-frame", required_argument, NULL, 'm'},
                                          {"window", required_argument, NULL, 'w'},
                                          {"max-streams", required_argument, NULL, 'n'},
+                                         {"egress-proxy", required_argument, NULL, 'p'},
                                          {"version", no_argument, NULL, 'V'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
@@ -175,6 +184,7 @@ static int parse_args(int argc, char **argv, struct agent *a, uint32_t *arg) {
         case 'm': r = parse_u32(optarg, "--max-frame", &a->opts.max_frame_bytes); break;
         case 'w': r = parse_u32(optarg, "--window", &a->opts.stream_window); break;
         case 'n': r = parse_u32(optarg, "--max-streams", &a->opts.max_streams); break;
+        case 'p': a->proxy_listen = optarg; break;
         case 'V': printf("cordon-agent protocol %u\n", CDN_PROTOCOL_VERSION); exit(0);
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return -1;
@@ -192,6 +202,25 @@ static int parse_args(int argc, char **argv, struct agent *a, uint32_t *arg) {
                 CDN_FRAME_MIN_MAX);
         return -1;
     }
+    return 0;
+}
+
+/* The proxy, and the variables that point the commands' programs at it (curl, pip, npm, git and
+ * most HTTP libraries read one spelling or the other). */
+static int start_proxy(struct agent *a) {
+    _cleanup_err_ cdn_err *err = NULL;
+    if (agent_proxy_new(a->loop, a->proxy_listen, &a->proxy, &err) < 0) {
+        fprintf(stderr, "cordon-agent: %s\n", cdn_err_msg(err));
+        return -1;
+    }
+    char url[96];
+    snprintf(url, sizeof(url), "http://%s", a->proxy_listen);
+    static const char *const vars[] = {"http_proxy",  "https_proxy", "all_proxy", "HTTP_PROXY",
+                                       "HTTPS_PROXY", "ALL_PROXY",   NULL};
+    for (const char *const *v = vars; *v; v++)
+        setenv(*v, url, 1);
+    setenv("no_proxy", "localhost,127.0.0.1,::1", 1);
+    setenv("NO_PROXY", "localhost,127.0.0.1,::1", 1);
     return 0;
 }
 
@@ -240,6 +269,8 @@ int main(int argc, char **argv) {
         perror("cordon-agent: timerfd");
         return 1;
     }
+    if (a.proxy_listen && start_proxy(&a) < 0)
+        return 1;
     if (setup_transport(&a, arg) < 0)
         return 1;
     int code = agent_loop_run(a.loop);
@@ -247,6 +278,7 @@ int main(int argc, char **argv) {
     agent_conn_free(a.conn);
     agent_conn_free(a.dead);
     agent_execs_free(a.execs);
+    agent_proxy_free(a.proxy);
     safe_close(a.listener.fd);
     safe_close(a.retry.fd);
     agent_loop_free(a.loop);

@@ -88,7 +88,8 @@ int cdn_frame_data_begin(struct cdn_buf *out, CordonAgent__Envelope__BodyCase ki
     pd.data_len_at = at;
     at += LEN5;
     pd.has_eof = kind == CORDON_AGENT__ENVELOPE__BODY_FILE_DATA ||
-                 kind == CORDON_AGENT__ENVELOPE__BODY_ARCHIVE_DATA;
+                 kind == CORDON_AGENT__ENVELOPE__BODY_ARCHIVE_DATA ||
+                 kind == CORDON_AGENT__ENVELOPE__BODY_EGRESS_DATA;
     pd.payload = base + at;
     *slot = pd;
     return 0;
@@ -284,6 +285,9 @@ const char *cdn_frame_body_name(CordonAgent__Envelope__BodyCase c) {
     case CORDON_AGENT__ENVELOPE__BODY_CREDIT: return "credit";
     case CORDON_AGENT__ENVELOPE__BODY_ERROR: return "error";
     case CORDON_AGENT__ENVELOPE__BODY_SHUTDOWN: return "shutdown";
+    case CORDON_AGENT__ENVELOPE__BODY_EGRESS_OPEN: return "egress_open";
+    case CORDON_AGENT__ENVELOPE__BODY_EGRESS_READY: return "egress_ready";
+    case CORDON_AGENT__ENVELOPE__BODY_EGRESS_DATA: return "egress_data";
     default: return "unknown";
     }
 }

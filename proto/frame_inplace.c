@@ -42,7 +42,8 @@ struct data_body {
 static bool parse_body(struct cursor c, CordonAgent__Envelope__BodyCase kind, struct data_body *b) {
     bool output = kind == CORDON_AGENT__ENVELOPE__BODY_OUTPUT;
     bool has_eof = kind == CORDON_AGENT__ENVELOPE__BODY_FILE_DATA ||
-                   kind == CORDON_AGENT__ENVELOPE__BODY_ARCHIVE_DATA;
+                   kind == CORDON_AGENT__ENVELOPE__BODY_ARCHIVE_DATA ||
+                   kind == CORDON_AGENT__ENVELOPE__BODY_EGRESS_DATA;
     uint32_t data_field = output ? 2 : 1;
     bool seen_data = false, seen_scalar = false;
     *b = (struct data_body){0};
@@ -77,7 +78,8 @@ static bool is_data_kind(uint64_t field) {
     return field == CORDON_AGENT__ENVELOPE__BODY_OUTPUT ||
            field == CORDON_AGENT__ENVELOPE__BODY_STDIN_DATA ||
            field == CORDON_AGENT__ENVELOPE__BODY_FILE_DATA ||
-           field == CORDON_AGENT__ENVELOPE__BODY_ARCHIVE_DATA;
+           field == CORDON_AGENT__ENVELOPE__BODY_ARCHIVE_DATA ||
+           field == CORDON_AGENT__ENVELOPE__BODY_EGRESS_DATA;
 }
 
 bool cdn_frame_decode_in_place(const uint8_t *payload, size_t len,
@@ -134,6 +136,13 @@ bool cdn_frame_decode_in_place(const uint8_t *payload, size_t len,
         cordon_agent__file_data__init(env->file_data);
         env->file_data->data = b.data;
         env->file_data->eof = b.eof;
+        break;
+    case CORDON_AGENT__ENVELOPE__BODY_EGRESS_DATA:
+        if (!(env->egress_data = alloc(ud, sizeof(*env->egress_data))))
+            return false;
+        cordon_agent__egress_data__init(env->egress_data);
+        env->egress_data->data = b.data;
+        env->egress_data->eof = b.eof;
         break;
     default:
         if (!(env->archive_data = alloc(ud, sizeof(*env->archive_data))))

@@ -46,9 +46,7 @@ int chan_fail(struct cdn_channel *ch, cdn_err **err) {
     return cdn_err_set(err, cdn_err_code(ch->fault), "%s", cdn_err_msg(ch->fault));
 }
 
-/* The channel is unusable from here on; the first reason is the one reported. */
-__attribute__((format(printf, 3, 4))) static int fault(struct cdn_channel *ch, int code,
-                                                       const char *fmt, ...) {
+int chan_fault(struct cdn_channel *ch, int code, const char *fmt, ...) {
     if (!ch->fault) {
         _cleanup_free_ char *msg = NULL;
         va_list ap;
@@ -61,10 +59,10 @@ __attribute__((format(printf, 3, 4))) static int fault(struct cdn_channel *ch, i
     return -cdn_err_code(ch->fault);
 }
 
-static int flush_out(struct cdn_channel *ch) {
+int chan_flush(struct cdn_channel *ch) {
     ssize_t n = cdn_buf_write_fd(&ch->out, ch->fd);
     if (n < 0)
-        return fault(ch, (int)-n, "writing to the agent: %s", strerror((int)-n));
+        return chan_fault(ch, (int)-n, "writing to the agent: %s", strerror((int)-n));
     return 0;
 }
 
@@ -76,7 +74,7 @@ int chan_send(struct cdn_channel *ch, uint64_t id, cdn_envelope *env, cdn_err **
     int r = cdn_frame_encode(&ch->out, env, max, err);
     if (r < 0)
         return cdn_err_prefix(err, "%s", ch->name);
-    if (flush_out(ch) < 0)
+    if (chan_flush(ch) < 0)
         return chan_fail(ch, err);
     return 0;
 }
@@ -137,8 +135,8 @@ void chan_stream_release(struct cdn_channel *ch, struct hstream *s) {
     }
     s->released = true;
     if (++ch->n_tombstones > MAX_TOMBSTONES) {
-        fault(ch, EPROTO, "guest fault: %u cancelled streams were never ended by the agent",
-              MAX_TOMBSTONES);
+        chan_fault(ch, EPROTO, "guest fault: %u cancelled streams were never ended by the agent",
+                   MAX_TOMBSTONES);
         return;
     }
     chan_cancel(ch, s, "released by the host");
@@ -186,10 +184,10 @@ static int errno_for(CordonAgent__ErrorCode code) {
 static int on_data_frame(struct cdn_channel *ch, struct hstream *s, const cdn_envelope *env, int fd,
                          const ProtobufCBinaryData *d, bool eof) {
     if (!cdn_credit_take(&s->recv, d->len))
-        return fault(ch, EPROTO,
-                     "guest fault: credit violation: stream %" PRIu64 " sent %zu bytes with "
-                     "%" PRIu64 " granted",
-                     s->id, d->len, s->recv.left);
+        return chan_fault(ch, EPROTO,
+                          "guest fault: credit violation: stream %" PRIu64 " sent %zu bytes with "
+                          "%" PRIu64 " granted",
+                          s->id, d->len, s->recv.left);
     if (s->on_data && d->len > 0 && s->on_data(s->ud, fd, d->data, d->len) < 0)
         chan_cancel(ch, s, "refused by the host");
     if (ch->fault)
@@ -234,14 +232,14 @@ static void on_exit_msg(struct hstream *s, const CordonAgent__Exit *e) {
 
 static int on_hello(struct cdn_channel *ch, const CordonAgent__Hello *h) {
     if (ch->hello_seen)
-        return fault(ch, EPROTO, "guest fault: a second hello");
+        return chan_fault(ch, EPROTO, "guest fault: a second hello");
     ch->hello_seen = true;
     ch->peer_version = h->protocol_version;
     ch->peer_software = strndup(h->software_version, 256);
     size_t n = h->n_capabilities < MAX_PEER_CAPS ? h->n_capabilities : MAX_PEER_CAPS;
     ch->peer_caps = calloc(n + 1, sizeof(char *));
     if (!ch->peer_software || !ch->peer_caps)
-        return fault(ch, ENOMEM, "out of memory");
+        return chan_fault(ch, ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
         if ((ch->peer_caps[ch->n_peer_caps] = strndup(h->capabilities[i], 64)))
             ch->n_peer_caps++;
@@ -256,26 +254,30 @@ static int dispatch(struct cdn_channel *ch, const cdn_envelope *env) {
         if (bc == CORDON_AGENT__ENVELOPE__BODY_HELLO)
             return on_hello(ch, env->hello);
         if (bc == CORDON_AGENT__ENVELOPE__BODY_ERROR)
-            return fault(ch, errno_for(env->error->code), "agent: %.512s", env->error->message);
+            return chan_fault(ch, errno_for(env->error->code), "agent: %.512s",
+                              env->error->message);
         if (bc == CORDON_AGENT__ENVELOPE__BODY_DONE && ch->shutdown_sent) {
             ch->shutdown_acked = true;
-            return fault(ch, EPIPE, "the agent has shut down");
+            return chan_fault(ch, EPIPE, "the agent has shut down");
         }
-        return fault(ch, EPROTO, "guest fault: unexpected %s on stream 0", cdn_frame_body_name(bc));
+        return chan_fault(ch, EPROTO, "guest fault: unexpected %s on stream 0",
+                          cdn_frame_body_name(bc));
     }
+    if (env->stream % 2 == 0) /* opened by the agent: egress */
+        return chan_egress_frame(ch, env);
     struct hstream *s = chan_stream_find(ch, env->stream);
     if (!s || s->done)
-        return fault(ch, EPROTO, "guest fault: %s on stream %" PRIu64 ", which is not open",
-                     cdn_frame_body_name(bc), env->stream);
+        return chan_fault(ch, EPROTO, "guest fault: %s on stream %" PRIu64 ", which is not open",
+                          cdn_frame_body_name(bc), env->stream);
     if (!body_fits(s->kind, bc))
-        return fault(ch, EPROTO, "guest fault: %s on %s stream %" PRIu64, cdn_frame_body_name(bc),
-                     kind_name(s->kind), s->id);
+        return chan_fault(ch, EPROTO, "guest fault: %s on %s stream %" PRIu64,
+                          cdn_frame_body_name(bc), kind_name(s->kind), s->id);
     switch (bc) {
     case CORDON_AGENT__ENVELOPE__BODY_STARTED: s->pid = env->started->pid; return 0;
     case CORDON_AGENT__ENVELOPE__BODY_OUTPUT: {
         uint32_t fd = env->output->fd;
         if (fd != 1 && fd != 2)
-            return fault(ch, EPROTO, "guest fault: output on fd %u", fd);
+            return chan_fault(ch, EPROTO, "guest fault: output on fd %u", fd);
         return on_data_frame(ch, s, env, (int)fd, &env->output->data, false);
     }
     case CORDON_AGENT__ENVELOPE__BODY_FILE_DATA:
@@ -309,16 +311,16 @@ static int read_frames(struct cdn_channel *ch) {
         uint8_t *p;
         size_t room;
         if (cdn_frame_decoder_space(ch->dec, READ_CHUNK_BYTES, &p, &room) < 0)
-            return fault(ch, ENOMEM, "out of memory");
+            return chan_fault(ch, ENOMEM, "out of memory");
         ssize_t n = read(ch->fd, p, room);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN)
             return 0;
         if (n < 0)
-            return fault(ch, errno, "reading from the agent: %m");
+            return chan_fault(ch, errno, "reading from the agent: %m");
         if (n == 0)
-            return fault(ch, EPIPE, "the agent closed the channel");
+            return chan_fault(ch, EPIPE, "the agent closed the channel");
         cdn_frame_decoder_commit(ch->dec, (size_t)n);
         budget -= (size_t)n < budget ? (size_t)n : budget;
         for (;;) {
@@ -328,7 +330,7 @@ static int read_frames(struct cdn_channel *ch) {
             if (r == 0)
                 break;
             if (r < 0)
-                return fault(ch, EPROTO, "guest fault: %s", cdn_err_msg(derr));
+                return chan_fault(ch, EPROTO, "guest fault: %s", cdn_err_msg(derr));
             if (dispatch(ch, env) < 0 || ch->fault)
                 return -1;
         }
@@ -350,19 +352,23 @@ static int pump_with(struct cdn_channel *ch, int wake_fd, int timeout_ms, cdn_er
         return cdn_err_set(err, EINTR, "%s: cancelled", ch->name);
     if (ch->opts.cancel && (timeout_ms < 0 || timeout_ms > CANCEL_SLICE_MS))
         timeout_ms = CANCEL_SLICE_MS; /* callers loop to their deadline: the flag is seen */
-    struct pollfd pfd[2] = {{.fd = ch->fd, .events = POLLIN}, {.fd = wake_fd, .events = POLLIN}};
+    struct pollfd pfd[3 + CHAN_EGRESS_MAX] = {{.fd = ch->fd, .events = POLLIN},
+                                              {.fd = wake_fd, .events = POLLIN}};
     if (cdn_buf_len(&ch->out) > 0)
         pfd[0].events |= POLLOUT;
-    int n = poll(pfd, wake_fd >= 0 ? 2 : 1, timeout_ms);
+    size_t neg = chan_egress_pollfds(ch, pfd + 2, CHAN_EGRESS_MAX + 1);
+    int n = poll(pfd, 2 + neg, timeout_ms);
     if (n < 0 && errno != EINTR)
         return cdn_err_set(err, errno, "%s: poll: %m", ch->name);
     if (n > 0) {
         if (pfd[0].revents & POLLOUT)
-            flush_out(ch);
+            chan_flush(ch);
         if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR))
             read_frames(ch);
+        if (!ch->fault && neg)
+            chan_egress_events(ch, pfd + 2, neg);
         if (!ch->fault)
-            flush_out(ch);
+            chan_flush(ch);
     }
     if (!ch->fault && chan_cancelled(ch))
         return cdn_err_set(err, EINTR, "%s: cancelled", ch->name);
@@ -433,7 +439,7 @@ int chan_send_data(struct cdn_channel *ch, struct hstream *s, CordonAgent__Envel
         data += chunk;
         len -= chunk;
         sent_eof = last;
-        if (flush_out(ch) < 0)
+        if (chan_flush(ch) < 0)
             return chan_fail(ch, err);
     }
     return 0;
@@ -507,6 +513,7 @@ void cdn_channel_free(struct cdn_channel *ch) {
         return;
     while (ch->streams)
         stream_free(ch, ch->streams);
+    chan_egress_free(ch);
     safe_close(ch->fd);
     cdn_frame_decoder_free(ch->dec);
     cdn_buf_free(&ch->out);

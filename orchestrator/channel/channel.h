@@ -128,3 +128,21 @@ int cdn_channel_archive_get(struct cdn_channel *ch, const char *src, const char 
                             size_t n_excludes, int dest_dirfd,
                             const struct cdn_archive_limits *limits, int timeout_ms,
                             uint64_t *entries, cdn_err **err);
+
+/* ---- egress: the network connections the guest's programs ask the agent's proxy for ---- */
+
+struct cdn_channel_egress {
+    /* On a worker thread: decide host:port and, if allowed, connect. Returns the connected socket
+     * (non-blocking), -EPERM when refused (the guest's program gets a 403 with why), or another
+     * -errno (a 502). *token is handed back to decided and ended, which runs exactly once. */
+    int (*open)(void *ud, const char *host, uint16_t port, bool tunnel, void **token, char *why,
+                size_t why_size);
+    /* On the channel's thread, when the verdict reaches the guest. */
+    void (*decided)(void *ud, void *token);
+    /* On the channel's thread, when the attempt is over: bytes guest->upstream and back. */
+    void (*ended)(void *ud, void *token, uint64_t bytes_up, uint64_t bytes_down);
+    void *ud;
+};
+/* Without hooks every egress stream is refused ("this sandbox has no network"). Set once, before
+ * the first poll that may carry egress. */
+void cdn_channel_set_egress(struct cdn_channel *ch, const struct cdn_channel_egress *hooks);

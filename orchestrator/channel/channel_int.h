@@ -7,6 +7,8 @@
 #include "credit.h"
 #include "frame.h"
 
+struct pollfd;
+
 enum hstream_kind { HS_EXEC, HS_FILE_READ, HS_FILE_WRITE, HS_ARCHIVE_PUT, HS_ARCHIVE_GET, HS_PING };
 
 /* Called for each data frame's bytes (Output: fd 1/2; FileData, ArchiveData: fd 0). */
@@ -30,8 +32,15 @@ struct hstream {
     struct hstream *next;
 };
 
+struct chan_egress;
+/* Most egress connections (open or being decided) a channel carries at once. */
+#define CHAN_EGRESS_MAX 64
+
 struct cdn_channel {
     struct cdn_channel_opts opts;
+    struct chan_egress *egress; /* NULL until the agent opens its first egress stream */
+    struct cdn_channel_egress egress_hooks;
+    bool has_egress_hooks;
     char *name;
     int fd;
     struct cdn_frame_decoder *dec;
@@ -69,3 +78,18 @@ int chan_wait_done(struct cdn_channel *ch, struct hstream *s, uint64_t deadline,
 /* Cancels s (the agent kills what it runs); s stays until the agent confirms. */
 void chan_cancel(struct cdn_channel *ch, struct hstream *s, const char *why);
 int chan_pump(struct cdn_channel *ch, int timeout_ms, cdn_err **err);
+
+/* The channel is unusable from here on; the first reason is the one reported. Returns -code. */
+int chan_fault(struct cdn_channel *ch, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Writes what the socket takes of the queued output (a failure is a fault). */
+int chan_flush(struct cdn_channel *ch);
+
+/* ---- egress (channel_egress.c): the streams the agent opens ---- */
+/* A frame on an even stream. */
+int chan_egress_frame(struct cdn_channel *ch, const cdn_envelope *env);
+/* The fds the pump must watch for egress (decisions arriving, upstream sockets), at most max. */
+size_t chan_egress_pollfds(struct cdn_channel *ch, struct pollfd *p, size_t max);
+void chan_egress_events(struct cdn_channel *ch, const struct pollfd *p, size_t n);
+/* Ends every egress connection (recorded through the hooks) and waits for pending decisions. */
+void chan_egress_free(struct cdn_channel *ch);

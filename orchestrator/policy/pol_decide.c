@@ -63,7 +63,7 @@ static int unanalysable(struct decider *x, const char *const *argv, size_t argc,
     return add_part(x, argv, argc, x->p->unanalysable, "commands.unanalysable", why);
 }
 
-static bool rule_matches(const struct pol_rule *r, const char *const *argv, size_t argc) {
+bool pol_rule_matches(const struct pol_rule *r, const char *const *argv, size_t argc) {
     const char *prog = strchr(r->program, '/') ? argv[0] : base_name(argv[0]);
     if (fnmatch(r->program, prog, 0) != 0)
         return false;
@@ -79,15 +79,29 @@ static bool rule_matches(const struct pol_rule *r, const char *const *argv, size
     return argc - 1 == r->nargs;
 }
 
+/* A package manager's install (packages.managers): a decision of its own beside the rules'. */
+static int decide_package(struct decider *x, const char *const *argv, size_t argc) {
+    const struct cdn_policy_packages *pk = &x->p->packages;
+    int m = cdn_pkg_manager_of(argv, argc, NULL);
+    if (m < 0 || !pk->set[m])
+        return 0;
+    char rule[96];
+    snprintf(rule, sizeof(rule), "packages.managers.%s (line %u)", cdn_pkg_manager_name(m),
+             pk->line[m]);
+    return add_part(x, argv, argc, pk->action[m], rule, "a package manager fetching packages");
+}
+
 static int decide_simple(struct decider *x, const char *const *argv, size_t argc) {
     const struct cdn_policy *p = x->p;
     for (size_t i = 0; i < p->nrules; i++)
-        if (rule_matches(&p->rules[i], argv, argc)) {
+        if (pol_rule_matches(&p->rules[i], argv, argc)) {
             char rule[96];
             snprintf(rule, sizeof(rule), "commands.rules[%zu] (line %u)", i, p->rules[i].line);
-            return add_part(x, argv, argc, p->rules[i].action, rule, p->rules[i].reason);
+            int r = add_part(x, argv, argc, p->rules[i].action, rule, p->rules[i].reason);
+            return r < 0 ? r : decide_package(x, argv, argc);
         }
-    return add_part(x, argv, argc, p->dflt, "commands.default", NULL);
+    int r = add_part(x, argv, argc, p->dflt, "commands.default", NULL);
+    return r < 0 ? r : decide_package(x, argv, argc);
 }
 
 static int analyse(struct decider *x, const char *const *argv, size_t argc, unsigned depth);
@@ -268,4 +282,22 @@ void cdn_policy_decision_free(struct cdn_policy_decision *d) {
     }
     free(d->parts);
     *d = (struct cdn_policy_decision){0};
+}
+
+bool cdn_policy_secret_exposed(const struct cdn_policy *p, size_t i,
+                               const struct cdn_policy_decision *d) {
+    if (i >= p->nsecrets || d->n == 0)
+        return false;
+    const struct pol_secret *sec = &p->secrets[i];
+    for (size_t k = 0; k < d->n; k++) {
+        const struct cdn_policy_part *pt = &d->parts[k];
+        if (!strcmp(pt->rule, "commands.unanalysable") || pt->argc == 0)
+            return false;
+        bool any = false;
+        for (size_t j = 0; j < sec->pub.n_expose && !any; j++)
+            any = pol_rule_matches(&sec->expose[j], (const char *const *)pt->argv, pt->argc);
+        if (!any)
+            return false;
+    }
+    return true;
 }

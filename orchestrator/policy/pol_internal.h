@@ -15,13 +15,26 @@ struct pol_rule {
     unsigned line;
 };
 
+struct pol_secret {
+    struct cdn_policy_secret pub;
+    char *name, *from, *env;
+    struct pol_rule *expose; /* expose_to patterns (action unused) */
+};
+
 struct cdn_policy {
     char *name;
     struct pol_rule *rules;
     size_t nrules;
     enum cdn_policy_action dflt, unanalysable;
     struct cdn_policy_limits limits;
+    struct cdn_egress_rules egress;
+    struct cdn_policy_packages packages;
+    struct pol_secret *secrets;
+    size_t nsecrets;
 };
+
+void pol_rule_clear(struct pol_rule *r);
+bool pol_rule_matches(const struct pol_rule *r, const char *const *argv, size_t argc);
 
 /* Fills p from the tree, or fails with NAME:LINE:COL. */
 int pol_schema_apply(const char *name, const struct pnode *root, struct cdn_policy *p,

@@ -410,99 +410,241 @@ static int port_list(struct ctx *c, const struct pnode *n, const char *path) {
     return r;
 }
 
-static int parse_network(struct ctx *c, const struct pnode *m) {
-    static const char *const keys[] = {"default", "allow", "log", NULL};
+/* ---- network.egress ---- */
+
+static bool host_pattern_ok(const char *s) {
+    if (strlen(s) > 253)
+        return false;
+    const char *slash = strchr(s, '/');
+    if (slash && (!slash[1] || strspn(slash + 1, "0123456789") != strlen(slash + 1)))
+        return false; /* only a CIDR's prefix length */
+    if (strchr(s, ':') && strspn(s, "0123456789abcdefABCDEF:./") != strlen(s))
+        return false; /* only an IPv6 address */
+    for (const char *p = s; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              strchr("*.-_:/", *p)))
+            return false;
+    return true;
+}
+
+static int parse_egress_rule(struct ctx *c, const struct pnode *rn, const char *path,
+                             struct cdn_egress_rule *rule) {
+    static const char *const keys[] = {"host",    "ports",  "purpose", "action",
+                                       "private", "reason", NULL};
+    static const char *const req[] = {"host", NULL};
+    static const char *const purposes[] = {"packages", "docs", "api", NULL};
+    static const char *const acts[] = {"allow", "deny", NULL};
+    char sub[160];
+    const char *s;
+    const struct pnode *n;
+    int r = check_keys(c, rn, path, keys, req), v;
+    rule->line = rn->line;
+    rule->allow = true;
+    if (r < 0)
+        return r;
+    snprintf(sub, sizeof(sub), "%s.host", path);
+    if ((r = as_string(c, get(rn, "host"), sub, &s)) < 0)
+        return r;
+    if (!host_pattern_ok(s))
+        return bad(c, get(rn, "host"), sub,
+                   "'%.60s' must be a host name (with '*' globs), an address or a CIDR, without "
+                   "scheme, port or path",
+                   s);
+    if (!(rule->host = strdup(s)))
+        return cdn_err_set(c->err, ENOMEM, "out of memory");
+    for (char *p = rule->host; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    if ((n = get(rn, "ports"))) {
+        snprintf(sub, sizeof(sub), "%s.ports", path);
+        if ((r = want(c, n, PN_SEQ, sub)) < 0)
+            return r;
+        if (n->n > CDN_EGRESS_MAX_PORTS)
+            return bad(c, n, sub, "lists more than %u ports", CDN_EGRESS_MAX_PORTS);
+        for (size_t i = 0; i < n->n; i++) {
+            uint64_t port;
+            char item[200];
+            snprintf(item, sizeof(item), "%s[%zu]", sub, i);
+            if ((r = as_uint(c, n->kids[i], item, 1, 65535, false, &port)) < 0)
+                return r;
+            rule->ports[rule->nports++] = (uint16_t)port;
+        }
+    }
+    if ((n = get(rn, "purpose"))) {
+        snprintf(sub, sizeof(sub), "%s.purpose", path);
+        if ((r = as_enum(c, n, sub, purposes, &v)) < 0)
+            return r;
+        if (!(rule->purpose = strdup(purposes[v])))
+            return cdn_err_set(c->err, ENOMEM, "out of memory");
+    }
+    if ((n = get(rn, "action"))) {
+        snprintf(sub, sizeof(sub), "%s.action", path);
+        if ((r = as_enum(c, n, sub, acts, &v)) < 0)
+            return r;
+        rule->allow = v == 0;
+    }
+    if ((n = get(rn, "private"))) {
+        snprintf(sub, sizeof(sub), "%s.private", path);
+        if ((r = as_bool(c, n, sub, &rule->private_ok)) < 0)
+            return r;
+    }
+    if ((n = get(rn, "reason"))) {
+        snprintf(sub, sizeof(sub), "%s.reason", path);
+        if ((r = as_string(c, n, sub, &s)) < 0)
+            return r;
+        if (!(rule->reason = strdup(s)))
+            return cdn_err_set(c->err, ENOMEM, "out of memory");
+    }
+    if (asprintf(&rule->where, "%s (line %u)", path, rule->line) < 0) {
+        rule->where = NULL;
+        return cdn_err_set(c->err, ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+static int parse_network(struct ctx *c, const struct pnode *m, struct cdn_egress_rules *out) {
+    static const char *const keys[] = {"egress", NULL};
+    static const char *const ekeys[] = {"default", "rules", NULL};
     static const char *const dflt[] = {"deny", "allow", NULL};
     int r = check_keys(c, m, "network", keys, NULL), v;
-    bool b;
-    const struct pnode *n;
-    if (r == 0 && (n = get(m, "default")))
-        r = as_enum(c, n, "network.default", dflt, &v);
-    if (r == 0 && (n = get(m, "log")))
-        r = as_bool(c, n, "network.log", &b);
-    const struct pnode *allow = r == 0 ? get(m, "allow") : NULL;
-    if (allow && (r = want(c, allow, PN_SEQ, "network.allow")) < 0)
+    const struct pnode *e = r == 0 ? get(m, "egress") : NULL, *n;
+    if (!e)
         return r;
-    static const char *const akeys[] = {"host", "ports", "reason", NULL};
-    static const char *const areq[] = {"host", NULL};
-    for (size_t i = 0; r == 0 && allow && i < allow->n; i++) {
-        char path[96], sub[128];
-        const char *s;
-        snprintf(path, sizeof(path), "network.allow[%zu]", i);
-        if ((r = check_keys(c, allow->kids[i], path, akeys, areq)) < 0)
-            break;
-        snprintf(sub, sizeof(sub), "%s.host", path);
-        if ((r = as_string(c, get(allow->kids[i], "host"), sub, &s)) < 0)
-            break;
-        if (strpbrk(s, " /:@"))
-            r = bad(c, get(allow->kids[i], "host"), sub,
-                    "'%.60s' must be a host name or '*.domain', without scheme, port or path", s);
-        if (r == 0 && (n = get(allow->kids[i], "ports"))) {
-            snprintf(sub, sizeof(sub), "%s.ports", path);
-            r = port_list(c, n, sub);
-        }
-        if (r == 0 && (n = get(allow->kids[i], "reason"))) {
-            snprintf(sub, sizeof(sub), "%s.reason", path);
-            r = as_string(c, n, sub, &s);
-        }
+    if ((r = check_keys(c, e, "network.egress", ekeys, NULL)) < 0)
+        return r;
+    if ((n = get(e, "default"))) {
+        if ((r = as_enum(c, n, "network.egress.default", dflt, &v)) < 0)
+            return r;
+        out->default_allow = v == 1;
     }
-    return r;
+    const struct pnode *rules = get(e, "rules");
+    if (!rules)
+        return 0;
+    if ((r = want(c, rules, PN_SEQ, "network.egress.rules")) < 0)
+        return r;
+    if (!(out->v = calloc(rules->n + 1, sizeof(*out->v))))
+        return cdn_err_set(c->err, ENOMEM, "out of memory");
+    for (size_t i = 0; i < rules->n; i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "network.egress.rules[%zu]", i);
+        out->n++;
+        if ((r = parse_egress_rule(c, rules->kids[i], path, &out->v[i])) < 0)
+            return r;
+    }
+    return 0;
 }
 
-static int parse_packages(struct ctx *c, const struct pnode *m) {
-    static const char *const keys[] = {"npm", "pip", "cargo", "go", "apt", NULL};
-    static const char *const pkeys[] = {"registry", "allow", NULL};
-    int r = check_keys(c, m, "packages", keys, NULL);
-    for (size_t i = 0; r == 0 && i < m->n; i += 2) {
-        char path[96], sub[128];
-        const char *s;
-        const struct pnode *pm = m->kids[i + 1], *n;
-        snprintf(path, sizeof(path), "packages.%s", m->kids[i]->scalar);
-        if ((r = check_keys(c, pm, path, pkeys, NULL)) < 0)
-            break;
-        if ((n = get(pm, "registry"))) {
-            snprintf(sub, sizeof(sub), "%s.registry", path);
-            if ((r = as_string(c, n, sub, &s)) == 0 && strncmp(s, "https://", 8) != 0 &&
-                strncmp(s, "http://", 7) != 0)
-                r = bad(c, n, sub, "'%.60s' must be an http(s):// URL", s);
-        }
-        if (r == 0 && (n = get(pm, "allow"))) {
-            snprintf(sub, sizeof(sub), "%s.allow", path);
-            r = string_list(c, n, sub);
+/* ---- packages ---- */
+
+static int parse_packages(struct ctx *c, const struct pnode *m, struct cdn_policy_packages *pk) {
+    static const char *const keys[] = {"managers", "lifecycle_scripts", NULL};
+    static const char *const managers[] = {"npm",   "pnpm", "yarn", "pip",
+                                           "cargo", "go",   "apt",  NULL};
+    static const char *const scripts[] = {"allow", "deny", NULL};
+    int r = check_keys(c, m, "packages", keys, NULL), v;
+    const struct pnode *n;
+    if (r == 0 && (n = get(m, "lifecycle_scripts")) &&
+        (r = as_enum(c, n, "packages.lifecycle_scripts", scripts, &v)) == 0)
+        pk->scripts_denied = v == 1;
+    const struct pnode *mg = r == 0 ? get(m, "managers") : NULL;
+    if (!mg)
+        return r;
+    if ((r = check_keys(c, mg, "packages.managers", managers, NULL)) < 0)
+        return r;
+    for (size_t i = 0; i < mg->n; i += 2) {
+        char path[64];
+        snprintf(path, sizeof(path), "packages.managers.%s", mg->kids[i]->scalar);
+        for (int k = 0; managers[k]; k++) {
+            if (strcmp(managers[k], mg->kids[i]->scalar) != 0)
+                continue;
+            if ((r = as_action(c, mg->kids[i + 1], path, &pk->action[k])) < 0)
+                return r;
+            pk->set[k] = true;
+            pk->line[k] = mg->kids[i + 1]->line;
         }
     }
-    return r;
+    return 0;
 }
 
-static int parse_secrets(struct ctx *c, const struct pnode *s) {
-    static const char *const keys[] = {"name", "from", "expose_as", "hosts", NULL};
-    static const char *const req[] = {"name", "from", NULL};
+/* ---- secrets ---- */
+
+static bool env_name_ok(const char *s) {
+    if (!*s || (*s >= '0' && *s <= '9'))
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+              *s == '_'))
+            return false;
+    return true;
+}
+
+static int parse_secret(struct ctx *c, const struct pnode *m, const char *path,
+                        struct pol_secret *sec) {
+    static const char *const keys[] = {"name", "from", "env", "expose_to", NULL};
+    static const char *const req[] = {"name", "from", "env", "expose_to", NULL};
+    char sub[96];
+    const char *v;
+    int r = check_keys(c, m, path, keys, req);
+    sec->pub.line = m->line;
+    if (r < 0)
+        return r;
+    snprintf(sub, sizeof(sub), "%s.name", path);
+    if ((r = as_string(c, get(m, "name"), sub, &v)) < 0)
+        return r;
+    sec->name = strdup(v);
+    snprintf(sub, sizeof(sub), "%s.from", path);
+    if ((r = as_string(c, get(m, "from"), sub, &v)) < 0)
+        return r;
+    if ((strncmp(v, "env:", 4) != 0 || !env_name_ok(v + 4)) && (strncmp(v, "file:/", 6) != 0))
+        return bad(c, get(m, "from"), sub, "'%.60s' must be env:NAME or file:/absolute/path", v);
+    sec->from = strdup(v);
+    snprintf(sub, sizeof(sub), "%s.env", path);
+    if ((r = as_string(c, get(m, "env"), sub, &v)) < 0)
+        return r;
+    if (!env_name_ok(v))
+        return bad(c, get(m, "env"), sub, "'%.60s' is not a variable name", v);
+    sec->env = strdup(v);
+    const struct pnode *x = get(m, "expose_to");
+    snprintf(sub, sizeof(sub), "%s.expose_to", path);
+    if ((r = want(c, x, PN_SEQ, sub)) < 0)
+        return r;
+    if (x->n == 0)
+        return bad(c, x, sub, "must name at least one command pattern");
+    if (!(sec->expose = calloc(x->n, sizeof(*sec->expose))) || !sec->name || !sec->from ||
+        !sec->env)
+        return cdn_err_set(c->err, ENOMEM, "out of memory");
+    for (size_t i = 0; i < x->n; i++) {
+        char item[128];
+        snprintf(item, sizeof(item), "%.96s[%zu]", sub, i);
+        sec->pub.n_expose++;
+        if ((r = parse_match(c, x->kids[i], item, &sec->expose[i])) < 0)
+            return r;
+    }
+    sec->pub.name = sec->name;
+    sec->pub.from = sec->from;
+    sec->pub.env = sec->env;
+    return 0;
+}
+
+static int parse_secrets(struct ctx *c, const struct pnode *s, struct cdn_policy *p) {
     int r = want(c, s, PN_SEQ, "secrets");
-    for (size_t i = 0; r == 0 && i < s->n; i++) {
-        char path[64], sub[96];
-        const char *v;
-        const struct pnode *m = s->kids[i], *n;
+    if (r < 0)
+        return r;
+    if (!(p->secrets = calloc(s->n + 1, sizeof(*p->secrets))))
+        return cdn_err_set(c->err, ENOMEM, "out of memory");
+    for (size_t i = 0; i < s->n; i++) {
+        char path[64];
         snprintf(path, sizeof(path), "secrets[%zu]", i);
-        if ((r = check_keys(c, m, path, keys, req)) < 0)
-            break;
-        snprintf(sub, sizeof(sub), "%s.name", path);
-        if ((r = as_string(c, get(m, "name"), sub, &v)) < 0)
-            break;
-        snprintf(sub, sizeof(sub), "%s.from", path);
-        if ((r = as_string(c, get(m, "from"), sub, &v)) < 0)
-            break;
-        if (strncmp(v, "env:", 4) != 0 && strncmp(v, "file:", 5) != 0)
-            r = bad(c, get(m, "from"), sub, "'%.60s' must be env:NAME or file:/path", v);
-        if (r == 0 && (n = get(m, "expose_as"))) {
-            snprintf(sub, sizeof(sub), "%s.expose_as", path);
-            r = as_string(c, n, sub, &v);
-        }
-        if (r == 0 && (n = get(m, "hosts"))) {
-            snprintf(sub, sizeof(sub), "%s.hosts", path);
-            r = string_list(c, n, sub);
-        }
+        p->nsecrets++;
+        if ((r = parse_secret(c, s->kids[i], path, &p->secrets[i])) < 0)
+            return r;
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(p->secrets[j].name, p->secrets[i].name) ||
+                !strcmp(p->secrets[j].env, p->secrets[i].env))
+                return bad(c, s->kids[i], path, "'%s' (env %s) is named twice", p->secrets[i].name,
+                           p->secrets[i].env);
     }
-    return r;
+    return 0;
 }
 
 static int parse_previews(struct ctx *c, const struct pnode *m) {
@@ -569,11 +711,11 @@ int pol_schema_apply(const char *name, const struct pnode *root, struct cdn_poli
         return r;
     if ((n = get(root, "limits")) && (r = parse_limits(&c, n, &p->limits)) < 0)
         return r;
-    if ((n = get(root, "network")) && (r = parse_network(&c, n)) < 0)
+    if ((n = get(root, "network")) && (r = parse_network(&c, n, &p->egress)) < 0)
         return r;
-    if ((n = get(root, "packages")) && (r = parse_packages(&c, n)) < 0)
+    if ((n = get(root, "packages")) && (r = parse_packages(&c, n, &p->packages)) < 0)
         return r;
-    if ((n = get(root, "secrets")) && (r = parse_secrets(&c, n)) < 0)
+    if ((n = get(root, "secrets")) && (r = parse_secrets(&c, n, p)) < 0)
         return r;
     if ((n = get(root, "previews")) && (r = parse_previews(&c, n)) < 0)
         return r;

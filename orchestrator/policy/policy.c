@@ -44,16 +44,77 @@ int cdn_policy_load(const char *path, struct cdn_policy **out, cdn_err **err) {
 void cdn_policy_free(struct cdn_policy *p) {
     if (!p)
         return;
-    for (size_t i = 0; i < p->nrules; i++) {
-        free(p->rules[i].program);
-        for (size_t j = 0; j < p->rules[i].nargs; j++)
-            free(p->rules[i].args[j]);
-        free(p->rules[i].args);
-        free(p->rules[i].reason);
-    }
+    for (size_t i = 0; i < p->nrules; i++)
+        pol_rule_clear(&p->rules[i]);
     free(p->rules);
+    cdn_egress_rules_free(&p->egress);
+    for (size_t i = 0; i < p->nsecrets; i++) {
+        struct pol_secret *sec = &p->secrets[i];
+        for (size_t j = 0; j < sec->pub.n_expose; j++)
+            pol_rule_clear(&sec->expose[j]);
+        free(sec->expose);
+        free(sec->name);
+        free(sec->from);
+        free(sec->env);
+    }
+    free(p->secrets);
     free(p->name);
     free(p);
+}
+
+void pol_rule_clear(struct pol_rule *r) {
+    free(r->program);
+    for (size_t j = 0; j < r->nargs; j++)
+        free(r->args[j]);
+    free(r->args);
+    free(r->reason);
+}
+
+const struct cdn_egress_rules *cdn_policy_egress(const struct cdn_policy *p) { return &p->egress; }
+
+const struct cdn_policy_packages *cdn_policy_packages(const struct cdn_policy *p) {
+    return &p->packages;
+}
+
+size_t cdn_policy_secret_count(const struct cdn_policy *p) { return p->nsecrets; }
+
+const struct cdn_policy_secret *cdn_policy_secret(const struct cdn_policy *p, size_t i) {
+    return i < p->nsecrets ? &p->secrets[i].pub : NULL;
+}
+
+void cdn_egress_rules_free(struct cdn_egress_rules *r) {
+    for (size_t i = 0; i < r->n; i++) {
+        free(r->v[i].host);
+        free(r->v[i].purpose);
+        free(r->v[i].reason);
+        free(r->v[i].where);
+    }
+    free(r->v);
+    *r = (struct cdn_egress_rules){0};
+}
+
+static int dup_or_null(const char *s, char **out) {
+    *out = s ? strdup(s) : NULL;
+    return !s || *out ? 0 : -ENOMEM;
+}
+
+int cdn_egress_rules_copy(const struct cdn_egress_rules *from, struct cdn_egress_rules *to) {
+    *to = (struct cdn_egress_rules){.default_allow = from->default_allow};
+    if (!(to->v = calloc(from->n + 1, sizeof(*to->v))))
+        return -ENOMEM;
+    for (size_t i = 0; i < from->n; i++) {
+        const struct cdn_egress_rule *a = &from->v[i];
+        struct cdn_egress_rule *b = &to->v[i];
+        *b = *a;
+        b->host = b->purpose = b->reason = b->where = NULL;
+        to->n++;
+        if (dup_or_null(a->host, &b->host) < 0 || dup_or_null(a->purpose, &b->purpose) < 0 ||
+            dup_or_null(a->reason, &b->reason) < 0 || dup_or_null(a->where, &b->where) < 0) {
+            cdn_egress_rules_free(to);
+            return -ENOMEM;
+        }
+    }
+    return 0;
 }
 
 void cdn_policy_freep(struct cdn_policy **p) {

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* cdn_policy: what a task may run, how big it may get, and (parsed now, enforced by later work)
- * what it may reach, install, hold and expose. Written in YAML by a person (docs/policy.md),
+/* cdn_policy: what a task may run, how big it may get, what it may reach (network.egress),
+ * install (packages) and hold (secrets). Written in YAML by a person (docs/policy.md),
  * parsed with libyaml, refused with FILE:LINE:COL and a hint on any mistake; never half-read.
  *
  * Commands are decided on the host before an Exec reaches the guest: each simple command in a
@@ -60,3 +60,73 @@ struct cdn_policy_decision {
 int cdn_policy_decide(const struct cdn_policy *p, const char *const *argv, size_t argc,
                       struct cdn_policy_decision *d, cdn_err **err);
 void cdn_policy_decision_free(struct cdn_policy_decision *d);
+
+/* ---- network.egress: what the guest may reach through the host (orchestrator/egress) ---- */
+
+#define CDN_EGRESS_MAX_PORTS 32
+
+struct cdn_egress_rule {
+    char *host; /* a glob on the name ('*' spans labels), an address literal, or a CIDR */
+    uint16_t ports[CDN_EGRESS_MAX_PORTS];
+    size_t nports;   /* 0: 80 and 443 */
+    char *purpose;   /* "packages", "docs", "api" or NULL */
+    bool allow;      /* action: allow (else deny) */
+    bool private_ok; /* may reach private, loopback and link-local addresses */
+    char *reason;    /* NULL if none */
+    unsigned line;   /* in the policy file (0: given through the API) */
+    char *where;     /* "network.egress.rules[2] (line 40)" */
+};
+
+struct cdn_egress_rules {
+    struct cdn_egress_rule *v;
+    size_t n;
+    bool default_allow; /* network.egress.default (deny unless set) */
+};
+
+/* The policy's egress rules (never NULL; empty and default deny when the policy has none). */
+const struct cdn_egress_rules *cdn_policy_egress(const struct cdn_policy *p);
+int cdn_egress_rules_copy(const struct cdn_egress_rules *from, struct cdn_egress_rules *to);
+void cdn_egress_rules_free(struct cdn_egress_rules *r);
+
+/* ---- packages ---- */
+
+enum cdn_pkg_manager {
+    CDN_PKG_NPM,
+    CDN_PKG_PNPM,
+    CDN_PKG_YARN,
+    CDN_PKG_PIP,
+    CDN_PKG_CARGO,
+    CDN_PKG_GO,
+    CDN_PKG_APT,
+    CDN_PKG_COUNT
+};
+const char *cdn_pkg_manager_name(enum cdn_pkg_manager m);
+/* The manager argv runs when it installs, adds, updates or fetches packages (npm/pnpm/yarn
+ * install|i|add|ci|update, pip install|download, cargo install|add|update|fetch, go get|install|mod
+ * download, apt/apt-get install|update|upgrade; `python -m pip` too), else -1. *scripts_capable:
+ * one of npm/pnpm/yarn, whose packages may run lifecycle scripts. */
+int cdn_pkg_manager_of(const char *const *argv, size_t argc, bool *scripts_capable);
+
+struct cdn_policy_packages {
+    bool set[CDN_PKG_COUNT]; /* packages.managers names it */
+    enum cdn_policy_action action[CDN_PKG_COUNT];
+    unsigned line[CDN_PKG_COUNT];
+    bool scripts_denied; /* packages.lifecycle_scripts: deny */
+};
+const struct cdn_policy_packages *cdn_policy_packages(const struct cdn_policy *p);
+
+/* ---- secrets ---- */
+
+struct cdn_policy_secret {
+    const char *name;
+    const char *from; /* env:NAME or file:/path */
+    const char *env;  /* the variable a command sees it as */
+    size_t n_expose;  /* patterns of commands it is given to (at least one) */
+    unsigned line;
+};
+size_t cdn_policy_secret_count(const struct cdn_policy *p);
+const struct cdn_policy_secret *cdn_policy_secret(const struct cdn_policy *p, size_t i);
+/* True when every simple command of a decided request (d, from cdn_policy_decide) matches one
+ * of secret i's expose_to patterns; an unanalysable part never does. */
+bool cdn_policy_secret_exposed(const struct cdn_policy *p, size_t i,
+                               const struct cdn_policy_decision *d);

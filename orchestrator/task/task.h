@@ -128,4 +128,9 @@ int cdn_task_apply_limits(struct cdn_task_spec *s, struct cdn_rlimit *nproc, cdn
 int cdn_session_cmd_stdin(struct cdn_session *s, struct cdn_session_cmd *c, const void *data,
                           size_t len, cdn_err **err);
 
+/* Replaces a running sandbox's egress rules (UpdatePolicy); recorded in the evidence with who
+ * and the new policy's SHA-256. Connections already open are not touched. */
+int cdn_session_set_egress(struct cdn_session *s, const struct cdn_egress_rules *rules,
+                           const char *by, const char *policy_sha256, cdn_err **err);
+
 void cdn_task_result_free(struct cdn_task_result *res);

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 
+#include "egress.h"
 #include "evidence.h"
 #include "logf.h"
 #include "task.h"
@@ -28,7 +29,8 @@ struct cdn_session {
     struct cdn_vm_host *host;
     struct cdn_vm *vm;
     struct cdn_channel *ch;
-    bool owned; /* the owner mark is written */
+    struct cdn_egress *egress; /* the network rules (made at boot, replaceable) */
+    bool owned;                /* the owner mark is written */
 };
 
 /* One line to the spec's on_notice (cdn_logf's formatting). */
@@ -41,3 +43,5 @@ void task_vm_release(struct cdn_session *s);
 /* The artifacts the spec names, into the evidence. */
 int task_vm_artifacts(struct cdn_session *s, cdn_err **err);
 int task_vm_collect(struct cdn_session *s, cdn_err **err);
+/* The policy's egress rules behind the channel (task_egress.c). */
+int task_egress_attach(struct cdn_session *s, cdn_err **err);

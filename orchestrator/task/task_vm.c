@@ -186,7 +186,8 @@ int task_vm_artifacts(struct cdn_session *s, cdn_err **err) {
 /* No graceful shutdown: the guest is discarded, and destroying it outright is faster than
  * letting it power off (libvirt's destroy then raced a QEMU already on its way out). */
 void task_vm_release(struct cdn_session *s) {
-    cdn_channel_freep(&s->ch);
+    cdn_channel_freep(&s->ch); /* its open egress connections are recorded first */
+    cdn_egress_freep(&s->egress);
     cdn_vm_destroyp(&s->vm);
     if (s->overlay) {
         unlink(s->overlay);
@@ -272,6 +273,8 @@ int task_vm_boot(struct cdn_session *t, cdn_err **err) {
         .name = res->vm, .handshake_timeout_ms = boot_ms, .cancel = spec->cancel};
     if ((r = cdn_channel_open(fd, &copts, &t->ch, err)) < 0)
         return cdn_err_prefix(err, "booting (console: %s)", res->console);
+    if ((r = task_egress_attach(t, err)) < 0)
+        return r;
     res->boot_ms = cdn_now_ms() - boot0;
     cdn_evidence_fact_int(t->ev, "create_ms", (long long)res->create_ms);
     cdn_evidence_fact_int(t->ev, "boot_ms", (long long)res->boot_ms);
