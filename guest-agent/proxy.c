@@ -79,8 +79,7 @@ static void client_close(struct client *cl) {
 
 static void set_events(struct client *cl) {
     uint32_t want = 0;
-    if (cl->state == C_HEAD ||
-        (cl->state == C_RELAY && !cl->client_eof && !cl->stream.blocked))
+    if (cl->state == C_HEAD || (cl->state == C_RELAY && !cl->client_eof && !cl->stream.blocked))
         want |= EPOLLIN;
     if (cdn_buf_len(&cl->to_client) > 0)
         want |= EPOLLOUT;
@@ -280,8 +279,8 @@ static bool split_authority(const char *a, size_t len, char *host, size_t hsize,
 }
 
 static bool hop_header(const char *line, size_t len) {
-    static const char *const drop[] = {"proxy-connection:", "proxy-authorization:", "connection:",
-                                       "keep-alive:", NULL};
+    static const char *const drop[] = {
+        "proxy-connection:", "proxy-authorization:", "connection:", "keep-alive:", NULL};
     for (const char *const *d = drop; *d; d++) {
         size_t n = strlen(*d);
         if (len >= n && strncasecmp(line, *d, n) == 0)
@@ -440,8 +439,8 @@ static void client_dispatch(struct agent_source *src, uint32_t events) {
 
 static void on_accept(struct agent_source *src, uint32_t events) {
     (void)events;
-    struct agent_proxy *eg = (struct agent_proxy *)((char *)src - offsetof(struct agent_proxy,
-                                                                              listener));
+    struct agent_proxy *eg =
+        (struct agent_proxy *)((char *)src - offsetof(struct agent_proxy, listener));
     for (;;) {
         int fd = accept4(src->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
@@ -482,7 +481,7 @@ static void loopback_up(void) {
 }
 
 int agent_proxy_new(struct agent_loop *loop, const char *addr, struct agent_proxy **out,
-                     cdn_err **err) {
+                    cdn_err **err) {
     char host[64];
     uint16_t port;
     if (!split_authority(addr, strlen(addr), host, sizeof(host), 0, &port))

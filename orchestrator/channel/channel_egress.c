@@ -199,8 +199,8 @@ static int read_up(struct cdn_channel *ch, struct eg_stream *s) {
 
 static void *job_run(void *arg) {
     struct eg_job *j = arg;
-    j->fd = j->hooks.open(j->hooks.ud, j->host, j->port, j->tunnel, &j->token, j->why,
-                          sizeof(j->why));
+    j->fd =
+        j->hooks.open(j->hooks.ud, j->host, j->port, j->tunnel, &j->token, j->why, sizeof(j->why));
     pthread_mutex_lock(&j->eg->mu);
     j->finished = true;
     pthread_mutex_unlock(&j->eg->mu);
@@ -307,8 +307,12 @@ static int on_open(struct cdn_channel *ch, uint64_t id, const CordonAgent__Egres
                             .next = eg->streams};
     eg->streams = s;
     eg->n++;
-    *j = (struct eg_job){.eg = eg, .id = id, .port = (uint16_t)o->port, .tunnel = o->connect,
-                         .hooks = ch->egress_hooks, .fd = -1};
+    *j = (struct eg_job){.eg = eg,
+                         .id = id,
+                         .port = (uint16_t)o->port,
+                         .tunnel = o->connect,
+                         .hooks = ch->egress_hooks,
+                         .fd = -1};
     memcpy(j->host, o->host, hlen);
     pthread_mutex_lock(&eg->mu);
     j->next = eg->jobs;

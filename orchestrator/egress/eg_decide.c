@@ -167,11 +167,11 @@ static const char *class4(const uint8_t *b) {
         unsigned bits;
         const char *name;
     } nets[] = {
-        {0x00000000, 8, "unspecified"},  {0x0a000000, 8, "private"},
+        {0x00000000, 8, "unspecified"},     {0x0a000000, 8, "private"},
         {0x64400000, 10, "shared (CGNAT)"}, {0x7f000000, 8, "loopback"},
-        {0xa9fe0000, 16, "link-local"},  {0xac100000, 12, "private"},
-        {0xc0000000, 24, "reserved"},    {0xc0a80000, 16, "private"},
-        {0xc6120000, 15, "benchmarking"}, {0xe0000000, 4, "multicast"},
+        {0xa9fe0000, 16, "link-local"},     {0xac100000, 12, "private"},
+        {0xc0000000, 24, "reserved"},       {0xc0a80000, 16, "private"},
+        {0xc6120000, 15, "benchmarking"},   {0xe0000000, 4, "multicast"},
         {0xf0000000, 4, "reserved"},
     };
     for (size_t i = 0; i < sizeof(nets) / sizeof(nets[0]); i++) {

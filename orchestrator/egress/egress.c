@@ -57,7 +57,8 @@ void cdn_egress_freep(struct cdn_egress **e) {
     *e = NULL;
 }
 
-int cdn_egress_set_rules(struct cdn_egress *e, const struct cdn_egress_rules *rules, cdn_err **err) {
+int cdn_egress_set_rules(struct cdn_egress *e, const struct cdn_egress_rules *rules,
+                         cdn_err **err) {
     struct cdn_egress_rules copy;
     if (cdn_egress_rules_copy(rules, &copy) < 0)
         return cdn_err_set(err, ENOMEM, "out of memory");
@@ -210,10 +211,9 @@ json_t *cdn_egress_attempt_json(const struct cdn_egress_attempt *a, uint64_t byt
     snprintf(at + n, sizeof(at) - n, ".%03dZ", (int)(a->at_ms % 1000));
     const char *decision = !a->allowed ? "denied" : a->error ? "failed" : "allowed";
     return json_pack("{s:s, s:s, s:i, s:s, s:s?, s:s, s:s, s:s?, s:s?, s:I, s:I, s:I}", "at", at,
-                     "host", a->host, "port", (int)a->port, "kind",
-                     a->tunnel ? "connect" : "http", "purpose", a->purpose[0] ? a->purpose : NULL,
-                     "rule", a->rule, "decision", decision, "address",
-                     a->address[0] ? a->address : NULL, "why", a->why[0] ? a->why : NULL,
-                     "bytes_up", (json_int_t)bytes_up, "bytes_down", (json_int_t)bytes_down,
-                     "duration_ms", (json_int_t)duration_ms);
+                     "host", a->host, "port", (int)a->port, "kind", a->tunnel ? "connect" : "http",
+                     "purpose", a->purpose[0] ? a->purpose : NULL, "rule", a->rule, "decision",
+                     decision, "address", a->address[0] ? a->address : NULL, "why",
+                     a->why[0] ? a->why : NULL, "bytes_up", (json_int_t)bytes_up, "bytes_down",
+                     (json_int_t)bytes_down, "duration_ms", (json_int_t)duration_ms);
 }

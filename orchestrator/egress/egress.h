@@ -26,7 +26,7 @@ struct cdn_egress_attempt {
     int error;        /* 0, or why an allowed attempt failed (errno: resolve, connect) */
     char rule[160];   /* "network.egress.rules[1] (line 30)", "network.egress.default", ... */
     char purpose[16]; /* the allowing rule's purpose, or "" */
-    char why[768];     /* for a refusal or failure: the text the guest's program sees */
+    char why[768];    /* for a refusal or failure: the text the guest's program sees */
     char address[64]; /* where the host connected ("" if nowhere) */
     int64_t at_ms;    /* wall clock, when asked */
     uint64_t t0_ms;   /* monotonic, when asked */
@@ -43,7 +43,7 @@ void cdn_egress_set_connect_timeout(struct cdn_egress *e, int ms);
 /* The rules' verdict on host:port, with no DNS (a->host normalized, allowed, rule, purpose,
  * why). Returns the deciding rule's index, or -1 (the default, or a host that is not valid). */
 int cdn_egress_decide(const struct cdn_egress_rules *rules, const char *host, uint16_t port,
-                       struct cdn_egress_attempt *a);
+                      struct cdn_egress_attempt *a);
 /* Decides, resolves and connects; blocks (call it off the channel's thread). Returns the
  * connected socket (non-blocking, close-on-exec), or -EPERM when refused by the rules or by the
  * address check, or another -errno when an allowed connection could not be made; a says which. */

@@ -39,8 +39,11 @@ int ev_audit_append(struct cdn_evidence *ev, const char *event, const char *key,
     json_t *line =
         json_pack("{s:I, s:s, s:s, s:s?, s:o, s:s}", "seq", (json_int_t)(ev->seq + 1), "at", now,
                   "event", event, "key", key, "value", value, "prev", ev->head);
-    _cleanup_free_ char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
+    _cleanup_free_ char *raw = line ? json_dumps(line, JSON_COMPACT) : NULL;
     json_decref(line);
+    size_t n = 0;
+    /* the chain is over the line as written: redacted */
+    _cleanup_free_ char *text = raw ? cdn_redact(ev->redactor, raw, strlen(raw), &n) : NULL;
     if (!text)
         return cdn_err_set(err, ENOMEM, "out of memory");
     char path[4300];
@@ -48,7 +51,6 @@ int ev_audit_append(struct cdn_evidence *ev, const char *event, const char *key,
     if (ev->audit_fd < 0 &&
         (ev->audit_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)) < 0)
         return cdn_err_set(err, errno, "opening %s: %m", path);
-    size_t n = strlen(text);
     text[n] = '\n'; /* the NUL becomes the line's end: one write, one line */
     ssize_t w = write(ev->audit_fd, text, n + 1);
     text[n] = '\0';

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "evidence.h"
+#include "redact.h"
 
 /* A file being written with its running SHA-256. */
 struct ev_stream {
@@ -34,6 +35,7 @@ struct cdn_evidence {
     char head[65];        /* the SHA-256 of its last line (64 zeros before the first) */
     struct ev_stream art; /* the artifact being written (fd -1 if none) */
     char *art_name;
+    const struct cdn_redactor *redactor; /* borrowed; NULL: no secrets */
 };
 
 /* One line on the audit trail (event; value taken), chained to the one before; with key, value

@@ -111,6 +111,10 @@ void cdn_evidence_freep(struct cdn_evidence **ev) {
 
 const char *cdn_evidence_dir(const struct cdn_evidence *ev) { return ev->dir; }
 
+void cdn_evidence_set_redactor(struct cdn_evidence *ev, const struct cdn_redactor *r) {
+    ev->redactor = r;
+}
+
 void cdn_evidence_fact(struct cdn_evidence *ev, const char *key, const char *value) {
     if (value)
         json_object_set_new(ev->root, key, json_string(value));
@@ -137,12 +141,13 @@ int cdn_evidence_save(struct cdn_evidence *ev, cdn_err **err) {
     /* everything on the audit trail so far is in this version */
     json_object_set_new(ev->root, "audit",
                         json_pack("{s:I, s:s}", "lines", (json_int_t)ev->seq, "head", ev->head));
-    _cleanup_free_ char *text = json_dumps(ev->root, JSON_INDENT(2) | JSON_SORT_KEYS);
+    _cleanup_free_ char *raw = json_dumps(ev->root, JSON_INDENT(2) | JSON_SORT_KEYS);
+    size_t n = 0;
+    _cleanup_free_ char *text = raw ? cdn_redact(ev->redactor, raw, strlen(raw), &n) : NULL;
     if (!text)
         return cdn_err_set(err, ENOMEM, "out of memory");
     char path[4300];
     snprintf(path, sizeof(path), "%s/manifest.json", ev->dir);
-    size_t n = strlen(text);
     _cleanup_free_ char *line = malloc(n + 1);
     if (!line)
         return cdn_err_set(err, ENOMEM, "out of memory");
@@ -155,7 +160,11 @@ int cdn_evidence_diff(struct cdn_evidence *ev, const struct cdn_diff_stats *st, 
                       size_t len, cdn_err **err) {
     char path[4300];
     snprintf(path, sizeof(path), "%s/diff.patch", ev->dir);
-    int r = cdn_write_atomic(path, patch ? patch : "", len, err);
+    _cleanup_free_ char *clean = cdn_redact(ev->redactor, patch ? patch : "", len, &len);
+    if (!clean)
+        return cdn_err_set(err, ENOMEM, "out of memory");
+    patch = clean;
+    int r = cdn_write_atomic(path, patch, len, err);
     if (r < 0)
         return r;
     json_t *d =

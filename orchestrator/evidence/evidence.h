@@ -32,6 +32,10 @@ int cdn_evidence_open(const char *task_dir, const char *task_id, struct cdn_evid
 void cdn_evidence_free(struct cdn_evidence *ev);
 void cdn_evidence_freep(struct cdn_evidence **ev);
 const char *cdn_evidence_dir(const struct cdn_evidence *ev);
+/* The task's secrets: from here on they are redacted from every audit line, the manifest and the
+ * patch (borrowed: r must outlive the evidence's writes; the caller redacts command output). */
+struct cdn_redactor;
+void cdn_evidence_set_redactor(struct cdn_evidence *ev, const struct cdn_redactor *r);
 
 /* Top-level facts: repo, ref, base, result, image, accel, transport, error, ... (NULL: removed) */
 void cdn_evidence_fact(struct cdn_evidence *ev, const char *key, const char *value);

@@ -27,15 +27,15 @@ static const char *subcommand(const char *const *argv, size_t argc, size_t from)
 }
 
 int cdn_pkg_manager_of(const char *const *argv, size_t argc, bool *scripts_capable) {
-    static const char *const js_fetch[] = {"install", "i",      "add",     "ci",      "update",
-                                           "up",      "upgrade", "isntall", "install-test",
-                                           "it",      "dlx",     "exec",    NULL};
+    static const char *const js_fetch[] = {
+        "install",      "i",  "add", "ci",   "update", "up", "upgrade", "isntall",
+        "install-test", "it", "dlx", "exec", NULL};
     static const char *const pip_fetch[] = {"install", "download", "wheel", NULL};
     static const char *const cargo_fetch[] = {"install", "add", "update", "fetch", NULL};
     static const char *const go_fetch[] = {"get", "install", "mod", NULL};
-    static const char *const apt_fetch[] = {"install", "update", "upgrade", "dist-upgrade",
-                                            "full-upgrade", "source", "download", "build-dep",
-                                            NULL};
+    static const char *const apt_fetch[] = {"install",      "update",       "upgrade",
+                                            "dist-upgrade", "full-upgrade", "source",
+                                            "download",     "build-dep",    NULL};
     if (scripts_capable)
         *scripts_capable = false;
     if (argc == 0)
@@ -54,7 +54,8 @@ int cdn_pkg_manager_of(const char *const *argv, size_t argc, bool *scripts_capab
     }
     if (!strcmp(prog, "npx") || !strcmp(prog, "pnpx"))
         return prog[0] == 'n' ? CDN_PKG_NPM : CDN_PKG_PNPM; /* fetches what it runs */
-    if (!strncmp(prog, "pip", 3) && (!prog[3] || strspn(prog + 3, "0123456789.") == strlen(prog + 3)))
+    if (!strncmp(prog, "pip", 3) &&
+        (!prog[3] || strspn(prog + 3, "0123456789.") == strlen(prog + 3)))
         return sub && among(sub, pip_fetch) ? CDN_PKG_PIP : -1;
     if (!strncmp(prog, "python", 6) && argc > 3) {
         for (size_t i = 1; i + 1 < argc; i++)

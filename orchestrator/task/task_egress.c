@@ -50,14 +50,15 @@ static void hook_ended(void *ud, void *token, uint64_t up, uint64_t down) {
     struct cdn_egress_attempt *a = token;
     if (!a)
         return;
-    cdn_evidence_append(s->ev, "egress", cdn_egress_attempt_json(a, up, down, cdn_now_ms() - a->t0_ms));
+    cdn_evidence_append(s->ev, "egress",
+                        cdn_egress_attempt_json(a, up, down, cdn_now_ms() - a->t0_ms));
     free(a);
 }
 
 int task_egress_attach(struct cdn_session *s, cdn_err **err) {
     static const struct cdn_egress_rules none = {0}; /* no policy: nothing leaves */
-    const struct cdn_egress_rules *rules = s->spec->policy ? cdn_policy_egress(s->spec->policy)
-                                                           : &none;
+    const struct cdn_egress_rules *rules =
+        s->spec->policy ? cdn_policy_egress(s->spec->policy) : &none;
     if (!s->egress) {
         int r = cdn_egress_new(rules, &s->egress, err);
         if (r < 0)
@@ -88,8 +89,8 @@ int cdn_session_set_egress(struct cdn_session *s, const struct cdn_egress_rules 
             json_array_append_new(ports, json_integer(r->ports[k]));
         json_array_append_new(list, json_pack("{s:s, s:o, s:s?, s:s, s:b, s:s?}", "host", r->host,
                                               "ports", ports, "purpose", r->purpose, "action",
-                                              r->allow ? "allow" : "deny", "private",
-                                              r->private_ok, "reason", r->reason));
+                                              r->allow ? "allow" : "deny", "private", r->private_ok,
+                                              "reason", r->reason));
     }
     cdn_evidence_append(s->ev, "policy_updates",
                         json_pack("{s:s, s:s?, s:s, s:o}", "by", by ? by : "", "policy_sha256",

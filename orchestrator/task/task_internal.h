@@ -29,8 +29,11 @@ struct cdn_session {
     struct cdn_vm_host *host;
     struct cdn_vm *vm;
     struct cdn_channel *ch;
-    struct cdn_egress *egress; /* the network rules (made at boot, replaceable) */
-    bool owned;                /* the owner mark is written */
+    struct cdn_egress *egress;     /* the network rules (made at boot, replaceable) */
+    struct cdn_redactor *redactor; /* the secrets' forms (NULL: none) */
+    struct task_secret *secrets;   /* "ENV=value" each, wiped at close */
+    size_t nsecrets;
+    bool owned; /* the owner mark is written */
 };
 
 /* One line to the spec's on_notice (cdn_logf's formatting). */
@@ -43,5 +46,22 @@ void task_vm_release(struct cdn_session *s);
 /* The artifacts the spec names, into the evidence. */
 int task_vm_artifacts(struct cdn_session *s, cdn_err **err);
 int task_vm_collect(struct cdn_session *s, cdn_err **err);
+struct task_secret {
+    char *assign;
+};
+/* The policy's secrets read, their redactor made and handed to the evidence (task_secrets.c). */
+int task_secrets_load(struct cdn_session *t, cdn_err **err);
+/* Wipes and frees every copy of the secrets (after the evidence's last write). */
+void task_secrets_scrub(struct cdn_session *t);
+/* A command's environment: x's, then the secrets its parts all may see, then the variables that
+ * disable install scripts when the policy says so (env NULL: x's own, unchanged). The entries
+ * are borrowed: free only the array with task_cmd_env_free. */
+struct task_cmd_env {
+    const char **env;
+    size_t envc;
+};
+int task_cmd_env(struct cdn_session *t, const struct cdn_exec_spec *x, struct task_cmd_env *out,
+                 cdn_err **err);
+void task_cmd_env_free(struct task_cmd_env *e);
 /* The policy's egress rules behind the channel (task_egress.c). */
 int task_egress_attach(struct cdn_session *s, cdn_err **err);

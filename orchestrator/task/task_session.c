@@ -139,7 +139,7 @@ int cdn_session_open(const struct cdn_task_spec *spec, const char *id, struct cd
     if ((r = cdn_evidence_open(t->dir, t->res.id, &t->ev, err)) < 0)
         return r;
     t->res.evidence = strdup(cdn_evidence_dir(t->ev));
-    if ((r = prepare(t, err)) < 0) {
+    if ((r = task_secrets_load(t, err)) < 0 || (r = prepare(t, err)) < 0) {
         cdn_session_close(TAKE_PTR(t), cdn_err_msg(*err), NULL);
         return r;
     }
@@ -202,7 +202,9 @@ void cdn_session_close(struct cdn_session *t, const char *error, struct cdn_task
         if (error)
             cdn_evidence_fact(t->ev, "error", error);
         cdn_evidence_fact_int(t->ev, "total_ms", (long long)(cdn_now_ms() - t->t0));
-        cdn_evidence_event(t->ev, "task.closed", json_pack("{s:s?}", "error", error));
+        cdn_evidence_event(
+            t->ev, "task.closed",
+            json_pack("{s:s?, s:I}", "error", error, "secrets_wiped", (json_int_t)t->nsecrets));
         cdn_err *save_err = NULL;
         cdn_evidence_sync(t->ev, NULL); /* the logs and the trail, before their manifest */
         char keys[4300];
@@ -222,6 +224,7 @@ void cdn_session_close(struct cdn_session *t, const char *error, struct cdn_task
     cdn_workspace_listing_free(&t->listing);
     cdn_workspace_freep(&t->ws);
     cdn_evidence_freep(&t->ev);
+    task_secrets_scrub(t); /* the evidence's last write was redacted with them */
     if (t->owned)
         cdn_task_owner_clear(t->dir);
     free(t->dir);

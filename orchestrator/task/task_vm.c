@@ -14,6 +14,7 @@
 #include "task_gc.h"
 #include "task_internal.h"
 #include "task_transfer.h"
+#include "redact.h"
 #include "vm.h"
 
 #define TRANSFER_TIMEOUT_MS (10 * 60 * 1000)
@@ -48,18 +49,38 @@ static int choose_accel(const struct cdn_task_spec *spec, struct cdn_vm_host *ho
     return 0;
 }
 
-/* A command: its output goes to the evidence and to the caller. */
+/* A command: its output goes, redacted, to the evidence and to the caller. */
 struct cdn_session_cmd {
     struct cdn_evidence_cmd *ev;
     cdn_output_fn fn;
     void *ud;
     uint64_t stream;
+    const struct cdn_redactor *redactor;
+    struct cdn_redact_stream rs[2];
+    int fd; /* the one being fed (for the sink) */
 };
+
+static int tee_clean(void *ud, const uint8_t *data, size_t len) {
+    struct cdn_session_cmd *c = ud;
+    cdn_evidence_cmd_output(c->ev, c->fd, data, len);
+    return c->fn ? c->fn(c->ud, c->fd, data, len) : 0;
+}
 
 static int tee_output(void *ud, int fd, const uint8_t *data, size_t len) {
     struct cdn_session_cmd *c = ud;
-    cdn_evidence_cmd_output(c->ev, fd, data, len);
-    return c->fn ? c->fn(c->ud, fd, data, len) : 0;
+    if (fd != 1 && fd != 2)
+        return 0;
+    c->fd = fd;
+    return cdn_redact_feed(c->redactor, &c->rs[fd - 1], data, len, false, tee_clean, c);
+}
+
+/* The bytes each stream held back (a possible start of a secret) go out at the end. */
+static void tee_flush(struct cdn_session_cmd *c) {
+    for (int fd = 1; fd <= 2; fd++) {
+        c->fd = fd;
+        cdn_redact_feed(c->redactor, &c->rs[fd - 1], NULL, 0, true, tee_clean, c);
+        cdn_redact_stream_clear(&c->rs[fd - 1]);
+    }
 }
 
 /* The overlay is the task's whole disk: past the policy's disk_mib the task ends. */
@@ -91,9 +112,20 @@ int cdn_session_cmd_start(struct cdn_session *s, const struct cdn_exec_spec *x, 
         return cdn_err_set(err, ENOMEM, "out of memory");
     c->fn = fn;
     c->ud = ud;
+    c->redactor = s->redactor;
+    struct task_cmd_env env = {0};
     int r = cdn_evidence_cmd_begin(s->ev, x->argv, x->argc, x->cwd, &c->ev, err);
     if (r >= 0)
-        r = cdn_channel_exec_start(s->ch, x, tee_output, c, &c->stream, err);
+        r = task_cmd_env(s, x, &env, err);
+    if (r >= 0) {
+        struct cdn_exec_spec with = *x;
+        if (env.env) {
+            with.env = env.env;
+            with.envc = env.envc;
+        }
+        r = cdn_channel_exec_start(s->ch, &with, tee_output, c, &c->stream, err);
+    }
+    task_cmd_env_free(&env);
     if (r < 0) {
         if (c->ev) {
             struct cdn_evidence_exit ex = {.failed = true};
@@ -128,6 +160,7 @@ int cdn_session_cmd_finish(struct cdn_session *s, struct cdn_session_cmd *c, int
     *res = (struct cdn_exec_result){0};
     int r = s->ch ? cdn_channel_exec_wait(s->ch, c->stream, timeout_ms, res, err)
                   : cdn_err_set(err, ENOTCONN, "the sandbox's VM is gone");
+    tee_flush(c);
     struct cdn_evidence_exit ex = {.exit_code = res->exit_code,
                                    .signal = res->signal,
                                    .timed_out = res->timed_out,

@@ -41,7 +41,10 @@ static void h_decided(void *ud, void *token) {
     struct cdn_egress_attempt *a = token;
     if (h->n_decided < 16)
         snprintf(h->decisions[h->n_decided], sizeof(h->decisions[0]), "%s %.160s %.760s",
-                 !a->allowed ? "denied" : a->error ? "failed" : "allowed", a->rule, a->why);
+                 !a->allowed ? "denied"
+                 : a->error  ? "failed"
+                             : "allowed",
+                 a->rule, a->why);
     h->n_decided++;
 }
 
@@ -156,15 +159,16 @@ TEST_T(egress_is_decided_by_rules_relayed_and_recorded, 240) {
     struct th_httpd *other = th_httpd_start("127.0.0.3");
     uint16_t port = th_httpd_port(web), proxy = free_port();
     char policy[1024];
-    snprintf(policy, sizeof(policy),
-             "version: 1\n"
-             "network:\n"
-             "  egress:\n"
-             "    rules:\n"
-             "      - {host: 127.0.0.2, ports: [%u], purpose: packages, reason: the test registry}\n"
-             "      - {host: localhost, ports: [%u], purpose: api}\n"
-             "      - {host: '*', ports: [%u], purpose: docs}\n",
-             port, port, th_httpd_port(other));
+    snprintf(
+        policy, sizeof(policy),
+        "version: 1\n"
+        "network:\n"
+        "  egress:\n"
+        "    rules:\n"
+        "      - {host: 127.0.0.2, ports: [%u], purpose: packages, reason: the test registry}\n"
+        "      - {host: localhost, ports: [%u], purpose: api}\n"
+        "      - {host: '*', ports: [%u], purpose: docs}\n",
+        port, port, th_httpd_port(other));
     struct cdn_policy *pol = NULL;
     cdn_err *err = NULL;
     ASSERT_OK(cdn_policy_parse("egress.yaml", policy, strlen(policy), &pol, &err), err);
@@ -185,7 +189,8 @@ TEST_T(egress_is_decided_by_rules_relayed_and_recorded, 240) {
 
     /* allowed: a CONNECT tunnel, then a plain request (rewritten to origin form) */
     struct client c = {.proxy = proxy};
-    snprintf(c.request, sizeof(c.request), "CONNECT 127.0.0.2:%u HTTP/1.1\r\nHost: x\r\n\r\n", port);
+    snprintf(c.request, sizeof(c.request), "CONNECT 127.0.0.2:%u HTTP/1.1\r\nHost: x\r\n\r\n",
+             port);
     snprintf(c.follow, sizeof(c.follow), "GET /tunnel HTTP/1.1\r\nHost: 127.0.0.2\r\n\r\n");
     through_proxy(ch, &c, NULL);
     ASSERT_TRUE(strstr(c.head, "HTTP/1.1 200 OK") != NULL);
