@@ -210,7 +210,7 @@ json_t *cdn_egress_attempt_json(const struct cdn_egress_attempt *a, uint64_t byt
     size_t n = strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(at + n, sizeof(at) - n, ".%03dZ", (int)(a->at_ms % 1000));
     const char *decision = !a->allowed ? "denied" : a->error ? "failed" : "allowed";
-    return json_pack("{s:s, s:s, s:i, s:s, s:s?, s:s, s:s, s:s?, s:s?, s:I, s:I, s:I}", "at", at,
+    return json_pack("{s:s, s:s, s:i, s:s, s:s*, s:s, s:s, s:s*, s:s*, s:I, s:I, s:I}", "at", at,
                      "host", a->host, "port", (int)a->port, "kind", a->tunnel ? "connect" : "http",
                      "purpose", a->purpose[0] ? a->purpose : NULL, "rule", a->rule, "decision",
                      decision, "address", a->address[0] ? a->address : NULL, "why",
