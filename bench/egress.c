@@ -24,8 +24,7 @@
 #define GOAL 0.5
 
 int main(void) {
-    const char *out_path =
-        getenv("BENCH_OUT") ? getenv("BENCH_OUT") : "bench/results/egress.json";
+    const char *out_path = getenv("BENCH_OUT") ? getenv("BENCH_OUT") : "bench/results/egress.json";
     _cleanup_free_ char *dir = th_tmpdir();
     struct th_httpd *web = th_httpd_start("127.0.0.2");
     uint16_t port = th_httpd_port(web);
@@ -71,8 +70,7 @@ int main(void) {
         const char *sh[] = {"sh", "-c", dd};
         struct cdn_exec_spec px = {.argv = sh, .argc = 3};
         t0 = th_now_s();
-        ASSERT_OK(cdn_channel_exec(cdn_session_channel(s), &px, NULL, NULL, 600000, &r, &err),
-                  err);
+        ASSERT_OK(cdn_channel_exec(cdn_session_channel(s), &px, NULL, NULL, 600000, &r, &err), err);
         pipe_s[i] = th_now_s() - t0;
     }
     const char *accel = cdn_session_info(s)->accel;

@@ -365,23 +365,19 @@ static void delete_sandbox(struct api_call *c) { stop_sandbox(c, true); }
 void api_exec(struct api_call *c);
 void api_read_file(struct api_call *c);
 void api_get_diff(struct api_call *c);
+void api_update_policy(struct api_call *c);
 void api_watch_events(struct api_call *c);
 
 static const struct {
     const char *name;
     void (*fn)(struct api_call *c);
 } methods[] = {
-    {"CreateSandbox", create_sandbox},
-    {"GetSandbox", get_sandbox},
-    {"ListSandboxes", list_sandboxes},
-    {"Exec", api_exec},
-    {"ReadFile", api_read_file},
-    {"GetDiff", api_get_diff},
-    {"GetEvidence", get_evidence},
-    {"ListApprovals", list_approvals},
-    {"Decide", decide},
-    {"Cancel", cancel_sandbox},
-    {"Delete", delete_sandbox},
+    {"CreateSandbox", create_sandbox},   {"GetSandbox", get_sandbox},
+    {"ListSandboxes", list_sandboxes},   {"Exec", api_exec},
+    {"ReadFile", api_read_file},         {"GetDiff", api_get_diff},
+    {"UpdatePolicy", api_update_policy}, {"GetEvidence", get_evidence},
+    {"ListApprovals", list_approvals},   {"Decide", decide},
+    {"Cancel", cancel_sandbox},          {"Delete", delete_sandbox},
     {"WatchEvents", api_watch_events},
 };
 

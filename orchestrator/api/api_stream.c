@@ -9,8 +9,9 @@
 #include <string.h>
 
 #include "api_internal.h"
-#include "evidence.h"
 #include "cleanup.h"
+#include "evidence.h"
+#include "policy.h"
 
 #define READ_WAIT_MS 30000
 #define FILE_CHUNK (1u << 20)
@@ -327,6 +328,45 @@ void api_get_diff(struct api_call *c) {
     }
     if (r >= 0)
         cdn_store_sandbox_clear(&sb);
+    protobuf_c_message_free_unpacked(&q->base, NULL);
+}
+
+/* ---- UpdatePolicy ---- */
+
+static void policy_done(void *ud, int rc, const cdn_err *e, const struct cdn_job_result *res) {
+    struct api_call *c = ud;
+    if (rc == 0) {
+        Cordon__V1__UpdatePolicyResponse u = CORDON__V1__UPDATE_POLICY_RESPONSE__INIT;
+        u.policy_sha256 = (char *)res->policy_sha256;
+        u.egress_rules = (uint32_t)res->egress_rules;
+        if (api_call_send(c, &u.base) == 0)
+            api_call_finish(c, GRPC_STATUS_OK, NULL);
+    } else {
+        api_call_fail(c, rc, e);
+    }
+    api_call_unref(c);
+}
+
+static const struct cdn_job_ops policy_ops = {.done = policy_done, .abandoned = job_abandoned};
+
+void api_update_policy(struct api_call *c) {
+    Cordon__V1__UpdatePolicyRequest *q =
+        (void *)api_call_decode(c, &cordon__v1__update_policy_request__descriptor);
+    if (!q)
+        return;
+    size_t len = strlen(q->policy_yaml);
+    if (len == 0 || len > CDN_POLICY_MAX_BYTES) {
+        api_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "policy_yaml must be 1 to %u bytes",
+                        CDN_POLICY_MAX_BYTES);
+    } else {
+        char by[320];
+        snprintf(by, sizeof(by), "tenant %s", c->tenant);
+        struct cdn_job_spec spec = {.kind = CDN_JOB_POLICY,
+                                    .data = (const uint8_t *)q->policy_yaml,
+                                    .len = len,
+                                    .path = by};
+        submit(c, q->sandbox_id, &spec, &policy_ops);
+    }
     protobuf_c_message_free_unpacked(&q->base, NULL);
 }
 

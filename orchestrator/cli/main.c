@@ -17,6 +17,7 @@ static void usage(FILE *f) {
         "  run [OPTIONS] -- CMD [ARGS...]   run CMD in a new VM; `cordon run --help` for options\n"
         "  policy check FILE...            check policies: FILE:LINE:COL for each mistake\n"
         "  policy explain FILE -- CMD...   what a policy decides for CMD, part by part, and why\n"
+        "  policy update ID FILE           replace a running sandbox's egress rules\n"
         "  gc [--state DIR]                clean up after tasks whose cordon process died\n"
         "  audit verify|show TASK|DIR      check a task's signed audit trail, or print it\n"
         "\n"

@@ -168,8 +168,8 @@ static const uint8_t *earliest(const struct cdn_redactor *r, const uint8_t *p, c
     const uint8_t *best = NULL;
     for (size_t i = 0; i < r->n_forms; i++) {
         const struct form *f = &r->forms[i];
-        const uint8_t *m = (size_t)(end - p) >= f->n ? memmem(p, (size_t)(end - p), f->p, f->n)
-                                                     : NULL;
+        const uint8_t *m =
+            (size_t)(end - p) >= f->n ? memmem(p, (size_t)(end - p), f->p, f->n) : NULL;
         if (m && (!best || m < best || (m == best && f->n > (*which)->n))) {
             best = m;
             *which = f;

@@ -106,14 +106,15 @@ static struct job *job_new(const struct cdn_job_spec *spec, const struct cdn_job
     if (spec->path)
         ok = ok && (j->path = strdup(spec->path));
     j->spec.path = j->path;
-    const uint8_t *src = spec->kind == CDN_JOB_WRITE ? spec->data : spec->stdin_data;
-    size_t n = spec->kind == CDN_JOB_WRITE ? spec->len : spec->stdin_len;
+    bool carries = spec->kind == CDN_JOB_WRITE || spec->kind == CDN_JOB_POLICY;
+    const uint8_t *src = carries ? spec->data : spec->stdin_data;
+    size_t n = carries ? spec->len : spec->stdin_len;
     if (n) {
         ok = ok && (j->buf = malloc(n));
         if (j->buf)
             memcpy(j->buf, src, n);
     }
-    j->spec.data = spec->kind == CDN_JOB_WRITE ? j->buf : NULL;
+    j->spec.data = carries ? j->buf : NULL;
     j->spec.stdin_data = spec->kind == CDN_JOB_EXEC ? j->buf : NULL;
     if (!ok) {
         job_free(j);

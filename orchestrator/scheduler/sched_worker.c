@@ -322,10 +322,26 @@ int cdn_sched_read_patch(const char *dir, char **out, size_t *len, cdn_err **err
                        : r;
 }
 
+/* UpdatePolicy: the given policy's network.egress becomes the sandbox's egress rules. */
+static int update_policy(struct worker *w, struct job *j, struct cdn_job_result *res, cdn_err **e) {
+    struct cdn_policy *p = NULL;
+    int r = cdn_policy_parse("UpdatePolicy", (const char *)j->spec.data, j->spec.len, &p, e);
+    if (r < 0)
+        return r;
+    cdn_sha256_hex(j->spec.data ? (const void *)j->spec.data : "", j->spec.len, res->policy_sha256);
+    const struct cdn_egress_rules *rules = cdn_policy_egress(p);
+    res->egress_rules = rules->n;
+    r = cdn_session_set_egress(w->sess, rules, j->spec.path, res->policy_sha256, e);
+    cdn_policy_free(p);
+    if (r >= 0)
+        save_evidence(w);
+    return r;
+}
+
 static void run_job_now(struct worker *w, struct job *j) {
     struct cdn_job_result res = {0};
     cdn_err *e = NULL;
-    int r = need_vm(w, j, &e);
+    int r = j->spec.kind == CDN_JOB_POLICY ? 0 : need_vm(w, j, &e);
     struct cdn_channel *ch = cdn_session_channel(w->sess);
     switch (r < 0 ? -1 : (int)j->spec.kind) {
     case -1: break;
@@ -362,6 +378,7 @@ static void run_job_now(struct worker *w, struct job *j) {
         }
         break;
     }
+    case CDN_JOB_POLICY: r = update_policy(w, j, &res, &e); break;
     default: r = cdn_err_set(&e, EINVAL, "unknown job");
     }
     j->ops->done(j->ud, r, e, &res);

@@ -74,7 +74,9 @@ struct cdn_sched_create {
 int cdn_sched_create(struct cdn_sched *s, const char *tenant, const struct cdn_sched_create *req,
                      struct cdn_store_sandbox *out, cdn_err **err);
 
-enum cdn_job_kind { CDN_JOB_EXEC, CDN_JOB_WRITE, CDN_JOB_READ, CDN_JOB_DIFF };
+/* POLICY: data/len is a policy's YAML whose network.egress replaces the sandbox's egress rules
+ * (path: who asked); needs no VM. */
+enum cdn_job_kind { CDN_JOB_EXEC, CDN_JOB_WRITE, CDN_JOB_READ, CDN_JOB_DIFF, CDN_JOB_POLICY };
 
 struct cdn_job_result {
     struct cdn_exec_result exec;
@@ -84,6 +86,9 @@ struct cdn_job_result {
     char *patch;
     size_t patch_len;
     struct cdn_diff_stats stats;
+    /* POLICY */
+    char policy_sha256[65];
+    size_t egress_rules;
 };
 
 /* The job's owner's side. Every callback runs on the sandbox's worker thread. */

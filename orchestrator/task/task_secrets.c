@@ -17,9 +17,8 @@
 
 /* What npm/pnpm (npm_config_*), yarn 1 (YARN_IGNORE_SCRIPTS) and yarn 2+ (YARN_ENABLE_SCRIPTS)
  * read to run no package's lifecycle scripts. */
-static const char *const no_scripts_env[] = {"npm_config_ignore_scripts=true",
-                                             "YARN_IGNORE_SCRIPTS=true",
-                                             "YARN_ENABLE_SCRIPTS=false"};
+static const char *const no_scripts_env[] = {
+    "npm_config_ignore_scripts=true", "YARN_IGNORE_SCRIPTS=true", "YARN_ENABLE_SCRIPTS=false"};
 #define N_NO_SCRIPTS (sizeof(no_scripts_env) / sizeof(no_scripts_env[0]))
 
 static int read_secret(const struct cdn_policy_secret *sec, char **value, size_t *len,
@@ -128,8 +127,8 @@ int task_cmd_env(struct cdn_session *t, const struct cdn_exec_spec *x, struct ta
             out->env[out->envc++] = no_scripts_env[i];
         for (size_t k = 0; k < d.n; k++) {
             bool scripts = false;
-            int m = cdn_pkg_manager_of((const char *const *)d.parts[k].argv, d.parts[k].argc,
-                                       &scripts);
+            int m =
+                cdn_pkg_manager_of((const char *const *)d.parts[k].argv, d.parts[k].argc, &scripts);
             if (m >= 0 && scripts) {
                 cdn_evidence_event(t->ev, "packages.lifecycle_scripts",
                                    json_pack("{s:s, s:O, s:s, s:s}", "manager",

@@ -83,9 +83,8 @@ TEST_T(egress_and_secrets_in_a_real_vm, 300) {
              "printf '%%s' \"$TEST_TOKEN\" | head -c 12; sleep 0.5; "
              "printf '%%s\\n' \"$TEST_TOKEN\" | tail -c +13",
              port);
-    struct th_ran r = th_cordon("run", state, "net",
-                                (const char *[]){"--policy", policy, "--", "sh", "-c", script,
-                                                 NULL});
+    struct th_ran r = th_cordon(
+        "run", state, "net", (const char *[]){"--policy", policy, "--", "sh", "-c", script, NULL});
     unsetenv("CORDON_TEST_TOKEN");
     printf("%s%s", r.out, r.err);
     ASSERT_EQ(r.code, 0);

@@ -24,6 +24,7 @@
 #include "cleanup.h"
 #include "cordon_cli.h"
 #include "harness.h"
+#include "httpd.h"
 #include "test.h"
 #include "vmhost.h"
 
@@ -343,6 +344,50 @@ TEST_T(the_cordon_cli_is_a_client_of_cordond, 600) {
     ASSERT_EQ(r.code, 125);
     ASSERT_CONTAINS(r.err, "are the daemon's own settings");
     th_ran_free(&r);
+
+    /* UpdatePolicy: a sandbox with no egress rules gets one while it runs; the change is on
+     * its audit trail, and the next request goes through */
+    struct th_httpd *web = th_httpd_start("127.0.0.2");
+    char pol0[4300], pol1[4300], url[128], rules[512];
+    snprintf(pol0, sizeof(pol0), "%s/open.yaml", e.dir);
+    snprintf(pol1, sizeof(pol1), "%s/open-net.yaml", e.dir);
+    th_write_file(pol0, "version: 1\ncommands: {default: allow}\n", 0644);
+    snprintf(rules, sizeof(rules),
+             "version: 1\ncommands: {default: allow}\nnetwork:\n  egress:\n    rules:\n"
+             "      - {host: 127.0.0.2, ports: [%u], purpose: api}\n",
+             th_httpd_port(web));
+    th_write_file(pol1, rules, 0644);
+    snprintf(url, sizeof(url), "http://127.0.0.2:%u/", th_httpd_port(web));
+    r = CLI("netbox", "create", "--policy", pol0, "--wait", "--json");
+    ASSERT_EQ(r.code, 0);
+    _cleanup_free_ char *net_id = json_field(r.out, "id");
+    th_ran_free(&r);
+    r = CLI("net1", "exec", net_id, "--", "wget", "-q", "-O", "-", url);
+    ASSERT_EQ(r.code, 1);
+    ASSERT_CONTAINS(r.err, "403 Forbidden");
+    th_ran_free(&r);
+    r = CLI("upd-bad", "policy", "update", net_id, pol0, "extra");
+    ASSERT_EQ(r.code, 125);
+    th_ran_free(&r);
+    r = CLI("upd", "policy", "update", net_id, pol1);
+    if (r.code != 0)
+        FAIL("cordon policy update: exit %d: %s", r.code, r.err);
+    ASSERT_CONTAINS(r.out, "1 egress rule from");
+    th_ran_free(&r);
+    r = CLI("net2", "exec", net_id, "--", "wget", "-q", "-O", "-", url);
+    ASSERT_EQ(r.code, 0);
+    ASSERT_STREQ(r.out, "hello from 127.0.0.2\n");
+    th_ran_free(&r);
+    r = CLI("netshow", "show", "--json", net_id);
+    ASSERT_CONTAINS(r.out, "\"policy_updates\"");
+    ASSERT_CONTAINS(r.out, "\"by\":\"tenant uid:0\"");
+    ASSERT_CONTAINS(r.out, "\"decision\":\"denied\"");
+    ASSERT_CONTAINS(r.out, "\"decision\":\"allowed\"");
+    th_ran_free(&r);
+    r = CLI("netstop", "stop", net_id);
+    ASSERT_EQ(r.code, 0);
+    th_ran_free(&r);
+    th_httpd_stop(web);
 
     /* errors name what went wrong, as the daemon said it */
     r = CLI("nf", "exec", "0000000000000000", "--", "true");

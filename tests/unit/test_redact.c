@@ -15,8 +15,7 @@ static struct cdn_redactor *make(void) {
     struct cdn_redactor *r = NULL;
     cdn_err *err = NULL;
     ASSERT_OK(cdn_redactor_new(&r, &err), err);
-    ASSERT_OK(cdn_redactor_add(r, "api-token", (const uint8_t *)secret, strlen(secret), &err),
-              err);
+    ASSERT_OK(cdn_redactor_add(r, "api-token", (const uint8_t *)secret, strlen(secret), &err), err);
     return r;
 }
 
@@ -49,7 +48,8 @@ TEST(a_secret_in_any_form_is_redacted) {
         }
     }
     /* URL-encoded (upper and lower hex) and JSON-escaped */
-    const char *forms[] = {"q=s3cr3t%2FTok%2Ben%3D%22v4lue%22&x", "q=s3cr3t%2fTok%2ben%3d%22v4lue%22",
+    const char *forms[] = {"q=s3cr3t%2FTok%2Ben%3D%22v4lue%22&x",
+                           "q=s3cr3t%2fTok%2ben%3d%22v4lue%22",
                            "{\"k\":\"s3cr3t/Tok+en=\\\"v4lue\\\"\"}"};
     for (size_t i = 0; i < 3; i++) {
         out = cdn_redact(r, forms[i], strlen(forms[i]), &n);
@@ -69,9 +69,9 @@ TEST(a_secret_split_across_chunks_is_redacted) {
         struct cdn_redact_stream st = {0};
         struct cdn_buf out = {0};
         ASSERT_EQ(cdn_redact_feed(r, &st, (const uint8_t *)text, cut, false, append, &out), 0);
-        ASSERT_EQ(cdn_redact_feed(r, &st, (const uint8_t *)text + cut, len - cut, false, append,
-                                  &out),
-                  0);
+        ASSERT_EQ(
+            cdn_redact_feed(r, &st, (const uint8_t *)text + cut, len - cut, false, append, &out),
+            0);
         ASSERT_EQ(cdn_redact_feed(r, &st, NULL, 0, true, append, &out), 0);
         cdn_buf_append(&out, "", 1);
         const char *s = (const char *)cdn_buf_head(&out);
