@@ -207,6 +207,18 @@ $(FUZZ_BUILD)/fuzz_audit: tests/fuzz/fuzz_audit.c orchestrator/evidence/ev_trail
 		orchestrator/evidence/evidence.h proto/err.c
 	clang $(FUZZ_FLAGS) -Iproto -Iorchestrator/evidence -o $@ $< orchestrator/evidence/ev_trail.c \
 		proto/err.c -ljansson -lcrypto
+# The dependency readers link their file and jansson.
+$(FUZZ_BUILD)/fuzz_deps: tests/fuzz/fuzz_deps.c orchestrator/workspace/ws_deps.c \
+		orchestrator/workspace/workspace.h
+	clang $(FUZZ_FLAGS) -Iproto -Iorchestrator/workspace -o $@ $< \
+		orchestrator/workspace/ws_deps.c -ljansson
+# The egress verdict links the egress and policy modules.
+$(FUZZ_BUILD)/fuzz_egress: tests/fuzz/fuzz_egress.c $(EGRESS_SRCS) $(POLICY_SRCS) \
+		$(wildcard orchestrator/egress/*.h orchestrator/policy/*.h) $(PROTO_SRCS) \
+		$(FUZZ_BUILD)/gen/agent.pb-c.c
+	clang $(FUZZ_FLAGS) -Iproto -Iorchestrator/policy -Iorchestrator/egress -I$(FUZZ_BUILD)/gen \
+		-o $@ $< $(EGRESS_SRCS) $(POLICY_SRCS) $(PROTO_SRCS) $(FUZZ_BUILD)/gen/agent.pb-c.c \
+		$(LDLIBS) -lyaml -ljansson -lpthread
 $(FUZZ_BUILD)/%: tests/fuzz/%.c $(PROTO_SRCS) $(wildcard proto/*.h) $(FUZZ_BUILD)/gen/agent.pb-c.c
 	clang $(FUZZ_FLAGS) -Iproto -I$(FUZZ_BUILD)/gen -o $@ $< $(PROTO_SRCS) \
 		$(FUZZ_BUILD)/gen/agent.pb-c.c $(LDLIBS)

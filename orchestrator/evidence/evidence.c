@@ -133,6 +133,15 @@ void cdn_evidence_append(struct cdn_evidence *ev, const char *key, json_t *value
     cdn_err_free(e);
 }
 
+void cdn_evidence_dependencies(struct cdn_evidence *ev, json_t *list) {
+    if (!json_array_size(list) && !json_object_get(ev->root, "dependencies")) {
+        json_decref(list);
+        return; /* nothing changed, and nothing to correct */
+    }
+    json_object_set(ev->root, "dependencies", list);
+    cdn_evidence_event(ev, "dependencies", list);
+}
+
 void cdn_evidence_limit_hit(struct cdn_evidence *ev, const char *what, const char *detail) {
     json_array_append_new(ev->limits, json_pack("{s:s, s:s}", "limit", what, "detail", detail));
 }

@@ -43,6 +43,9 @@ void cdn_evidence_fact_int(struct cdn_evidence *ev, const char *key, long long v
 /* Appends value (taking the reference) to the top-level array key, creating it. */
 struct json_t;
 void cdn_evidence_append(struct cdn_evidence *ev, const char *key, struct json_t *value);
+/* The dependency changes of the latest diff (list taken: [{file, manager, changes: [{name, old,
+ * new}]}]), replacing the previous ones, on the trail too. */
+void cdn_evidence_dependencies(struct cdn_evidence *ev, struct json_t *list);
 /* A limit that was hit: what (e.g. "result.max_entries") and the refusal's message. */
 void cdn_evidence_limit_hit(struct cdn_evidence *ev, const char *what, const char *detail);
 

