@@ -15,6 +15,7 @@
 #include "approval.h"
 #include "cleanup.h"
 #include "fsutil.h"
+#include "redact.h"
 #include "evidence.h"
 #include "sched_internal.h"
 
@@ -302,9 +303,21 @@ static void check_running(struct worker *w) {
 
 /* ---- files and the diff (run on the spot: other commands' output keeps flowing) ---- */
 
-static int read_sink(void *ud, const uint8_t *p, size_t n) {
+/* ReadFile's bytes go to the caller redacted of the sandbox's secrets, like command output. */
+struct read_ctx {
+    struct job *j;
+    const struct cdn_redactor *r;
+    struct cdn_redact_stream st;
+};
+
+static int read_clean(void *ud, const uint8_t *p, size_t n) {
     struct job *j = ud;
     return j->ops->data ? j->ops->data(j->ud, 0, p, n) : 0;
+}
+
+static int read_sink(void *ud, const uint8_t *p, size_t n) {
+    struct read_ctx *x = ud;
+    return cdn_redact_feed(x->r, &x->st, p, n, false, read_clean, x->j);
 }
 
 int cdn_sched_read_patch(const char *dir, char **out, size_t *len, cdn_err **err) {
@@ -357,11 +370,16 @@ static void run_job_now(struct worker *w, struct job *j) {
                                          (json_int_t)j->spec.len, "sha256", sha));
         }
         break;
-    case CDN_JOB_READ:
+    case CDN_JOB_READ: {
+        struct read_ctx x = {.j = j, .r = cdn_session_redactor(w->sess)};
         r = cdn_channel_file_read(ch, j->spec.path,
-                                  j->spec.max_bytes ? j->spec.max_bytes : READ_CAP, read_sink, j,
+                                  j->spec.max_bytes ? j->spec.max_bytes : READ_CAP, read_sink, &x,
                                   FILE_TIMEOUT_MS, &e);
+        if (r >= 0)
+            cdn_redact_feed(x.r, &x.st, NULL, 0, true, read_clean, j);
+        cdn_redact_stream_clear(&x.st);
         break;
+    }
     case CDN_JOB_DIFF: {
         const struct cdn_task_result *info = cdn_session_info(w->sess);
         if (!info->has_repo) {

@@ -88,6 +88,9 @@ void cdn_session_closep(struct cdn_session **s);
 const struct cdn_task_result *cdn_session_info(const struct cdn_session *s);
 struct cdn_evidence *cdn_session_evidence(struct cdn_session *s);
 struct cdn_channel *cdn_session_channel(struct cdn_session *s); /* NULL before boot */
+/* The secrets' redactor, for what else leaves the sandbox (NULL: no secrets). */
+struct cdn_redactor;
+const struct cdn_redactor *cdn_session_redactor(const struct cdn_session *s);
 /* The commands' default folder in the guest (/workspace with a repository). */
 const char *cdn_session_cwd(const struct cdn_session *s);
 /* One command, its output tee'd to the evidence and to fn. Several may run at once; the caller

@@ -157,9 +157,10 @@ struct cdn_channel *cdn_session_channel(struct cdn_session *s) {
     return s->ch;
 }
 const char *cdn_session_cwd(const struct cdn_session *s) { return s->cwd; }
+const struct cdn_redactor *cdn_session_redactor(const struct cdn_session *s) { return s->redactor; }
 
-/* The dependencies the task changed: for each manifest or lockfile the patch touches, its base
- * (the worktree stays at the base) against what came back. */
+/* The dependencies the task changed: for each manifest or lockfile the patch touches, its
+ * version at the base commit against what came back. */
 static void record_dependencies(struct cdn_session *t, const char *patch, size_t len) {
     json_t *all = json_array();
     const char *p = patch, *end = patch + len;
@@ -176,12 +177,11 @@ static void record_dependencies(struct cdn_session *t, const char *patch, size_t
                 const char *oldp = line, *newp = b + 3;
                 const char *mgr = cdn_deps_manager(newp);
                 if (mgr && !strstr(oldp, "..") && !strstr(newp, "..")) {
-                    char a[8400], c[8400];
-                    snprintf(a, sizeof(a), "%s/%s", cdn_workspace_path(t->ws), oldp);
+                    char c[8400];
                     snprintf(c, sizeof(c), "%s/%s", t->result_dir, newp);
                     char *old_text = NULL, *new_text = NULL;
                     size_t ol = 0, nl2 = 0;
-                    cdn_read_file(a, 64u << 20, &old_text, &ol, NULL);
+                    cdn_workspace_read_base(t->ws, oldp, 64u << 20, &old_text, &ol);
                     cdn_read_file(c, 64u << 20, &new_text, &nl2, NULL);
                     json_t *ch = cdn_deps_changes(newp, old_text, ol, new_text, nl2);
                     if (ch && json_array_size(ch))

@@ -95,3 +95,7 @@ const char *cdn_deps_manager(const char *path);
  * array of {name, old, new} (old or new null when added or removed); NULL for other files. */
 struct json_t *cdn_deps_changes(const char *path, const char *old_text, size_t old_len,
                                 const char *new_text, size_t new_len);
+/* path's bytes at the base commit (max bytes at most): 0, -ENOENT (not there), -EINVAL (not a
+ * file), -EFBIG, -ENOMEM. The caller frees *out. */
+int cdn_workspace_read_base(struct cdn_workspace *ws, const char *path, size_t max, char **out,
+                            size_t *len);

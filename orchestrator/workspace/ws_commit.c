@@ -180,3 +180,27 @@ void cdn_workspace_result_free(struct cdn_workspace_result *res) {
     free(res->patch);
     res->patch = NULL;
 }
+
+int cdn_workspace_read_base(struct cdn_workspace *ws, const char *path, size_t max, char **out,
+                            size_t *len) {
+    *out = NULL;
+    *len = 0;
+    char spec[4200];
+    snprintf(spec, sizeof(spec), "%s:%s", cdn_workspace_base(ws), path);
+    git_object *obj = NULL;
+    if (git_revparse_single(&obj, ws->repo, spec) < 0)
+        return -ENOENT;
+    int r = -EINVAL;
+    if (git_object_type(obj) == GIT_OBJECT_BLOB) {
+        const git_blob *b = (const git_blob *)obj;
+        size_t n = (size_t)git_blob_rawsize(b);
+        r = n > max ? -EFBIG : (*out = malloc(n + 1)) ? 0 : -ENOMEM;
+        if (r == 0) {
+            memcpy(*out, git_blob_rawcontent(b), n);
+            (*out)[n] = '\0';
+            *len = n;
+        }
+    }
+    git_object_free(obj);
+    return r;
+}

@@ -107,7 +107,7 @@ static void req_line(void *ud, const char *l, size_t n) {
     if (name == 0 || name > 512)
         return;
     for (size_t i = 0; i < name; i++) /* PEP 503: case and -_. do not distinguish names */
-        lower[i] = l[i] == '_' || l[i] == '.' ? '-'
+        lower[i] = l[i] == '_' || l[i] == '.'     ? '-'
                    : (l[i] >= 'A' && l[i] <= 'Z') ? (char)(l[i] - 'A' + 'a')
                                                   : l[i];
     const char *ver = l + at;
@@ -232,7 +232,8 @@ json_t *cdn_deps_changes(const char *path, const char *old_text, size_t old_len,
         if (!was)
             json_array_append_new(out, json_pack("{s:s, s:n, s:O}", "name", k, "old", "new", v));
         else if (!json_equal(was, v))
-            json_array_append_new(out, json_pack("{s:s, s:O, s:O}", "name", k, "old", was, "new", v));
+            json_array_append_new(out,
+                                  json_pack("{s:s, s:O, s:O}", "name", k, "old", was, "new", v));
     }
     json_object_foreach(a, k, v) if (!json_object_get(b, k))
         json_array_append_new(out, json_pack("{s:s, s:O, s:n}", "name", k, "old", v, "new"));

@@ -11,7 +11,10 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static struct cdn_egress_rule v[] = {
         {.host = (char *)"*.example.com", .where = (char *)"r0", .allow = true},
-        {.host = (char *)"10.0.0.0/8", .ports = {8080}, .nports = 1, .where = (char *)"r1",
+        {.host = (char *)"10.0.0.0/8",
+         .ports = {8080},
+         .nports = 1,
+         .where = (char *)"r1",
          .allow = true},
         {.host = (char *)"fd00::/8", .where = (char *)"r2", .allow = true},
         {.host = (char *)"bad.example.com", .where = (char *)"r3", .allow = false}};

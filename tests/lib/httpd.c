@@ -16,7 +16,15 @@
 
 #include "test.h"
 
+struct route {
+    char path[256], type[64];
+    char *body;
+    size_t len;
+};
+
 struct th_httpd {
+    struct route routes[16];
+    size_t n_routes;
     int fd;
     uint16_t port;
     char addr[64];
@@ -58,6 +66,21 @@ static void serve(struct th_httpd *h, int c) {
     atomic_fetch_add(&h->requests, 1);
     unsigned long long size = 0;
     char hdr[256];
+    char path[256] = "";
+    pthread_mutex_lock(&h->mu); /* routes are added before requests come; held while serving */
+    size_t n_routes = h->n_routes;
+    pthread_mutex_unlock(&h->mu);
+    if (sscanf(head, "GET %255[^ ?]", path) == 1)
+        for (size_t i = 0; i < n_routes; i++)
+            if (!strcmp(path, h->routes[i].path)) {
+                snprintf(hdr, sizeof(hdr),
+                         "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nContent-Type: %s\r\n"
+                         "Connection: close\r\n\r\n",
+                         h->routes[i].len, h->routes[i].type);
+                send_all(c, hdr, strlen(hdr));
+                send_all(c, h->routes[i].body, h->routes[i].len);
+                return;
+            }
     if (sscanf(head, "GET /bytes/%llu", &size) == 1) {
         snprintf(hdr, sizeof(hdr),
                  "HTTP/1.1 200 OK\r\nContent-Length: %llu\r\nContent-Type: "
@@ -131,11 +154,27 @@ const char *th_httpd_last_head(struct th_httpd *h) {
     return h->last;
 }
 
+void th_httpd_route(struct th_httpd *h, const char *path, const char *type, const void *body,
+                    size_t len) {
+    pthread_mutex_lock(&h->mu);
+    ASSERT_TRUE(h->n_routes < 16);
+    struct route *r = &h->routes[h->n_routes];
+    snprintf(r->path, sizeof(r->path), "%s", path);
+    snprintf(r->type, sizeof(r->type), "%s", type);
+    r->body = malloc(len ? len : 1);
+    memcpy(r->body, body, len);
+    r->len = len;
+    h->n_routes++;
+    pthread_mutex_unlock(&h->mu);
+}
+
 void th_httpd_stop(struct th_httpd *h) {
     if (!h)
         return;
     atomic_store(&h->stop, true);
     pthread_join(h->th, NULL);
+    for (size_t i = 0; i < h->n_routes; i++)
+        free(h->routes[i].body);
     close(h->fd);
     pthread_mutex_destroy(&h->mu);
     free(h);

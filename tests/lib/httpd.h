@@ -4,6 +4,7 @@
  * anything else answers "hello from ADDRESS\n". It counts the requests it served. */
 #pragma once
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct th_httpd;
@@ -14,4 +15,7 @@ uint16_t th_httpd_port(const struct th_httpd *h);
 unsigned th_httpd_requests(const struct th_httpd *h);
 /* The last request's head as received (request line and headers). */
 const char *th_httpd_last_head(struct th_httpd *h);
+/* Serves body (copied) with content type for GET path (exact, query ignored); up to 16 routes. */
+void th_httpd_route(struct th_httpd *h, const char *path, const char *type, const void *body,
+                    size_t len);
 void th_httpd_stop(struct th_httpd *h);

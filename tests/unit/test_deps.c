@@ -43,7 +43,8 @@ TEST(each_format_yields_its_changes) {
           "{\"dependencies\":{\"react\":\"^18.2.0\"},\"devDependencies\":{\"vite\":\"5.0.0\"}}",
           "react ^17.0.0->^18.2.0; vite -->5.0.0");
     check("requirements-dev.txt", "requests==2.30.0\n# pinned\nFlask_Login>=0.5\n",
-          "requests==2.31.0  # security fix\nflask-login>=0.5\nnumpy[extra]~=1.26 ; python_version>'3'\n",
+          "requests==2.31.0  # security fix\nflask-login>=0.5\nnumpy[extra]~=1.26 ; "
+          "python_version>'3'\n",
           "requests 2.30.0->2.31.0; numpy -->~=1.26");
     check("Cargo.lock", "[[package]]\nname = \"serde\"\nversion = \"1.0.100\"\n",
           "[[package]]\nname = \"serde\"\nversion = \"1.0.200\"\n\n[[package]]\nname = "

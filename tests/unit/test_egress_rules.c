@@ -34,7 +34,8 @@ TEST(rules_decide_in_order) {
     ASSERT_OK(cdn_policy_parse("p.yaml", pol, strlen(pol), &p, &err), err);
     const struct cdn_egress_rules *r = cdn_policy_egress(p);
     ASSERT_STREQ(verdict(r, "evil.example.com", 443), "deny network.egress.rules[0] (line 5) -");
-    ASSERT_STREQ(verdict(r, "docs.example.com", 443), "allow network.egress.rules[1] (line 6) docs");
+    ASSERT_STREQ(verdict(r, "docs.example.com", 443),
+                 "allow network.egress.rules[1] (line 6) docs");
     ASSERT_STREQ(verdict(r, "A.B.Example.COM.", 80), "allow network.egress.rules[1] (line 6) docs");
     ASSERT_STREQ(verdict(r, "example.com", 443), "deny network.egress.default -");
     ASSERT_STREQ(verdict(r, "docs.example.com", 22), "deny network.egress.default -");
