@@ -92,14 +92,15 @@ TEST_T(npm_install_runs_no_lifecycle_scripts_when_the_policy_says_so, 600) {
              port);
     th_write_file(policy, text, 0644);
     char script[1024];
-    snprintf(script, sizeof(script),
-             "npm install --registry http://127.0.0.2:%u/ --no-audit --no-fund --no-update-notifier "
-             "marker-pkg >/tmp/npm.log 2>&1 || { cat /tmp/npm.log; exit 3; }; "
-             "test -f node_modules/marker-pkg/index.js && echo installed; "
-             "test -e /tmp/postinstall-ran && echo script-ran || echo script-did-not-run; "
-             "npm rebuild --ignore-scripts=false marker-pkg >/dev/null 2>&1; "
-             "test -e /tmp/postinstall-ran && echo control-ran",
-             port);
+    snprintf(
+        script, sizeof(script),
+        "npm install --registry http://127.0.0.2:%u/ --no-audit --no-fund --no-update-notifier "
+        "marker-pkg >/tmp/npm.log 2>&1 || { cat /tmp/npm.log; exit 3; }; "
+        "test -f node_modules/marker-pkg/index.js && echo installed; "
+        "test -e /tmp/postinstall-ran && echo script-ran || echo script-did-not-run; "
+        "npm rebuild --ignore-scripts=false marker-pkg >/dev/null 2>&1; "
+        "test -e /tmp/postinstall-ran && echo control-ran",
+        port);
     char state[4400];
     snprintf(state, sizeof(state), "%s/state", dir);
     th_sh("mkdir -p %s", state);

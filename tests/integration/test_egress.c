@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "cleanup.h"
 #include "egress.h"
 #include "harness.h"
 #include "httpd.h"
@@ -143,6 +144,33 @@ static void through_proxy(struct cdn_channel *ch, struct client *c, long *peak_r
     }
 }
 
+struct shell {
+    const char *cmd;
+    int status;
+    atomic_bool done;
+};
+
+static void *shell_run(void *arg) {
+    struct shell *sh = arg;
+    sh->status = system(sh->cmd);
+    atomic_store(&sh->done, true);
+    return NULL;
+}
+
+/* Runs a real client (curl, python) as a shell command while this thread pumps the channel. */
+static int client_program(struct cdn_channel *ch, const char *cmd) {
+    struct shell sh = {.cmd = cmd};
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, shell_run, &sh), 0);
+    uint64_t deadline = th_now_ms() + 60000;
+    while (!atomic_load(&sh.done) && th_now_ms() < deadline) {
+        cdn_err *err = NULL;
+        ASSERT_OK(cdn_channel_poll(ch, 50, &err), err);
+    }
+    pthread_join(th, NULL);
+    return sh.status;
+}
+
 static uint16_t free_port(void) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET};
@@ -157,7 +185,7 @@ static uint16_t free_port(void) {
 TEST_T(egress_is_decided_by_rules_relayed_and_recorded, 240) {
     struct th_httpd *web = th_httpd_start("127.0.0.2");
     struct th_httpd *other = th_httpd_start("127.0.0.3");
-    uint16_t port = th_httpd_port(web), proxy = free_port();
+    uint16_t port = th_httpd_port(web), proxy = free_port(), tls_port = free_port();
     char policy[1024];
     snprintf(
         policy, sizeof(policy),
@@ -165,10 +193,10 @@ TEST_T(egress_is_decided_by_rules_relayed_and_recorded, 240) {
         "network:\n"
         "  egress:\n"
         "    rules:\n"
-        "      - {host: 127.0.0.2, ports: [%u], purpose: packages, reason: the test registry}\n"
+        "      - {host: 127.0.0.2, ports: [%u, %u], purpose: packages, reason: the test registry}\n"
         "      - {host: localhost, ports: [%u], purpose: api}\n"
         "      - {host: '*', ports: [%u], purpose: docs}\n",
-        port, port, th_httpd_port(other));
+        port, tls_port, port, th_httpd_port(other));
     struct cdn_policy *pol = NULL;
     cdn_err *err = NULL;
     ASSERT_OK(cdn_policy_parse("egress.yaml", policy, strlen(policy), &pol, &err), err);
@@ -208,6 +236,41 @@ TEST_T(egress_is_decided_by_rules_relayed_and_recorded, 240) {
     ASSERT_TRUE(strstr(th_httpd_last_head(web), "Connection: close") != NULL);
     ASSERT_EQ(th_httpd_requests(web), 2u);
 
+    /* real clients: curl (plain and, through CONNECT, HTTPS to openssl s_server) and Python's
+     * urllib, each told only the proxy's address */
+    _cleanup_free_ char *tmp = th_tmpdir();
+    char cmd[2048];
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && openssl req -x509 -newkey rsa:2048 -nodes -keyout k.pem -out c.pem "
+             "-days 1 -subj /CN=127.0.0.2 >/dev/null 2>&1 && "
+             "(openssl s_server -accept 127.0.0.2:%u -cert c.pem -key k.pem -www -quiet "
+             ">/dev/null 2>&1 & echo $! > s_server.pid) && sleep 0.5",
+             tmp, tls_port);
+    ASSERT_EQ(system(cmd), 0);
+    snprintf(cmd, sizeof(cmd),
+             "curl -sS --max-time 20 -x http://127.0.0.1:%u http://127.0.0.2:%u/curl > %s/plain && "
+             "curl -sS --max-time 20 -k -x http://127.0.0.1:%u https://127.0.0.2:%u/ > %s/tls && "
+             "http_proxy=http://127.0.0.1:%u /usr/bin/python3 -c \"import urllib.request; "
+             "print(urllib.request.urlopen('http://127.0.0.2:%u/py').read().decode(), end='')\" "
+             "> %s/py",
+             proxy, port, tmp, proxy, tls_port, tmp, proxy, port, tmp);
+    int st = client_program(ch, cmd);
+    snprintf(cmd, sizeof(cmd), "kill $(cat %s/s_server.pid)", tmp);
+    ASSERT_EQ(system(cmd), 0);
+    ASSERT_EQ(st, 0);
+    char path[4400];
+    snprintf(path, sizeof(path), "%s/plain", tmp);
+    _cleanup_free_ char *plain = th_read_file(path);
+    ASSERT_STREQ(plain, "hello from 127.0.0.2\n");
+    snprintf(path, sizeof(path), "%s/tls", tmp);
+    _cleanup_free_ char *tls = th_read_file(path);
+    ASSERT_CONTAINS(tls, "s_server");
+    snprintf(path, sizeof(path), "%s/py", tmp);
+    _cleanup_free_ char *py = th_read_file(path);
+    ASSERT_STREQ(py, "hello from 127.0.0.2\n");
+    th_rmtree(tmp);
+    unsigned seen = h.n_decided;
+
     /* refused at once with a 403 naming the rule: a host no rule names, a port no rule names,
      * a loopback address reached through a glob rule, a name resolving to loopback */
     struct {
@@ -235,9 +298,10 @@ TEST_T(egress_is_decided_by_rules_relayed_and_recorded, 240) {
         ASSERT_TRUE(strstr(d.body, denied[i].want) != NULL);
     }
     ASSERT_EQ(th_httpd_requests(web) + th_httpd_requests(other), before);
-    ASSERT_TRUE(strstr(h.decisions[2], "denied network.egress.default") != NULL);
-    ASSERT_TRUE(strstr(h.decisions[4], "denied network.egress.rules[2]") != NULL);
-    ASSERT_TRUE(strstr(h.decisions[5], "denied network.egress.rules[1]") != NULL);
+    ASSERT_EQ(seen, 5u); /* two raw clients, three real ones */
+    ASSERT_TRUE(strstr(h.decisions[seen], "denied network.egress.default") != NULL);
+    ASSERT_TRUE(strstr(h.decisions[seen + 2], "denied network.egress.rules[2]") != NULL);
+    ASSERT_TRUE(strstr(h.decisions[seen + 3], "denied network.egress.rules[1]") != NULL);
 
     /* 100 MiB through a tunnel: host memory bounded by the window, not the download */
     long rss0 = th_rss_kib(), peak = rss0;
@@ -252,7 +316,7 @@ TEST_T(egress_is_decided_by_rules_relayed_and_recorded, 240) {
     ASSERT_EQ(big.body_bytes, 104857600ull);
     ASSERT_LE(peak - rss0, 32 * 1024);
     ASSERT_EQ(h.n_ended, h.n_decided);
-    ASSERT_EQ(h.n_decided, 7u);
+    ASSERT_EQ(h.n_decided, seen + 5);
     ASSERT_TRUE(h.last_down > 104857600ull);
 
     cdn_channel_free(ch);
