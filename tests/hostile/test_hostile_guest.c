@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* A misbehaving guest (a forked process speaking raw frames) against the host channel: each
  * violation must end in a clear error on the host, never a crash, a hang or unbounded memory. */
+#include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -144,6 +146,55 @@ static void g_hang_up_mid_frame(int fd, struct cdn_frame_decoder *dec) {
     _exit(0);
 }
 
+static void send_egress_open(int fd, uint64_t stream) {
+    CordonAgent__EgressOpen o = CORDON_AGENT__EGRESS_OPEN__INIT;
+    o.host = (char *)"example.com";
+    o.port = 443;
+    o.connect = true;
+    cdn_envelope env = CORDON_AGENT__ENVELOPE__INIT;
+    env.stream = stream;
+    env.body_case = CORDON_AGENT__ENVELOPE__BODY_EGRESS_OPEN;
+    env.egress_open = &o;
+    th_send_env(fd, &env);
+}
+
+static void g_egress_ids_backwards(int fd, struct cdn_frame_decoder *dec) {
+    handshake(fd, dec);
+    await_exec(fd, dec);
+    send_egress_open(fd, 4);
+    send_egress_open(fd, 2);
+}
+
+static void g_egress_on_host_stream(int fd, struct cdn_frame_decoder *dec) {
+    handshake(fd, dec);
+    await_exec(fd, dec);
+    send_egress_open(fd, 3);
+}
+
+static void g_egress_data_before_ready(int fd, struct cdn_frame_decoder *dec) {
+    handshake(fd, dec);
+    await_exec(fd, dec);
+    send_egress_open(fd, 2);
+    CordonAgent__EgressData d = CORDON_AGENT__EGRESS_DATA__INIT;
+    d.data.data = (uint8_t *)"GET / HTTP/1.1\r\n\r\n";
+    d.data.len = 18;
+    cdn_envelope env = CORDON_AGENT__ENVELOPE__INIT;
+    env.stream = 2;
+    env.body_case = CORDON_AGENT__ENVELOPE__BODY_EGRESS_DATA;
+    env.egress_data = &d;
+    th_send_env(fd, &env);
+}
+
+/* Egress hooks that take their time and refuse: a decision is still pending when data comes. */
+static int slow_refusal(void *ud, const char *host, uint16_t port, bool tunnel, void **token,
+                        char *why, size_t size) {
+    (void)ud, (void)host, (void)port, (void)tunnel;
+    *token = NULL;
+    usleep(200000);
+    snprintf(why, size, "refused by the test");
+    return -EPERM;
+}
+
 struct scenario {
     const char *name;
     guest_fn guest;
@@ -168,6 +219,12 @@ static const struct scenario scenarios[] = {
     {"bad output fd", g_bad_fd, false, "guest fault: output on fd 7", EPROTO},
     {"stall mid-frame", g_stall_mid_frame, false, "exec did not finish in time", ETIMEDOUT},
     {"hang-up mid-frame", g_hang_up_mid_frame, false, "the agent closed the channel", EPIPE},
+    {"egress ids backwards", g_egress_ids_backwards, false,
+     "guest fault: egress stream 2 opened after 4: ids must increase", EPROTO},
+    {"egress on a host stream", g_egress_on_host_stream, false,
+     "guest fault: egress_open on stream 3, which is not open", EPROTO},
+    {"egress data before ready", g_egress_data_before_ready, false,
+     "guest fault: egress data on stream 2 before it was ready", EPROTO},
 };
 
 TEST(each_guest_violation_is_a_clear_host_error) {
@@ -186,6 +243,8 @@ TEST(each_guest_violation_is_a_clear_host_error) {
         } else {
             if (r < 0)
                 FAIL("%s: open failed: %s", sc->name, cdn_err_msg(err));
+            struct cdn_channel_egress hooks = {.open = slow_refusal};
+            cdn_channel_set_egress(ch, &hooks);
             const char *argv[] = {"true", NULL};
             struct cdn_exec_spec spec = {.argv = argv, .argc = 1};
             struct cdn_exec_result res;
