@@ -207,7 +207,20 @@ static void stream_on_frame(struct agent_stream *s, const cdn_envelope *env) {
             client_close(cl);
             return;
         }
-        if (d->data.len && cdn_buf_append(&cl->to_client, d->data.data, d->data.len) < 0) {
+        size_t done = 0;
+        if (cdn_buf_len(&cl->to_client) == 0 && d->data.len) { /* straight to the client */
+            ssize_t w = send(cl->src.fd, d->data.data, d->data.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (w < 0 && errno != EAGAIN && errno != EINTR) {
+                agent_conn_send_error(s->conn, s->id, CORDON_AGENT__ERROR_CODE__ERROR_CANCELLED,
+                                      "the guest's client stopped reading: %s", strerror(errno));
+                client_close(cl);
+                return;
+            }
+            done = w > 0 ? (size_t)w : 0;
+            agent_conn_consumed(s->conn, s, done);
+        }
+        if (d->data.len > done &&
+            cdn_buf_append(&cl->to_client, d->data.data + done, d->data.len - done) < 0) {
             agent_conn_send_error(s->conn, s->id, CORDON_AGENT__ERROR_CODE__ERROR_INTERNAL,
                                   "out of memory");
             client_close(cl);
