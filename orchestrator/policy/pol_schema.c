@@ -580,7 +580,7 @@ static bool env_name_ok(const char *s) {
 
 static int parse_secret(struct ctx *c, const struct pnode *m, const char *path,
                         struct pol_secret *sec) {
-    static const char *const keys[] = {"name", "from", "env", "expose_to", NULL};
+    static const char *const keys[] = {"name", "from", "env", "expose_to", "optional", NULL};
     static const char *const req[] = {"name", "from", "env", "expose_to", NULL};
     char sub[96];
     const char *v;
@@ -604,6 +604,10 @@ static int parse_secret(struct ctx *c, const struct pnode *m, const char *path,
     if (!env_name_ok(v))
         return bad(c, get(m, "env"), sub, "'%.60s' is not a variable name", v);
     sec->env = strdup(v);
+    const struct pnode *o = get(m, "optional");
+    snprintf(sub, sizeof(sub), "%s.optional", path);
+    if (o && (r = as_bool(c, o, sub, &sec->pub.optional)) < 0)
+        return r;
     const struct pnode *x = get(m, "expose_to");
     snprintf(sub, sizeof(sub), "%s.expose_to", path);
     if ((r = want(c, x, PN_SEQ, sub)) < 0)

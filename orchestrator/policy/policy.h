@@ -122,6 +122,7 @@ struct cdn_policy_secret {
     const char *from; /* env:NAME or file:/path */
     const char *env;  /* the variable a command sees it as */
     size_t n_expose;  /* patterns of commands it is given to (at least one) */
+    bool optional;    /* absent on the host: the task runs without it (else it fails) */
     unsigned line;
 };
 size_t cdn_policy_secret_count(const struct cdn_policy *p);

@@ -53,12 +53,23 @@ int task_secrets_load(struct cdn_session *t, cdn_err **err) {
         return r;
     if (!(t->secrets = calloc(n, sizeof(*t->secrets))))
         return cdn_err_set(err, ENOMEM, "out of memory");
+    t->nsecrets = n; /* one slot per policy secret (an absent optional one stays NULL) */
     for (size_t i = 0; i < n; i++) {
         const struct cdn_policy_secret *sec = cdn_policy_secret(p, i);
         char *value = NULL;
         size_t len = 0;
-        if ((r = read_secret(sec, &value, &len, err)) < 0)
+        cdn_err *missing = NULL;
+        if ((r = read_secret(sec, &value, &len, &missing)) == -ENOENT && sec->optional) {
+            cdn_evidence_event(t->ev, "secret.missing",
+                               json_pack("{s:s, s:s, s:s}", "name", sec->name, "from", sec->from,
+                                         "why", cdn_err_msg(missing)));
+            cdn_err_free(missing);
+            continue; /* its slot stays empty: never exposed */
+        }
+        if (r < 0) {
+            *err = missing;
             return r;
+        }
         r = cdn_redactor_add(t->redactor, sec->name, (const uint8_t *)value, len, err);
         if (r == 0 && asprintf(&t->secrets[i].assign, "%s=%s", sec->env, value) < 0) {
             t->secrets[i].assign = NULL;
@@ -68,7 +79,6 @@ int task_secrets_load(struct cdn_session *t, cdn_err **err) {
         free(value);
         if (r < 0)
             return r;
-        t->nsecrets++;
         cdn_evidence_event(t->ev, "secret.loaded",
                            json_pack("{s:s, s:s, s:s, s:I}", "name", sec->name, "from", sec->from,
                                      "env", sec->env, "bytes", (json_int_t)len));
@@ -78,7 +88,9 @@ int task_secrets_load(struct cdn_session *t, cdn_err **err) {
 }
 
 void task_secrets_scrub(struct cdn_session *t) {
-    for (size_t i = 0; i < t->nsecrets; i++) {
+    for (size_t i = 0; t->secrets && i < t->nsecrets; i++) {
+        if (!t->secrets[i].assign)
+            continue;
         explicit_bzero(t->secrets[i].assign, strlen(t->secrets[i].assign));
         free(t->secrets[i].assign);
     }
@@ -111,7 +123,7 @@ int task_cmd_env(struct cdn_session *t, const struct cdn_exec_spec *x, struct ta
         out->env[out->envc++] = x->env[i];
     json_t *names = json_array();
     for (size_t i = 0; i < t->nsecrets; i++)
-        if (cdn_policy_secret_exposed(p, i, &d)) {
+        if (t->secrets[i].assign && cdn_policy_secret_exposed(p, i, &d)) {
             out->env[out->envc++] = t->secrets[i].assign;
             json_array_append_new(names, json_string(cdn_policy_secret(p, i)->name));
         }

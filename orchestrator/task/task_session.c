@@ -237,6 +237,9 @@ void cdn_session_close(struct cdn_session *t, const char *error, struct cdn_task
     if (!t)
         return;
     task_vm_release(t);
+    size_t loaded = 0;
+    for (size_t i = 0; t->secrets && i < t->nsecrets; i++)
+        loaded += t->secrets[i].assign != NULL;
     if (t->ev) {
         /* The console is complete now that the VM is gone. */
         cdn_err *e = NULL;
@@ -248,7 +251,7 @@ void cdn_session_close(struct cdn_session *t, const char *error, struct cdn_task
         cdn_evidence_fact_int(t->ev, "total_ms", (long long)(cdn_now_ms() - t->t0));
         cdn_evidence_event(
             t->ev, "task.closed",
-            json_pack("{s:s?, s:I}", "error", error, "secrets_wiped", (json_int_t)t->nsecrets));
+            json_pack("{s:s?, s:I}", "error", error, "secrets_wiped", (json_int_t)loaded));
         cdn_err *save_err = NULL;
         cdn_evidence_sync(t->ev, NULL); /* the logs and the trail, before their manifest */
         char keys[4300];
