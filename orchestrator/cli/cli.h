@@ -9,6 +9,7 @@
 #define CLI_EXIT_INTERRUPTED 130
 
 int cli_run(int argc, char **argv);
+int cli_batch(int argc, char **argv);
 int cli_gc(int argc, char **argv);
 int cli_show(int argc, char **argv);
 int cli_diff(int argc, char **argv);

@@ -64,7 +64,8 @@ static int on_event(void *ud, const ProtobufCMessage *msg) {
         return 0;
     }
     case CORDON__V1__EXEC_EVENT__EVENT_NOTICE:
-        fprintf(stderr, "cordon: %s\n", ev->notice->message);
+        if (!x->quiet)
+            fprintf(stderr, "cordon: %s\n", ev->notice->message);
         return 0;
     case CORDON__V1__EXEC_EVENT__EVENT_EXIT:
         x->exit = *ev->exit;

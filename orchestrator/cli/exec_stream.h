@@ -11,6 +11,7 @@
 struct cli_exec {
     const char *cmd; /* "exec", "run": names the messages */
     bool json;       /* keep the output (up to 16 MiB in all) rather than write it */
+    bool quiet;      /* the daemon's notices (a deferred boot's fall-backs) are not shown */
     /* After an approval request was shown: the caller may decide it (a call on the same
      * client is allowed here), or let the stream wait. */
     void (*on_pending)(void *ud, const Cordon__V1__Approval *a);

@@ -15,6 +15,7 @@ static void usage(FILE *f) {
         "\n"
         "one task, start to end:\n"
         "  run [OPTIONS] -- CMD [ARGS...]   run CMD in a new VM; `cordon run --help` for options\n"
+        "  batch FILE.jsonl                many tasks through cordond, a line each; resumable\n"
         "  policy check FILE...            check policies: FILE:LINE:COL for each mistake\n"
         "  policy explain FILE -- CMD...   what a policy decides for CMD, part by part, and why\n"
         "  policy update ID FILE           replace a running sandbox's egress rules\n"
@@ -63,6 +64,7 @@ struct subcommand {
 
 static const struct subcommand subcommands[] = {
     {"run", cli_run, NULL},
+    {"batch", cli_batch, NULL},
     {"policy", cli_policy, NULL},
     {"audit", cli_audit, NULL},
     {"gc", cli_gc, NULL},

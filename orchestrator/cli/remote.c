@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "cleanup.h"
+#include "clock.h"
 #include "remote.h"
 
 static const char *env_or(const char *v, const char *name) {
@@ -214,4 +215,41 @@ void cli_json_print(json_t *j) {
     json_dumpf(j, stdout, JSON_COMPACT);
     fputc('\n', stdout);
     json_decref(j);
+}
+
+int cli_sandbox_wait(struct cdn_client *c, const char *id, unsigned timeout_s,
+                     Cordon__V1__Sandbox **last, cdn_err **err) {
+    uint64_t deadline = timeout_s ? cdn_now_ms() + timeout_s * 1000ull : UINT64_MAX;
+    Cordon__V1__GetSandboxRequest q = CORDON__V1__GET_SANDBOX_REQUEST__INIT;
+    q.id = (char *)id;
+    for (unsigned polls = 0;; polls++) {
+        ProtobufCMessage *m = NULL;
+        int r = cdn_client_call(c, "GetSandbox", &q.base, &cordon__v1__sandbox__descriptor, &m,
+                                30000, err);
+        if (r < 0)
+            return r;
+        Cordon__V1__Sandbox *sb = (Cordon__V1__Sandbox *)m;
+        Cordon__V1__SandboxState st = sb->state;
+        bool waiting =
+            st == CORDON__V1__SANDBOX_STATE__QUEUED || st == CORDON__V1__SANDBOX_STATE__BOOTING;
+        if (!waiting)
+            r = st == CORDON__V1__SANDBOX_STATE__READY ? 0
+                : st == CORDON__V1__SANDBOX_STATE__FAILED
+                    ? cdn_err_set(err, EIO, "sandbox %s failed: %s", id, sb->error)
+                    : cdn_err_set(err, EBADFD, "sandbox %s is %s", id, cli_state_name(st));
+        else if (cli_interrupted)
+            r = cdn_err_set(err, EINTR, "interrupted");
+        else if (cdn_now_ms() >= deadline)
+            r = cdn_err_set(err, ETIMEDOUT, "sandbox %s is still %s after %u s", id,
+                            cli_state_name(st), timeout_s);
+        if (!waiting || r < 0) {
+            if (last)
+                *last = sb;
+            else
+                protobuf_c_message_free_unpacked(m, NULL);
+            return r;
+        }
+        protobuf_c_message_free_unpacked(m, NULL);
+        usleep(polls < 50 ? 20000 : 100000); /* quick at first: a boot takes seconds */
+    }
 }

@@ -69,6 +69,11 @@ int cli_remote_unary(const char *cmd, const struct cli_remote *r, const char *me
 int cli_remote_fail(const char *cmd, int rc, cdn_err *err);
 
 const char *cli_state_name(Cordon__V1__SandboxState s);
+/* Polls GetSandbox until id leaves QUEUED and BOOTING: 0 once READY; -EIO (FAILED, its error),
+ * -EBADFD (stopped), -ETIMEDOUT (timeout_s passed; 0: no limit) or -EINTR (cli_interrupted)
+ * with err. With last, the last record read is left there (the caller frees it). */
+int cli_sandbox_wait(struct cdn_client *c, const char *id, unsigned timeout_s,
+                     Cordon__V1__Sandbox **last, cdn_err **err);
 int cli_state_parse(const char *name, Cordon__V1__SandboxState *out);
 json_t *cli_sandbox_json(const Cordon__V1__Sandbox *s);
 void cli_sandbox_print(const Cordon__V1__Sandbox *s);

@@ -440,32 +440,6 @@ static int read_policy(const char *path, char **text) {
     return 0;
 }
 
-/* Until the sandbox is READY (its workspace prepared; the VM boots for the command): 0, or the
- * failure printed. */
-static int wait_ready(struct cdn_client *c, const char *id, cdn_err **err) {
-    Cordon__V1__GetSandboxRequest q = CORDON__V1__GET_SANDBOX_REQUEST__INIT;
-    q.id = (char *)id;
-    for (;;) {
-        ProtobufCMessage *resp = NULL;
-        int r = cdn_client_call(c, "GetSandbox", &q.base, &cordon__v1__sandbox__descriptor, &resp,
-                                30000, err);
-        if (r < 0)
-            return r;
-        const Cordon__V1__Sandbox *s = (const void *)resp;
-        Cordon__V1__SandboxState st = s->state;
-        if (st != CORDON__V1__SANDBOX_STATE__QUEUED && st != CORDON__V1__SANDBOX_STATE__BOOTING)
-            r = st == CORDON__V1__SANDBOX_STATE__READY
-                    ? 0
-                    : cdn_err_set(err, EBADFD, "%s", *s->error ? s->error : "the sandbox stopped");
-        protobuf_c_message_free_unpacked(resp, NULL);
-        if (st != CORDON__V1__SANDBOX_STATE__QUEUED && st != CORDON__V1__SANDBOX_STATE__BOOTING)
-            return r;
-        if (cli_interrupted)
-            return cdn_err_set(err, EINTR, "interrupted");
-        usleep(20000);
-    }
-}
-
 /* What the run came to, from the daemon once the sandbox stopped. */
 struct outcome {
     Cordon__V1__Sandbox *sandbox;
@@ -594,7 +568,7 @@ static int run_on(struct cdn_client *c, struct run_opts *o, const char *cmdline)
         q->no_approval_wait = true; /* nobody could answer: fail closed at once */
     q->sandbox_id = id;
     struct cli_exec x = {.cmd = "run", .json = o->r.json, .on_pending = ask, .ud = &a};
-    r = wait_ready(c, id, &err);
+    r = cli_sandbox_wait(c, id, 0, NULL, &err); /* READY: the VM boots for the command */
     if (r >= 0)
         r = cli_exec_stream(c, q, &x, &cli_interrupted, &err);
     if (cli_interrupted)

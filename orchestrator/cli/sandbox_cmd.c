@@ -73,31 +73,6 @@ static void create_usage(FILE *f) {
           f);
 }
 
-/* Polls until the sandbox leaves QUEUED/BOOTING; the last state is in *sb. */
-static int wait_ready(struct cdn_client *c, Cordon__V1__Sandbox **sb, unsigned timeout_s,
-                      cdn_err **err) {
-    uint64_t deadline = cdn_now_ms() + timeout_s * 1000ull;
-    while ((*sb)->state == CORDON__V1__SANDBOX_STATE__QUEUED ||
-           (*sb)->state == CORDON__V1__SANDBOX_STATE__BOOTING) {
-        if (cdn_now_ms() >= deadline)
-            return cdn_err_set(err, ETIMEDOUT, "sandbox %s is still %s after %u s", (*sb)->id,
-                               cli_state_name((*sb)->state), timeout_s);
-        usleep(100 * 1000);
-        Cordon__V1__GetSandboxRequest q = CORDON__V1__GET_SANDBOX_REQUEST__INIT;
-        q.id = (*sb)->id;
-        ProtobufCMessage *m = NULL;
-        int rc = cdn_client_call(c, "GetSandbox", &q.base, &cordon__v1__sandbox__descriptor, &m,
-                                 10000, err);
-        if (rc < 0)
-            return rc;
-        protobuf_c_message_free_unpacked(&(*sb)->base, NULL);
-        *sb = (Cordon__V1__Sandbox *)m;
-    }
-    if ((*sb)->state == CORDON__V1__SANDBOX_STATE__FAILED)
-        return cdn_err_set(err, EIO, "sandbox %s failed: %s", (*sb)->id, (*sb)->error);
-    return 0;
-}
-
 struct create_opts {
     struct cli_remote r;
     Cordon__V1__CreateSandboxRequest q;
@@ -207,8 +182,14 @@ int cli_create(int argc, char **argv) {
     if (rc < 0)
         return cli_remote_fail("create", rc, err);
     Cordon__V1__Sandbox *sb = (Cordon__V1__Sandbox *)m;
-    if (o.wait)
-        rc = wait_ready(c, &sb, o.wait_timeout_s, &err);
+    if (o.wait) {
+        Cordon__V1__Sandbox *last = NULL;
+        rc = cli_sandbox_wait(c, sb->id, o.wait_timeout_s, &last, &err);
+        if (last) {
+            protobuf_c_message_free_unpacked(&sb->base, NULL);
+            sb = last;
+        }
+    }
     if (o.r.json)
         cli_json_print(cli_sandbox_json(sb));
     else

@@ -205,6 +205,69 @@ TEST_T(kill_9_and_a_restart_lose_nothing_acknowledged, 600) {
     env_close(&e);
 }
 
+/* `cordon batch`: killed -9 with two results written, run again: every task has one result, the
+ * ones that were running are recorded as interrupted, and no task got a second sandbox. */
+TEST_T(a_batch_resumes_after_kill_9_and_runs_no_task_twice, 600) {
+    struct env e = {0};
+    env_open(&e, "2");
+    char pol[4300], tasks[4300], results[4300];
+    snprintf(pol, sizeof(pol), "%s/all.yaml", e.dir);
+    snprintf(tasks, sizeof(tasks), "%s/six.jsonl", e.dir);
+    snprintf(results, sizeof(results), "%s/six.results.jsonl", e.dir);
+    th_write_file(pol, "version: 1\ncommands: {default: allow, unanalysable: allow}\n", 0644);
+    FILE *f = fopen(tasks, "w");
+    ASSERT_TRUE(f != NULL);
+    for (int i = 1; i <= 6; i++)
+        fprintf(f, "{\"id\": \"k%d\", \"policy\": \"%s\", \"command\": \"echo k%d; sleep 2\"}\n", i,
+                pol, i);
+    fclose(f);
+    pid_t b = th_cordon_spawn_at(e.addr, "batch", e.dir, "batch1",
+                                 (const char *[]){"--parallel", "2", tasks, NULL});
+    int lines = 0;
+    for (int i = 0; i < 1200 && lines < 2; i++) {
+        usleep(100000);
+        _cleanup_free_ char *r = th_read_file(results);
+        lines = 0;
+        for (const char *p = r; p && (p = strchr(p, '\n')); p++)
+            lines++;
+    }
+    ASSERT_EQ(lines, 2);
+    kill(b, SIGKILL);
+    th_cordon_wait(b);
+    struct th_ran r = th_cordon_at(e.addr, "batch", e.dir, "batch2",
+                                   (const char *[]){"--parallel", "2", tasks, NULL});
+    printf("%s", r.err);
+    ASSERT_CONTAINS(r.err, "2 of 6 tasks already have a result");
+    th_ran_free(&r);
+    /* one result per task, and one sandbox per task */
+    _cleanup_free_ char *all = th_read_file(results);
+    unsigned passed = 0, interrupted = 0;
+    for (int i = 1; i <= 6; i++) {
+        char needle[32];
+        snprintf(needle, sizeof(needle), "\"id\":\"k%d\"", i);
+        const char *at = strstr(all, needle);
+        ASSERT_TRUE(at != NULL);
+        ASSERT_TRUE(strstr(at + 1, needle) == NULL);
+        const char *line = at;
+        while (line > all && line[-1] != '\n')
+            line--;
+        passed += strncmp(strstr(line, "\"state\":"), "\"state\":\"passed\"", 16) == 0;
+        interrupted += strncmp(strstr(line, "\"state\":"), "\"state\":\"interrupted\"", 21) == 0;
+        char label[64];
+        snprintf(label, sizeof(label), "cordon.batch.task=k%d", i);
+        struct th_ran l = th_cordon_at(e.addr, "ls", e.dir, "ls",
+                                       (const char *[]){"--label", label, "--json", NULL});
+        json_t *arr = json_loads(l.out, 0, NULL);
+        ASSERT_EQ(json_array_size(arr), 1u);
+        json_decref(arr);
+        th_ran_free(&l);
+    }
+    printf("  %u passed, %u interrupted by the kill\n", passed, interrupted);
+    ASSERT_EQ(passed + interrupted, 6u);
+    ASSERT_TRUE(passed >= 4);
+    env_close(&e);
+}
+
 /* The sandbox's first entry of a `--json` array or the object itself, field k. */
 static char *json_field(const char *text, const char *k) {
     json_error_t je;
