@@ -57,6 +57,12 @@ static void differential(const uint8_t *payload, size_t len) {
         same_bytes(&ref->archive_data->data, &fast->archive_data->data);
         body = fast->archive_data;
         break;
+    case CORDON_AGENT__ENVELOPE__BODY_EGRESS_DATA:
+        if (ref->egress_data->eof != fast->egress_data->eof)
+            abort();
+        same_bytes(&ref->egress_data->data, &fast->egress_data->data);
+        body = fast->egress_data;
+        break;
     default: abort(); /* the in-place decoder only takes data messages */
     }
     protobuf_c_message_free_unpacked(&ref->base, NULL);
