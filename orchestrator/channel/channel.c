@@ -142,8 +142,8 @@ void chan_stream_release(struct cdn_channel *ch, struct hstream *s) {
     chan_cancel(ch, s, "released by the host");
 }
 
-static void grant(struct cdn_channel *ch, struct hstream *s, size_t n) {
-    uint64_t bytes = cdn_credit_consume(&s->recv, n, ch->opts.stream_window);
+void chan_grant(struct cdn_channel *ch, uint64_t id, struct cdn_credit *recv, size_t n) {
+    uint64_t bytes = cdn_credit_consume(recv, n, ch->opts.stream_window);
     if (!bytes)
         return;
     CordonAgent__Credit cr = CORDON_AGENT__CREDIT__INIT;
@@ -151,7 +151,7 @@ static void grant(struct cdn_channel *ch, struct hstream *s, size_t n) {
     cdn_envelope env = CORDON_AGENT__ENVELOPE__INIT;
     env.body_case = CORDON_AGENT__ENVELOPE__BODY_CREDIT;
     env.credit = &cr;
-    chan_send(ch, s->id, &env, NULL);
+    chan_send(ch, id, &env, NULL);
 }
 
 /* Marks s finished; a released tombstone has nobody waiting and goes at once. */
@@ -192,7 +192,7 @@ static int on_data_frame(struct cdn_channel *ch, struct hstream *s, const cdn_en
         chan_cancel(ch, s, "refused by the host");
     if (ch->fault)
         return -1;
-    grant(ch, s, d->len);
+    chan_grant(ch, s->id, &s->recv, d->len);
     (void)env;
     if (eof) {
         s->data_eof = true;

@@ -133,18 +133,6 @@ static void maybe_finish(struct cdn_channel *ch, struct eg_stream *s) {
         stream_end(ch, s);
 }
 
-static void grant_back(struct cdn_channel *ch, struct eg_stream *s, size_t n) {
-    uint64_t bytes = cdn_credit_consume(&s->recv, n, ch->opts.stream_window);
-    if (!bytes)
-        return;
-    CordonAgent__Credit cr = CORDON_AGENT__CREDIT__INIT;
-    cr.bytes = bytes;
-    cdn_envelope env = CORDON_AGENT__ENVELOPE__INIT;
-    env.body_case = CORDON_AGENT__ENVELOPE__BODY_CREDIT;
-    env.credit = &cr;
-    chan_send(ch, s->id, &env, NULL);
-}
-
 /* Writes what upstream takes of to_up; credit goes back for what was written. -1: s ended. */
 static int write_up(struct cdn_channel *ch, struct eg_stream *s) {
     size_t before = cdn_buf_len(&s->to_up);
@@ -156,7 +144,7 @@ static int write_up(struct cdn_channel *ch, struct eg_stream *s) {
             stream_abort(ch, s, CORDON_AGENT__ERROR_CODE__ERROR_IO, msg);
             return -1;
         }
-        grant_back(ch, s, before - cdn_buf_len(&s->to_up));
+        chan_grant(ch, s->id, &s->recv, before - cdn_buf_len(&s->to_up));
     }
     if (s->guest_eof && !s->shut_wr && cdn_buf_len(&s->to_up) == 0) {
         shutdown(s->fd, SHUT_WR);

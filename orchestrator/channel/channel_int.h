@@ -82,6 +82,8 @@ int chan_pump(struct cdn_channel *ch, int timeout_ms, cdn_err **err);
 /* The channel is unusable from here on; the first reason is the one reported. Returns -code. */
 int chan_fault(struct cdn_channel *ch, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* n bytes received on stream id were consumed: a Credit goes back when worthwhile. */
+void chan_grant(struct cdn_channel *ch, uint64_t id, struct cdn_credit *recv, size_t n);
 /* Writes what the socket takes of the queued output (a failure is a fault). */
 int chan_flush(struct cdn_channel *ch);
 

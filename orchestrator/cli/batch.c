@@ -51,20 +51,22 @@ struct batch {
 };
 
 static void usage(FILE *f) {
-    fputs("usage: cordon batch [OPTIONS] FILE.jsonl\n"
-          "\n"
-          "Runs a task a line through cordond: {\"id\": \"t1\", \"repo\": URL|PATH, \"ref\": REF,\n"
-          "\"policy\": FILE | \"policy_name\": NAME, \"image\": \"minimal\"|\"devbox\",\n"
-          "\"commands\": [[\"make\"], [\"make\", \"test\"]] | \"command\": \"shell string\",\n"
-          "\"artifacts\": [GLOB...], \"timeout\": SECONDS, \"env\": [\"K=V\"...]} (all optional\n"
-          "but a command; id defaults to the line number). Each result is a line of the results\n"
-          "file; running the batch again resumes it, never running a task twice.\n"
-          "\n"
-          "  --parallel N         tasks at once (default 4; the daemon's max_running still applies)\n"
-          "  --results FILE       where results go (default FILE.jsonl's name + .results.jsonl)\n"
-          "  --name NAME          the batch's label (default FILE's name)\n"
-          "  --approval-wait S    how long a command may wait for a person (default: not at all)\n" CLI_REMOTE_USAGE,
-          f);
+    fputs(
+        "usage: cordon batch [OPTIONS] FILE.jsonl\n"
+        "\n"
+        "Runs a task a line through cordond: {\"id\": \"t1\", \"repo\": URL|PATH, \"ref\": REF,\n"
+        "\"policy\": FILE | \"policy_name\": NAME, \"image\": \"minimal\"|\"devbox\",\n"
+        "\"commands\": [[\"make\"], [\"make\", \"test\"]] | \"command\": \"shell string\",\n"
+        "\"artifacts\": [GLOB...], \"timeout\": SECONDS, \"env\": [\"K=V\"...]} (all optional\n"
+        "but a command; id defaults to the line number). Each result is a line of the results\n"
+        "file; running the batch again resumes it, never running a task twice.\n"
+        "\n"
+        "  --parallel N         tasks at once (default 4; the daemon's max_running still applies)\n"
+        "  --results FILE       where results go (default FILE.jsonl's name + .results.jsonl)\n"
+        "  --name NAME          the batch's label (default FILE's name)\n"
+        "  --approval-wait S    how long a command may wait for a person (default: not at "
+        "all)\n" CLI_REMOTE_USAGE,
+        f);
 }
 
 /* ---- the file ---- */
@@ -84,9 +86,9 @@ static bool string_array(json_t *a, size_t max) {
 }
 
 static int check_task(struct batch *b, struct task *t, size_t line) {
-    static const char *const keys[] = {"id",     "repo",     "ref",       "policy",  "policy_name",
-                                       "image",  "commands", "command",   "artifacts", "timeout",
-                                       "env",    NULL};
+    static const char *const keys[] = {"id",          "repo",    "ref",      "policy",
+                                       "policy_name", "image",   "commands", "command",
+                                       "artifacts",   "timeout", "env",      NULL};
     const char *k;
     json_t *v;
     char msg[256];
@@ -108,14 +110,16 @@ static int check_task(struct batch *b, struct task *t, size_t line) {
         return bad_line(b->file, line, "\"command\" must be a non-empty string");
     size_t i;
     if (cmds) {
-        if (!json_is_array(cmds) || !json_array_size(cmds) ||
-            json_array_size(cmds) > MAX_COMMANDS)
+        if (!json_is_array(cmds) || !json_array_size(cmds) || json_array_size(cmds) > MAX_COMMANDS)
             return bad_line(b->file, line, "\"commands\" must be a list of 1 to 64 argv lists");
-        json_array_foreach(cmds, i, v) if (!string_array(v, 4096) || !json_array_size(v))
-            return bad_line(b->file, line, "each command is a non-empty list of strings");
+        json_array_foreach(
+            cmds, i, v) if (!string_array(v, 4096) ||
+                            !json_array_size(
+                                v)) return bad_line(b->file, line,
+                                                    "each command is a non-empty list of strings");
     }
-    static const char *const strings[] = {"id", "repo", "ref", "policy", "policy_name", "image",
-                                          NULL};
+    static const char *const strings[] = {"id",          "repo",  "ref", "policy",
+                                          "policy_name", "image", NULL};
     for (const char *const *s = strings; *s; s++)
         if ((v = json_object_get(t->spec, *s)) && (!json_is_string(v) || !json_string_length(v))) {
             snprintf(msg, sizeof(msg), "\"%s\" must be a non-empty string", *s);
@@ -272,8 +276,8 @@ static int settle_interrupted(struct batch *b, struct cdn_client *c) {
     q.n_labels = 1;
     ProtobufCMessage *m = NULL;
     cdn_err *e = NULL;
-    if (cdn_client_call(c, "ListSandboxes", &q.base, &cordon__v1__list_sandboxes_response__descriptor,
-                        &m, 30000, &e) < 0) {
+    if (cdn_client_call(c, "ListSandboxes", &q.base,
+                        &cordon__v1__list_sandboxes_response__descriptor, &m, 30000, &e) < 0) {
         fprintf(stderr, "cordon batch: listing the batch's sandboxes: %s\n", cdn_err_msg(e));
         cdn_err_free(e);
         return -1;
@@ -410,8 +414,8 @@ static void run_task(struct batch *b, struct cdn_client *c, struct task *t) {
         cq.id = sid;
         ProtobufCMessage *cm = NULL;
         cdn_err *ce = NULL;
-        if (cdn_client_call(c, "Cancel", &cq.base, &cordon__v1__sandbox__descriptor, &cm, 0,
-                            &ce) == 0) {
+        if (cdn_client_call(c, "Cancel", &cq.base, &cordon__v1__sandbox__descriptor, &cm, 0, &ce) ==
+            0) {
             Cordon__V1__Sandbox *sb = (Cordon__V1__Sandbox *)cm;
             if (*sb->result_commit)
                 json_object_set_new(res, "result_commit", json_string(sb->result_commit));
@@ -428,7 +432,9 @@ static void run_task(struct batch *b, struct cdn_client *c, struct task *t) {
     if (r < 0 && !json_object_get(res, "error"))
         json_object_set_new(res, "error", json_string(cdn_err_msg(err)));
     json_object_set_new(res, "state",
-                        json_string(cli_interrupted ? "interrupted" : ok ? "passed" : "failed"));
+                        json_string(cli_interrupted ? "interrupted"
+                                    : ok            ? "passed"
+                                                    : "failed"));
     json_object_set_new(res, "ms", json_integer((json_int_t)(cdn_now_ms() - t0)));
     cdn_err_free(err);
     record(b, res, ok);
@@ -480,7 +486,8 @@ static void progress(struct batch *b, bool last) {
     for (size_t i = 0; i < 30; i++)
         bar[i] = i < fill ? '#' : '.';
     bar[30] = '\0';
-    fprintf(stderr, "\r\033[K[%s] %zu/%zu done, %zu running, %zu queued, %zu failed, %.1f/min, ETA %s%s",
+    fprintf(stderr,
+            "\r\033[K[%s] %zu/%zu done, %zu running, %zu queued, %zu failed, %.1f/min, ETA %s%s",
             bar, done, total, running, queued, failed, rate, eta, last ? "\n" : "");
 }
 
@@ -558,8 +565,8 @@ static int run_batch(struct batch *b) {
     }
     for (;;) {
         pthread_mutex_lock(&b->mu);
-        bool finished = b->done + b->skipped >= b->total || (cli_interrupted && b->running == 0) ||
-                        nw == 0;
+        bool finished =
+            b->done + b->skipped >= b->total || (cli_interrupted && b->running == 0) || nw == 0;
         pthread_mutex_unlock(&b->mu);
         if (b->tty)
             progress(b, finished);
@@ -572,8 +579,9 @@ static int run_batch(struct batch *b) {
         pthread_join(w[i].th, NULL);
         rc |= w[i].rc;
     }
-    fprintf(stderr, "cordon batch: %zu ran, %zu of them failed; %zu had a result already%s; "
-                    "results in %s\n",
+    fprintf(stderr,
+            "cordon batch: %zu ran, %zu of them failed; %zu had a result already%s; "
+            "results in %s\n",
             b->done, b->failed, before, cli_interrupted ? "; interrupted" : "", b->results_path);
     return cli_interrupted ? CLI_EXIT_INTERRUPTED : rc < 0 || b->failed ? 1 : 0;
 }
@@ -587,7 +595,8 @@ int cli_batch(int argc, char **argv) {
     const char *base = strrchr(b.file, '/') ? strrchr(b.file, '/') + 1 : b.file;
     size_t len = strlen(b.file);
     size_t ext = len > 6 && !strcmp(b.file + len - 6, ".jsonl") ? 6 : 0;
-    if (!b.results_path && asprintf(&def_results, "%.*s.results.jsonl", (int)(len - ext), b.file) > 0)
+    if (!b.results_path &&
+        asprintf(&def_results, "%.*s.results.jsonl", (int)(len - ext), b.file) > 0)
         b.results_path = def_results;
     if (!b.name && (def_name = strndup(base, strlen(base) - ext)))
         b.name = def_name;
