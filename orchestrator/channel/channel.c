@@ -116,13 +116,18 @@ void chan_cancel(struct cdn_channel *ch, struct hstream *s, const char *why) {
     if (s->done || s->cancelled)
         return;
     s->cancelled = true;
+    chan_send_error(ch, s->id, CORDON_AGENT__ERROR_CODE__ERROR_CANCELLED, why);
+}
+
+void chan_send_error(struct cdn_channel *ch, uint64_t id, CordonAgent__ErrorCode code,
+                     const char *msg) {
     CordonAgent__Error e = CORDON_AGENT__ERROR__INIT;
-    e.code = CORDON_AGENT__ERROR_CODE__ERROR_CANCELLED;
-    e.message = (char *)why;
+    e.code = code;
+    e.message = (char *)msg;
     cdn_envelope env = CORDON_AGENT__ENVELOPE__INIT;
     env.body_case = CORDON_AGENT__ENVELOPE__BODY_ERROR;
     env.error = &e;
-    chan_send(ch, s->id, &env, NULL);
+    chan_send(ch, id, &env, NULL);
 }
 
 /* Ownership: a stream belongs to the call that opened it until that call releases it. A

@@ -94,17 +94,6 @@ static struct eg_stream *find(struct chan_egress *eg, uint64_t id) {
     return NULL;
 }
 
-static void send_error(struct cdn_channel *ch, uint64_t id, CordonAgent__ErrorCode code,
-                       const char *msg) {
-    CordonAgent__Error e = CORDON_AGENT__ERROR__INIT;
-    e.code = code;
-    e.message = (char *)msg;
-    cdn_envelope env = CORDON_AGENT__ENVELOPE__INIT;
-    env.body_case = CORDON_AGENT__ENVELOPE__BODY_ERROR;
-    env.error = &e;
-    chan_send(ch, id, &env, NULL);
-}
-
 /* The attempt is over: recorded through the hooks, forgotten here. */
 static void stream_end(struct cdn_channel *ch, struct eg_stream *s) {
     struct chan_egress *eg = ch->egress;
@@ -124,7 +113,7 @@ static void stream_end(struct cdn_channel *ch, struct eg_stream *s) {
 /* Ends s with an Error to the agent (which forgets the stream without answering). */
 static void stream_abort(struct cdn_channel *ch, struct eg_stream *s, CordonAgent__ErrorCode code,
                          const char *msg) {
-    send_error(ch, s->id, code, msg);
+    chan_send_error(ch, s->id, code, msg);
     stream_end(ch, s);
 }
 
@@ -266,18 +255,18 @@ static int on_open(struct cdn_channel *ch, uint64_t id, const CordonAgent__Egres
     eg->last_id = id;
     size_t hlen = strnlen(o->host, EG_MAX_HOST + 1);
     if (hlen == 0 || hlen > EG_MAX_HOST || o->port == 0 || o->port > 65535) {
-        send_error(ch, id, CORDON_AGENT__ERROR_CODE__ERROR_BAD_REQUEST,
-                   "egress: the host must be 1-255 bytes and the port 1-65535");
+        chan_send_error(ch, id, CORDON_AGENT__ERROR_CODE__ERROR_BAD_REQUEST,
+                        "egress: the host must be 1-255 bytes and the port 1-65535");
         return 0;
     }
     if (!ch->has_egress_hooks) {
-        send_error(ch, id, CORDON_AGENT__ERROR_CODE__ERROR_REFUSED,
-                   "egress refused: this sandbox has no network");
+        chan_send_error(ch, id, CORDON_AGENT__ERROR_CODE__ERROR_REFUSED,
+                        "egress refused: this sandbox has no network");
         return 0;
     }
     if (eg->n >= CHAN_EGRESS_MAX) {
-        send_error(ch, id, CORDON_AGENT__ERROR_CODE__ERROR_REFUSED,
-                   "egress refused: the sandbox already has 64 connections open");
+        chan_send_error(ch, id, CORDON_AGENT__ERROR_CODE__ERROR_REFUSED,
+                        "egress refused: the sandbox already has 64 connections open");
         return 0;
     }
     struct eg_stream *s = calloc(1, sizeof(*s));

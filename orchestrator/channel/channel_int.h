@@ -82,6 +82,9 @@ int chan_pump(struct cdn_channel *ch, int timeout_ms, cdn_err **err);
 /* The channel is unusable from here on; the first reason is the one reported. Returns -code. */
 int chan_fault(struct cdn_channel *ch, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* An Error on stream id (ending it, from our side). */
+void chan_send_error(struct cdn_channel *ch, uint64_t id, CordonAgent__ErrorCode code,
+                     const char *msg);
 /* n bytes received on stream id were consumed: a Credit goes back when worthwhile. */
 void chan_grant(struct cdn_channel *ch, uint64_t id, struct cdn_credit *recv, size_t n);
 /* Writes what the socket takes of the queued output (a failure is a fault). */

@@ -157,12 +157,8 @@ int cdn_evidence_save(struct cdn_evidence *ev, cdn_err **err) {
         return cdn_err_set(err, ENOMEM, "out of memory");
     char path[4300];
     snprintf(path, sizeof(path), "%s/manifest.json", ev->dir);
-    _cleanup_free_ char *line = malloc(n + 1);
-    if (!line)
-        return cdn_err_set(err, ENOMEM, "out of memory");
-    memcpy(line, text, n);
-    line[n] = '\n';
-    return cdn_write_atomic(path, line, n + 1, err);
+    text[n] = '\n'; /* the NUL cdn_redact left becomes the file's last line end */
+    return cdn_write_atomic(path, text, n + 1, err);
 }
 
 int cdn_evidence_diff(struct cdn_evidence *ev, const struct cdn_diff_stats *st, const char *patch,
