@@ -36,6 +36,8 @@ void api_call_unref(struct api_call *c) {
         grpc_byte_buffer_destroy(c->recv_buf);
     if (c->has_status_slice)
         grpc_slice_unref(c->status_slice);
+    if (c->retry_md_set)
+        grpc_slice_unref(c->retry_md[0].value);
     if (c->call)
         grpc_call_unref(c->call);
     grpc_call_details_destroy(&c->details);
@@ -80,6 +82,15 @@ static void pump_locked(struct api_call *c) {
         ops[n].data.send_status_from_server.status_details =
             c->has_status_slice ? &c->status_slice : NULL;
         ops[n].data.send_status_from_server.trailing_metadata_count = 0;
+        if (c->retry_after_ms) {
+            char v[16];
+            snprintf(v, sizeof(v), "%u", c->retry_after_ms);
+            c->retry_md[0].key = grpc_slice_from_static_string("retry-after-ms");
+            c->retry_md[0].value = grpc_slice_from_copied_string(v);
+            c->retry_md_set = true;
+            ops[n].data.send_status_from_server.trailing_metadata = c->retry_md;
+            ops[n].data.send_status_from_server.trailing_metadata_count = 1;
+        }
         n++;
         c->finished = true;
     }
@@ -184,6 +195,7 @@ grpc_status_code api_status_of(int rc) {
     case EPERM:
     case EACCES: return GRPC_STATUS_PERMISSION_DENIED;
     case EDQUOT:
+    case EAGAIN:
     case EFBIG:
     case ENOSPC:
     case E2BIG: return GRPC_STATUS_RESOURCE_EXHAUSTED;

@@ -24,6 +24,7 @@ struct cdn_client {
     char *addr;
     grpc_channel *channel;
     grpc_completion_queue *cq;
+    uint32_t retry_after_ms; /* the last refusal's hint */
 };
 
 char *cdn_read_pem(const char *path, cdn_err **err) {
@@ -121,6 +122,8 @@ void cdn_client_freep(struct cdn_client **c) {
 }
 
 const char *cdn_client_addr(const struct cdn_client *c) { return c->addr; }
+
+uint32_t cdn_client_retry_after_ms(const struct cdn_client *c) { return c->retry_after_ms; }
 
 /* ---- one call ---- */
 
@@ -245,6 +248,18 @@ static int call_end(struct call *k, int rc, cdn_err **err) {
         else
             rc = cdn_err_set(err, errno_of(k->status), "%.*s (%s)", (int)n, d,
                              status_name(k->status));
+        /* A refusal worth retrying says when (cordond's retry-after-ms). */
+        for (size_t i = 0; k->status == GRPC_STATUS_RESOURCE_EXHAUSTED && i < k->md_trailing.count;
+             i++) {
+            const grpc_metadata *m = &k->md_trailing.metadata[i];
+            char v[16] = "";
+            size_t vn = GRPC_SLICE_LENGTH(m->value);
+            if (!grpc_slice_str_cmp(m->key, "retry-after-ms") && vn && vn < sizeof(v)) {
+                memcpy(v, GRPC_SLICE_START_PTR(m->value), vn);
+                k->c->retry_after_ms = (uint32_t)strtoul(v, NULL, 10);
+                rc = cdn_err_recode(err, EAGAIN);
+            }
+        }
     }
     if (k->first)
         grpc_byte_buffer_destroy(k->first);

@@ -35,6 +35,9 @@ int cdn_client_open(const struct cdn_client_opts *o, struct cdn_client **out, cd
 void cdn_client_free(struct cdn_client *c);
 void cdn_client_freep(struct cdn_client **c);
 const char *cdn_client_addr(const struct cdn_client *c);
+/* After a call refused with -EAGAIN (RESOURCE_EXHAUSTED with a retry-after-ms hint): how long the
+ * daemon suggests waiting, in ms. */
+uint32_t cdn_client_retry_after_ms(const struct cdn_client *c);
 
 /* A unary call (method: "CreateSandbox", ...). *resp is freed with
  * protobuf_c_message_free_unpacked. timeout_ms <= 0: no deadline. */

@@ -52,6 +52,9 @@ struct api_call {
     grpc_status_code status;
     grpc_slice status_slice;
     bool has_status_slice;
+    uint32_t retry_after_ms; /* sent as trailing metadata retry-after-ms when set */
+    grpc_metadata retry_md[1];
+    bool retry_md_set;
     grpc_metadata_array trailing;
     /* a client-streaming call's bytes (WriteFile) */
     uint8_t *in;

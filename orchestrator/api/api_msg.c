@@ -27,6 +27,8 @@ Cordon__V1__Sandbox *api_msg_sandbox(const struct cdn_store_sandbox *sb) {
     m->created_unix_ms = sb->created_ms;
     m->expires_unix_ms = sb->expires_ms;
     m->error = dup0(sb->error);
+    m->host = dup0(sb->host);
+    m->retryable = sb->retryable;
     json_error_t je;
     json_t *labels = sb->labels_json ? json_loads(sb->labels_json, 0, &je) : NULL;
     size_t n = json_object_size(labels);
@@ -60,6 +62,7 @@ void api_msg_sandbox_free(Cordon__V1__Sandbox *m) {
     free(m->accel);
     free(m->transport);
     free(m->error);
+    free(m->host);
     for (size_t i = 0; i < m->n_labels; i++) {
         free(m->labels[i]->key);
         free(m->labels[i]->value);

@@ -84,6 +84,7 @@ static void create_sandbox(struct api_call *c) {
         .max_artifact_bytes = q->max_artifact_bytes,
         .boot_timeout_s = q->boot_timeout_seconds,
         .defer_boot = q->defer_boot,
+        .priority = q->priority,
     };
     if (q->limits)
         req.limits =
@@ -99,9 +100,11 @@ static void create_sandbox(struct api_call *c) {
                                       .max_depth_returned = q->limits->max_depth_returned};
     struct cdn_store_sandbox sb;
     cdn_err *e = NULL;
-    int r = cdn_sched_create(c->api->o.sched, c->tenant, &req, &sb, &e);
+    uint32_t retry_ms = 0;
+    int r = cdn_sched_create(c->api->o.sched, c->tenant, &req, &sb, &retry_ms, &e);
     protobuf_c_message_free_unpacked(&q->base, NULL);
     if (r < 0) {
+        c->retry_after_ms = retry_ms;
         api_call_fail(c, r, e);
         cdn_err_free(e);
         return;

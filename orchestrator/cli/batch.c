@@ -39,7 +39,8 @@ struct task {
 struct batch {
     struct cli_remote r;
     const char *file, *results_path, *name;
-    unsigned parallel, approval_wait_s;
+    unsigned parallel, approval_wait_s, retries;
+    int priority; /* a task's when it gives none */
     struct task *tasks;
     size_t n;
     pthread_mutex_t mu;
@@ -57,15 +58,21 @@ static void usage(FILE *f) {
         "Runs a task a line through cordond: {\"id\": \"t1\", \"repo\": URL|PATH, \"ref\": REF,\n"
         "\"policy\": FILE | \"policy_name\": NAME, \"image\": \"minimal\"|\"devbox\",\n"
         "\"commands\": [[\"make\"], [\"make\", \"test\"]] | \"command\": \"shell string\",\n"
-        "\"artifacts\": [GLOB...], \"timeout\": SECONDS, \"env\": [\"K=V\"...]} (all optional\n"
-        "but a command; id defaults to the line number). Each result is a line of the results\n"
-        "file; running the batch again resumes it, never running a task twice.\n"
+        "\"artifacts\": [GLOB...], \"timeout\": SECONDS, \"env\": [\"K=V\"...], \"priority\": N} "
+        "(all\n"
+        "optional but a command; id defaults to the line number). Each result is a line of the\n"
+        "results file; running the batch again resumes it, never running a task twice.\n"
         "\n"
         "  --parallel N         tasks at once (default 4; the daemon's max_running still applies)\n"
         "  --results FILE       where results go (default FILE.jsonl's name + .results.jsonl)\n"
         "  --name NAME          the batch's label (default FILE's name)\n"
         "  --approval-wait S    how long a command may wait for a person (default: not at "
-        "all)\n" CLI_REMOTE_USAGE,
+        "all)\n"
+        "  --priority N         the tasks' priority among yours, -1000..1000 (default 0; a\n"
+        "                       line's \"priority\" wins)\n"
+        "  --retries N          a task whose sandbox failed for reasons outside it (its host\n"
+        "                       stopped answering) runs again in a new one, N times (default 2)\n"
+        "A full daemon queue is waited out (it says how long).\n" CLI_REMOTE_USAGE,
         f);
 }
 
@@ -86,9 +93,9 @@ static bool string_array(json_t *a, size_t max) {
 }
 
 static int check_task(struct batch *b, struct task *t, size_t line) {
-    static const char *const keys[] = {"id",          "repo",    "ref",      "policy",
-                                       "policy_name", "image",   "commands", "command",
-                                       "artifacts",   "timeout", "env",      NULL};
+    static const char *const keys[] = {"id",    "repo",     "ref",     "policy",    "policy_name",
+                                       "image", "commands", "command", "artifacts", "timeout",
+                                       "env",   "priority", NULL};
     const char *k;
     json_t *v;
     char msg[256];
@@ -134,6 +141,9 @@ static int check_task(struct batch *b, struct task *t, size_t line) {
     if ((v = json_object_get(t->spec, "timeout")) &&
         (!json_is_integer(v) || json_integer_value(v) <= 0 || json_integer_value(v) > 604800))
         return bad_line(b->file, line, "\"timeout\" must be 1 to 604800 seconds");
+    if ((v = json_object_get(t->spec, "priority")) &&
+        (!json_is_integer(v) || json_integer_value(v) < -1000 || json_integer_value(v) > 1000))
+        return bad_line(b->file, line, "\"priority\" must be -1000 to 1000");
     const char *id = json_string_value(json_object_get(t->spec, "id"));
     if (id && (strlen(id) > 128 || strpbrk(id, "\n\r\t")))
         return bad_line(b->file, line, "\"id\" is at most 128 characters on one line");
@@ -321,8 +331,10 @@ static void add_tail(json_t *o, const char *key, struct cdn_buf *buf) {
     cdn_buf_free(&tail);
 }
 
-static void run_task(struct batch *b, struct cdn_client *c, struct task *t) {
-    uint64_t t0 = cdn_now_ms();
+/* One attempt at a task: its result line (NULL when the sandbox failed for reasons outside the
+ * task and it should run again: *why says so). */
+static json_t *attempt(struct batch *b, struct cdn_client *c, struct task *t, bool may_retry,
+                       bool *ok_out, char *why, size_t why_size) {
     json_t *spec = t->spec;
     Cordon__V1__CreateSandboxRequest q = CORDON__V1__CREATE_SANDBOX_REQUEST__INIT;
     q.repo = (char *)(json_string_value(json_object_get(spec, "repo")) ?: "");
@@ -353,12 +365,23 @@ static void run_task(struct batch *b, struct cdn_client *c, struct task *t) {
     q.artifacts = arts;
     q.defer_boot = true; /* a refused first command costs no VM */
 
+    json_t *pv = json_object_get(spec, "priority");
+    q.priority = pv ? (int32_t)json_integer_value(pv) : b->priority;
+
     json_t *res = json_pack("{s:s}", "id", t->id), *cmds = json_array();
     json_object_set_new(res, "commands", cmds);
     ProtobufCMessage *m = NULL;
     cdn_err *err = NULL;
-    int r = cdn_client_call(c, "CreateSandbox", &q.base, &cordon__v1__sandbox__descriptor, &m,
-                            60000, &err);
+    int r;
+    /* A full queue says when to come back: waited out, in slices (an interrupt ends it). */
+    while ((r = cdn_client_call(c, "CreateSandbox", &q.base, &cordon__v1__sandbox__descriptor, &m,
+                                60000, &err)) == -EAGAIN &&
+           !cli_interrupted) {
+        uint32_t wait = cdn_client_retry_after_ms(c);
+        cdn_err_free(TAKE_PTR(err));
+        for (uint32_t waited = 0; waited < wait && !cli_interrupted; waited += 100)
+            usleep(100000);
+    }
     char sid[64] = "";
     if (r >= 0) {
         snprintf(sid, sizeof(sid), "%s", ((Cordon__V1__Sandbox *)m)->id);
@@ -409,6 +432,7 @@ static void run_task(struct batch *b, struct cdn_client *c, struct task *t) {
         json_array_append_new(cmds, one);
         cli_exec_free(&ex);
     }
+    bool retry = false;
     if (sid[0]) { /* stopped: its result taken, its VM gone */
         Cordon__V1__CancelRequest cq = CORDON__V1__CANCEL_REQUEST__INIT;
         cq.id = sid;
@@ -424,7 +448,12 @@ static void run_task(struct batch *b, struct cdn_client *c, struct task *t) {
             if (sb->state == CORDON__V1__SANDBOX_STATE__FAILED) {
                 ok = false;
                 json_object_set_new(res, "error", json_string(sb->error));
+                retry = sb->retryable && may_retry && !cli_interrupted;
+                if (retry)
+                    snprintf(why, why_size, "%s", sb->error);
             }
+            if (*sb->host)
+                json_object_set_new(res, "host", json_string(sb->host));
             protobuf_c_message_free_unpacked(cm, NULL);
         }
         cdn_err_free(ce);
@@ -435,8 +464,32 @@ static void run_task(struct batch *b, struct cdn_client *c, struct task *t) {
                         json_string(cli_interrupted ? "interrupted"
                                     : ok            ? "passed"
                                                     : "failed"));
-    json_object_set_new(res, "ms", json_integer((json_int_t)(cdn_now_ms() - t0)));
     cdn_err_free(err);
+    *ok_out = ok;
+    if (retry) {
+        json_decref(res);
+        return NULL;
+    }
+    return res;
+}
+
+static void run_task(struct batch *b, struct cdn_client *c, struct task *t) {
+    uint64_t t0 = cdn_now_ms();
+    json_t *res = NULL, *lost = json_array();
+    bool ok = false;
+    for (unsigned n = 0; !res; n++) {
+        char why[1024] = "";
+        res = attempt(b, c, t, n < b->retries, &ok, why, sizeof(why));
+        if (!res) {
+            json_array_append_new(lost, json_string(why));
+            if (!b->tty)
+                fprintf(stderr, "cordon batch: %s: runs again (%s)\n", t->id, why);
+        }
+    }
+    if (json_array_size(lost))
+        json_object_set(res, "retried", lost);
+    json_decref(lost);
+    json_object_set_new(res, "ms", json_integer((json_int_t)(cdn_now_ms() - t0)));
     record(b, res, ok);
 }
 
@@ -496,10 +549,13 @@ static int parse(int argc, char **argv, struct batch *b) {
                                          {"results", required_argument, NULL, 'R'},
                                          {"name", required_argument, NULL, 'n'},
                                          {"approval-wait", required_argument, NULL, 'W'},
+                                         {"priority", required_argument, NULL, 'P'},
+                                         {"retries", required_argument, NULL, 'T'},
                                          {"help", no_argument, NULL, 'h'},
                                          CLI_REMOTE_LONGOPTS,
                                          {NULL, 0, NULL, 0}};
     b->parallel = 4;
+    b->retries = 2;
     for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
         char *end;
         unsigned long v;
@@ -514,6 +570,21 @@ static int parse(int argc, char **argv, struct batch *b) {
             }
             *(c == 'p' ? &b->parallel : &b->approval_wait_s) = (unsigned)v;
             break;
+        case 'P':
+        case 'T': {
+            long n = strtol(optarg, &end, 10);
+            bool prio = c == 'P';
+            if (*end || end == optarg || (prio ? n < -1000 || n > 1000 : n < 0 || n > 100)) {
+                fprintf(stderr, "cordon batch: %s: '%s' is out of range\n",
+                        prio ? "--priority" : "--retries", optarg);
+                return -1;
+            }
+            if (prio)
+                b->priority = (int)n;
+            else
+                b->retries = (unsigned)n;
+            break;
+        }
         case 'R': b->results_path = optarg; break;
         case 'n': b->name = optarg; break;
         case 'h': usage(stdout); exit(0);

@@ -31,6 +31,7 @@ int main(int argc, char **argv) {
             if (cli_daemon_config_load(&c, argv[i + 1], &e) < 0) {
                 fprintf(stderr, "cordond: %s\n", cdn_err_msg(e));
                 cdn_err_free(e);
+                cli_daemon_config_release(&c);
                 return 2;
             }
         }
@@ -84,11 +85,15 @@ int main(int argc, char **argv) {
         case O_BOOT: c.boot_timeout_s = (unsigned)atoi(optarg); break;
         case O_APPROVAL: c.approval_timeout_s = (unsigned)atoi(optarg); break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default:
+            usage(stderr);
+            cli_daemon_config_release(&c);
+            return 2;
         }
     }
     if (optind != argc) {
         usage(stderr);
+        cli_daemon_config_release(&c);
         return 2;
     }
     /* Signals are taken synchronously: blocked here, before any thread exists. */
@@ -104,6 +109,7 @@ int main(int argc, char **argv) {
     if (cli_daemon_start(&c, &d, &e) < 0) {
         fprintf(stderr, "cordond: %s\n", cdn_err_msg(e));
         cdn_err_free(e);
+        cli_daemon_config_release(&c);
         return 1;
     }
     char line[600];
@@ -118,5 +124,6 @@ int main(int argc, char **argv) {
     cli_daemon_log(NULL, "stopping");
     cli_daemon_stop(d);
     cli_daemon_log(NULL, "stopped");
+    cli_daemon_config_release(&c);
     return 0;
 }

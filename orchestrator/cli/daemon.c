@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* cordond's parts put together: its configuration (a YAML file, then flags), the store, the
+/* cordond's parts put together (its configuration: daemon_config.c): the store, the
  * scheduler and the API, started in that order and stopped in the reverse one (the API drained
  * first, so no new work arrives while the sandboxes stop). */
 #include <errno.h>
@@ -16,7 +16,6 @@
 #include "cleanup.h"
 #include "fsutil.h"
 #include "daemon.h"
-#include "pol_yaml.h"
 #include "scheduler.h"
 #include "store.h"
 
@@ -34,107 +33,6 @@ void cli_daemon_log(void *ud, const char *line) {
     gmtime_r(&now, &tm);
     strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%SZ", &tm);
     fprintf(stderr, "%s cordond: %s\n", at, line);
-}
-
-void cli_daemon_config_defaults(struct cli_daemon_config *c) {
-    *c = (struct cli_daemon_config){.socket = "/run/cordon/cordond.sock",
-                                    .socket_mode = 0660,
-                                    .state_dir = cli_default_state(),
-                                    .images_dir = cli_default_images(),
-                                    .policies_dir = access("/etc/cordon/policies", R_OK) == 0
-                                                        ? "/etc/cordon/policies"
-                                                        : "policies",
-                                    .default_policy = "default-deny",
-                                    .accel = "auto",
-                                    .max_running = 4,
-                                    .max_queued = 1000,
-                                    .boot_timeout_s = 60,
-                                    .default_ttl_s = 3600,
-                                    .max_ttl_s = 86400,
-                                    .approval_timeout_s = 3600};
-}
-
-static int as_uint(const char *file, const struct pnode *v, const char *key, unsigned max,
-                   unsigned *out, cdn_err **err) {
-    char *end;
-    errno = 0;
-    unsigned long n = v->type == PN_SCALAR && v->plain ? strtoul(v->scalar, &end, 0) : 0;
-    if (v->type != PN_SCALAR || !v->plain || !*v->scalar || *end || errno || n > max)
-        return cdn_err_set(err, EINVAL, "%s:%u:%u: %s must be a number from 0 to %u", file, v->line,
-                           v->col, key, max);
-    *out = (unsigned)n;
-    return 0;
-}
-
-int cli_daemon_config_load(struct cli_daemon_config *c, const char *path, cdn_err **err) {
-    _cleanup_free_ char *buf = NULL;
-    size_t n;
-    int r = cdn_read_file(path, CDN_POLICY_MAX_BYTES, &buf, &n, err);
-    if (r < 0)
-        return r;
-    _cleanup_(pnode_freep) struct pnode *root = NULL;
-    r = pol_yaml_parse(path, buf, n, &root, err);
-    if (r < 0)
-        return r;
-    if (!root)
-        return 0; /* an empty file: the defaults */
-    if (root->type != PN_MAP)
-        return cdn_err_set(err, EINVAL, "%s:%u:%u: the configuration is a map of settings", path,
-                           root->line, root->col);
-    static const struct {
-        const char *key;
-        size_t str_off; /* offsetof a const char * field, or SIZE_MAX */
-        size_t num_off; /* offsetof an unsigned field, or SIZE_MAX */
-        unsigned max;
-    } keys[] = {
-#define S(k, f) {k, offsetof(struct cli_daemon_config, f), SIZE_MAX, 0}
-#define N(k, f, m)                                                                                 \
-    { k, SIZE_MAX, offsetof(struct cli_daemon_config, f), m }
-        S("socket", socket),
-        N("socket_mode", socket_mode, 0777),
-        S("listen", listen),
-        S("tls_cert", tls_cert),
-        S("tls_key", tls_key),
-        S("tls_client_ca", tls_client_ca),
-        S("state_dir", state_dir),
-        S("images_dir", images_dir),
-        S("policies_dir", policies_dir),
-        S("default_policy", default_policy),
-        S("accel", accel),
-        S("libvirt_uri", uri),
-        N("max_running", max_running, 1024),
-        N("max_queued", max_queued, 1000000),
-        N("boot_timeout_seconds", boot_timeout_s, 3600),
-        N("default_ttl_seconds", default_ttl_s, 30 * 86400),
-        N("max_ttl_seconds", max_ttl_s, 30 * 86400),
-        N("approval_timeout_seconds", approval_timeout_s, 30 * 86400),
-#undef S
-#undef N
-    };
-    for (size_t i = 0; i + 1 < root->n; i += 2) {
-        const struct pnode *k = root->kids[i], *v = root->kids[i + 1];
-        size_t j = 0;
-        while (j < sizeof(keys) / sizeof(keys[0]) && strcmp(keys[j].key, k->scalar) != 0)
-            j++;
-        if (j == sizeof(keys) / sizeof(keys[0]))
-            return cdn_err_set(err, EINVAL, "%s:%u:%u: unknown setting '%s'", path, k->line, k->col,
-                               k->scalar);
-        if (keys[j].num_off != SIZE_MAX) {
-            if ((r = as_uint(path, v, k->scalar, keys[j].max,
-                             (unsigned *)((char *)c + keys[j].num_off), err)) < 0)
-                return r;
-            continue;
-        }
-        if (v->type != PN_SCALAR)
-            return cdn_err_set(err, EINVAL, "%s:%u:%u: %s must be a string", path, v->line, v->col,
-                               k->scalar);
-        /* The strings live as long as the process: the configuration is read once. */
-        char *val = strdup(v->scalar);
-        if (!val)
-            return cdn_err_set(err, ENOMEM, "out of memory");
-        *(const char **)((char *)c + keys[j].str_off) = val;
-    }
-    return 0;
 }
 
 static int mkdir_parent(const char *path) {
@@ -172,6 +70,15 @@ int cli_daemon_start(const struct cli_daemon_config *c, struct cli_daemon **out,
                                 .store = d->store,
                                 .max_running = c->max_running,
                                 .max_queued = c->max_queued,
+                                .max_queued_total = c->max_queued_total,
+                                .tenant_max_running = c->tenant_max_running,
+                                .tenants = c->tenants,
+                                .n_tenants = c->n_tenants,
+                                .hosts = c->hosts,
+                                .n_hosts = c->n_hosts,
+                                .cpu_overcommit = c->cpu_overcommit,
+                                .memory_reserve_mib = c->memory_reserve_mib,
+                                .host_check_ms = (int64_t)c->host_check_s * 1000,
                                 .boot_timeout_ms = (int)c->boot_timeout_s * 1000,
                                 .default_ttl_s = c->default_ttl_s,
                                 .max_ttl_s = c->max_ttl_s,

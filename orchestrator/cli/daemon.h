@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "err.h"
+#include "scheduler.h"
 
 struct cli_daemon_config {
     const char *socket; /* unix socket (NULL: none) */
@@ -13,6 +14,13 @@ struct cli_daemon_config {
     const char *tls_cert, *tls_key, *tls_client_ca;
     const char *state_dir, *images_dir, *policies_dir, *default_policy, *accel, *uri;
     unsigned max_running, max_queued, boot_timeout_s, default_ttl_s, max_ttl_s, approval_timeout_s;
+    unsigned max_queued_total, tenant_max_running, cpu_overcommit, memory_reserve_mib, host_check_s;
+    const struct cdn_sched_host *hosts; /* none: one, uri */
+    size_t n_hosts;
+    const struct cdn_sched_tenant *tenants;
+    size_t n_tenants;
+    struct cdn_sched_host *own_hosts; /* what the file's lists allocated */
+    struct cdn_sched_tenant *own_tenants;
     const char *db;                          /* the store (NULL: STATE/cordond.db) */
     void (*log)(void *ud, const char *line); /* NULL: cli_daemon_log */
 };
@@ -20,6 +28,9 @@ struct cli_daemon_config {
 void cli_daemon_config_defaults(struct cli_daemon_config *c);
 /* Settings from a YAML file over c; errors name FILE:LINE:COL. */
 int cli_daemon_config_load(struct cli_daemon_config *c, const char *path, cdn_err **err);
+
+/* Frees what loading allocated for its lists. */
+void cli_daemon_config_release(struct cli_daemon_config *c);
 
 struct cli_daemon;
 int cli_daemon_start(const struct cli_daemon_config *c, struct cli_daemon **out, cdn_err **err);

@@ -67,6 +67,7 @@ static void create_usage(FILE *f) {
           "  --cpus N, --memory MIB, --disk MIB, --command-timeout S, --wall S   limits,\n"
           "                     within the policy's\n"
           "  --ttl S            destroy it S seconds after creation (default: the daemon's)\n"
+          "  --priority N       -1000..1000: among your queued sandboxes, higher starts first\n"
           "  --label KEY=VALUE  (repeatable) for `cordon ls --label`\n"
           "  --wait             return once it is ready (or failed); --wait-timeout S "
           "(300)\n" CLI_REMOTE_USAGE,
@@ -96,6 +97,7 @@ static int create_parse(int argc, char **argv, struct create_opts *o) {
                                              {"wall", required_argument, NULL, 'W'},
                                              {"command-timeout", required_argument, NULL, 't'},
                                              {"ttl", required_argument, NULL, 'T'},
+                                             {"priority", required_argument, NULL, 'p'},
                                              {"label", required_argument, NULL, 'l'},
                                              {"wait", no_argument, NULL, 'w'},
                                              {"wait-timeout", required_argument, NULL, 'x'},
@@ -130,6 +132,17 @@ static int create_parse(int argc, char **argv, struct create_opts *o) {
             rc = parse_u32("create", "--command-timeout", optarg, &l->command_timeout_seconds);
             break;
         case 'T': rc = parse_u32("create", "--ttl", optarg, &q->ttl_seconds); break;
+        case 'p': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || end == optarg || v < -1000 || v > 1000) {
+                fprintf(stderr, "cordon create: --priority: '%s' is not from -1000 to 1000\n",
+                        optarg);
+                return -1;
+            }
+            q->priority = (int32_t)v;
+            break;
+        }
         case 'x': rc = parse_u32("create", "--wait-timeout", optarg, &o->wait_timeout_s); break;
         case 'w': o->wait = true; break;
         case 'l':

@@ -271,6 +271,11 @@ static void log_notice(void *ud, const char *line) {
         j->ops->notice(j->ud, line);
 }
 
+/* What its VM gets (the session's default when the limits set none). */
+static uint64_t sbx_memory_mib(const struct cdn_task_spec *t, const char *image) {
+    return t->memory_mib ? t->memory_mib : strcmp(image, "devbox") == 0 ? 1024 : 512;
+}
+
 /* A sandbox in memory from its stored record (request already validated). */
 static int sbx_from_record(struct cdn_sched *s, const struct cdn_store_sandbox *rec,
                            struct sbx **out, cdn_err **err) {
@@ -278,6 +283,7 @@ static int sbx_from_record(struct cdn_sched *s, const struct cdn_store_sandbox *
     if (!b)
         return cdn_err_set(err, ENOMEM, "out of memory");
     b->wake = -1;
+    b->host = -1;
     b->sched = s;
     snprintf(b->id, sizeof(b->id), "%s", rec->id);
     b->state = rec->state;
@@ -299,6 +305,7 @@ static int sbx_from_record(struct cdn_sched *s, const struct cdn_store_sandbox *
                            .max_artifact_bytes = (uint64_t)json_integer_value(
                                json_object_get(spec, "max_artifact_bytes"))};
     b->defer_boot = json_is_true(json_object_get(spec, "defer_boot"));
+    b->priority = (int)json_integer_value(json_object_get(spec, "priority"));
     const char *kargs = json_string_value(json_object_get(spec, "kernel_args"));
     if (r == 0 && kargs && !(b->kernel_args = strdup(kargs)))
         r = cdn_err_set(err, ENOMEM, "out of memory");
@@ -321,6 +328,8 @@ static int sbx_from_record(struct cdn_sched *s, const struct cdn_store_sandbox *
         r = fill_spec(s, b, &l, &x, err);
     b->spec.on_notice = log_notice;
     b->spec.ud = b;
+    b->vcpus = b->spec.vcpus ? b->spec.vcpus : 1;
+    b->memory_mib = sbx_memory_mib(&b->spec, b->image);
     if (r < 0) {
         sbx_free(b);
         return r;
@@ -336,32 +345,8 @@ static struct sbx *find_live(struct cdn_sched *s, const char *id) {
     return NULL;
 }
 
-static unsigned queued_of(struct cdn_sched *s, const char *tenant) {
-    unsigned n = 0;
-    for (struct sbx *b = s->live; b; b = b->next)
-        n += !b->running && strcmp(b->tenant, tenant) == 0;
-    return n;
-}
-
-void sched_dispatch_locked(struct cdn_sched *s) {
-    if (s->closing)
-        return;
-    /* Oldest first: the list is kept in creation order. */
-    for (struct sbx *b = s->live; b && s->running < s->o.max_running; b = b->next) {
-        if (b->running || b->stop)
-            continue;
-        b->running = true;
-        s->running++;
-        if (pthread_create(&b->thread, NULL, sched_worker, b) != 0) {
-            b->running = false;
-            s->running--;
-            sched_log(s, "sandbox %s: cannot start its worker thread", b->id);
-            break;
-        }
-    }
-}
-
 static void append_live(struct cdn_sched *s, struct sbx *b) {
+    b->seq = ++s->seq;
     struct sbx **tail = &s->live;
     while (*tail)
         tail = &(*tail)->next;
@@ -399,8 +384,34 @@ static int check_boot_request(struct cdn_sched *s, const struct cdn_sched_create
     return 0;
 }
 
+/* A full queue refuses, with when to try again. */
+static int check_queue(struct cdn_sched *s, const char *tenant, uint32_t *retry_ms, cdn_err **err) {
+    pthread_mutex_lock(&s->mu);
+    struct sched_tenant *t = sched_tenant(s, tenant);
+    uint32_t hint = sched_retry_hint_ms(s); /* recounts */
+    unsigned mine = t ? t->queued : 0, max = t && t->max_queued ? t->max_queued : s->o.max_queued;
+    unsigned total = s->queued_total;
+    pthread_mutex_unlock(&s->mu);
+    if (!t)
+        return cdn_err_set(err, ENOMEM, "out of memory");
+    if (mine < max && total < s->o.max_queued_total)
+        return 0;
+    if (retry_ms)
+        *retry_ms = hint;
+    if (mine >= max)
+        return cdn_err_set(err, EAGAIN,
+                           "tenant %s has %u sandboxes queued, its limit; retry in %u.%u s", tenant,
+                           mine, hint / 1000, hint % 1000 / 100);
+    return cdn_err_set(err, EAGAIN,
+                       "the daemon has %u sandboxes queued, its limit; retry in %u.%u s", total,
+                       hint / 1000, hint % 1000 / 100);
+}
+
 int cdn_sched_create(struct cdn_sched *s, const char *tenant, const struct cdn_sched_create *req,
-                     struct cdn_store_sandbox *out, cdn_err **err) {
+                     struct cdn_store_sandbox *out, uint32_t *retry_ms, cdn_err **err) {
+    if (req->priority < -1000 || req->priority > 1000)
+        return cdn_err_set(err, EINVAL, "priority must be from -1000 to 1000 (got %d)",
+                           req->priority);
     *out = (struct cdn_store_sandbox){0};
     const char *image = req->image && *req->image ? req->image : "minimal";
     if (strcmp(image, "minimal") != 0 && strcmp(image, "devbox") != 0)
@@ -431,6 +442,12 @@ int cdn_sched_create(struct cdn_sched *s, const char *tenant, const struct cdn_s
                            .max_artifact_bytes = req->max_artifact_bytes};
     if ((r = fill_spec(s, &probe, &req->limits, &x, err)) < 0)
         return r;
+    pthread_mutex_lock(&s->mu);
+    r = sched_fits_somewhere(s, probe.spec.vcpus ? probe.spec.vcpus : 1,
+                             sbx_memory_mib(&probe.spec, image), err);
+    pthread_mutex_unlock(&s->mu);
+    if (r < 0)
+        return r;
     uint32_t ttl = req->ttl_s ? req->ttl_s : s->o.default_ttl_s;
     if (ttl > s->o.max_ttl_s)
         return cdn_err_set(err, EDQUOT, "ttl_seconds %u is over the daemon's limit of %u", ttl,
@@ -438,14 +455,15 @@ int cdn_sched_create(struct cdn_sched *s, const char *tenant, const struct cdn_s
     const struct cdn_policy_limits *pl = policy ? cdn_policy_limits(policy) : NULL;
     if (pl && pl->wall_seconds && ttl > pl->wall_seconds)
         ttl = pl->wall_seconds; /* the policy's wall clock bounds the sandbox's life */
-    json_t *spec = json_pack("{s:o, s:s?, s:i, s:o, s:i, s:I, s:b}", "limits",
+    json_t *spec = json_pack("{s:o, s:s?, s:i, s:o, s:i, s:I, s:b, s:i}", "limits",
                              limits_json(&req->limits), "policy_name",
                              req->policy_text && *req->policy_text ? NULL
                              : policy                              ? cdn_policy_name(policy)
                                                                    : NULL,
                              "ttl_seconds", (int)ttl, "artifacts", json_array(),
                              "boot_timeout_seconds", (int)req->boot_timeout_s, "max_artifact_bytes",
-                             (json_int_t)req->max_artifact_bytes, "defer_boot", req->defer_boot);
+                             (json_int_t)req->max_artifact_bytes, "defer_boot", req->defer_boot,
+                             "priority", req->priority);
     struct cdn_buf kargs = {0};
     for (size_t i = 0; spec && i < req->n_kernel_args; i++)
         if ((i && cdn_buf_append(&kargs, " ", 1) < 0) ||
@@ -461,13 +479,8 @@ int cdn_sched_create(struct cdn_sched *s, const char *tenant, const struct cdn_s
     json_decref(spec);
     if (!spec_json)
         return cdn_err_set(err, ENOMEM, "out of memory");
-    pthread_mutex_lock(&s->mu);
-    unsigned queued = queued_of(s, tenant);
-    pthread_mutex_unlock(&s->mu);
-    if (queued >= s->o.max_queued)
-        return cdn_err_set(err, EDQUOT,
-                           "tenant %s has %u sandboxes queued already (the daemon's limit)", tenant,
-                           queued);
+    if ((r = check_queue(s, tenant, retry_ms, err)) < 0)
+        return r;
     struct cdn_store_sandbox rec = {.tenant = (char *)tenant,
                                     .repo = (char *)(req->repo && *req->repo ? req->repo : NULL),
                                     .ref = (char *)(req->ref && *req->ref ? req->ref : NULL),
@@ -630,6 +643,7 @@ static void *ticker(void *arg) {
                 sched_wake(b->wake);
             }
         pthread_mutex_unlock(&s->mu);
+        sched_hosts_check(s);
         /* Queued sandboxes past their time never start. */
         struct sbx *expired = NULL;
         pthread_mutex_lock(&s->mu);
@@ -683,6 +697,16 @@ int cdn_sched_open(const struct cdn_sched_opts *opts, struct cdn_sched **out, cd
         s->o.max_running = 4;
     if (!s->o.max_queued)
         s->o.max_queued = 1000;
+    if (!s->o.max_queued_total)
+        s->o.max_queued_total = 10000;
+    if (!s->o.tenant_max_running)
+        s->o.tenant_max_running = s->o.max_running;
+    if (!s->o.cpu_overcommit)
+        s->o.cpu_overcommit = 16;
+    if (!s->o.memory_reserve_mib)
+        s->o.memory_reserve_mib = 1024;
+    if (s->o.host_check_ms <= 0)
+        s->o.host_check_ms = 2000;
     if (!s->o.default_ttl_s)
         s->o.default_ttl_s = 3600;
     if (!s->o.max_ttl_s)
@@ -703,21 +727,36 @@ int cdn_sched_open(const struct cdn_sched_opts *opts, struct cdn_sched **out, cd
     int r;
     /* The daemons the sandboxes need, kept up while cordond runs; leftovers of a previous
      * cordond (killed) reaped. */
-    _cleanup_free_ char *daemons = NULL;
-    if (asprintf(&daemons, "%s/run", s->state_dir) < 0)
+    if (asprintf(&s->daemon_dir, "%s/run", s->state_dir) < 0) {
+        s->daemon_dir = NULL;
         return cdn_err_set(err, ENOMEM, "out of memory");
+    }
     mkdir(s->state_dir, 0711);
-    struct cdn_vm_host_opts ho = {.uri = s->uri, .daemon_dir = daemons};
-    if ((r = cdn_vm_host_open(&ho, &s->anchor, err)) < 0)
+    for (size_t i = 0; i < s->o.n_tenants; i++) {
+        const struct cdn_sched_tenant *q = &s->o.tenants[i];
+        struct sched_tenant *t = sched_tenant(s, q->name);
+        if (!t)
+            return cdn_err_set(err, ENOMEM, "out of memory");
+        t->max_running = q->max_running;
+        t->max_queued = q->max_queued;
+        t->weight = q->weight ? q->weight : 1;
+    }
+    if ((r = sched_hosts_open(s, err)) < 0)
         return r;
     int lost = cdn_store_recover(s->o.store, NULL, NULL, err);
     if (lost < 0)
         return lost;
     if ((r = cdn_store_commands_interrupted(s->o.store, err)) < 0)
         return r;
-    struct cdn_task_gc_report gc;
-    if ((r = cdn_task_gc(s->state_dir, s->anchor, &gc, err)) < 0)
-        return r;
+    struct cdn_task_gc_report gc = {0};
+    for (size_t i = 0; i < s->n_hosts; i++) {
+        struct cdn_task_gc_report one;
+        if ((r = cdn_task_gc(s->state_dir, s->hosts[i].conn, &one, err)) < 0)
+            return r;
+        gc.tasks += one.tasks;
+        gc.domains += one.domains;
+        gc.files += one.files;
+    }
     if (lost || gc.tasks)
         sched_log(s,
                   "recovered after a restart: %d sandbox%s marked failed, %u domain%s reaped, "
@@ -768,7 +807,11 @@ void cdn_sched_free(struct cdn_sched *s) {
         pthread_join(s->ticker, NULL);
         close(s->tick_wake);
     }
-    cdn_vm_host_closep(&s->anchor);
+    sched_hosts_close(s);
+    for (size_t i = 0; i < s->n_tenants; i++)
+        free(s->tenants[i].name);
+    free(s->tenants);
+    free(s->daemon_dir);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cond);
     free(s->state_dir);

@@ -48,12 +48,43 @@ struct sbx {
     pthread_t thread;
     bool running;            /* the worker thread exists */
     struct job *booting_for; /* the job a deferred boot runs for (its notices go there) */
+    /* what placing it weighs */
+    int priority;   /* higher first, within its tenant's share */
+    unsigned vcpus; /* what it takes from its host */
+    uint64_t memory_mib;
+    uint64_t seq;       /* creation order */
+    int host;           /* index in sched->hosts while running, else -1 */
+    int64_t started_ms; /* when its worker began */
+    bool host_lost;     /* its host stopped answering (under mu) */
     /* under sched->mu */
     enum cdn_sandbox_state state;
     struct job *queue, *queue_tail; /* submitted, not yet taken by the worker */
     bool stop, remove;
     char *stop_reason;
     struct sbx *next;
+};
+
+/* A libvirt host sandboxes are placed on: what it offers, what its sandboxes hold. */
+struct sched_host {
+    char *uri; /* NULL: the local system URI */
+    unsigned weight;
+    struct cdn_vm_host *conn; /* kept open: keeps the daemons cordond started up */
+    unsigned vcpu_cap;        /* its CPUs times the overcommit */
+    uint64_t memory_cap_mib;  /* its memory less the reserve */
+    /* under mu */
+    unsigned used_vcpus, running;
+    uint64_t used_mib;
+    bool down; /* stopped answering: drained, nothing placed on it */
+    int64_t checked_ms;
+};
+
+/* A tenant's quotas and its share of the running slots. */
+struct sched_tenant {
+    char *name;
+    unsigned max_running, max_queued, weight;
+    /* under mu, recounted by each pick */
+    unsigned running, queued;
+    uint64_t last_start; /* the pick counter when one of its sandboxes last started */
 };
 
 struct cdn_sched {
@@ -66,7 +97,14 @@ struct cdn_sched {
     bool closing;
     pthread_t ticker; /* TTLs and queued starts */
     int tick_wake;
-    struct cdn_vm_host *anchor; /* keeps the libvirt daemons cordond started up */
+    char *daemon_dir; /* pid files of the libvirt daemons cordond starts */
+    struct sched_host *hosts;
+    size_t n_hosts;
+    struct sched_tenant *tenants; /* configured ones first, then those seen */
+    size_t n_tenants, cap_tenants;
+    uint64_t seq, picks;
+    unsigned queued_total;
+    double hold_ms_avg; /* how long a sandbox holds its slot, averaged (0: none ended yet) */
 };
 
 #define sched_log(s, ...) cdn_logf((s)->o.log, (s)->o.log_ud, __VA_ARGS__)
@@ -81,5 +119,21 @@ void *sched_worker(void *arg);
 int sched_remove(struct cdn_sched *s, const char *tenant, const char *id, cdn_err **err);
 /* Frees a sandbox no longer in the live list. */
 void sbx_free(struct sbx *b);
-/* Starts queued sandboxes while slots are free (under mu). */
+/* Starts queued sandboxes while slots are free (under mu): placement and fair sharing,
+ * sched_pick.c. */
 void sched_dispatch_locked(struct cdn_sched *s);
+/* A tenant's record (created on first sight; NULL when out of memory), under mu. */
+struct sched_tenant *sched_tenant(struct cdn_sched *s, const char *name);
+/* The worker of b ended: its host's share given back, its hold time averaged (under mu). */
+void sched_release_locked(struct cdn_sched *s, struct sbx *b);
+/* How long a refused create should wait before trying again, in ms (under mu). */
+uint32_t sched_retry_hint_ms(struct cdn_sched *s);
+/* Hosts from the options, connected; their capacity read. */
+int sched_hosts_open(struct cdn_sched *s, cdn_err **err);
+void sched_hosts_close(struct cdn_sched *s);
+/* Hosts that stopped answering are drained (ticker, not under mu). */
+void sched_hosts_check(struct cdn_sched *s);
+/* b's VM failed: if its host does not answer either, the host is drained and b marked lost. */
+void sched_host_suspect(struct cdn_sched *s, struct sbx *b);
+/* Whether some host could ever hold b (its demand against the largest capacity). */
+int sched_fits_somewhere(struct cdn_sched *s, unsigned vcpus, uint64_t memory_mib, cdn_err **err);

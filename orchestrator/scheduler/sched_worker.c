@@ -515,7 +515,7 @@ static void retire(struct worker *w) {
         pp = &(*pp)->next;
     if (*pp)
         *pp = b->next;
-    s->running--;
+    sched_release_locked(s, b);
     sched_dispatch_locked(s);
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->mu);
@@ -525,6 +525,8 @@ static void retire(struct worker *w) {
 void *sched_worker(void *arg) {
     struct worker w = {.b = arg, .s = ((struct sbx *)arg)->sched};
     pthread_detach(pthread_self());
+    cdn_store_sandbox_set_host(w.s->o.store, w.b->id,
+                               w.b->spec.uri ? w.b->spec.uri : "qemu:///system", false, NULL);
     set_state(&w, CDN_SANDBOX_BOOTING, NULL);
     cdn_err *e = NULL;
     int r = cdn_session_open(&w.b->spec, w.b->id, &w.sess, &e);
@@ -542,9 +544,15 @@ void *sched_worker(void *arg) {
     if (r < 0 && stopped_early)
         r = 0; /* interrupted by the stop itself */
     if (r < 0) {
+        sched_host_suspect(w.s, w.b);
+        pthread_mutex_lock(&w.s->mu);
+        bool lost = w.b->host_lost;
+        pthread_mutex_unlock(&w.s->mu);
+        if (lost)
+            cdn_store_sandbox_set_host(w.s->o.store, w.b->id, NULL, true, NULL);
         char msg[1200];
-        snprintf(msg, sizeof(msg), "%s%s", r == -ETIMEDOUT ? "boot deadline passed: " : "",
-                 cdn_err_msg(e));
+        snprintf(msg, sizeof(msg), "%s%s%s", lost ? "its host stopped answering: " : "",
+                 r == -ETIMEDOUT ? "boot deadline passed: " : "", cdn_err_msg(e));
         sched_log(w.s, "sandbox %s failed: %s", w.b->id, msg);
         end_all(&w, r == -ETIMEDOUT ? "missed its boot deadline" : "failed to start");
         cdn_session_close(w.sess, msg, NULL);
@@ -560,13 +568,16 @@ void *sched_worker(void *arg) {
         r = serve(&w, &e);
     }
     /* Stopped, expired, or its VM died. */
+    if (r < 0)
+        sched_host_suspect(w.s, w.b); /* the VM failed: was it its host? */
     pthread_mutex_lock(&w.s->mu);
     const char *reason = w.b->stop_reason ? w.b->stop_reason : "stopped";
+    bool host_lost = w.b->host_lost;
     pthread_mutex_unlock(&w.s->mu);
     char why[1200];
     if (r < 0)
-        snprintf(why, sizeof(why), "%s: %s", w.booted ? "its VM failed" : "its VM did not boot",
-                 cdn_err_msg(e));
+        snprintf(why, sizeof(why), "%s%s: %s", host_lost ? "its host stopped answering: " : "",
+                 w.booted ? "its VM failed" : "its VM did not boot", cdn_err_msg(e));
     else
         snprintf(why, sizeof(why), "%s", reason);
     end_all(&w, r < 0 ? "failed" : "stopped");
@@ -589,7 +600,9 @@ void *sched_worker(void *arg) {
     }
     cdn_err_free(te);
     cdn_session_close(w.sess, r < 0 ? why : NULL, NULL);
-    set_state(&w, r < 0 ? CDN_SANDBOX_FAILED : CDN_SANDBOX_STOPPED, why);
+    if (host_lost)
+        cdn_store_sandbox_set_host(w.s->o.store, w.b->id, NULL, true, NULL);
+    set_state(&w, r < 0 || host_lost ? CDN_SANDBOX_FAILED : CDN_SANDBOX_STOPPED, why);
     cdn_err_free(e);
     retire(&w);
     return NULL;

@@ -1,10 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* cdn_sched: cordond's sandboxes. Each one created is recorded QUEUED in the store and started
- * when a slot is free (max_running VMs at once); a running sandbox is a worker thread owning its
- * session (VM, channel, workspace, evidence). Work for a sandbox arrives as jobs (a command, a
- * file in or out, its diff), queued until it is READY and run by its worker; commands run
- * concurrently, each decided by the sandbox's policy first (a denial ends the job, an approval
- * parks it until someone decides). Results come back through the job's callbacks, on the
+/* cdn_sched: cordond's sandboxes. Each one created is recorded QUEUED in the store (so a restart
+ * resumes the queue) and started when a slot is free: at most max_running at once, each tenant
+ * within its quotas, on the libvirt host with the most free capacity (weighted) that can hold
+ * its vCPUs and memory. Between tenants the slots are shared fairly (the tenant holding the
+ * smallest share of running sandboxes for its weight goes next); within a tenant, higher
+ * priority first, then oldest. A full queue refuses with a retry hint. A running sandbox is a
+ * worker thread owning its session (VM, channel, workspace, evidence). Work for a sandbox arrives
+ * as jobs (a command, a file in or out, its diff), queued until it is READY and run by its worker;
+ * commands run concurrently, each decided by the sandbox's policy first (a denial ends the job, an
+ * approval parks it until someone decides). Results come back through the job's callbacks, on the
  * worker's thread. */
 #pragma once
 
@@ -19,6 +23,18 @@
 
 struct cdn_sched;
 
+/* A libvirt host: qemu:///system, qemu+ssh://..., qemu+tls://..., qemu+unix:///...?socket=... */
+struct cdn_sched_host {
+    const char *uri;
+    unsigned weight; /* 0: 1 */
+};
+
+/* A tenant's quotas (0: the daemon's defaults). */
+struct cdn_sched_tenant {
+    const char *name;
+    unsigned max_running, max_queued, weight;
+};
+
 struct cdn_sched_opts {
     const char *state_dir;       /* tasks/, repos/, run/ (libvirt daemons) */
     const char *images_dir;      /* kernel/vmlinux, minimal.cpio.lz4, devbox.qcow2 */
@@ -30,6 +46,18 @@ struct cdn_sched_opts {
     struct cdn_store *store;     /* the caller's; outlives the scheduler */
     unsigned max_running;        /* VMs at once (0: 4) */
     unsigned max_queued;         /* QUEUED sandboxes per tenant (0: 1000) */
+    unsigned max_queued_total;   /* QUEUED sandboxes in all (0: 10000) */
+    unsigned tenant_max_running; /* running sandboxes per tenant (0: max_running) */
+    const struct cdn_sched_tenant *tenants; /* per-tenant quotas and weights */
+    size_t n_tenants;
+    const struct cdn_sched_host *hosts; /* none: one, uri */
+    size_t n_hosts;
+    unsigned cpu_overcommit;     /* vCPUs placed per host CPU (0: 16: idle sandboxes cost none) */
+    unsigned memory_reserve_mib; /* of each host's memory, kept back (0: 1024) */
+    int64_t host_check_ms;       /* how often hosts are asked whether they answer (0: 2000); one
+                                  * that does not is drained: its sandboxes fail (saying so: a
+                                  * batch retries them elsewhere), nothing more is placed on it
+                                  * until it answers again */
     int boot_timeout_ms;         /* 0: 60 s */
     uint32_t default_ttl_s;      /* 0: 1 hour */
     uint32_t max_ttl_s;          /* 0: 24 hours */
@@ -67,12 +95,28 @@ struct cdn_sched_create {
     uint64_t max_artifact_bytes; /* per artifact (0: 64 MiB) */
     uint32_t boot_timeout_s;     /* 0: the daemon's (which also caps it) */
     bool defer_boot; /* the VM boots for the first job the policy lets through (READY before) */
+    int priority;    /* -1000..1000, higher first among the tenant's queued sandboxes */
 };
 /* Validates and queues a sandbox. Errors: -EINVAL (a bad request; for a policy, its
- * policy:LINE:COL message), -ENOENT (no such named policy), -EDQUOT (over the policy's limits or
- * the tenant's queue). out is the stored record (clear it). */
+ * policy:LINE:COL message), -ENOENT (no such named policy), -EDQUOT (over the policy's limits,
+ * or more than any host holds), -EAGAIN (the tenant's or the daemon's queue is full: try again
+ * in *retry_ms, which is set then). out is the stored record (clear it). */
 int cdn_sched_create(struct cdn_sched *s, const char *tenant, const struct cdn_sched_create *req,
-                     struct cdn_store_sandbox *out, cdn_err **err);
+                     struct cdn_store_sandbox *out, uint32_t *retry_ms, cdn_err **err);
+
+/* The scheduler's view: per host, per tenant. */
+struct cdn_sched_host_stats {
+    const char *uri;
+    unsigned weight, vcpu_cap, used_vcpus, running;
+    uint64_t memory_cap_mib, used_mib;
+    bool down;
+};
+struct cdn_sched_stats {
+    unsigned running, queued;
+    size_t n_hosts;
+    struct cdn_sched_host_stats hosts[16];
+};
+void cdn_sched_stats(struct cdn_sched *s, struct cdn_sched_stats *out);
 
 /* POLICY: data/len is a policy's YAML whose network.egress replaces the sandbox's egress rules
  * (path: who asked); needs no VM. */

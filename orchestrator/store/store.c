@@ -80,6 +80,9 @@ static const char *const migrations[] = {
     "  tenant TEXT NOT NULL, argv TEXT NOT NULL, parts TEXT NOT NULL, status INTEGER NOT NULL,"
     "  requested_ms INTEGER NOT NULL, decided_by TEXT, decided_ms INTEGER);"
     "CREATE INDEX approvals_tenant ON approvals(tenant, requested_ms);",
+    /* 4: where it runs, and whether it failed for reasons outside it (safe to run again) */
+    "ALTER TABLE sandboxes ADD COLUMN host TEXT;"
+    "ALTER TABLE sandboxes ADD COLUMN retryable INTEGER NOT NULL DEFAULT 0;",
 };
 
 static int exec_sql(struct cdn_store *s, const char *sql, cdn_err **err) {
@@ -162,9 +165,9 @@ void cdn_store_closep(struct cdn_store **s) {
 }
 
 void cdn_store_sandbox_clear(struct cdn_store_sandbox *sb) {
-    char **f[] = {&sb->tenant, &sb->repo,        &sb->ref,   &sb->image,
-                  &sb->policy, &sb->labels_json, &sb->error, &sb->base,
-                  &sb->result, &sb->spec_json,   &sb->accel, &sb->transport};
+    char **f[] = {&sb->tenant,      &sb->repo,      &sb->ref,  &sb->image,  &sb->policy,
+                  &sb->labels_json, &sb->error,     &sb->base, &sb->result, &sb->spec_json,
+                  &sb->accel,       &sb->transport, &sb->host};
     for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
         free(*f[i]);
         *f[i] = NULL;
@@ -257,7 +260,7 @@ char *col_dup(sqlite3_stmt *st, int i) {
 
 #define SANDBOX_COLUMNS                                                                            \
     "id, tenant, state, repo, ref, image, policy, labels, error, base, result, created_ms, "       \
-    "expires_ms, spec, accel, transport"
+    "expires_ms, spec, accel, transport, host, retryable"
 
 static void read_row(sqlite3_stmt *st, struct cdn_store_sandbox *sb) {
     *sb = (struct cdn_store_sandbox){0};
@@ -278,6 +281,8 @@ static void read_row(sqlite3_stmt *st, struct cdn_store_sandbox *sb) {
     sb->spec_json = col_dup(st, 13);
     sb->accel = col_dup(st, 14);
     sb->transport = col_dup(st, 15);
+    sb->host = col_dup(st, 16);
+    sb->retryable = sqlite3_column_int(st, 17) != 0;
 }
 
 int cdn_store_sandbox_get(struct cdn_store *s, const char *tenant, const char *id,
@@ -473,6 +478,20 @@ int cdn_store_sandbox_update(struct cdn_store *s, const char *id, const char *ba
     bind_text(st, 3, accel);
     bind_text(st, 4, transport);
     bind_text(st, 5, id);
+    return sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(s, err, "updating sandbox %s", id);
+}
+
+int cdn_store_sandbox_set_host(struct cdn_store *s, const char *id, const char *host,
+                               bool retryable, cdn_err **err) {
+    LOCKED(s);
+    _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(
+            s->db, "UPDATE sandboxes SET host = coalesce(?, host), retryable = ? WHERE id = ?", -1,
+            &st, NULL) != SQLITE_OK)
+        return db_err(s, err, "preparing an update");
+    bind_text(st, 1, host);
+    sqlite3_bind_int(st, 2, retryable);
+    bind_text(st, 3, id);
     return sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(s, err, "updating sandbox %s", id);
 }
 

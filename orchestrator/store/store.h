@@ -35,6 +35,8 @@ struct cdn_store_sandbox {
     char *tenant, *repo, *ref, *image, *policy, *labels_json, *error, *base, *result;
     char *spec_json;         /* what starting it needs (limits, ttl, the policy's name) */
     char *accel, *transport; /* once booted */
+    char *host;              /* the libvirt URI it was placed on */
+    bool retryable;          /* it failed for reasons outside it (its host was lost) */
     enum cdn_sandbox_state state;
     int64_t created_ms, expires_ms;
 };
@@ -61,6 +63,10 @@ int cdn_store_sandbox_delete(struct cdn_store *s, const char *tenant, const char
 int cdn_store_sandbox_update(struct cdn_store *s, const char *id, const char *base,
                              const char *result, const char *accel, const char *transport,
                              cdn_err **err);
+
+/* Where a sandbox runs (host NULL: unchanged), and whether its failure is the host's. */
+int cdn_store_sandbox_set_host(struct cdn_store *s, const char *id, const char *host,
+                               bool retryable, cdn_err **err);
 
 /* A sandbox's commands: recorded when they start, completed with how they ended ("exited",
  * "failed", "denied", "cancelled", "timed_out"). After a restart, commands left running are

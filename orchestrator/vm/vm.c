@@ -69,7 +69,7 @@ int cdn_vm_host_open(const struct cdn_vm_host_opts *opts, struct cdn_vm_host **o
     if (!h->uri)
         return cdn_err_set(err, ENOMEM, "out of memory");
     virSetErrorFunc(NULL, quiet_errors);
-    if (strcmp(h->uri, "qemu:///system") == 0) {
+    if (strcmp(h->uri, "qemu:///system") == 0 && !(opts && opts->no_start)) {
         const char *dir = opts && opts->daemon_dir ? opts->daemon_dir : "/run/cordon";
         int r = vm_daemons_ensure(&h->daemons, dir, DAEMON_START_TIMEOUT_MS, err);
         if (r < 0)
@@ -100,6 +100,24 @@ void cdn_vm_host_closep(struct cdn_vm_host **h) {
 bool cdn_vm_host_started_daemons(const struct cdn_vm_host *h) {
     return h->daemons.driver || h->daemons.started_virtlogd;
 }
+
+int cdn_vm_host_capacity(struct cdn_vm_host *h, struct cdn_vm_host_capacity *out, cdn_err **err) {
+    virNodeInfo ni;
+    if (virNodeGetInfo(h->conn, &ni) < 0)
+        return lv_err(err, "reading %s's CPUs and memory", h->uri);
+    out->cpus = ni.cpus;
+    out->memory_mib = (uint64_t)ni.memory / 1024; /* KiB */
+    return 0;
+}
+
+bool cdn_vm_host_alive(struct cdn_vm_host *h) {
+    if (!h->conn || virConnectIsAlive(h->conn) != 1)
+        return false;
+    virNodeInfo ni;
+    return virNodeGetInfo(h->conn, &ni) == 0;
+}
+
+const char *cdn_vm_host_uri(const struct cdn_vm_host *h) { return h->uri; }
 
 int cdn_vm_host_list(struct cdn_vm_host *h, char ***names, size_t *n, cdn_err **err) {
     virDomainPtr *doms = NULL;

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "err.h"
 
@@ -15,6 +16,7 @@ struct cdn_vm;
 struct cdn_vm_host_opts {
     const char *uri;        /* default "qemu:///system" */
     const char *daemon_dir; /* pid files of daemons we start (default /run/cordon) */
+    bool no_start;          /* connect only: never start daemons (a health check) */
 };
 
 /* Connects to libvirt. For the local system URI, when no libvirt daemon answers (no systemd on
@@ -25,6 +27,15 @@ int cdn_vm_host_open(const struct cdn_vm_host_opts *opts, struct cdn_vm_host **o
 void cdn_vm_host_close(struct cdn_vm_host *h);
 void cdn_vm_host_closep(struct cdn_vm_host **h);
 bool cdn_vm_host_started_daemons(const struct cdn_vm_host *h);
+/* What the host offers: its CPUs and memory (libvirt's node info). */
+struct cdn_vm_host_capacity {
+    unsigned cpus;
+    uint64_t memory_mib;
+};
+int cdn_vm_host_capacity(struct cdn_vm_host *h, struct cdn_vm_host_capacity *out, cdn_err **err);
+/* Whether the host still answers (libvirt's keepalive and a cheap call). */
+bool cdn_vm_host_alive(struct cdn_vm_host *h);
+const char *cdn_vm_host_uri(const struct cdn_vm_host *h);
 /* Names of the cordon-* domains this libvirt knows (running or not); caller frees each and the
  * array. */
 int cdn_vm_host_list(struct cdn_vm_host *h, char ***names, size_t *n, cdn_err **err);
