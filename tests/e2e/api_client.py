@@ -310,6 +310,79 @@ def restart_after(sock, a, b):
     s.Delete(pb.DeleteRequest(id=a))
 
 
+def lazy(s, prio=0):
+    """A sandbox that holds a slot without a VM until its first command (defer_boot)."""
+    return s.CreateSandbox(pb.CreateSandboxRequest(policy_text=ALLOW_ALL, defer_boot=True, priority=prio))
+
+
+def flood(sock, ids_file):
+    """Tenant A (max_queued 4, two slots daemon-wide) floods: two start, four queue, one more is
+    refused with RESOURCE_EXHAUSTED and a retry-after-ms hint."""
+    s = stub(sock)
+    ids = []
+    for prio in (0, 0, 0, 0, 5, 0):
+        ids.append(lazy(s, prio).id)
+    for sid in ids[:2]:
+        wait_state(s, sid, [pb.READY])
+    for sid in ids[2:]:
+        if s.GetSandbox(pb.GetSandboxRequest(id=sid)).state != pb.QUEUED:
+            fail("%s should be queued" % sid)
+    try:
+        lazy(s)
+        fail("a fifth queued sandbox was accepted")
+    except grpc.RpcError as e:
+        if e.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or "retry in" not in e.details():
+            fail("the refusal: %s %s" % (e.code(), e.details()))
+        hint = dict(e.trailing_metadata() or ()).get("retry-after-ms")
+        if not hint or not 1000 <= int(hint) <= 300000:
+            fail("no retry-after-ms hint in the trailing metadata: %s" % (e.trailing_metadata(),))
+        ok("the 5th queued sandbox refused: RESOURCE_EXHAUSTED (%s), retry-after-ms %s" % (e.details(), hint))
+    with open(ids_file, "w") as f:
+        f.write(" ".join(ids))
+    ok("tenant %d: 2 running, 4 queued (one of them priority 5)" % os.getuid())
+
+
+def one(sock, id_file):
+    s = stub(sock)
+    sid = lazy(s).id
+    if s.GetSandbox(pb.GetSandboxRequest(id=sid)).state != pb.QUEUED:
+        fail("the other tenant's sandbox should queue: the slots are taken")
+    with open(id_file, "w") as f:
+        f.write(sid)
+    ok("tenant %d: 1 queued behind the flood" % os.getuid())
+
+
+def fair_after(sock, ids):
+    """After kill -9 and a restart: the queue resumed; A's priority-5 sandbox and B's share the
+    two slots, A's older ones wait; when A's ends, A's oldest queued goes next."""
+    s = stub(sock)
+    ids = ids.split()
+    for sid in ids[:2]:
+        sb = s.GetSandbox(pb.GetSandboxRequest(id=sid))
+        if sb.state != pb.FAILED:
+            fail("%s ran when cordond was killed: %s" % (sid, sb))
+    wait_state(s, ids[4], [pb.READY])
+    for sid in (ids[2], ids[3], ids[5]):
+        if s.GetSandbox(pb.GetSandboxRequest(id=sid)).state != pb.QUEUED:
+            fail("%s should still be queued: B's share comes first" % sid)
+    ok("after the restart: A's priority-5 sandbox runs, A's older ones still queue")
+    s.Cancel(pb.CancelRequest(id=ids[4]))
+    wait_state(s, ids[2], [pb.READY])
+    for sid in (ids[3], ids[5]):
+        if s.GetSandbox(pb.GetSandboxRequest(id=sid)).state != pb.QUEUED:
+            fail("%s should be queued" % sid)
+    ok("A's slot freed: A's oldest queued sandbox started next")
+    for sid in ids[2:]:
+        s.Delete(pb.DeleteRequest(id=sid))
+
+
+def fair_other(sock, sid):
+    s = stub(sock)
+    sb = wait_state(s, sid, [pb.READY], timeout=30)
+    ok("tenant %d's sandbox got a slot ahead of A's older queue (%s)" % (os.getuid(), sb.state))
+    s.Delete(pb.DeleteRequest(id=sid))
+
+
 if __name__ == "__main__":
     what, sock = sys.argv[1], sys.argv[2]
     {
@@ -320,4 +393,8 @@ if __name__ == "__main__":
         "concurrency": lambda: concurrency(sock, int(sys.argv[3]), int(sys.argv[4])),
         "restart-before": lambda: restart_before(sock, sys.argv[3]),
         "restart-after": lambda: restart_after(sock, sys.argv[3], sys.argv[4]),
+        "flood": lambda: flood(sock, sys.argv[3]),
+        "one": lambda: one(sock, sys.argv[3]),
+        "fair-after": lambda: fair_after(sock, sys.argv[3]),
+        "fair-other": lambda: fair_other(sock, sys.argv[3]),
     }[what]()

@@ -23,7 +23,9 @@
 
 #include "cleanup.h"
 #include "cordon_cli.h"
+#include "cordond.h"
 #include "harness.h"
+#include "host2.h"
 #include "httpd.h"
 #include "test.h"
 #include "vmhost.h"
@@ -57,15 +59,6 @@ static void setup(struct env *e) {
           e->repo, e->repo);
 }
 
-static bool answers(const char *sock) {
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
-    bool ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-    close(fd);
-    return ok;
-}
-
 static void daemon_start(struct env *e, const char *max_running) {
     char bin[4200];
     snprintf(bin, sizeof(bin), "%s", th_cordon_bin());
@@ -93,13 +86,13 @@ static void daemon_start(struct env *e, const char *max_running) {
         execv(bin, (char **)argv);
         _exit(127);
     }
-    for (int i = 0; i < 600 && !answers(e->sock); i++) {
+    for (int i = 0; i < 600 && !th_unix_answers(e->sock); i++) {
         int status;
         if (waitpid(e->daemon, &status, WNOHANG) == e->daemon)
             FAIL("%s exited (status %d): %s", bin, status, th_read_file(log));
         usleep(50000);
     }
-    if (!answers(e->sock))
+    if (!th_unix_answers(e->sock))
         FAIL("cordond does not answer on %s", e->sock);
 }
 
@@ -113,19 +106,6 @@ static void daemon_stop(struct env *e) {
     snprintf(log, sizeof(log), "%s/cordond.log", e->dir);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         FAIL("cordond did not stop cleanly (status %d): %s", status, th_read_file(log));
-}
-
-static long daemon_hwm_kib(pid_t pid) {
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "re");
-    long kib = -1;
-    while (f && fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmHWM: %ld", &kib) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kib;
 }
 
 /* Runs a scenario of api_client.py (as uid when not 0); its lines go to the test's log. */
@@ -180,9 +160,9 @@ TEST_T(a_python_grpc_client_drives_sandboxes_and_tenants_are_kept_apart, 600) {
 TEST_T(two_hundred_concurrent_exec_streams_keep_the_daemon_small, 600) {
     struct env e = {0};
     env_open(&e, "10");
-    long before = daemon_hwm_kib(e.daemon);
+    long before = th_proc_status_kib(e.daemon, "VmHWM");
     ASSERT_EQ(py(&e, 0, (const char *[]){"concurrency", e.sock, "10", "200", NULL}), 0);
-    long peak = daemon_hwm_kib(e.daemon);
+    long peak = th_proc_status_kib(e.daemon, "VmHWM");
     printf("  cordond peak RSS %ld KiB (%ld KiB at start) over 200 streams\n", peak, before);
     /* 200 streams of ~20 KB each, 10 VMs' channels: well under 192 MiB more, sanitizers on. */
     ASSERT_LE(peak - before, 192 * 1024);
@@ -265,6 +245,129 @@ TEST_T(a_batch_resumes_after_kill_9_and_runs_no_task_twice, 600) {
     printf("  %u passed, %u interrupted by the kill\n", passed, interrupted);
     ASSERT_EQ(passed + interrupted, 6u);
     ASSERT_TRUE(passed >= 4);
+    env_close(&e);
+}
+
+/* cordond's configuration: a mistake in hosts or tenants names FILE:LINE:COL and cordond exits 2
+ * before it starts anything. */
+TEST(a_bad_hosts_or_tenants_setting_names_file_line_col) {
+    _cleanup_free_ char *dir = th_tmpdir();
+    static const struct {
+        const char *yaml, *want;
+    } cases[] = {
+        {"hosts: qemu:///system\n", ":1:8: hosts is a list of 1 to 16 hosts"},
+        {"hosts:\n  - {weight: 2}\n", ":2:5: this host has no uri"},
+        {"hosts:\n  - {uri: a}\n  - {uri: b, wieght: 1}\n", ":3:14: unknown host setting 'wieght'"},
+        {"hosts:\n  - {uri: a}\n  - {uri: a}\n", ":3:5: host a is listed twice"},
+        {"tenants:\n  \"uid:0\": {max_running: -1}\n", ":2:26: max_running must be a number"},
+        {"tenants:\n  alice: {burst: 3}\n", ":2:11: unknown tenant setting 'burst'"},
+    };
+    char bin[4200];
+    snprintf(bin, sizeof(bin), "%sd", th_cordon_bin());
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char conf[4300], cmd[9000];
+        snprintf(conf, sizeof(conf), "%s/c%zu.yaml", dir, i);
+        th_write_file(conf, cases[i].yaml, 0644);
+        snprintf(cmd, sizeof(cmd), "%s --config %s --socket %s/s.sock --state %s/state 2>&1", bin,
+                 conf, dir, dir);
+        FILE *p = popen(cmd, "r");
+        char out[2048] = "";
+        size_t n = fread(out, 1, sizeof(out) - 1, p);
+        out[n] = '\0';
+        int st = pclose(p);
+        ASSERT_EQ(WEXITSTATUS(st), 2);
+        ASSERT_CONTAINS(out, conf);
+        ASSERT_CONTAINS(out, cases[i].want);
+    }
+    th_rmtree(dir);
+}
+
+/* Two tenants, two slots: A floods (its queue fills, the next create is refused with a retry
+ * hint), B queues one; cordond is killed -9 and restarted: the queue resumes from the store, B's
+ * sandbox gets a slot ahead of A's older queued ones (fair share), A's priority-5 sandbox ahead
+ * of A's older ones, and A's oldest goes next when A's slot frees. No VMs: the sandboxes defer
+ * their boot, holding slots like any other. */
+TEST_T(tenants_share_slots_fairly_and_a_full_queue_says_when_to_retry, 300) {
+    struct env e = {0};
+    setup(&e);
+    char conf[4300], shared[4300], idf[4400], oidf[4400];
+    snprintf(conf, sizeof(conf), "%s/cordond.yaml", e.dir);
+    th_write_file(conf, "tenants:\n  \"uid:0\": {max_queued: 4, weight: 1}\n", 0644);
+    snprintf(shared, sizeof(shared), "%s/shared", e.dir);
+    th_sh("mkdir -m 0777 %s", shared);
+    snprintf(idf, sizeof(idf), "%s/a", shared);
+    snprintf(oidf, sizeof(oidf), "%s/b", shared);
+    char daemons[4300];
+    snprintf(daemons, sizeof(daemons), "%s/run", e.dir);
+    e.host = th_host_hold(daemons);
+    e.extra[0] = "--config";
+    e.extra[1] = conf;
+    daemon_start(&e, "2");
+    ASSERT_EQ(py(&e, 0, (const char *[]){"flood", e.sock, idf, NULL}), 0);
+    ASSERT_EQ(py(&e, 65534, (const char *[]){"one", e.sock, oidf, NULL}), 0);
+    kill(e.daemon, SIGKILL);
+    waitpid(e.daemon, NULL, 0);
+    daemon_start(&e, "2");
+    _cleanup_free_ char *ids = th_read_file(idf), *other = th_read_file(oidf);
+    ASSERT_EQ(py(&e, 0, (const char *[]){"fair-after", e.sock, ids, NULL}), 0);
+    ASSERT_EQ(py(&e, 65534, (const char *[]){"fair-other", e.sock, other, NULL}), 0);
+    env_close(&e);
+}
+
+/* Two libvirt hosts on this machine through different URIs: the system daemon and one in a
+ * mount namespace of its own. A batch spreads over both; the second goes away (its libvirtd,
+ * virtlogd and QEMUs killed -9) while tasks run on it: cordond drains it, its sandboxes fail
+ * marked retryable, and the batch runs those tasks again on the host that is left. */
+TEST_T(a_host_going_away_mid_batch_is_drained_and_its_tasks_run_again, 600) {
+    struct env e = {0};
+    setup(&e);
+    char h2dir[4300], conf[4300], pol[4300], tasks[4300], results[4300];
+    snprintf(h2dir, sizeof(h2dir), "%s/host2", e.dir);
+    struct th_host2 h2;
+    th_host2_start(&h2, h2dir);
+    snprintf(conf, sizeof(conf), "%s/cordond.yaml", e.dir);
+    char text[9000];
+    snprintf(text, sizeof(text),
+             "hosts:\n  - {uri: \"qemu:///system\", weight: 1}\n  - {uri: \"%s\", weight: 1}\n"
+             "host_check_seconds: 1\n",
+             h2.uri);
+    th_write_file(conf, text, 0644);
+    char daemons[4300];
+    snprintf(daemons, sizeof(daemons), "%s/run", e.dir);
+    e.host = th_host_hold(daemons);
+    e.extra[0] = "--config";
+    e.extra[1] = conf;
+    daemon_start(&e, "4");
+    snprintf(pol, sizeof(pol), "%s/all.yaml", e.dir);
+    snprintf(tasks, sizeof(tasks), "%s/spread.jsonl", e.dir);
+    snprintf(results, sizeof(results), "%s/spread.results.jsonl", e.dir);
+    th_write_file(pol, "version: 1\ncommands: {default: allow, unanalysable: allow}\n", 0644);
+    FILE *f = fopen(tasks, "w");
+    ASSERT_TRUE(f != NULL);
+    for (int i = 1; i <= 4; i++)
+        fprintf(f, "{\"id\": \"h%d\", \"policy\": \"%s\", \"command\": \"echo h%d; sleep 15\"}\n",
+                i, pol, i);
+    fclose(f);
+    pid_t b = th_cordon_spawn_at(e.addr, "batch", e.dir, "batch",
+                                 (const char *[]){"--parallel", "4", tasks, NULL});
+    /* A guest of the second host's up, and given the time to boot and start its command. */
+    int n = 0;
+    for (int i = 0; i < 600 && (n = th_host2_guests(&h2)) < 1; i++)
+        usleep(100000);
+    ASSERT_TRUE(n >= 1);
+    sleep(10);
+    int killed = th_host2_kill(&h2);
+    printf("  the second host went away: %d processes killed\n", killed);
+    int st = th_cordon_wait(b);
+    _cleanup_free_ char *all = th_read_file(results);
+    printf("%s", all);
+    ASSERT_EQ(st, 0); /* every task passed in the end */
+    ASSERT_CONTAINS(all, "\"retried\":[\"");
+    ASSERT_CONTAINS(all, "stopped answering");
+    char log[4300];
+    snprintf(log, sizeof(log), "%s/cordond.log", e.dir);
+    _cleanup_free_ char *dlog = th_read_file(log);
+    ASSERT_CONTAINS(dlog, "stopped answering: drained");
     env_close(&e);
 }
 

@@ -28,6 +28,9 @@ struct cdn_channel *th_channel(struct th_agent *a, const struct cdn_channel_opts
 int th_agent_wait(struct th_agent *a, int timeout_ms);
 void th_agent_kill(struct th_agent *a);
 
+/* Whether something accepts connections on the unix socket at path. */
+bool th_unix_answers(const char *path);
+
 /* A fresh directory under $TMPDIR, removed with th_rmtree. */
 char *th_tmpdir(void);
 void th_rmtree(const char *path);

@@ -1,0 +1,10 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Benchmark helper: the end of a benchmark's run. */
+#pragma once
+
+#include <jansson.h>
+
+/* Adds "date" and "host" (kernel release) to root and writes it to $BENCH_OUT (else
+ * bench/results/NAME.json); takes root. Then releases the libvirt host the run held and removes
+ * its folder dir unless $BENCH_KEEP is set. Fails the benchmark if the file cannot be written. */
+void th_bench_finish(json_t *root, const char *name, const char *dir);
