@@ -7,7 +7,7 @@ DEB_PACKAGES := make gcc libc6-dev clang libclang-rt-14-dev \
 	libprotobuf-c-dev protobuf-c-compiler libjansson-dev tar \
 	qemu-system-x86 busybox-static kmod cpio lz4 libvirt-daemon-system libvirt-dev \
 	mmdebstrap e2fsprogs qemu-utils libgit2-dev libssl-dev git libyaml-dev libsqlite3-dev \
-	libgrpc-dev python3-grpcio python3-grpc-tools openssl curl ca-certificates
+	libgrpc-dev python3-grpcio python3-grpc-tools openssl curl ca-certificates gnuplot-nox
 
 CC ?= gcc
 BUILD ?= build/release

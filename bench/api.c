@@ -20,7 +20,9 @@
 
 #include "api_client.h"
 #include "channel.h"
+#include "bench.h"
 #include "cleanup.h"
+#include "cordond.h"
 #include "harness.h"
 #include "qemu.h"
 #include "task.h"
@@ -67,38 +69,6 @@ static double direct_batch_ms(struct cdn_session *s) {
     return (th_now_s() - t0) / BATCH * 1e3;
 }
 
-static pid_t start_cordond(const char *dir, const char *sock, const char *accel) {
-    char bin[4200], state[4300], log[4300];
-    snprintf(bin, sizeof(bin), "%s", th_agent_path());
-    snprintf(strrchr(bin, '/') + 1, 64, "cordond");
-    snprintf(state, sizeof(state), "%s/daemon", dir);
-    snprintf(log, sizeof(log), "%s/cordond.log", dir);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execl(bin, bin, "--socket", sock, "--state", state, "--images", th_images_dir(),
-              "--policies", "policies", "--accel", accel, "--max-running", "1", (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 600; i++) {
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        if (strlen(sock) >= sizeof(sa.sun_path))
-            FAIL("socket path too long: %s", sock);
-        memcpy(sa.sun_path, sock, strlen(sock) + 1);
-        bool up = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-        close(fd);
-        if (up)
-            return pid;
-        if (waitpid(pid, NULL, WNOHANG) == pid)
-            FAIL("cordond exited: %s", th_read_file(log));
-        usleep(50000);
-    }
-    FAIL("cordond does not answer on %s", sock);
-}
-
 static int count_exit(void *ud, const ProtobufCMessage *msg) {
     const Cordon__V1__ExecEvent *ev = (const Cordon__V1__ExecEvent *)msg;
     if (ev->event_case == CORDON__V1__EXEC_EVENT__EVENT_EXIT && ev->exit->exit_code == 0)
@@ -120,7 +90,7 @@ static void api_open(struct api *a, const char *dir, const char *accel) {
     char sock[4300], addr[4400];
     snprintf(sock, sizeof(sock), "%s/cordond.sock", dir);
     snprintf(addr, sizeof(addr), "unix:%s", sock);
-    a->daemon = start_cordond(dir, sock, accel);
+    a->daemon = th_cordond_start(dir, sock, accel, (const char *[]){"--max-running", "1", NULL});
     _cleanup_err_ cdn_err *err = NULL;
     ASSERT_OK(cdn_client_open(&(struct cdn_client_opts){.addr = addr}, &a->c, &err), err);
     Cordon__V1__CreateSandboxRequest q = CORDON__V1__CREATE_SANDBOX_REQUEST__INIT;
@@ -164,12 +134,10 @@ static void api_close(struct api *a) {
               err);
     protobuf_c_message_free_unpacked(m, NULL);
     cdn_client_free(a->c);
-    kill(a->daemon, SIGTERM);
-    waitpid(a->daemon, NULL, 0);
+    th_cordond_stop(a->daemon);
 }
 
 int main(void) {
-    const char *out_path = getenv("BENCH_OUT") ? getenv("BENCH_OUT") : "bench/results/api.json";
     const char *accel = "auto";
     _cleanup_free_ char *dir = th_tmpdir();
     char daemons[4300];
@@ -192,20 +160,10 @@ int main(void) {
     printf("  exec `true` through cordond %8.2f ms   over the channel %8.2f ms   (%.2fx, goal "
            "<= %.1fx)\n",
            api, direct, api / direct, GOAL);
-    char when[32];
-    time_t now = time(NULL);
-    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-    struct utsname u;
-    uname(&u);
-    json_t *root = json_pack("{s:s, s:s, s:s, s:i, s:i, s:f, s:{s:{s:s, s:f, s:f, s:f}}}",
-                             "benchmark", "api", "date", when, "host", u.release, "runs", RUNS,
-                             "batch", BATCH, "goal_ratio", GOAL, "results", "exec_true", "unit",
-                             "ms", "cordon", api, "baseline", direct, "ratio", api / direct);
-    if (json_dump_file(root, out_path, JSON_INDENT(2)) < 0)
-        FAIL("cannot write %s", out_path);
-    json_decref(root);
-    th_host_release();
-    if (!getenv("BENCH_KEEP"))
-        th_rmtree(dir);
+    json_t *root =
+        json_pack("{s:s, s:i, s:i, s:f, s:{s:{s:s, s:f, s:f, s:f}}}", "benchmark", "api", "runs",
+                  RUNS, "batch", BATCH, "goal_ratio", GOAL, "results", "exec_true", "unit", "ms",
+                  "cordon", api, "baseline", direct, "ratio", api / direct);
+    th_bench_finish(root, "api", dir);
     return 0;
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Runs every benchmark in BUILD/bench against the agent of the same (optimised) build; each writes
-# its medians and ratios to bench/results/NAME.json.
+# its medians and ratios to bench/results/NAME.json; then bench/report.py writes
+# bench/results/REPORT.md and its plots. BENCH_ONLY="api boot" runs only those.
 set -eu
 build=${1:?usage: bench/run.sh BUILD_DIR}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,5 +18,10 @@ mkdir -p bench/results
 for bin in "$build"/bench/*; do
     [ -x "$bin" ] || continue
     name=$(basename "$bin")
+    if [ -n "${BENCH_ONLY:-}" ] && ! [[ " $BENCH_ONLY " == *" $name "* ]]; then
+        continue
+    fi
+    echo "== bench/$name"
     BENCH_OUT="bench/results/$name.json" "$bin"
 done
+python3 bench/report.py bench/results
