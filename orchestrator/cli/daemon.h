@@ -21,6 +21,9 @@ struct cli_daemon_config {
     size_t n_tenants;
     struct cdn_sched_host *own_hosts; /* what the file's lists allocated */
     struct cdn_sched_tenant *own_tenants;
+    const struct cdn_sched_pool *pools; /* warm_pool */
+    size_t n_pools;
+    struct cdn_sched_pool *own_pools;
     const char *db;                          /* the store (NULL: STATE/cordond.db) */
     void (*log)(void *ud, const char *line); /* NULL: cli_daemon_log */
 };

@@ -47,7 +47,6 @@ static int as_uint(const char *file, const struct pnode *v, const char *key, uns
     return 0;
 }
 
-
 static void free_tenants(struct cli_daemon_config *c) {
     for (size_t i = 0; c->own_tenants && i < c->n_tenants; i++)
         free((char *)c->own_tenants[i].name);
@@ -66,9 +65,45 @@ static void free_hosts(struct cli_daemon_config *c) {
     c->n_hosts = 0;
 }
 
+static void free_pools(struct cli_daemon_config *c) {
+    for (size_t i = 0; c->own_pools && i < c->n_pools; i++)
+        free((char *)c->own_pools[i].image);
+    free(c->own_pools);
+    c->own_pools = NULL;
+    c->pools = NULL;
+    c->n_pools = 0;
+}
+
 void cli_daemon_config_release(struct cli_daemon_config *c) {
     free_hosts(c);
     free_tenants(c);
+    free_pools(c);
+}
+
+/* warm_pool: {minimal: 2, devbox: 1} */
+static int load_pools(struct cli_daemon_config *c, const char *path, const struct pnode *v,
+                      cdn_err **err) {
+    if (v->type != PN_MAP || v->n / 2 > 2)
+        return cdn_err_set(err, EINVAL, "%s:%u:%u: warm_pool is a map of images to counts", path,
+                           v->line, v->col);
+    free_pools(c);
+    struct cdn_sched_pool *p = calloc(v->n / 2 + 1, sizeof(*p));
+    if (!p)
+        return cdn_err_set(err, ENOMEM, "out of memory");
+    c->pools = c->own_pools = p;
+    c->n_pools = v->n / 2;
+    for (size_t i = 0; i + 1 < v->n; i += 2) {
+        const struct pnode *k = v->kids[i];
+        if (strcmp(k->scalar, "minimal") != 0 && strcmp(k->scalar, "devbox") != 0)
+            return cdn_err_set(err, EINVAL, "%s:%u:%u: no image '%s' (minimal, devbox)", path,
+                               k->line, k->col, k->scalar);
+        if (!(p[i / 2].image = strdup(k->scalar)))
+            return cdn_err_set(err, ENOMEM, "out of memory");
+        int r = as_uint(path, v->kids[i + 1], k->scalar, 64, &p[i / 2].size, err);
+        if (r < 0)
+            return r;
+    }
+    return 0;
 }
 
 /* hosts: [{uri: qemu:///system, weight: 2}, ...] */
@@ -216,6 +251,11 @@ int cli_daemon_config_load(struct cli_daemon_config *c, const char *path, cdn_er
                 return r;
             continue;
         }
+        if (strcmp(k->scalar, "warm_pool") == 0) {
+            if ((r = load_pools(c, path, v, err)) < 0)
+                return r;
+            continue;
+        }
         if (strcmp(k->scalar, "tenants") == 0) {
             if ((r = load_tenants(c, path, v, err)) < 0)
                 return r;
@@ -244,4 +284,3 @@ int cli_daemon_config_load(struct cli_daemon_config *c, const char *path, cdn_er
     }
     return 0;
 }
-

@@ -772,6 +772,8 @@ int cdn_sched_open(const struct cdn_sched_opts *opts, struct cdn_sched **out, cd
         s->tick_wake = -1;
         return cdn_err_set(err, EAGAIN, "cannot start the scheduler's ticker");
     }
+    if ((r = sched_pool_open(s, err)) < 0)
+        return r;
     pthread_mutex_lock(&s->mu);
     sched_dispatch_locked(s);
     pthread_mutex_unlock(&s->mu);
@@ -807,6 +809,7 @@ void cdn_sched_free(struct cdn_sched *s) {
         pthread_join(s->ticker, NULL);
         close(s->tick_wake);
     }
+    sched_pool_close(s);
     sched_hosts_close(s);
     for (size_t i = 0; i < s->n_tenants; i++)
         free(s->tenants[i].name);

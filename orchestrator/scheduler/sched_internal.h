@@ -104,7 +104,13 @@ struct cdn_sched {
     size_t n_tenants, cap_tenants;
     uint64_t seq, picks;
     unsigned queued_total;
-    double hold_ms_avg; /* how long a sandbox holds its slot, averaged (0: none ended yet) */
+    double hold_ms_avg;       /* how long a sandbox holds its slot, averaged (0: none ended yet) */
+    struct sched_pool *pools; /* the warm pool, per image (sched_pool.c) */
+    size_t n_pools;
+    pthread_t pool_thread;
+    pthread_cond_t pool_cond; /* a warm VM was taken, or closing */
+    bool pool_running;
+    volatile sig_atomic_t pool_cancel;
 };
 
 #define sched_log(s, ...) cdn_logf((s)->o.log, (s)->o.log_ud, __VA_ARGS__)
@@ -133,6 +139,12 @@ int sched_hosts_open(struct cdn_sched *s, cdn_err **err);
 void sched_hosts_close(struct cdn_sched *s);
 /* Hosts that stopped answering are drained (ticker, not under mu). */
 void sched_hosts_check(struct cdn_sched *s);
+/* The warm pool (sched_pool.c): its thread started (none without pools), stopped and its VMs
+ * destroyed; a warm VM for b (its image and shape, on its host) or NULL. */
+struct sched_pool;
+int sched_pool_open(struct cdn_sched *s, cdn_err **err);
+void sched_pool_close(struct cdn_sched *s);
+struct cdn_warm *sched_pool_take(struct cdn_sched *s, struct sbx *b);
 /* b's VM failed: if its host does not answer either, the host is drained and b marked lost. */
 void sched_host_suspect(struct cdn_sched *s, struct sbx *b);
 /* Whether some host could ever hold b (its demand against the largest capacity). */

@@ -75,6 +75,11 @@ static void cmd_record_end(struct worker *w, struct job *j, const char *state, i
  * and, on failure, the error; the sandbox then fails). */
 static int boot(struct worker *w, struct job *j, cdn_err **e) {
     w->b->booting_for = j;
+    struct cdn_warm *warm = sched_pool_take(w->s, w->b);
+    if (warm) {
+        cdn_session_set_warm(w->sess, warm);
+        sched_log(w->s, "sandbox %s: started from the warm pool", w->b->id);
+    }
     int r = cdn_session_boot(w->sess, e);
     w->b->booting_for = NULL;
     const struct cdn_task_result *info = cdn_session_info(w->sess);

@@ -35,6 +35,12 @@ struct cdn_sched_tenant {
     unsigned max_running, max_queued, weight;
 };
 
+/* Warm VMs kept booted for an image (its default shape), handed to new sandboxes. */
+struct cdn_sched_pool {
+    const char *image;
+    unsigned size;
+};
+
 struct cdn_sched_opts {
     const char *state_dir;       /* tasks/, repos/, run/ (libvirt daemons) */
     const char *images_dir;      /* kernel/vmlinux, minimal.cpio.lz4, devbox.qcow2 */
@@ -52,6 +58,8 @@ struct cdn_sched_opts {
     size_t n_tenants;
     const struct cdn_sched_host *hosts; /* none: one, uri */
     size_t n_hosts;
+    const struct cdn_sched_pool *pools; /* the warm pool (none: every sandbox boots cold) */
+    size_t n_pools;
     unsigned cpu_overcommit;     /* vCPUs placed per host CPU (0: 16: idle sandboxes cost none) */
     unsigned memory_reserve_mib; /* of each host's memory, kept back (0: 1024) */
     int64_t host_check_ms;       /* how often hosts are asked whether they answer (0: 2000); one

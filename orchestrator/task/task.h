@@ -17,6 +17,7 @@
 #include "workspace.h"
 
 struct cdn_evidence;
+struct cdn_warm;
 
 struct cdn_task_spec {
     const char *state_dir;  /* tasks/<id>/ is created here (console log kept as evidence) */
@@ -137,3 +138,28 @@ int cdn_session_set_egress(struct cdn_session *s, const struct cdn_egress_rules 
                            const char *by, const char *policy_sha256, cdn_err **err);
 
 void cdn_task_result_free(struct cdn_task_result *res);
+
+/* A warm VM: booted for an image with the image's default shape (its memory, 1 vCPU, no extra
+ * kernel arguments), agent ready, no workspace, no policy, no session. One session takes it
+ * (cdn_session_set_warm: its boot is then the workspace's upload) and it is never handed out
+ * again: the session's close destroys it. Its folder is tasks/<id>, owner-marked like a task's,
+ * so a dead daemon's warm VMs are reaped by cdn_task_gc. */
+struct cdn_warm_spec {
+    const char *state_dir, *images_dir, *image, *uri, *accel;
+    int boot_timeout_ms;
+    volatile sig_atomic_t *cancel;
+    void (*on_notice)(void *ud, const char *line);
+    void *ud;
+};
+struct cdn_warm;
+int cdn_warm_boot(const struct cdn_warm_spec *spec, struct cdn_warm **out, cdn_err **err);
+/* Whether its VM still runs (a warm VM that died is freed, not handed out). */
+bool cdn_warm_alive(struct cdn_warm *w);
+const char *cdn_warm_image(const struct cdn_warm *w);
+unsigned cdn_warm_memory_mib(const struct cdn_warm *w);
+uint64_t cdn_warm_boot_ms(const struct cdn_warm *w);
+/* Destroys its VM and removes its folder. NULL is fine. */
+void cdn_warm_free(struct cdn_warm *w);
+/* The session boots into w (taken; freed with the session if it never boots). The session's
+ * spec must ask for w's image and shape: memory, vCPUs and kernel arguments as w has them. */
+void cdn_session_set_warm(struct cdn_session *s, struct cdn_warm *w);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "egress.h"
 #include "evidence.h"
@@ -33,12 +34,44 @@ struct cdn_session {
     struct cdn_redactor *redactor; /* the secrets' forms (NULL: none) */
     struct task_secret *secrets;   /* "ENV=value" each, wiped at close */
     size_t nsecrets;
-    bool owned; /* the owner mark is written */
+    bool owned;            /* the owner mark is written */
+    struct cdn_warm *warm; /* a warm VM to boot into (cdn_session_set_warm) */
+    char *warm_dir;        /* its folder once adopted (removed at close) */
 };
 
 /* One line to the spec's on_notice (cdn_logf's formatting). */
 #define task_notice(spec, ...) cdn_logf((spec)->on_notice, (spec)->ud, __VA_ARGS__)
 bool task_cancelled(const struct cdn_task_spec *spec);
+
+/* A new sandbox id (16 hex digits); a folder made with its parents, then chmod'ed to mode. */
+int task_new_id(char id[17], cdn_err **err);
+int task_make_dir(const char *path, mode_t mode, cdn_err **err);
+
+/* A VM up to its agent's hello (task_vmup.c), for a session's boot and for warm VMs. */
+struct task_vm_req {
+    const char *state_dir, *images_dir, *kernel_args, *uri, *accel;
+    const char *id, *dir; /* the domain is cordon-<id>; its socket and console go in dir */
+    bool devbox;
+    unsigned memory_mib, vcpus; /* 0: the image's default, 1 */
+    int boot_timeout_ms;
+    volatile sig_atomic_t *cancel;
+    void (*on_notice)(void *ud, const char *line);
+    void *ud;
+};
+struct task_vm_up {
+    struct cdn_vm_host *host;
+    struct cdn_vm *vm;
+    struct cdn_channel *ch;
+    char *overlay;                 /* devbox: the VM's disk */
+    const char *accel, *transport; /* static strings */
+    unsigned memory_mib, vcpus;
+    uint64_t create_ms, boot_ms;
+};
+/* On failure u holds what got that far: task_vm_down it. */
+int task_vm_up(const struct task_vm_req *q, struct task_vm_up *u, cdn_err **err);
+void task_vm_down(struct task_vm_up *u);
+/* A warm VM's parts move to u and its folder's path to *dir; w is freed (task_warm.c). */
+void task_warm_release(struct cdn_warm *w, struct task_vm_up *u, char **dir, uint64_t *idle_ms);
 
 /* The VM half of a session (task_vm.c): boot and the release of what it acquired. */
 int task_vm_boot(struct cdn_session *s, cdn_err **err);

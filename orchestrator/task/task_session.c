@@ -18,7 +18,7 @@
 #include "task_gc.h"
 #include "task_internal.h"
 
-static int make_dir(const char *path, mode_t mode, cdn_err **err) {
+int task_make_dir(const char *path, mode_t mode, cdn_err **err) {
     _cleanup_free_ char *copy = strdup(path);
     if (!copy)
         return cdn_err_set(err, ENOMEM, "out of memory");
@@ -35,7 +35,7 @@ static int make_dir(const char *path, mode_t mode, cdn_err **err) {
     return chmod(path, mode) < 0 ? cdn_err_set(err, errno, "chmod %s: %m", path) : 0;
 }
 
-static int new_id(char id[17], cdn_err **err) {
+int task_new_id(char id[17], cdn_err **err) {
     uint8_t raw[8];
     if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
         return cdn_err_set(err, errno, "getrandom: %m");
@@ -119,7 +119,7 @@ int cdn_session_open(const struct cdn_task_spec *spec, const char *id, struct cd
     int r;
     if (id)
         snprintf(t->res.id, sizeof(t->res.id), "%s", id);
-    else if ((r = new_id(t->res.id, err)) < 0)
+    else if ((r = task_new_id(t->res.id, err)) < 0)
         return r;
     snprintf(t->res.vm, sizeof(t->res.vm), "cordon-%s", t->res.id);
     _cleanup_free_ char *tasks = NULL;
@@ -130,8 +130,8 @@ int cdn_session_open(const struct cdn_task_spec *spec, const char *id, struct cd
     }
     /* QEMU (an unprivileged user under libvirt) opens the task's disk: it must be able to pass
      * through the state folder. */
-    if ((r = make_dir(spec->state_dir, 0711, err)) < 0 || (r = make_dir(tasks, 0711, err)) < 0 ||
-        (r = make_dir(t->dir, 0711, err)) < 0)
+    if ((r = task_make_dir(spec->state_dir, 0711, err)) < 0 ||
+        (r = task_make_dir(tasks, 0711, err)) < 0 || (r = task_make_dir(t->dir, 0711, err)) < 0)
         return r;
     if ((r = cdn_task_owner_write(t->dir, err)) < 0)
         return r;
@@ -148,6 +148,11 @@ int cdn_session_open(const struct cdn_task_spec *spec, const char *id, struct cd
 }
 
 int cdn_session_boot(struct cdn_session *s, cdn_err **err) { return task_vm_boot(s, err); }
+
+void cdn_session_set_warm(struct cdn_session *s, struct cdn_warm *w) {
+    cdn_warm_free(s->warm);
+    s->warm = w;
+}
 
 const struct cdn_task_result *cdn_session_info(const struct cdn_session *s) { return &s->res; }
 struct cdn_evidence *cdn_session_evidence(struct cdn_session *s) {
@@ -275,6 +280,12 @@ void cdn_session_close(struct cdn_session *t, const char *error, struct cdn_task
     if (t->owned)
         cdn_task_owner_clear(t->dir);
     free(t->dir);
+    cdn_warm_free(t->warm); /* handed over but never booted into */
+    if (t->warm_dir) {      /* the warm VM's own folder: its console is in the evidence now */
+        cdn_task_owner_clear(t->warm_dir);
+        cdn_rmtree(t->warm_dir);
+        free(t->warm_dir);
+    }
     if (out)
         *out = t->res;
     else

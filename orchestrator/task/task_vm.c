@@ -21,34 +21,6 @@
 #define DEFAULT_ARTIFACT_BYTES (64ull << 20)
 #define DEFAULT_ARTIFACTS_TOTAL (256ull << 20)
 
-/* KVM when asked for, or (auto) when a probe boot on this host proved it; TCG otherwise, said in
- * one line. */
-static int choose_accel(const struct cdn_task_spec *spec, struct cdn_vm_host *host,
-                        const char *kernel, const char *initrd, bool *kvm, cdn_err **err) {
-    const char *want = spec->accel ? spec->accel : "auto";
-    *kvm = false;
-    if (strcmp(want, "tcg") == 0)
-        return 0;
-    if (strcmp(want, "kvm") != 0 && strcmp(want, "auto") != 0)
-        return cdn_err_set(err, EINVAL, "unknown accelerator '%s' (auto, kvm or tcg)", want);
-    _cleanup_free_ char *cache = NULL, *scratch = NULL;
-    if (asprintf(&cache, "%s/accel.json", spec->state_dir) < 0 ||
-        asprintf(&scratch, "%s/probe", spec->state_dir) < 0)
-        return cdn_err_set(err, ENOMEM, "out of memory");
-    struct cdn_vm_accel_opts o = {
-        .cache = cache, .scratch = scratch, .kernel = kernel, .initrd = initrd};
-    struct cdn_vm_accel a;
-    int r = cdn_vm_accel_choose(host, &o, &a, err);
-    if (r < 0)
-        return r;
-    if (!a.kvm && strcmp(want, "kvm") == 0)
-        return cdn_err_set(err, ENODEV, "KVM was asked for but cannot run guests here: %s", a.why);
-    if (!a.kvm)
-        task_notice(spec, "using QEMU TCG (slower): %s", a.why);
-    *kvm = a.kvm;
-    return 0;
-}
-
 /* A command: its output goes, redacted, to the evidence and to the caller. */
 struct cdn_session_cmd {
     struct cdn_evidence_cmd *ev;
@@ -221,100 +193,89 @@ int task_vm_artifacts(struct cdn_session *s, cdn_err **err) {
 void task_vm_release(struct cdn_session *s) {
     cdn_channel_freep(&s->ch); /* its open egress connections are recorded first */
     cdn_egress_freep(&s->egress);
-    cdn_vm_destroyp(&s->vm);
-    if (s->overlay) {
-        unlink(s->overlay);
-        free(s->overlay);
-        s->overlay = NULL;
-    }
-    cdn_vm_host_closep(&s->host);
+    struct task_vm_up u = {
+        .vm = TAKE_PTR(s->vm), .overlay = TAKE_PTR(s->overlay), .host = TAKE_PTR(s->host)};
+    task_vm_down(&u);
 }
 
-int task_vm_boot(struct cdn_session *t, cdn_err **err) {
-    const struct cdn_task_spec *spec = t->spec;
+/* The VM's facts into the result and the evidence. */
+static void note_vm(struct cdn_session *t, const struct task_vm_up *u) {
     struct cdn_task_result *res = &t->res;
-    if (t->vm)
-        return cdn_err_set(err, EALREADY, "the sandbox's VM is already running");
-    _cleanup_free_ char *daemons = NULL, *kernel = NULL, *initrd = NULL, *base = NULL,
-                        *cmdline = NULL;
-    if (asprintf(&daemons, "%s/run", spec->state_dir) < 0 ||
-        asprintf(&kernel, "%s/kernel/vmlinux", spec->images_dir) < 0 ||
-        asprintf(&initrd, "%s/minimal.cpio.lz4", spec->images_dir) < 0 ||
-        asprintf(&base, "%s/devbox.qcow2", spec->images_dir) < 0 ||
-        asprintf(&cmdline, "%s %s", t->devbox ? "cordon.root=/dev/vda" : "",
-                 spec->kernel_args ? spec->kernel_args : "") < 0)
-        return cdn_err_set(err, ENOMEM, "out of memory");
-    int r;
-    if (t->devbox) {
-        if (asprintf(&t->overlay, "%s/disk.qcow2", t->dir) < 0) {
-            t->overlay = NULL;
-            return cdn_err_set(err, ENOMEM, "out of memory");
-        }
-        if ((r = cdn_vm_overlay_create(base, t->overlay, err)) < 0)
-            return r;
+    res->accel = u->accel;
+    res->transport = u->transport;
+    res->create_ms = u->create_ms;
+    res->boot_ms = u->boot_ms;
+    if (u->vm) {
+        snprintf(res->vm, sizeof(res->vm), "%s", cdn_vm_name(u->vm));
+        free(res->console);
+        res->console = strdup(cdn_vm_console_path(u->vm));
     }
-    struct cdn_vm_host_opts hopts = {.uri = spec->uri, .daemon_dir = daemons};
-    if ((r = cdn_vm_host_open(&hopts, &t->host, err)) < 0)
+    if (u->accel) {
+        cdn_evidence_fact(t->ev, "accel", res->accel);
+        cdn_evidence_fact(t->ev, "transport", res->transport);
+        cdn_evidence_fact_int(t->ev, "memory_mib", u->memory_mib);
+        cdn_evidence_fact_int(t->ev, "vcpus", u->vcpus);
+    }
+}
+
+/* The session takes u's VM (whatever got that far): its release is the session's now. */
+static void take_vm(struct cdn_session *t, struct task_vm_up *u) {
+    note_vm(t, u);
+    t->host = TAKE_PTR(u->host);
+    t->vm = TAKE_PTR(u->vm);
+    t->ch = TAKE_PTR(u->ch);
+    t->overlay = TAKE_PTR(u->overlay);
+}
+
+/* With the VM up: the policy's egress behind its channel, the workspace uploaded. */
+static int task_vm_ready(struct cdn_session *t, cdn_err **err) {
+    int r = task_egress_attach(t, err);
+    if (r < 0)
         return r;
-    /* Leftovers of tasks whose cordon died without tearing down (killed, crashed). */
-    struct cdn_task_gc_report gc;
-    if ((r = cdn_task_gc(spec->state_dir, t->host, &gc, err)) < 0)
-        return r;
-    if (gc.tasks)
-        task_notice(
-            spec, "cleaned up after %u dead task%s (%u domain%s destroyed, %u files removed)",
-            gc.tasks, gc.tasks == 1 ? "" : "s", gc.domains, gc.domains == 1 ? "" : "s", gc.files);
-    bool kvm;
-    if ((r = choose_accel(spec, t->host, kernel, initrd, &kvm, err)) < 0)
-        return r;
-    res->accel = kvm ? "kvm" : "tcg";
-    /* vhost-vsock is a kernel vhost device: it needs KVM's ioeventfd/irqfd, not only the node. */
-    const char *why = "vsock needs KVM";
-    bool vsock = kvm && cdn_vm_vsock_usable(&why);
-    if (!vsock)
-        task_notice(spec, "agent channel is virtio-serial: %s", why);
-    res->transport = vsock ? "vsock" : "serial";
-    cdn_evidence_fact(t->ev, "accel", res->accel);
-    cdn_evidence_fact(t->ev, "transport", res->transport);
-    /* A compiler needs more than the minimal image's default. */
-    unsigned memory = spec->memory_mib ? spec->memory_mib : t->devbox ? 1024 : 512;
-    cdn_evidence_fact_int(t->ev, "memory_mib", memory);
-    cdn_evidence_fact_int(t->ev, "vcpus", spec->vcpus ? spec->vcpus : 1);
-    struct cdn_vm_spec vspec = {.id = res->id,
-                                .dir = t->dir,
-                                .kernel = kernel,
-                                .initrd = initrd,
-                                .cmdline_extra = cmdline,
-                                .disk = t->overlay,
-                                .disk_base = t->devbox ? base : NULL,
-                                .memory_mib = memory,
-                                .vcpus = spec->vcpus,
-                                .kvm = kvm,
-                                .transport = vsock ? CDN_VM_VSOCK : CDN_VM_SERIAL};
-    uint64_t boot0 = cdn_now_ms();
-    if ((r = cdn_vm_start(t->host, &vspec, &t->vm, err)) < 0)
-        return r;
-    res->create_ms = cdn_now_ms() - boot0;
-    free(res->console);
-    res->console = strdup(cdn_vm_console_path(t->vm));
-    int boot_ms = spec->boot_timeout_ms > 0 ? spec->boot_timeout_ms : 60000;
-    int fd = cdn_vm_agent_fd(t->vm, boot_ms, err);
-    if (fd < 0)
-        return fd;
-    /* A cancellation ends any wait on the channel (a long transfer included) within 100 ms. */
-    struct cdn_channel_opts copts = {
-        .name = res->vm, .handshake_timeout_ms = boot_ms, .cancel = spec->cancel};
-    if ((r = cdn_channel_open(fd, &copts, &t->ch, err)) < 0)
-        return cdn_err_prefix(err, "booting (console: %s)", res->console);
-    if ((r = task_egress_attach(t, err)) < 0)
-        return r;
-    res->boot_ms = cdn_now_ms() - boot0;
-    cdn_evidence_fact_int(t->ev, "create_ms", (long long)res->create_ms);
-    cdn_evidence_fact_int(t->ev, "boot_ms", (long long)res->boot_ms);
-    if (task_cancelled(spec))
+    cdn_evidence_fact_int(t->ev, "create_ms", (long long)t->res.create_ms);
+    cdn_evidence_fact_int(t->ev, "boot_ms", (long long)t->res.boot_ms);
+    if (task_cancelled(t->spec))
         return cdn_err_set(err, EINTR, "cancelled");
     if (t->ws &&
         (r = task_upload_workspace(t->ch, cdn_workspace_path(t->ws), TRANSFER_TIMEOUT_MS, err)) < 0)
         return r;
     return 0;
+}
+
+int task_vm_boot(struct cdn_session *t, cdn_err **err) {
+    const struct cdn_task_spec *spec = t->spec;
+    if (t->vm)
+        return cdn_err_set(err, EALREADY, "the sandbox's VM is already running");
+    if (t->warm) { /* booted already: a warm VM from the pool */
+        struct task_vm_up u;
+        uint64_t idle_ms;
+        uint64_t boot_ms = cdn_warm_boot_ms(t->warm);
+        task_warm_release(TAKE_PTR(t->warm), &u, &t->warm_dir, &idle_ms);
+        u.create_ms = 0;
+        u.boot_ms = 0; /* this sandbox waited for no boot */
+        take_vm(t, &u);
+        cdn_evidence_fact(t->ev, "vm", t->res.vm);
+        cdn_evidence_fact(t->ev, "started_from", "warm pool");
+        cdn_evidence_fact_int(t->ev, "warm_boot_ms", (long long)boot_ms);
+        cdn_evidence_fact_int(t->ev, "warm_idle_ms", (long long)idle_ms);
+        return task_vm_ready(t, err);
+    }
+    struct task_vm_req q = {.state_dir = spec->state_dir,
+                            .images_dir = spec->images_dir,
+                            .kernel_args = spec->kernel_args,
+                            .uri = spec->uri,
+                            .accel = spec->accel,
+                            .id = t->res.id,
+                            .dir = t->dir,
+                            .devbox = t->devbox,
+                            .memory_mib = spec->memory_mib,
+                            .vcpus = spec->vcpus,
+                            .boot_timeout_ms = spec->boot_timeout_ms,
+                            .cancel = spec->cancel,
+                            .on_notice = spec->on_notice,
+                            .ud = spec->ud};
+    struct task_vm_up u;
+    int r = task_vm_up(&q, &u, err);
+    take_vm(t, &u);
+    return r < 0 ? r : task_vm_ready(t, err);
 }

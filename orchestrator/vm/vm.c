@@ -302,6 +302,26 @@ enum cdn_vm_state cdn_vm_state(struct cdn_vm *vm) {
 
 enum cdn_vm_transport cdn_vm_transport(const struct cdn_vm *vm) { return vm->transport; }
 
+int cdn_vm_save(struct cdn_vm *vm, const char *path, cdn_err **err) {
+    if (virDomainSaveFlags(vm->dom, path, NULL, VIR_DOMAIN_SAVE_RUNNING) < 0)
+        return lv_err(err, "vm %s: saving to %s", vm->name, path);
+    if (vm->sock)
+        unlink(vm->sock); /* the restored QEMU makes its own */
+    return 0;
+}
+
+int cdn_vm_restore(struct cdn_vm *vm, const char *path, cdn_err **err) {
+    if (virDomainRestoreFlags(vm->host->conn, path, NULL, VIR_DOMAIN_SAVE_RUNNING) < 0)
+        return lv_err(err, "vm %s: restoring from %s", vm->name, path);
+    virDomainPtr d = virDomainLookupByName(vm->host->conn, vm->name);
+    if (!d)
+        return lv_err(err, "vm %s: looking it up after the restore", vm->name);
+    if (vm->dom)
+        virDomainFree(vm->dom);
+    vm->dom = d;
+    return 0;
+}
+
 void cdn_vm_destroy(struct cdn_vm *vm) {
     if (!vm)
         return;

@@ -82,6 +82,12 @@ bool cdn_vm_running(struct cdn_vm *vm);
 enum cdn_vm_state { CDN_VM_GONE, CDN_VM_RUNNING, CDN_VM_PAUSED, CDN_VM_OTHER };
 enum cdn_vm_state cdn_vm_state(struct cdn_vm *vm);
 enum cdn_vm_transport cdn_vm_transport(const struct cdn_vm *vm);
+/* Saves the running guest (memory and devices) to path; the domain stops (libvirt's
+ * virDomainSaveFlags). Restore brings back the same guest from it, running, under the same name:
+ * its agent's port opens again (cdn_vm_agent_fd). The restored domain is not autodestroyed with
+ * the connection: destroy it. */
+int cdn_vm_save(struct cdn_vm *vm, const char *path, cdn_err **err);
+int cdn_vm_restore(struct cdn_vm *vm, const char *path, cdn_err **err);
 /* Destroys the domain if it still exists and removes the agent socket; the console log stays as
  * evidence. Safe in every state, including after the guest powered itself off. */
 void cdn_vm_destroy(struct cdn_vm *vm);

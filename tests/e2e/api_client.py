@@ -3,6 +3,7 @@
 # from proto/cordon.proto at test time (python3-grpc-tools; $CORDON_PY_STUBS holds them). Driven
 # by tests/e2e/test_cordond.c, one scenario per run; prints "ok ..." per step and exits 1 on the
 # first failure, saying why.
+import json
 import os
 import sys
 import threading
@@ -383,6 +384,68 @@ def fair_other(sock, sid):
     s.Delete(pb.DeleteRequest(id=sid))
 
 
+def log_count(log, needle):
+    with open(log) as f:
+        return f.read().count(needle)
+
+
+def wait_log(log, needle, times, timeout=180):
+    end = time.time() + timeout
+    while time.time() < end:
+        if log_count(log, needle) >= times:
+            return
+        time.sleep(0.1)
+    fail("cordond's log never said %r %d times" % (needle, times))
+
+
+def domains():
+    import subprocess
+    out = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--name"], capture_output=True, text=True)
+    return set(x for x in out.stdout.split() if x.startswith("cordon-"))
+
+
+def warm(sock, log):
+    """A pool of one minimal VM: a default-shaped sandbox takes it (no boot of its own), the pool
+    boots a replacement, a sandbox of another shape boots cold, and the used VM is destroyed with
+    its sandbox, never handed out again."""
+    s = stub(sock)
+    ready = "warm pool minimal: 1 of 1 ready"
+    wait_log(log, ready, 1)
+    pooled = domains()
+    if len(pooled) != 1:
+        fail("one warm VM expected, libvirt has %s" % pooled)
+    t0 = time.time()
+    a = s.CreateSandbox(pb.CreateSandboxRequest(policy_text=ALLOW_ALL)).id
+    out, ex, _ = run(s, a, ["echo", "warm"])
+    took = time.time() - t0
+    if out[1] != b"warm\n":
+        fail("exec in the warm sandbox: %r" % out)
+    s.Cancel(pb.CancelRequest(id=a))  # the manifest's facts are complete once it stops
+    man = json.loads(s.GetEvidence(pb.GetEvidenceRequest(sandbox_id=a)).manifest_json)
+    if man.get("started_from") != "warm pool" or man.get("vm") not in pooled:
+        fail("sandbox a did not take the warm VM: %s (pool had %s)" % ({k: man.get(k) for k in ("started_from", "vm")}, pooled))
+    ok("a default-shaped sandbox took the warm VM %s: create to first exec done in %.0f ms" % (man["vm"], took * 1000))
+    wait_log(log, ready, 2)
+    refill = domains() - pooled
+    if len(refill) != 1:
+        fail("the pool should have booted one replacement: %s" % refill)
+    ok("the pool booted a replacement (%s)" % refill.pop())
+    b = s.CreateSandbox(pb.CreateSandboxRequest(policy_text=ALLOW_ALL, limits=pb.Limits(memory_mib=256))).id
+    run(s, b, ["true"])
+    s.Cancel(pb.CancelRequest(id=b))
+    man_b = json.loads(s.GetEvidence(pb.GetEvidenceRequest(sandbox_id=b)).manifest_json)
+    if man_b.get("started_from") or man_b.get("vm") != "cordon-" + b:
+        fail("a 256 MiB sandbox must boot cold: %s" % man_b.get("vm"))
+    ok("a sandbox of another shape (256 MiB) booted cold")
+    s.Delete(pb.DeleteRequest(id=a))
+    s.Delete(pb.DeleteRequest(id=b))
+    if man["vm"] in domains():
+        fail("the used warm VM %s outlived its sandbox" % man["vm"])
+    if log_count(log, "started from the warm pool") != 1:
+        fail("only sandbox a should have come from the pool")
+    ok("the used VM went with its sandbox; the pool keeps only fresh ones")
+
+
 if __name__ == "__main__":
     what, sock = sys.argv[1], sys.argv[2]
     {
@@ -397,4 +460,5 @@ if __name__ == "__main__":
         "one": lambda: one(sock, sys.argv[3]),
         "fair-after": lambda: fair_after(sock, sys.argv[3]),
         "fair-other": lambda: fair_other(sock, sys.argv[3]),
+        "warm": lambda: warm(sock, sys.argv[3]),
     }[what]()

@@ -32,7 +32,7 @@
 
 struct env {
     char *dir;
-    char state[4200], sock[4200], addr[4300], repo[4200], stubs[4200], script[4200];
+    char state[4200], sock[4200], addr[4300], repo[4200], stubs[4200], script[4200], conf[4300];
     pid_t daemon;
     struct cdn_vm_host *host;
     const char *extra[12]; /* more of cordond's flags */
@@ -132,6 +132,20 @@ static void env_open(struct env *e, const char *max_running) {
     char daemons[4300];
     snprintf(daemons, sizeof(daemons), "%s/run", e->dir);
     e->host = th_host_hold(daemons);
+    daemon_start(e, max_running);
+}
+
+/* The same with cordond's configuration file holding yaml. */
+static void env_open_config(struct env *e, const char *max_running, const char *yaml) {
+    if (!e->dir)
+        setup(e);
+    snprintf(e->conf, sizeof(e->conf), "%s/cordond.yaml", e->dir);
+    th_write_file(e->conf, yaml, 0644);
+    char daemons[4300];
+    snprintf(daemons, sizeof(daemons), "%s/run", e->dir);
+    e->host = th_host_hold(daemons);
+    e->extra[0] = "--config";
+    e->extra[1] = e->conf;
     daemon_start(e, max_running);
 }
 
@@ -289,20 +303,12 @@ TEST(a_bad_hosts_or_tenants_setting_names_file_line_col) {
  * their boot, holding slots like any other. */
 TEST_T(tenants_share_slots_fairly_and_a_full_queue_says_when_to_retry, 300) {
     struct env e = {0};
-    setup(&e);
-    char conf[4300], shared[4300], idf[4400], oidf[4400];
-    snprintf(conf, sizeof(conf), "%s/cordond.yaml", e.dir);
-    th_write_file(conf, "tenants:\n  \"uid:0\": {max_queued: 4, weight: 1}\n", 0644);
+    env_open_config(&e, "2", "tenants:\n  \"uid:0\": {max_queued: 4, weight: 1}\n");
+    char shared[4300], idf[4400], oidf[4400];
     snprintf(shared, sizeof(shared), "%s/shared", e.dir);
     th_sh("mkdir -m 0777 %s", shared);
     snprintf(idf, sizeof(idf), "%s/a", shared);
     snprintf(oidf, sizeof(oidf), "%s/b", shared);
-    char daemons[4300];
-    snprintf(daemons, sizeof(daemons), "%s/run", e.dir);
-    e.host = th_host_hold(daemons);
-    e.extra[0] = "--config";
-    e.extra[1] = conf;
-    daemon_start(&e, "2");
     ASSERT_EQ(py(&e, 0, (const char *[]){"flood", e.sock, idf, NULL}), 0);
     ASSERT_EQ(py(&e, 65534, (const char *[]){"one", e.sock, oidf, NULL}), 0);
     kill(e.daemon, SIGKILL);
@@ -314,6 +320,17 @@ TEST_T(tenants_share_slots_fairly_and_a_full_queue_says_when_to_retry, 300) {
     env_close(&e);
 }
 
+/* The warm pool: one minimal VM kept booted; a sandbox of the default shape takes it and the pool
+ * boots a replacement; another shape boots cold; the used VM goes with its sandbox. */
+TEST_T(the_warm_pool_hands_out_a_booted_vm_once_and_refills, 300) {
+    struct env e = {0};
+    env_open_config(&e, "2", "warm_pool: {minimal: 1}\n");
+    char log[4300];
+    snprintf(log, sizeof(log), "%s/cordond.log", e.dir);
+    ASSERT_EQ(py(&e, 0, (const char *[]){"warm", e.sock, log, NULL}), 0);
+    env_close(&e);
+}
+
 /* Two libvirt hosts on this machine through different URIs: the system daemon and one in a
  * mount namespace of its own. A batch spreads over both; the second goes away (its libvirtd,
  * virtlogd and QEMUs killed -9) while tasks run on it: cordond drains it, its sandboxes fail
@@ -321,23 +338,16 @@ TEST_T(tenants_share_slots_fairly_and_a_full_queue_says_when_to_retry, 300) {
 TEST_T(a_host_going_away_mid_batch_is_drained_and_its_tasks_run_again, 600) {
     struct env e = {0};
     setup(&e);
-    char h2dir[4300], conf[4300], pol[4300], tasks[4300], results[4300];
+    char h2dir[4300], pol[4300], tasks[4300], results[4300];
     snprintf(h2dir, sizeof(h2dir), "%s/host2", e.dir);
     struct th_host2 h2;
     th_host2_start(&h2, h2dir);
-    snprintf(conf, sizeof(conf), "%s/cordond.yaml", e.dir);
     char text[9000];
     snprintf(text, sizeof(text),
              "hosts:\n  - {uri: \"qemu:///system\", weight: 1}\n  - {uri: \"%s\", weight: 1}\n"
              "host_check_seconds: 1\n",
              h2.uri);
-    th_write_file(conf, text, 0644);
-    char daemons[4300];
-    snprintf(daemons, sizeof(daemons), "%s/run", e.dir);
-    e.host = th_host_hold(daemons);
-    e.extra[0] = "--config";
-    e.extra[1] = conf;
-    daemon_start(&e, "4");
+    env_open_config(&e, "4", text);
     snprintf(pol, sizeof(pol), "%s/all.yaml", e.dir);
     snprintf(tasks, sizeof(tasks), "%s/spread.jsonl", e.dir);
     snprintf(results, sizeof(results), "%s/spread.results.jsonl", e.dir);

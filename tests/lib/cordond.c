@@ -30,9 +30,9 @@ pid_t th_cordond_start(const char *dir, const char *sock, const char *accel,
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         dup2(fd, 1);
         dup2(fd, 2);
-        const char *argv[48] = {bin,        "--socket", sock,    "--state", state,
-                                "--images", th_images_dir(), "--policies", "policies",
-                                "--accel",  accel};
+        const char *argv[48] = {bin,        "--socket",      sock,         "--state",  state,
+                                "--images", th_images_dir(), "--policies", "policies", "--accel",
+                                accel};
         size_t n = 11;
         for (size_t i = 0; extra && extra[i] && n < 47; i++)
             argv[n++] = extra[i];

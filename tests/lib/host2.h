@@ -11,7 +11,7 @@
 struct th_host2 {
     char dir[4096];
     char uri[4300];
-    pid_t pid; /* libvirtd (the namespace's first process) */
+    pid_t pid;   /* libvirtd (the namespace's first process) */
     char ns[64]; /* its mount namespace, as /proc/PID/ns/mnt reads */
 };
 

@@ -27,21 +27,75 @@ void th_vm_boot(struct th_vm *vm, const char *extra_cmdline) {
 }
 
 void th_vm_boot_accel(struct th_vm *vm, const char *extra_cmdline, bool kvm) {
+    th_vm_boot_opts(vm, &(struct th_vm_opts){.extra_cmdline = extra_cmdline, .kvm = kvm});
+}
+
+void th_vm_boot_opts(struct th_vm *vm, const struct th_vm_opts *o) {
     *vm = (struct th_vm){0};
     char kernel[4096], initrd[4096];
     snprintf(kernel, sizeof(kernel), "%s/kernel/vmlinux", th_images_dir());
     snprintf(initrd, sizeof(initrd), "%s/minimal.cpio.lz4", th_images_dir());
     if (access(kernel, R_OK) < 0 || access(initrd, R_OK) < 0)
         FAIL("guest image missing under %s: run `make images`", th_images_dir());
+    if (o->disk && access(o->disk, R_OK) < 0)
+        FAIL("guest disk %s missing", o->disk);
     vm->dir = th_tmpdir();
     if (asprintf(&vm->sock, "%s/agent.sock", vm->dir) < 0 ||
-        asprintf(&vm->console, "%s/console.log", vm->dir) < 0)
+        asprintf(&vm->console, "%s/console.log", vm->dir) < 0 ||
+        (o->qga && asprintf(&vm->qga_sock, "%s/qga.sock", vm->dir) < 0))
         FAIL("out of memory");
-    char append[1024], serial[4200], chardev[4200];
-    snprintf(append, sizeof(append), "console=ttyS0 panic=-1 quiet %s",
-             extra_cmdline ? extra_cmdline : "");
+    char append[1024], serial[4200], chardev[4200], qchardev[4200], drive[4400];
+    snprintf(append, sizeof(append), "console=ttyS0 panic=-1 quiet %s %s",
+             o->disk ? "cordon.root=/dev/vda" : "", o->extra_cmdline ? o->extra_cmdline : "");
     snprintf(serial, sizeof(serial), "file:%s", vm->console);
     snprintf(chardev, sizeof(chardev), "socket,id=agent,path=%s,server=on,wait=off", vm->sock);
+    snprintf(qchardev, sizeof(qchardev), "socket,id=qga,path=%s,server=on,wait=off",
+             vm->qga_sock ? vm->qga_sock : "");
+    snprintf(drive, sizeof(drive), "file=%s,if=virtio,format=qcow2,snapshot=on",
+             o->disk ? o->disk : "");
+    const char *argv[64] = {"qemu-system-x86_64",
+                            "-M",
+                            "q35",
+                            "-accel",
+                            o->kvm ? "kvm" : "tcg",
+                            "-cpu",
+                            o->kvm ? "host" : "qemu64",
+                            "-m",
+                            o->disk ? "1024" : "512",
+                            "-smp",
+                            "1",
+                            "-nodefaults",
+                            "-no-user-config",
+                            "-display",
+                            "none",
+                            "-no-reboot",
+                            "-kernel",
+                            kernel,
+                            "-initrd",
+                            initrd,
+                            "-append",
+                            append,
+                            "-serial",
+                            serial,
+                            "-device",
+                            "virtio-serial-pci,id=vser",
+                            "-chardev",
+                            chardev,
+                            "-device",
+                            "virtserialport,bus=vser.0,chardev=agent,name=org.cordon.agent.0"};
+    size_t n = 0;
+    while (argv[n])
+        n++;
+    if (o->qga) {
+        argv[n++] = "-chardev";
+        argv[n++] = qchardev;
+        argv[n++] = "-device";
+        argv[n++] = "virtserialport,bus=vser.0,chardev=qga,name=org.qemu.guest_agent.0";
+    }
+    if (o->disk) {
+        argv[n++] = "-drive";
+        argv[n++] = drive;
+    }
     pid_t pid = fork();
     if (pid < 0)
         FAIL("fork: %s", strerror(errno));
@@ -49,12 +103,7 @@ void th_vm_boot_accel(struct th_vm *vm, const char *extra_cmdline, bool kvm) {
         int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
         dup2(devnull, 0);
         dup2(devnull, 1);
-        execlp("qemu-system-x86_64", "qemu-system-x86_64", "-M", "q35", "-accel",
-               kvm ? "kvm" : "tcg", "-cpu", kvm ? "host" : "qemu64", "-m", "512", "-smp", "1",
-               "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-kernel",
-               kernel, "-initrd", initrd, "-append", append, "-serial", serial, "-device",
-               "virtio-serial-pci,id=vser", "-chardev", chardev, "-device",
-               "virtserialport,bus=vser.0,chardev=agent,name=org.cordon.agent.0", (char *)NULL);
+        execvp(argv[0], (char **)argv);
         _exit(127);
     }
     vm->qemu = pid;
@@ -101,5 +150,6 @@ void th_vm_destroy(struct th_vm *vm) {
     free(vm->dir);
     free(vm->sock);
     free(vm->console);
+    free(vm->qga_sock);
     *vm = (struct th_vm){0};
 }

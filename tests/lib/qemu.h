@@ -14,7 +14,16 @@ struct th_vm {
     char *dir; /* private: agent.sock, console.log */
     char *sock;
     char *console;
+    char *qga_sock; /* qemu-guest-agent's port (th_vm_boot_opts with qga), else NULL */
 };
+
+struct th_vm_opts {
+    const char *extra_cmdline;
+    bool kvm;
+    const char *disk; /* a qcow2 root (booted with cordon.root=/dev/vda), written to a snapshot */
+    bool qga;         /* a second port, org.qemu.guest_agent.0, on qga.sock */
+};
+void th_vm_boot_opts(struct th_vm *vm, const struct th_vm_opts *o);
 
 /* Where `make images` put the kernel and initramfs ($CORDON_IMAGES, else build/images). */
 const char *th_images_dir(void);
