@@ -228,7 +228,12 @@ IMAGES := build/images
 KERNEL_STAMP := $(IMAGES)/kernel/version
 MINIMAL_IMAGE := $(IMAGES)/minimal.cpio.lz4
 DEVBOX_IMAGE := $(IMAGES)/devbox.qcow2
+QGA_IMAGE := $(IMAGES)/bench-qga.qcow2
 images: $(MINIMAL_IMAGE) $(DEVBOX_IMAGE)
+
+# bench/qga's guest: qemu-guest-agent next to cordon-agent (built by `make bench` only).
+$(QGA_IMAGE): images/qga.sh images/init-qga build/release/bin/cordon-agent-static
+	images/qga.sh build/release/bin/cordon-agent-static $@
 
 $(DEVBOX_IMAGE): images/devbox.sh images/init-devbox build/release/bin/cordon-agent-static
 	images/devbox.sh build/release/bin/cordon-agent-static $@
@@ -264,7 +269,7 @@ test: images
 fuzz: $(FUZZ_BINS)
 	tests/run.sh - $(FUZZ_BUILD) $(FUZZ_LONG_SECONDS)
 
-bench: all images
+bench: all images $(QGA_IMAGE)
 	bench/run.sh $(BUILD)
 
 format:

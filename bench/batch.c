@@ -93,8 +93,8 @@ static double run_batch(const char *addr, const char *dir, const char *file, uns
     char par[16], results[4400];
     snprintf(par, sizeof(par), "%u", parallel);
     double t0 = th_now_s();
-    struct th_ran r = th_cordon_at(addr, "batch", dir, "batch",
-                                   (const char *[]){"--parallel", par, file, NULL});
+    struct th_ran r =
+        th_cordon_at(addr, "batch", dir, "batch", (const char *[]){"--parallel", par, file, NULL});
     double s = th_now_s() - t0;
     if (r.code != 0)
         FAIL("cordon batch exited %d: %s", r.code, r.err);
@@ -132,7 +132,8 @@ int main(void) {
     snprintf(addr, sizeof(addr), "unix:%s", sock);
     char maxrun[16];
     snprintf(maxrun, sizeof(maxrun), "%u", parallel);
-    pid_t daemon = th_cordond_start(dir, sock, "auto", (const char *[]){"--max-running", maxrun, NULL});
+    pid_t daemon =
+        th_cordond_start(dir, sock, "auto", (const char *[]){"--max-running", maxrun, NULL});
     snprintf(pol, sizeof(pol), "%s/allow.yaml", dir);
     th_write_file(pol, "version: 1\ncommands: {default: allow}\n", 0644);
     snprintf(warm, sizeof(warm), "%s/warmup.jsonl", dir);
@@ -155,10 +156,10 @@ int main(void) {
     json_t *root = json_pack(
         "{s:s, s:i, s:i, s:i, s:f, s:{s:{s:s, s:f, s:f, s:f, s:s}, s:{s:s, s:I, s:I, "
         "s:I, s:f}}}",
-        "benchmark", "batch", "tasks", (int)tasks, "parallel",
-        (int)parallel, "raw_tasks", (int)raw_tasks, "goal_overhead", GOAL_OVERHEAD, "results",
-        "throughput", "unit", "tasks/min", "cordon", rate, "baseline", raw, "ratio", rate / raw,
-        "ratio_means", "cordon / raw QEMU tasks per minute at the same concurrency, higher is better",
+        "benchmark", "batch", "tasks", (int)tasks, "parallel", (int)parallel, "raw_tasks",
+        (int)raw_tasks, "goal_overhead", GOAL_OVERHEAD, "results", "throughput", "unit",
+        "tasks/min", "cordon", rate, "baseline", raw, "ratio", rate / raw, "ratio_means",
+        "cordon / raw QEMU tasks per minute at the same concurrency, higher is better",
         "cordond_rss", "unit", "KiB", "after_warmup", (json_int_t)rss0, "at_end", (json_int_t)rss1,
         "peak", (json_int_t)hwm, "growth_ratio", rss0 > 0 ? (double)rss1 / (double)rss0 : 0.0);
     json_object_set_new(root, "overhead", json_real(overhead));

@@ -108,8 +108,8 @@ int main(void) {
         q.policy_text = (char *)"version: 1\ncommands: {default: allow}\n";
         q.image = (char *)"minimal";
         ProtobufCMessage *m = NULL;
-        ASSERT_OK(cdn_client_call(c, "CreateSandbox", &q.base, &cordon__v1__sandbox__descriptor,
-                                  &m, 30000, &err),
+        ASSERT_OK(cdn_client_call(c, "CreateSandbox", &q.base, &cordon__v1__sandbox__descriptor, &m,
+                                  30000, &err),
                   err);
         snprintf(ids[i], sizeof(ids[i]), "%s", ((Cordon__V1__Sandbox *)m)->id);
         protobuf_c_message_free_unpacked(m, NULL);
@@ -149,19 +149,20 @@ int main(void) {
     double per_drop = (double)(avail0 - avail1) / 1024.0 / n;
     unsigned fit = (unsigned)((double)avail0 / 1024.0 / med);
     printf("density benchmark: %u idle minimal sandboxes (%d MiB guests)\n", n, GUEST_MIB);
-    printf("  PSS per idle sandbox's QEMU  %6.1f MiB median (%.0f%% of guest RAM, goal <= %.0f%%)\n",
-           med, ratio * 100, GOAL_RATIO * 100);
+    printf(
+        "  PSS per idle sandbox's QEMU  %6.1f MiB median (%.0f%% of guest RAM, goal <= %.0f%%)\n",
+        med, ratio * 100, GOAL_RATIO * 100);
     printf("  MemAvailable drop per sandbox %6.1f MiB; %u would fit in %ld MiB available\n",
            per_drop, fit, avail0 / 1024);
 
-    json_t *root = json_pack(
-        "{s:s, s:i, s:i, s:f, s:{s:{s:s, s:f, s:f, s:f, s:s}, s:{s:s, s:f, s:I, s:i}}}",
-        "benchmark", "density", "sandboxes", (int)n,
-        "guest_mib", GUEST_MIB, "goal_ratio", GOAL_RATIO, "results", "idle_pss", "unit", "MiB",
-        "cordon", med, "baseline", (double)GUEST_MIB, "ratio", ratio, "ratio_means",
-        "PSS of an idle sandbox's QEMU / its guest RAM, lower is better", "fit", "unit",
-        "sandboxes", "memavailable_drop_mib_each", per_drop, "memavailable_mib",
-        (json_int_t)(avail0 / 1024), "idle_sandboxes_that_fit", (int)fit);
+    json_t *root =
+        json_pack("{s:s, s:i, s:i, s:f, s:{s:{s:s, s:f, s:f, s:f, s:s}, s:{s:s, s:f, s:I, s:i}}}",
+                  "benchmark", "density", "sandboxes", (int)n, "guest_mib", GUEST_MIB, "goal_ratio",
+                  GOAL_RATIO, "results", "idle_pss", "unit", "MiB", "cordon", med, "baseline",
+                  (double)GUEST_MIB, "ratio", ratio, "ratio_means",
+                  "PSS of an idle sandbox's QEMU / its guest RAM, lower is better", "fit", "unit",
+                  "sandboxes", "memavailable_drop_mib_each", per_drop, "memavailable_mib",
+                  (json_int_t)(avail0 / 1024), "idle_sandboxes_that_fit", (int)fit);
     th_bench_finish(root, "density", dir);
     return 0;
 }
