@@ -203,14 +203,15 @@ struct cdn_warm *sched_pool_take(struct cdn_sched *s, struct sbx *b) {
         pthread_mutex_lock(&s->mu);
         for (size_t i = 0; i < s->n_pools && !got; i++) {
             struct sched_pool *p = &s->pools[i];
-            if (strcmp(p->image, b->image) != 0 || (t->memory_mib && t->memory_mib != p->memory_mib))
+            if (strcmp(p->image, b->image) != 0 ||
+                (t->memory_mib && t->memory_mib != p->memory_mib))
                 continue;
             for (struct pool_vm **pp = &p->vms; *pp; pp = &(*pp)->next)
                 if ((*pp)->host == b->host) {
                     got = *pp;
                     *pp = got->next;
                     p->ready--;
-                    hold(s, got->host, p, false); /* b holds its own share of the host */
+                    hold(s, got->host, p, false);          /* b holds its own share of the host */
                     pthread_cond_broadcast(&s->pool_cond); /* a replacement boots */
                     break;
                 }

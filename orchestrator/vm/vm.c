@@ -24,12 +24,14 @@
 #include "cleanup.h"
 #include "clock.h"
 #include "vm_daemon.h"
+#include "vm_stream.h"
 
 #define DAEMON_START_TIMEOUT_MS 20000
 
 struct cdn_vm_host {
     virConnectPtr conn;
     char *uri;
+    bool remote; /* over the network: the agent's channel travels in the libvirt connection */
     struct vm_daemons daemons;
 };
 
@@ -40,7 +42,8 @@ struct cdn_vm {
     char *sock;
     char *console;
     enum cdn_vm_transport transport;
-    unsigned cid; /* vsock: the guest's context id, as libvirt assigned it */
+    unsigned cid;             /* vsock: the guest's context id, as libvirt assigned it */
+    struct vm_stream *stream; /* a remote host's: the channel over libvirt */
 };
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(virDomainPtr, virDomainFree)
@@ -61,6 +64,16 @@ __attribute__((format(printf, 2, 3))) static int lv_err(cdn_err **err, const cha
     return cdn_err_set(err, EIO, "%s: %s", what, e && e->message ? e->message : "libvirt error");
 }
 
+/* A URI with a host (qemu+ssh://node/system, qemu+tcp://10.0.0.2/system, qemu://node/system)
+ * reaches another machine; qemu:///system and qemu+unix:///system?socket=... stay on this one. */
+static bool uri_is_remote(const char *uri) {
+    const char *sep = strstr(uri, "://");
+    if (!sep || sep[3] == '/' || sep[3] == '\0')
+        return false;
+    size_t scheme = (size_t)(sep - uri);
+    return !(scheme >= 5 && strncmp(sep - 5, "+unix", 5) == 0);
+}
+
 int cdn_vm_host_open(const struct cdn_vm_host_opts *opts, struct cdn_vm_host **out, cdn_err **err) {
     _cleanup_(cdn_vm_host_closep) struct cdn_vm_host *h = calloc(1, sizeof(*h));
     if (!h)
@@ -78,6 +91,7 @@ int cdn_vm_host_open(const struct cdn_vm_host_opts *opts, struct cdn_vm_host **o
     h->conn = virConnectOpen(h->uri);
     if (!h->conn)
         return lv_err(err, "connecting to %s", h->uri);
+    h->remote = uri_is_remote(h->uri);
     *out = TAKE_PTR(h);
     return 0;
 }
@@ -240,6 +254,14 @@ static int try_connect(const struct cdn_vm *vm) {
 }
 
 int cdn_vm_agent_fd(struct cdn_vm *vm, int timeout_ms, cdn_err **err) {
+    if (vm->host->remote && vm->transport == CDN_VM_SERIAL) {
+        /* The socket is on the other machine: its daemon connects to it for us. */
+        vm_stream_close(TAKE_PTR(vm->stream));
+        int fd = -1;
+        int r =
+            vm_stream_open(vm->host->conn, vm->dom, "org.cordon.agent.0", &vm->stream, &fd, err);
+        return r < 0 ? cdn_err_prefix(err, "vm %s", vm->name) : fd;
+    }
     struct sockaddr_un addr;
     if (vm->transport == CDN_VM_SERIAL && strlen(vm->sock) >= sizeof(addr.sun_path))
         return cdn_err_set(err, ENAMETOOLONG, "vm %s: socket path %s is too long", vm->name,
@@ -332,6 +354,7 @@ void cdn_vm_destroy(struct cdn_vm *vm) {
             virDomainDestroy(d);
         virDomainFree(vm->dom);
     }
+    vm_stream_close(vm->stream); /* after the destroy: the stream has ended with the guest */
     if (vm->sock)
         unlink(vm->sock);
     free(vm->name);

@@ -350,9 +350,28 @@ TEST_T(a_host_going_away_mid_batch_is_drained_and_its_tasks_run_again, 600) {
     env_open_config(&e, "4", text);
     snprintf(pol, sizeof(pol), "%s/all.yaml", e.dir);
     snprintf(tasks, sizeof(tasks), "%s/spread.jsonl", e.dir);
-    snprintf(results, sizeof(results), "%s/spread.results.jsonl", e.dir);
     th_write_file(pol, "version: 1\ncommands: {default: allow, unanalysable: allow}\n", 0644);
-    FILE *f = fopen(tasks, "w");
+    /* First both hosts serve: two tasks at once go one to each (the second's channel travels in
+     * the libvirt connection: the host is reached over TCP). */
+    char two[4300];
+    snprintf(two, sizeof(two), "%s/two.jsonl", e.dir);
+    FILE *f = fopen(two, "w");
+    ASSERT_TRUE(f != NULL);
+    fprintf(f, "{\"id\": \"a\", \"policy\": \"%s\", \"command\": \"echo on-a\"}\n", pol);
+    fprintf(f, "{\"id\": \"b\", \"policy\": \"%s\", \"command\": \"echo on-b\"}\n", pol);
+    fclose(f);
+    struct th_ran r2 =
+        th_cordon_at(e.addr, "batch", e.dir, "two", (const char *[]){"--parallel", "2", two, NULL});
+    ASSERT_EQ(r2.code, 0);
+    th_ran_free(&r2);
+    snprintf(results, sizeof(results), "%s/two.results.jsonl", e.dir);
+    _cleanup_free_ char *both = th_read_file(results);
+    char on2[4400];
+    snprintf(on2, sizeof(on2), "\"host\":\"%s\"", h2.uri);
+    ASSERT_CONTAINS(both, on2);
+    ASSERT_CONTAINS(both, "\"host\":\"qemu:///system\"");
+    snprintf(results, sizeof(results), "%s/spread.results.jsonl", e.dir);
+    f = fopen(tasks, "w");
     ASSERT_TRUE(f != NULL);
     for (int i = 1; i <= 4; i++)
         fprintf(f, "{\"id\": \"h%d\", \"policy\": \"%s\", \"command\": \"echo h%d; sleep 15\"}\n",

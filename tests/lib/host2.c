@@ -13,6 +13,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -53,8 +55,19 @@ static void child(const struct th_host2 *h) {
         _exit(127);
     }
     snprintf(pid, sizeof(pid), "%s/libvirtd.pid", h->dir);
-    execl("/usr/sbin/libvirtd", "libvirtd", "-f", conf, "-p", pid, (char *)NULL);
+    execl("/usr/sbin/libvirtd", "libvirtd", "--listen", "-f", conf, "-p", pid, (char *)NULL);
     _exit(127);
+}
+
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) < 0)
+        FAIL("no free port: %s", strerror(errno));
+    close(fd);
+    return ntohs(a.sin_port);
 }
 
 static struct th_host2 *held;
@@ -73,15 +86,19 @@ void th_host2_start(struct th_host2 *h, const char *dir) {
     char conf[4200], sock[4200];
     snprintf(conf, sizeof(conf), "%s/libvirtd.conf", dir);
     snprintf(sock, sizeof(sock), "%s/sock/libvirt-sock", dir);
+    /* Reached over TCP on loopback, as a host on another machine would be (its agent channels
+     * then travel in the libvirt connection); no authentication: loopback, a test. */
+    int port = free_port();
     char text[4600];
     snprintf(text, sizeof(text),
              "unix_sock_dir = \"%s/sock\"\nunix_sock_rw_perms = \"0700\"\nauth_unix_rw = "
-             "\"none\"\nauth_unix_ro = \"none\"\n",
-             dir);
+             "\"none\"\nauth_unix_ro = \"none\"\nlisten_tls = 0\nlisten_tcp = 1\n"
+             "listen_addr = \"127.0.0.1\"\ntcp_port = \"%d\"\nauth_tcp = \"none\"\n",
+             dir, port);
     th_write_file(conf, text, 0644);
     snprintf(conf, sizeof(conf), "%s/qemu.conf", dir);
     th_write_file(conf, "namespaces = []\n", 0644);
-    snprintf(h->uri, sizeof(h->uri), "qemu+unix:///system?socket=%s", sock);
+    snprintf(h->uri, sizeof(h->uri), "qemu+tcp://127.0.0.1:%d/system", port);
     h->pid = fork();
     if (h->pid == 0)
         child(h);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Test helper: a second libvirt host on this machine. Its libvirtd and virtlogd run in a mount
  * namespace of their own (private /run/libvirt, /var/lib/libvirt, ...: two privileged daemons
- * would otherwise share their state), reached through another URI:
- * qemu+unix:///system?socket=DIR/sock/libvirt-sock. */
+ * would otherwise share their state), reached over TCP on loopback like a host on another
+ * machine: qemu+tcp://127.0.0.1:PORT/system. */
 #pragma once
 
 #include <stdbool.h>
