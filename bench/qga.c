@@ -120,9 +120,9 @@ static double qga_batch_ms(struct qga *q) {
         json_int_t pid = json_integer_value(json_object_get(r, "pid"));
         json_decref(r);
         for (;;) {
-            json_t *st = qga_call(
-                q, "{\"execute\":\"guest-exec-status\",\"arguments\":{\"pid\":%lld}}\n",
-                (long long)pid);
+            json_t *st =
+                qga_call(q, "{\"execute\":\"guest-exec-status\",\"arguments\":{\"pid\":%lld}}\n",
+                         (long long)pid);
             bool exited = json_is_true(json_object_get(st, "exited"));
             if (exited && json_integer_value(json_object_get(st, "exitcode")) != 0)
                 FAIL("qemu-ga: /bin/true exited %lld",
@@ -151,10 +151,10 @@ static double cordon_batch_ms(struct cdn_channel *ch) {
 static double guest_spawn_ms(struct cdn_channel *ch) {
     struct th_output o = {0};
     double t0 = th_now_s();
-    struct cdn_exec_result r = th_run(
-        ch, &o,
-        (const char *const[]){"sh", "-c",
-                              "i=0; while [ $i -lt 100 ]; do /bin/true; i=$((i+1)); done", NULL});
+    struct cdn_exec_result r =
+        th_run(ch, &o,
+               (const char *const[]){
+                   "sh", "-c", "i=0; while [ $i -lt 100 ]; do /bin/true; i=$((i+1)); done", NULL});
     double ms = (th_now_s() - t0) * 1e3;
     ASSERT_EQ(r.exit_code, 0);
     th_output_free(&o);
@@ -193,16 +193,16 @@ int main(void) {
     printf("  the guest's own spawn of /bin/true: %.2f ms; above it: cordon %.2f ms, qemu-ga "
            "%.2f ms (%.1fx)\n",
            f, c - f, g - f, (g - f) / (c - f));
-    json_t *root = json_pack("{s:s, s:i, s:i, s:f, s:{s:{s:s, s:f, s:f, s:f, s:s}}}", "benchmark",
-                             "qga", "runs", RUNS, "batch", BATCH, "goal_ratio", GOAL, "results",
-                             "exec_true", "unit", "ms", "cordon", c, "baseline", g, "ratio", g / c,
-                             "ratio_means",
-                             "qemu-guest-agent's time / cordon-agent's for `true`, higher is better");
-    json_t *ov = json_pack("{s:s, s:f, s:f, s:f, s:f, s:s}", "unit", "ms", "guest_spawn", f,
-                           "cordon", c - f, "baseline", g - f, "ratio", (g - f) / (c - f),
-                           "ratio_means",
-                           "each agent's time above the guest's own spawn of /bin/true: "
-                           "qemu-ga's / cordon's, higher is better");
+    json_t *root =
+        json_pack("{s:s, s:i, s:i, s:f, s:{s:{s:s, s:f, s:f, s:f, s:s}}}", "benchmark", "qga",
+                  "runs", RUNS, "batch", BATCH, "goal_ratio", GOAL, "results", "exec_true", "unit",
+                  "ms", "cordon", c, "baseline", g, "ratio", g / c, "ratio_means",
+                  "qemu-guest-agent's time / cordon-agent's for `true`, higher is better");
+    json_t *ov =
+        json_pack("{s:s, s:f, s:f, s:f, s:f, s:s}", "unit", "ms", "guest_spawn", f, "cordon", c - f,
+                  "baseline", g - f, "ratio", (g - f) / (c - f), "ratio_means",
+                  "each agent's time above the guest's own spawn of /bin/true: "
+                  "qemu-ga's / cordon's, higher is better");
     json_object_set_new(json_object_get(root, "results"), "exec_true_above_spawn", ov);
     th_bench_finish(root, "qga", dir);
     return 0;
