@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <linux/random.h>
+#include <sys/ioctl.h>
 #include <sys/epoll.h>
 #include <sys/sendfile.h>
 #include <unistd.h>
@@ -45,6 +48,7 @@ struct agent_conn {
     struct splice splice;
     bool closed;
     bool hello_done;
+    uint64_t session;        /* the host's, from its Hello */
     uint32_t peer_max_frame; /* what the host accepts */
     uint32_t peer_window;    /* initial send credit per stream */
     uint64_t last_opened;    /* highest stream id the host has opened */
@@ -321,18 +325,66 @@ void agent_conn_close_stream(struct agent_conn *c, struct agent_stream *s) {
     s->ops->destroy(s);
 }
 
-static void on_hello(struct agent_conn *c, const cdn_envelope *env) {
-    const CordonAgent__Hello *h = env->hello;
+/* The host's clock and random bytes (a guest restored from a saved state resumes with stale
+ * ones). Best effort: a guest without the capability keeps its own. */
+static void take_host_seed(const CordonAgent__Hello *h) {
+    if (h->entropy.len >= 16 && h->entropy.len <= 256) {
+        union {
+            struct rand_pool_info info;
+            uint8_t raw[sizeof(struct rand_pool_info) + 256];
+        } pool;
+        pool.info.entropy_count = (int)h->entropy.len * 8;
+        pool.info.buf_size = (int)h->entropy.len;
+        memcpy(pool.info.buf, h->entropy.data, h->entropy.len);
+        int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            if (ioctl(fd, RNDADDENTROPY, &pool.info) == 0)
+                ioctl(fd, RNDRESEEDCRNG);
+            close(fd);
+        }
+        explicit_bzero(&pool, sizeof(pool));
+    }
+    if (h->host_unix_ns) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        int64_t ours = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+        int64_t diff = (int64_t)h->host_unix_ns - ours;
+        if (diff > 1000000000 || diff < -1000000000) {
+            struct timespec host = {.tv_sec = (time_t)(h->host_unix_ns / 1000000000u),
+                                    .tv_nsec = (long)(h->host_unix_ns % 1000000000u)};
+            clock_settime(CLOCK_REALTIME, &host);
+        }
+    }
+}
+
+static void hello_reply(const struct agent_conn *c, CordonAgent__Hello *reply) {
     static const char *caps[] = {"exec",  "pty",   "signal",  "rlimits",
                                  "stdin", "files", "archive", "egress"};
-    CordonAgent__Hello reply = CORDON_AGENT__HELLO__INIT;
-    reply.protocol_version = CDN_PROTOCOL_VERSION;
-    reply.software_version = (char *)AGENT_VERSION;
-    reply.n_capabilities = ELEMENTSOF(caps);
-    reply.capabilities = (char **)caps;
-    reply.max_frame_bytes = c->opts.max_frame_bytes;
-    reply.stream_window = c->opts.stream_window;
-    reply.max_streams = c->opts.max_streams;
+    cordon_agent__hello__init(reply);
+    reply->protocol_version = CDN_PROTOCOL_VERSION;
+    reply->software_version = (char *)AGENT_VERSION;
+    reply->n_capabilities = ELEMENTSOF(caps);
+    reply->capabilities = (char **)caps;
+    reply->max_frame_bytes = c->opts.max_frame_bytes;
+    reply->stream_window = c->opts.stream_window;
+    reply->max_streams = c->opts.max_streams;
+    reply->session = c->session;
+}
+
+static void send_hello_reply(struct agent_conn *c) {
+    CordonAgent__Hello reply;
+    hello_reply(c, &reply);
+    cdn_envelope out = CORDON_AGENT__ENVELOPE__INIT;
+    out.body_case = CORDON_AGENT__ENVELOPE__BODY_HELLO;
+    out.hello = &reply;
+    agent_conn_send(c, 0, &out);
+}
+
+static void on_hello(struct agent_conn *c, const cdn_envelope *env) {
+    const CordonAgent__Hello *h = env->hello;
+    c->session = h->session;
+    CordonAgent__Hello reply;
+    hello_reply(c, &reply);
     cdn_envelope out = CORDON_AGENT__ENVELOPE__INIT;
     out.body_case = CORDON_AGENT__ENVELOPE__BODY_HELLO;
     out.hello = &reply;
@@ -350,6 +402,8 @@ static void on_hello(struct agent_conn *c, const cdn_envelope *env) {
                               h->max_frame_bytes, CDN_FRAME_MIN_MAX, h->stream_window);
         return;
     }
+    if (c->opts.take_host_seed)
+        take_host_seed(h);
     c->peer_max_frame = h->max_frame_bytes;
     c->peer_window = h->stream_window;
     c->hello_done = true;
@@ -411,6 +465,10 @@ static void on_envelope(struct agent_conn *c, const cdn_envelope *env) {
         /* A hello mid-session is a new host on the same port (a serial port does not always
          * show the old one leaving): its predecessor's streams have nobody to report to, and
          * the newcomer numbers its streams from the start. */
+        if (c->hello_done && env->hello->session && env->hello->session == c->session) {
+            send_hello_reply(c); /* the host repeated itself: same session, nothing reset */
+            return;
+        }
         if (c->hello_done) {
             close_all_streams(c);
             c->last_opened = 0;

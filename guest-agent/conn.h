@@ -40,6 +40,7 @@ struct agent_conn_opts {
     uint32_t max_frame_bytes; /* what we accept */
     uint32_t stream_window;   /* what each stream may send us before our first Credit */
     uint32_t max_streams;
+    bool take_host_seed; /* set the clock and reseed the RNG from each host's hello (in a VM) */
 };
 
 struct agent_conn_handlers {

@@ -136,10 +136,11 @@ static void on_signal(void *ud, int signo) {
 static void usage(FILE *f) {
     fputs("usage: cordon-agent (--vsock PORT | --serial PATH|NAME | --fd N)\n"
           "                    [--max-frame BYTES] [--window BYTES] [--max-streams N]\n"
-          "                    [--egress-proxy ADDRESS:PORT]\n"
+          "                    [--egress-proxy ADDRESS:PORT] [--take-host-seed]\n"
           "The guest side of cordon's host<->guest channel (see proto/agent.proto). With\n"
           "--egress-proxy, an HTTP proxy there (and http_proxy & co. set for commands) sends\n"
-          "the guest's connections to the host, which decides each by policy.\n",
+          "the guest's connections to the host, which decides each by policy. With\n"
+          "--take-host-seed (in a VM), each host's hello sets the clock and reseeds the RNG.\n",
           f);
 }
 
@@ -163,6 +164,7 @@ static int parse_args(int argc, char **argv, struct agent *a, uint32_t *arg) {
                                          {"window", required_argument, NULL, 'w'},
                                          {"max-streams", required_argument, NULL, 'n'},
                                          {"egress-proxy", required_argument, NULL, 'p'},
+                                         {"take-host-seed", no_argument, NULL, 'T'},
                                          {"version", no_argument, NULL, 'V'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
@@ -184,6 +186,7 @@ static int parse_args(int argc, char **argv, struct agent *a, uint32_t *arg) {
         case 'm': r = parse_u32(optarg, "--max-frame", &a->opts.max_frame_bytes); break;
         case 'w': r = parse_u32(optarg, "--window", &a->opts.stream_window); break;
         case 'n': r = parse_u32(optarg, "--max-streams", &a->opts.max_streams); break;
+        case 'T': a->opts.take_host_seed = true; break;
         case 'p': a->proxy_listen = optarg; break;
         case 'V': printf("cordon-agent protocol %u\n", CDN_PROTOCOL_VERSION); exit(0);
         case 'h': usage(stdout); exit(0);

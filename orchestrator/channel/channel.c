@@ -12,8 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
+
+#define HELLO_REPEAT_MS 1000
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -236,6 +239,8 @@ static void on_exit_msg(struct hstream *s, const CordonAgent__Exit *e) {
 }
 
 static int on_hello(struct cdn_channel *ch, const CordonAgent__Hello *h) {
+    if (ch->hello_seen && h->session == ch->session)
+        return 0; /* the answer to a repeated Hello of ours */
     if (ch->hello_seen)
         return chan_fault(ch, EPROTO, "guest fault: a second hello");
     ch->hello_seen = true;
@@ -482,20 +487,35 @@ int cdn_channel_open(int fd, const struct cdn_channel_opts *opts, struct cdn_cha
     h.max_frame_bytes = ch->opts.max_frame_bytes;
     h.stream_window = ch->opts.stream_window;
     h.max_streams = 1024;
+    /* The guest's clock and RNG from ours (applied when the agent is told to take them). */
+    uint8_t seed[32];
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    h.host_unix_ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+    if (getrandom(seed, sizeof(seed), 0) == (ssize_t)sizeof(seed)) {
+        h.entropy.data = seed;
+        h.entropy.len = sizeof(seed);
+    }
+    while (!ch->session && getrandom(&ch->session, sizeof(ch->session), 0) < 0)
+        ;
+    h.session = ch->session;
     cdn_envelope env = CORDON_AGENT__ENVELOPE__INIT;
     env.body_case = CORDON_AGENT__ENVELOPE__BODY_HELLO;
     env.hello = &h;
-    int r = chan_send(ch, 0, &env, err);
-    if (r < 0)
-        return r;
     uint64_t deadline = chan_deadline(ch, ch->opts.handshake_timeout_ms);
     while (!ch->hello_seen) {
         int left = chan_remaining_ms(deadline);
         if (left == 0)
             return cdn_err_set(err, ETIMEDOUT, "%s: agent did not answer hello within %d ms",
                                ch->name, ch->opts.handshake_timeout_ms);
+        /* Sent again each second until answered: a guest reopening its serial port drops what
+         * arrives meanwhile (same session: the agent does not start over). */
+        int r = chan_send(ch, 0, &env, err);
+        if (r < 0)
+            return r;
         /* A version error from the agent arrives right after its hello: read both. */
-        if (chan_pump(ch, left, err) < 0 && !ch->hello_seen)
+        if (chan_pump(ch, left < HELLO_REPEAT_MS ? left : HELLO_REPEAT_MS, err) < 0 &&
+            !ch->hello_seen)
             return -EPROTO;
     }
     if (ch->peer_version != ch->opts.protocol_version)

@@ -53,6 +53,7 @@ struct cdn_channel {
     struct hstream *streams;
     /* from the agent's Hello */
     bool hello_seen;
+    uint64_t session; /* our Hello's, echoed by the agent */
     uint32_t peer_version;
     char *peer_software;
     char **peer_caps;

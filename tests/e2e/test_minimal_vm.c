@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The minimal guest image in a real VM (QEMU, TCG): the agent answers over virtio-serial, runs
- * commands in the guest's kernel, moves trees, and powers the VM off on Shutdown. Two boots, on
+ * commands in the guest's kernel, moves trees, takes a new host's clock, and powers the VM off on
+ * Shutdown. Two boots, on
  * purpose: a TCG boot costs seconds. */
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -78,6 +80,20 @@ TEST_T(minimal_vm_runs_commands_and_powers_off, 180) {
         err);
     th_sh("diff -r --no-dereference -x new %s %s && grep -q more %s/new", src, back, back);
     th_rmtree(dir);
+
+    /* A new host's hello sets the guest's clock (as after a restore from a saved state): the
+     * clock is put back to 1971, the host leaves and comes back. */
+    r = th_run(ch, &o, ARGV("sh", "-c", "date -u -s '1971-01-01 00:00:00' >/dev/null; date +%s"));
+    ASSERT_TRUE(strtoll(th_output_str(&o, 1), NULL, 10) < 100000000);
+    th_output_free(&o);
+    cdn_channel_free(ch);
+    ch = NULL;
+    ASSERT_OK(th_vm_channel(&vm, 60000, &ch, &err), err);
+    r = th_run(ch, &o, ARGV("date", "+%s"));
+    long long guest = strtoll(th_output_str(&o, 1), NULL, 10), now = (long long)time(NULL);
+    printf("  after a new host's hello the guest's clock is %+lld s off the host's\n", guest - now);
+    ASSERT_TRUE(guest > now - 5 && guest < now + 5);
+    th_output_free(&o);
 
     /* Shutdown: the agent exits, init powers off, QEMU ends by itself. */
     ASSERT_OK(cdn_channel_shutdown(ch, true, 10000, &err), err);
