@@ -76,6 +76,7 @@ struct sched_host {
     uint64_t used_mib;
     bool down; /* stopped answering: drained, nothing placed on it */
     int64_t checked_ms;
+    struct host_probe *probe; /* a drained host's reconnection in progress (the ticker's) */
 };
 
 /* A tenant's quotas and its share of the running slots. */

@@ -9,11 +9,13 @@
 #include <time.h>
 
 #include "sched_internal.h"
+#include "cleanup.h"
 #include "vm.h"
 
 #define RETRY_MIN_MS 1000u
 #define RETRY_MAX_MS 300000u
 #define RETRY_UNKNOWN_MS 5000u
+#define SUSPECT_WAIT_MS 3000
 
 static int64_t mono_ms(void) {
     struct timespec ts;
@@ -208,8 +210,13 @@ int sched_hosts_open(struct cdn_sched *s, cdn_err **err) {
     return 0;
 }
 
+struct host_probe;
+static void probe_unref(struct host_probe *p);
+
 void sched_hosts_close(struct cdn_sched *s) {
     for (size_t i = 0; i < s->n_hosts; i++) {
+        if (s->hosts[i].probe)
+            probe_unref(s->hosts[i].probe); /* a probe still hanging frees it when it ends */
         cdn_vm_host_closep(&s->hosts[i].conn);
         free(s->hosts[i].uri);
     }
@@ -242,6 +249,103 @@ static void drain_locked(struct cdn_sched *s, size_t i) {
               lost, lost == 1 ? "" : "es");
 }
 
+void sched_host_suspect(struct cdn_sched *s, struct sbx *b) {
+    /* The scheduler's own connection to the host has libvirt's keepalive: a host that is gone
+     * closes it at once; a hung one's ran out about when the sandbox's own connection did (that
+     * is what failed the VM), give or take a keepalive interval: wait that long, not more (a VM
+     * failing for its own reasons is reported that much later). */
+    for (int64_t end = mono_ms() + SUSPECT_WAIT_MS;;) {
+        pthread_mutex_lock(&s->mu);
+        int i = b->host;
+        bool lost = i >= 0 && (s->hosts[i].down || !cdn_vm_host_connected(s->hosts[i].conn));
+        if (lost) {
+            if (!s->hosts[i].down)
+                drain_locked(s, (size_t)i);
+            b->host_lost = true;
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (lost || i < 0 || mono_ms() >= end)
+            return;
+        usleep(200000);
+    }
+}
+
+/* ---- a drained host's way back ---- */
+
+/* Connecting to a host that hangs could block for ever: each attempt runs in a thread of its own,
+ * sharing this with the ticker; whichever lets go last frees it. */
+struct host_probe {
+    pthread_mutex_t mu;
+    int refs;
+    bool done;
+    struct cdn_vm_host *conn; /* answered */
+    char *uri, *daemon_dir;
+};
+
+static void probe_unref(struct host_probe *p) {
+    pthread_mutex_lock(&p->mu);
+    bool last = --p->refs == 0;
+    pthread_mutex_unlock(&p->mu);
+    if (!last)
+        return;
+    cdn_vm_host_closep(&p->conn);
+    pthread_mutex_destroy(&p->mu);
+    free(p->uri);
+    free(p->daemon_dir);
+    free(p);
+}
+
+static void *probe_run(void *arg) {
+    struct host_probe *p = arg;
+    struct cdn_vm_host *conn = NULL;
+    struct cdn_vm_host_opts ho = {.uri = p->uri, .daemon_dir = p->daemon_dir, .no_start = true};
+    cdn_err *e = NULL;
+    if (cdn_vm_host_open(&ho, &conn, &e) < 0 || !cdn_vm_host_alive(conn))
+        cdn_vm_host_closep(&conn);
+    cdn_err_free(e);
+    pthread_mutex_lock(&p->mu);
+    p->conn = conn;
+    p->done = true;
+    pthread_mutex_unlock(&p->mu);
+    probe_unref(p);
+    return NULL;
+}
+
+static void probe_start(struct cdn_sched *s, struct sched_host *h) {
+    struct host_probe *p = calloc(1, sizeof(*p));
+    if (!p)
+        return;
+    pthread_mutex_init(&p->mu, NULL);
+    p->refs = 2;
+    p->uri = h->uri ? strdup(h->uri) : NULL;
+    p->daemon_dir = strdup(s->daemon_dir);
+    pthread_t t;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    if ((h->uri && !p->uri) || !p->daemon_dir || pthread_create(&t, &a, probe_run, p) != 0) {
+        p->refs = 1;
+        probe_unref(p);
+        p = NULL;
+    }
+    pthread_attr_destroy(&a);
+    h->probe = p;
+}
+
+/* A finished probe's connection (NULL: not yet, or it did not answer: the next one is due). */
+static struct cdn_vm_host *probe_take(struct sched_host *h, bool *finished) {
+    struct host_probe *p = h->probe;
+    pthread_mutex_lock(&p->mu);
+    *finished = p->done;
+    struct cdn_vm_host *conn = p->done ? TAKE_PTR(p->conn) : NULL;
+    pthread_mutex_unlock(&p->mu);
+    if (*finished) {
+        probe_unref(p);
+        h->probe = NULL;
+    }
+    return conn;
+}
+
 void sched_hosts_check(struct cdn_sched *s) {
     int64_t now = mono_ms();
     for (size_t i = 0; i < s->n_hosts; i++) {
@@ -250,64 +354,29 @@ void sched_hosts_check(struct cdn_sched *s) {
         bool due = now - h->checked_ms >= s->o.host_check_ms, down = h->down;
         if (due)
             h->checked_ms = now;
+        if (!down && due && !cdn_vm_host_connected(h->conn))
+            drain_locked(s, i); /* gone, or its keepalive went unanswered */
         pthread_mutex_unlock(&s->mu);
-        if (!due)
+        if (!down || !due)
             continue;
-        /* Only the ticker uses the connection after open: no lock around the calls. */
-        if (down) {
-            struct cdn_vm_host *conn = NULL;
-            struct cdn_vm_host_opts ho = {
-                .uri = h->uri, .daemon_dir = s->daemon_dir, .no_start = true};
-            cdn_err *e = NULL;
-            if (cdn_vm_host_open(&ho, &conn, &e) == 0 && cdn_vm_host_alive(conn)) {
-                cdn_vm_host_closep(&h->conn);
-                h->conn = conn;
-                pthread_mutex_lock(&s->mu);
-                h->down = false;
-                sched_dispatch_locked(s);
-                pthread_mutex_unlock(&s->mu);
-                sched_log(s, "host %s answers again: placing sandboxes on it",
-                          cdn_vm_host_uri(conn));
-            } else {
-                cdn_vm_host_closep(&conn);
-            }
-            cdn_err_free(e);
+        /* Drained: is it back? (Only the ticker touches probes.) */
+        if (!h->probe) {
+            probe_start(s, h);
             continue;
         }
-        if (cdn_vm_host_alive(h->conn))
+        bool finished;
+        struct cdn_vm_host *conn = probe_take(h, &finished);
+        if (!conn)
             continue;
         pthread_mutex_lock(&s->mu);
-        drain_locked(s, i);
+        struct cdn_vm_host *old = h->conn;
+        h->conn = conn;
+        h->down = false;
+        sched_dispatch_locked(s);
         pthread_mutex_unlock(&s->mu);
+        cdn_vm_host_closep(&old);
+        sched_log(s, "host %s answers again: placing sandboxes on it", cdn_vm_host_uri(conn));
     }
-}
-
-void sched_host_suspect(struct cdn_sched *s, struct sbx *b) {
-    pthread_mutex_lock(&s->mu);
-    int i = b->host;
-    bool down = i < 0 || s->hosts[i].down;
-    pthread_mutex_unlock(&s->mu);
-    if (down) {
-        pthread_mutex_lock(&s->mu);
-        b->host_lost = b->host_lost || i >= 0;
-        pthread_mutex_unlock(&s->mu);
-        return;
-    }
-    /* A connection of its own: the ticker's is the ticker's. */
-    struct cdn_vm_host *conn = NULL;
-    struct cdn_vm_host_opts ho = {
-        .uri = s->hosts[i].uri, .daemon_dir = s->daemon_dir, .no_start = true};
-    cdn_err *e = NULL;
-    bool alive = cdn_vm_host_open(&ho, &conn, &e) == 0 && cdn_vm_host_alive(conn);
-    cdn_vm_host_closep(&conn);
-    cdn_err_free(e);
-    if (alive)
-        return;
-    pthread_mutex_lock(&s->mu);
-    if (!s->hosts[i].down)
-        drain_locked(s, (size_t)i);
-    b->host_lost = true;
-    pthread_mutex_unlock(&s->mu);
 }
 
 int sched_fits_somewhere(struct cdn_sched *s, unsigned vcpus, uint64_t memory_mib, cdn_err **err) {

@@ -591,7 +591,9 @@ void *sched_worker(void *arg) {
     /* Its result (the workspace, the artifacts), when it has one: a result over its limits fails
      * the sandbox, the evidence up to then kept. */
     cdn_err *te = NULL;
-    if (r >= 0 && w.booted && (cdn_session_info(w.sess)->has_repo || w.b->spec.n_artifacts)) {
+    /* A lost host's guest is gone or unreachable: no result to take (its evidence stays). */
+    if (r >= 0 && w.booted && !host_lost &&
+        (cdn_session_info(w.sess)->has_repo || w.b->spec.n_artifacts)) {
         if (cdn_session_take_result(w.sess, "the sandbox's commands", &te) >= 0) {
             const struct cdn_task_result *info = cdn_session_info(w.sess);
             if (info->has_repo)

@@ -6,6 +6,7 @@
 #include "vm.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -64,6 +65,33 @@ __attribute__((format(printf, 2, 3))) static int lv_err(cdn_err **err, const cha
     return cdn_err_set(err, EIO, "%s: %s", what, e && e->message ? e->message : "libvirt error");
 }
 
+/* libvirt's keepalive needs an event loop: one thread of ours runs libvirt's default one, so a
+ * host that stops answering (a hung daemon, a partitioned network) closes its connection within
+ * seconds and every call waiting on it fails, instead of waiting forever. */
+#define KEEPALIVE_INTERVAL_S 2
+#define KEEPALIVE_COUNT 3
+static pthread_once_t event_once = PTHREAD_ONCE_INIT;
+static bool event_running;
+
+static void *event_loop(void *arg) {
+    (void)arg;
+    for (;;)
+        if (virEventRunDefaultImpl() < 0)
+            usleep(100000);
+    return NULL;
+}
+
+static void event_start(void) {
+    if (virEventRegisterDefaultImpl() < 0)
+        return;
+    pthread_t t;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    event_running = pthread_create(&t, &a, event_loop, NULL) == 0;
+    pthread_attr_destroy(&a);
+}
+
 /* A URI with a host (qemu+ssh://node/system, qemu+tcp://10.0.0.2/system, qemu://node/system)
  * reaches another machine; qemu:///system and qemu+unix:///system?socket=... stay on this one. */
 static bool uri_is_remote(const char *uri) {
@@ -82,6 +110,7 @@ int cdn_vm_host_open(const struct cdn_vm_host_opts *opts, struct cdn_vm_host **o
     if (!h->uri)
         return cdn_err_set(err, ENOMEM, "out of memory");
     virSetErrorFunc(NULL, quiet_errors);
+    pthread_once(&event_once, event_start);
     if (strcmp(h->uri, "qemu:///system") == 0 && !(opts && opts->no_start)) {
         const char *dir = opts && opts->daemon_dir ? opts->daemon_dir : "/run/cordon";
         int r = vm_daemons_ensure(&h->daemons, dir, DAEMON_START_TIMEOUT_MS, err);
@@ -92,6 +121,8 @@ int cdn_vm_host_open(const struct cdn_vm_host_opts *opts, struct cdn_vm_host **o
     if (!h->conn)
         return lv_err(err, "connecting to %s", h->uri);
     h->remote = uri_is_remote(h->uri);
+    if (event_running)
+        virConnectSetKeepAlive(h->conn, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT);
     *out = TAKE_PTR(h);
     return 0;
 }
@@ -129,6 +160,10 @@ bool cdn_vm_host_alive(struct cdn_vm_host *h) {
         return false;
     virNodeInfo ni;
     return virNodeGetInfo(h->conn, &ni) == 0;
+}
+
+bool cdn_vm_host_connected(struct cdn_vm_host *h) {
+    return h->conn && virConnectIsAlive(h->conn) == 1;
 }
 
 const char *cdn_vm_host_uri(const struct cdn_vm_host *h) { return h->uri; }

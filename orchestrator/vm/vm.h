@@ -33,8 +33,12 @@ struct cdn_vm_host_capacity {
     uint64_t memory_mib;
 };
 int cdn_vm_host_capacity(struct cdn_vm_host *h, struct cdn_vm_host_capacity *out, cdn_err **err);
-/* Whether the host still answers (libvirt's keepalive and a cheap call). */
+/* Whether the host still answers (libvirt's keepalive and a cheap call: blocks while a hung host's
+ * keepalive runs out). */
 bool cdn_vm_host_alive(struct cdn_vm_host *h);
+/* Whether the connection is still up, without a call: a closed socket, or a keepalive that went
+ * unanswered (pings every 2 s, 3 missed: ~8 s), has closed it. */
+bool cdn_vm_host_connected(struct cdn_vm_host *h);
 const char *cdn_vm_host_uri(const struct cdn_vm_host *h);
 /* Names of the cordon-* domains this libvirt knows (running or not); caller frees each and the
  * array. */

@@ -145,6 +145,9 @@ static int each(const struct th_host2 *h, void (*fn)(pid_t)) {
 }
 
 static void kill9(pid_t pid) { kill(pid, SIGKILL); }
+static void stop(pid_t pid) { kill(pid, SIGSTOP); }
+
+int th_host2_freeze(struct th_host2 *h) { return h->pid > 0 ? each(h, stop) : 0; }
 
 int th_host2_count(const struct th_host2 *h) { return h->pid > 0 ? each(h, NULL) : 0; }
 

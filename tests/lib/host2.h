@@ -20,6 +20,9 @@ void th_host2_start(struct th_host2 *h, const char *dir);
 /* The host goes away at once: every process of its namespace (libvirtd, virtlogd, its QEMUs)
  * killed with SIGKILL. Returns how many were killed. */
 int th_host2_kill(struct th_host2 *h);
+/* The host stops answering without going away (a hung daemon, a partitioned network): every
+ * process of its namespace stopped with SIGSTOP (th_host2_kill still ends them). */
+int th_host2_freeze(struct th_host2 *h);
 /* The processes of its namespace now (QEMUs included). */
 int th_host2_count(const struct th_host2 *h);
 /* Its QEMUs running cordon guests now (not libvirt's capability probes). */
