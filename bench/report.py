@@ -108,7 +108,17 @@ def main():
     row("exec `true` vs qemu-guest-agent guest-exec + guest-exec-status",
         fmt(get(qga, "cordon"), "ms", 2), fmt(get(qga, "baseline"), "ms", 2),
         fmt(get(qga, "ratio"), "x", 1), ">= 5x faster", None if qga is None else qga["ratio"] >= 5)
+    over = get(load(d, "qga"), "results", "exec_true_above_spawn")
+    if over:
+        row("the same, each agent's time above the guest's own spawn of /bin/true (%.1f ms under TCG)"
+            % over["guest_spawn"], fmt(over["cordon"], "ms", 2), fmt(over["baseline"], "ms", 2),
+            fmt(over["ratio"], "x", 1), "-", None)
     if ch:
+        e = get(ch, "results", "archive_stream")
+        if e:
+            row("archive stream (the tar codec and the channel, no files) vs raw write/read on the "
+                "same socketpair", fmt(e["cordon"], "MiB/s"), fmt(e["baseline"], "MiB/s"),
+                fmt(e["ratio"], "x", 2), ">= 0.8x", e["ratio"] >= 0.8)
         for k in ("archive_put", "archive_get"):
             e = get(ch, "results", k)
             if e:
@@ -148,7 +158,7 @@ def main():
     accel = get(boot, "accel") or "?"
     out = ["# cordon benchmark report", "",
            "Written by `make bench` (bench/report.py) from `bench/results/*.json`; every figure is a median "
-           "of the last run on this host (kernel %s, accelerator %s, %d CPUs). Ratios are against a baseline "
+           "of the last run of its benchmark on this host (kernel %s, accelerator %s, %d CPUs). Ratios are against a baseline "
            "measured in the same run." % (host, accel, os.cpu_count() or 0), "",
            "| what | cordon | baseline | ratio | goal | verdict |", "|---|---|---|---|---|---|"]
     out += rows

@@ -111,14 +111,25 @@ static double exec_ms(struct cdn_channel *ch) {
     return (th_now_s() - t0) * 1e3;
 }
 
-static struct cdn_channel *connect_agent(struct cdn_vm *vm) {
-    _cleanup_err_ cdn_err *err = NULL;
-    int fd = cdn_vm_agent_fd(vm, 60000, &err);
-    ASSERT_OK(fd, err);
-    struct cdn_channel_opts o = {.name = cdn_vm_name(vm), .handshake_timeout_ms = 60000};
-    struct cdn_channel *ch = NULL;
-    ASSERT_OK(cdn_channel_open(fd, &o, &ch, &err), err);
-    return ch;
+static int hello_retries; /* restores whose first hello went unanswered */
+
+/* After a restore the guest may drop the first hello (it sees the old host leave and reopens its
+ * port as the new one writes): a new connection, 5 s later, gets through. Counted. */
+static struct cdn_channel *connect_agent(struct cdn_vm *vm, bool restored) {
+    for (int attempt = 0;; attempt++) {
+        _cleanup_err_ cdn_err *err = NULL;
+        int fd = cdn_vm_agent_fd(vm, 60000, &err);
+        ASSERT_OK(fd, err);
+        struct cdn_channel_opts o = {.name = cdn_vm_name(vm),
+                                     .handshake_timeout_ms =
+                                         restored && attempt < 5 ? 5000 : 60000};
+        struct cdn_channel *ch = NULL;
+        if (cdn_channel_open(fd, &o, &ch, &err) == 0)
+            return ch;
+        if (!restored || attempt >= 5)
+            FAIL("%s", cdn_err_msg(err));
+        hello_retries++;
+    }
 }
 
 static void save_restore(const char *dir, struct cdn_vm_host *h, double *cold, double *save,
@@ -145,7 +156,7 @@ static void save_restore(const char *dir, struct cdn_vm_host *h, double *cold, d
         _cleanup_err_ cdn_err *err = NULL;
         double t0 = th_now_s();
         ASSERT_OK(cdn_vm_start(h, &spec, &vm, &err), err);
-        struct cdn_channel *ch = connect_agent(vm);
+        struct cdn_channel *ch = connect_agent(vm, false);
         exec_ms(ch);
         vc[i] = (th_now_s() - t0) * 1e3;
         sleep(1); /* idle, as a warm VM is */
@@ -157,7 +168,7 @@ static void save_restore(const char *dir, struct cdn_vm_host *h, double *cold, d
         *file_mib = stat(img, &st) == 0 ? (double)st.st_size / 1048576.0 : 0;
         t0 = th_now_s();
         ASSERT_OK(cdn_vm_restore(vm, img, &err), err);
-        ch = connect_agent(vm);
+        ch = connect_agent(vm, true);
         exec_ms(ch);
         vr[i] = (th_now_s() - t0) * 1e3;
         cdn_channel_free(ch);
@@ -205,8 +216,8 @@ int main(void) {
            w, wt, GOAL_MS);
     printf("  cold start through cordond %7.1f ms (create to first `true`)\n", cl);
     printf("  libvirt: cold boot to exec %7.1f ms; save %.1f ms (%.0f MiB); restore to exec "
-           "%.1f ms (%.2fx the cold boot)\n",
-           sr_cold, sr_save, sr_mib, sr_restore, sr_restore / sr_cold);
+           "%.1f ms (%.2fx the cold boot; %d of %d restores needed a second hello)\n",
+           sr_cold, sr_save, sr_mib, sr_restore, sr_restore / sr_cold, hello_retries, RUNS);
     json_t *root = json_pack(
         "{s:s, s:i, s:{s:{s:s, s:f, s:f, s:f, s:f, s:s}, s:{s:s, s:f, s:f, s:f, s:f, s:f, s:s}}}",
         "benchmark", "warm", "runs", RUNS, "results", "warm_start", "unit", "ms", "cordon", w,
@@ -218,6 +229,8 @@ int main(void) {
         "libvirt restore of a saved idle guest to its first exec / a cold boot to its first exec; "
         "lower is better");
     json_object_set_new(root, "goal_ms", json_real(GOAL_MS));
+    json_object_set_new(json_object_get(json_object_get(root, "results"), "save_restore"),
+                        "hello_retries", json_integer(hello_retries));
     th_bench_finish(root, "warm", dir);
     return 0;
 }
