@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include "clock.h"
 #include "logf.h"
 #include "policy.h"
 #include "scheduler.h"
@@ -113,6 +114,9 @@ struct cdn_sched {
     bool pool_running;
     volatile sig_atomic_t pool_cancel;
 };
+
+/* The monotonic clock (cdn_now_ms) as the signed ms the scheduler's deadlines use. */
+static inline int64_t sched_now_ms(void) { return (int64_t)cdn_now_ms(); }
 
 #define sched_log(s, ...) cdn_logf((s)->o.log, (s)->o.log_ud, __VA_ARGS__)
 void sched_wake(int fd);

@@ -17,12 +17,6 @@
 #define RETRY_UNKNOWN_MS 5000u
 #define SUSPECT_WAIT_MS 3000
 
-static int64_t mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 struct sched_tenant *sched_tenant(struct cdn_sched *s, const char *name) {
     for (size_t i = 0; i < s->n_tenants; i++)
         if (strcmp(s->tenants[i].name, name) == 0)
@@ -104,7 +98,7 @@ static bool start(struct cdn_sched *s, struct sbx *b, int host) {
     b->host = host;
     b->spec.uri = h->uri;
     b->running = true;
-    b->started_ms = mono_ms();
+    b->started_ms = sched_now_ms();
     s->running++;
     h->running++;
     h->used_vcpus += b->vcpus;
@@ -159,7 +153,7 @@ void sched_release_locked(struct cdn_sched *s, struct sbx *b) {
     h->used_mib -= b->memory_mib;
     s->running--;
     b->host = -1;
-    double held = (double)(mono_ms() - b->started_ms);
+    double held = (double)(sched_now_ms() - b->started_ms);
     s->hold_ms_avg = s->hold_ms_avg > 0 ? 0.8 * s->hold_ms_avg + 0.2 * held : held;
 }
 
@@ -202,7 +196,7 @@ int sched_hosts_open(struct cdn_sched *s, cdn_err **err) {
         h->vcpu_cap = cap.cpus * s->o.cpu_overcommit;
         uint64_t reserve = s->o.memory_reserve_mib;
         h->memory_cap_mib = cap.memory_mib > reserve + 512 ? cap.memory_mib - reserve : 512;
-        h->checked_ms = mono_ms();
+        h->checked_ms = sched_now_ms();
         sched_log(s, "host %s: %u CPUs, %llu MiB: places up to %u vCPUs and %llu MiB (weight %u)",
                   cdn_vm_host_uri(h->conn), cap.cpus, (unsigned long long)cap.memory_mib,
                   h->vcpu_cap, (unsigned long long)h->memory_cap_mib, h->weight);
@@ -254,7 +248,7 @@ void sched_host_suspect(struct cdn_sched *s, struct sbx *b) {
      * closes it at once; a hung one's ran out about when the sandbox's own connection did (that
      * is what failed the VM), give or take a keepalive interval: wait that long, not more (a VM
      * failing for its own reasons is reported that much later). */
-    for (int64_t end = mono_ms() + SUSPECT_WAIT_MS;;) {
+    for (int64_t end = sched_now_ms() + SUSPECT_WAIT_MS;;) {
         pthread_mutex_lock(&s->mu);
         int i = b->host;
         bool lost = i >= 0 && (s->hosts[i].down || !cdn_vm_host_connected(s->hosts[i].conn));
@@ -264,7 +258,7 @@ void sched_host_suspect(struct cdn_sched *s, struct sbx *b) {
             b->host_lost = true;
         }
         pthread_mutex_unlock(&s->mu);
-        if (lost || i < 0 || mono_ms() >= end)
+        if (lost || i < 0 || sched_now_ms() >= end)
             return;
         usleep(200000);
     }
@@ -347,7 +341,7 @@ static struct cdn_vm_host *probe_take(struct sched_host *h, bool *finished) {
 }
 
 void sched_hosts_check(struct cdn_sched *s) {
-    int64_t now = mono_ms();
+    int64_t now = sched_now_ms();
     for (size_t i = 0; i < s->n_hosts; i++) {
         struct sched_host *h = &s->hosts[i];
         pthread_mutex_lock(&s->mu);

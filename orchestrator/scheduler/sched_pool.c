@@ -28,12 +28,6 @@ struct sched_pool {
     int64_t retry_after_ms; /* a failed boot backs off */
 };
 
-static int64_t mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static unsigned image_memory_mib(const char *image) {
     return strcmp(image, "devbox") == 0 ? 1024 : 512;
 }
@@ -71,7 +65,7 @@ static void pool_log_notice(void *ud, const char *line) {
 
 /* The pool most short of its target whose next boot is due, and a host for it (under mu). */
 static struct sched_pool *next_to_fill(struct cdn_sched *s, int *host) {
-    int64_t now = mono_ms();
+    int64_t now = sched_now_ms();
     struct sched_pool *pick = NULL;
     for (size_t i = 0; i < s->n_pools; i++) {
         struct sched_pool *p = &s->pools[i];
@@ -122,7 +116,7 @@ static void *pool_thread(void *arg) {
         if (r < 0 || !v || s->closing) {
             hold(s, host, p, false);
             if (r < 0 && !s->closing) {
-                p->retry_after_ms = mono_ms() + POOL_BACKOFF_MS;
+                p->retry_after_ms = sched_now_ms() + POOL_BACKOFF_MS;
                 sched_log(s, "warm pool %s: a boot failed (trying again in %d s): %s", p->image,
                           POOL_BACKOFF_MS / 1000, cdn_err_msg(e));
             }

@@ -34,12 +34,6 @@ struct worker {
     cdn_err *fatal;      /* the deferred boot failed: the sandbox fails */
 };
 
-static int64_t mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void set_state(struct worker *w, enum cdn_sandbox_state to, const char *error) {
     cdn_err *e = NULL;
     if (cdn_store_sandbox_set_state(w->s->o.store, w->b->tenant, w->b->id, to, error, &e) < 0)
@@ -224,7 +218,7 @@ static void admit_command(struct worker *w, struct job *j) {
         start_command(w, j);
         return;
     }
-    j->waiting_since_ms = mono_ms();
+    j->waiting_since_ms = sched_now_ms();
     j->next = w->waiting;
     w->waiting = j;
     if (j->ops->pending)
@@ -270,7 +264,7 @@ static void check_waiting(struct worker *w) {
         else if (st == CDN_APPROVAL_PENDING && j->spec.no_approval_wait)
             st = expire(w, j, "nobody (the request allowed no wait)", &by);
         else if (st == CDN_APPROVAL_PENDING &&
-                 mono_ms() - j->waiting_since_ms >= (int64_t)approval_wait_s(w, j) * 1000)
+                 sched_now_ms() - j->waiting_since_ms >= (int64_t)approval_wait_s(w, j) * 1000)
             st = expire(w, j, "nobody (the approval timed out)", &by);
         if (st == CDN_APPROVAL_PENDING) {
             pp = &j->next;
