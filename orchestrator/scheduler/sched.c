@@ -271,9 +271,13 @@ static void log_notice(void *ud, const char *line) {
         j->ops->notice(j->ud, line);
 }
 
+unsigned sched_image_memory_mib(const char *image) {
+    return strcmp(image, "devbox") == 0 ? 1024 : 512; /* the session's defaults (task_vmup.c) */
+}
+
 /* What its VM gets (the session's default when the limits set none). */
 static uint64_t sbx_memory_mib(const struct cdn_task_spec *t, const char *image) {
-    return t->memory_mib ? t->memory_mib : strcmp(image, "devbox") == 0 ? 1024 : 512;
+    return t->memory_mib ? t->memory_mib : sched_image_memory_mib(image);
 }
 
 /* A sandbox in memory from its stored record (request already validated). */

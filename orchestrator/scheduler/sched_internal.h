@@ -133,6 +133,11 @@ void sbx_free(struct sbx *b);
 /* Starts queued sandboxes while slots are free (under mu): placement and fair sharing,
  * sched_pick.c. */
 void sched_dispatch_locked(struct cdn_sched *s);
+/* The host with the most free memory (times its weight) that holds vcpus and memory_mib more
+ * (-1: none now), under mu. */
+int sched_place_locked(struct cdn_sched *s, unsigned vcpus, uint64_t memory_mib);
+/* The memory an image's VM gets when the limits set none. */
+unsigned sched_image_memory_mib(const char *image);
 /* A tenant's record (created on first sight; NULL when out of memory), under mu. */
 struct sched_tenant *sched_tenant(struct cdn_sched *s, const char *name);
 /* The worker of b ended: its host's share given back, its hold time averaged (under mu). */

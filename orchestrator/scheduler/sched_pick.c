@@ -41,14 +41,13 @@ static unsigned tenant_max_running(const struct cdn_sched *s, const struct sched
     return t->max_running ? t->max_running : s->o.tenant_max_running;
 }
 
-/* The host b fits best on (-1: none now). */
-static int place(struct cdn_sched *s, const struct sbx *b) {
+int sched_place_locked(struct cdn_sched *s, unsigned vcpus, uint64_t memory_mib) {
     int best = -1;
     double best_score = 0;
     for (size_t i = 0; i < s->n_hosts; i++) {
         const struct sched_host *h = &s->hosts[i];
-        if (h->down || h->used_vcpus + b->vcpus > h->vcpu_cap ||
-            h->used_mib + b->memory_mib > h->memory_cap_mib)
+        if (h->down || h->used_vcpus + vcpus > h->vcpu_cap ||
+            h->used_mib + memory_mib > h->memory_cap_mib)
             continue;
         double score = (double)h->weight * (double)(h->memory_cap_mib - h->used_mib) /
                        (double)(h->memory_cap_mib ? h->memory_cap_mib : 1);
@@ -128,7 +127,7 @@ void sched_dispatch_locked(struct cdn_sched *s) {
                 continue;
             if (best && !before(b, t, best, best_t))
                 continue;
-            int h = place(s, b);
+            int h = sched_place_locked(s, b->vcpus, b->memory_mib);
             if (h < 0)
                 continue; /* a smaller one behind it may fit: the big one waits for room */
             best = b;

@@ -28,25 +28,6 @@ struct sched_pool {
     int64_t retry_after_ms; /* a failed boot backs off */
 };
 
-static unsigned image_memory_mib(const char *image) {
-    return strcmp(image, "devbox") == 0 ? 1024 : 512;
-}
-
-/* Under mu: a host with room for one more warm VM of p (-1: none). */
-static int pool_place(struct cdn_sched *s, const struct sched_pool *p) {
-    int best = -1;
-    for (size_t i = 0; i < s->n_hosts; i++) {
-        const struct sched_host *h = &s->hosts[i];
-        if (h->down || h->used_vcpus + 1 > h->vcpu_cap ||
-            h->used_mib + p->memory_mib > h->memory_cap_mib)
-            continue;
-        if (best < 0 || h->memory_cap_mib - h->used_mib >
-                            s->hosts[best].memory_cap_mib - s->hosts[best].used_mib)
-            best = (int)i;
-    }
-    return best;
-}
-
 static void hold(struct cdn_sched *s, int host, const struct sched_pool *p, bool take) {
     struct sched_host *h = &s->hosts[host];
     if (take) {
@@ -73,7 +54,7 @@ static struct sched_pool *next_to_fill(struct cdn_sched *s, int *host) {
             continue;
         if (pick && p->target - p->ready - p->booting <= pick->target - pick->ready - pick->booting)
             continue;
-        int h = pool_place(s, p);
+        int h = sched_place_locked(s, 1, p->memory_mib);
         if (h >= 0) {
             pick = p;
             *host = h;
@@ -155,7 +136,7 @@ int sched_pool_open(struct cdn_sched *s, cdn_err **err) {
         if (!(p->image = strdup(o->image)))
             return cdn_err_set(err, ENOMEM, "out of memory");
         p->target = o->size;
-        p->memory_mib = image_memory_mib(o->image);
+        p->memory_mib = sched_image_memory_mib(o->image);
     }
     pthread_cond_init(&s->pool_cond, NULL);
     if (pthread_create(&s->pool_thread, NULL, pool_thread, s) != 0)
