@@ -24,6 +24,7 @@ struct cli_daemon_config {
     const struct cdn_sched_pool *pools; /* warm_pool */
     size_t n_pools;
     struct cdn_sched_pool *own_pools;
+    bool warm_no_clone;                      /* warm_clone: never */
     const char *db;                          /* the store (NULL: STATE/cordond.db) */
     void (*log)(void *ud, const char *line); /* NULL: cli_daemon_log */
 };

@@ -256,6 +256,14 @@ int cli_daemon_config_load(struct cli_daemon_config *c, const char *path, cdn_er
                 return r;
             continue;
         }
+        if (strcmp(k->scalar, "warm_clone") == 0) {
+            bool never = v->type == PN_SCALAR && strcmp(v->scalar, "never") == 0;
+            if (!never && !(v->type == PN_SCALAR && strcmp(v->scalar, "auto") == 0))
+                return cdn_err_set(err, EINVAL, "%s:%u:%u: warm_clone is auto or never", path,
+                                   v->line, v->col);
+            c->warm_no_clone = never;
+            continue;
+        }
         if (strcmp(k->scalar, "tenants") == 0) {
             if ((r = load_tenants(c, path, v, err)) < 0)
                 return r;

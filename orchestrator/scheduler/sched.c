@@ -134,6 +134,7 @@ void sbx_free(struct sbx *b) {
     }
     if (b->wake >= 0)
         close(b->wake);
+    cdn_warm_free(b->warm); /* placed but never booted */
     cdn_policy_free(b->policy);
     free(b->tenant);
     free(b->repo);

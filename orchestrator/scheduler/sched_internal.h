@@ -53,10 +53,11 @@ struct sbx {
     int priority;   /* higher first, within its tenant's share */
     unsigned vcpus; /* what it takes from its host */
     uint64_t memory_mib;
-    uint64_t seq;       /* creation order */
-    int host;           /* index in sched->hosts while running, else -1 */
-    int64_t started_ms; /* when its worker began */
-    bool host_lost;     /* its host stopped answering (under mu) */
+    uint64_t seq;          /* creation order */
+    int host;              /* index in sched->hosts while running, else -1 */
+    int64_t started_ms;    /* when its worker began */
+    bool host_lost;        /* its host stopped answering (under mu) */
+    struct cdn_warm *warm; /* the warm VM taken for it when it was placed (its worker's then) */
     /* under sched->mu */
     enum cdn_sandbox_state state;
     struct job *queue, *queue_tail; /* submitted, not yet taken by the worker */
@@ -78,6 +79,8 @@ struct sched_host {
     bool down; /* stopped answering: drained, nothing placed on it */
     int64_t checked_ms;
     struct host_probe *probe; /* a drained host's reconnection in progress (the ticker's) */
+    char **lost_vms;          /* guests of its sandboxes left when it stopped answering */
+    size_t n_lost_vms;
 };
 
 /* A tenant's quotas and its share of the running slots. */
@@ -150,11 +153,17 @@ void sched_hosts_close(struct cdn_sched *s);
 /* Hosts that stopped answering are drained (ticker, not under mu). */
 void sched_hosts_check(struct cdn_sched *s);
 /* The warm pool (sched_pool.c): its thread started (none without pools), stopped and its VMs
- * destroyed; a warm VM for b (its image and shape, on its host) or NULL. */
+ * destroyed. Under mu: a ready warm VM for b (its image and shape) on host, taken (its share of
+ * the host released: b holds its own), or NULL; and a host with one (-1: none), where b fits
+ * once it takes it even when the host has no other room. */
 struct sched_pool;
 int sched_pool_open(struct cdn_sched *s, cdn_err **err);
 void sched_pool_close(struct cdn_sched *s);
-struct cdn_warm *sched_pool_take(struct cdn_sched *s, struct sbx *b);
+struct cdn_warm *sched_pool_take_locked(struct cdn_sched *s, const struct sbx *b, int host);
+int sched_pool_host_locked(struct cdn_sched *s, const struct sbx *b);
+/* b's guest, name, was left on its host when the host stopped answering (its close made no call
+ * there): destroyed if the host answers again. */
+void sched_host_lost_vm(struct cdn_sched *s, struct sbx *b, const char *name);
 /* b's VM failed: if its host does not answer either, the host is drained and b marked lost. */
 void sched_host_suspect(struct cdn_sched *s, struct sbx *b);
 /* Whether some host could ever hold b (its demand against the largest capacity). */

@@ -2,8 +2,17 @@
 /* The warm pool: per image, a configured number of VMs booted ahead of any sandbox (agent ready,
  * no workspace, no policy), each holding its share of a host like a running sandbox. A sandbox
  * of that image and the image's default shape that starts on the same host takes one instead of
- * booting; a thread of its own boots replacements. A warm VM is handed out once, never returned:
- * the sandbox's end destroys it. */
+ * booting; a thread of its own brings up replacements. A warm VM is handed out once, never
+ * returned: the sandbox's end destroys it.
+ *
+ * Replacements are cloned from templates where that is faster than booting: a template is a VM
+ * booted and saved once (cdn_warm_template_make), and a clone of it runs under its name, so one
+ * at a time. Per image and host, a fill clones the first template with no clone running (a
+ * pool VM or a sandbox that took one); when every template has one, it makes another, up to the
+ * pool's size plus max_running (as many as can be alive at once), and boots cold beyond. A
+ * template that cannot be made, a clone that fails, or clones slower than a template's own boot
+ * (CLONE_SLOWER_LIMIT in a row) turn cloning off for that image on that host, said in one line:
+ * its VMs boot cold from then on. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +22,7 @@
 #include "vm.h"
 
 #define POOL_BACKOFF_MS 5000
+#define CLONE_SLOWER_LIMIT 3
 
 struct pool_vm {
     struct cdn_warm *w;
@@ -20,12 +30,22 @@ struct pool_vm {
     struct pool_vm *next;
 };
 
+/* An image's templates on one host (the pool thread's alone, like the templates). */
+struct pool_tpl {
+    struct cdn_warm_template **t;
+    size_t n;
+    bool off;        /* cloning turned off here: cold boots */
+    unsigned slower; /* clones in a row slower than the template's boot */
+};
+
 struct sched_pool {
     char *image;
     unsigned target, booting, ready;
     unsigned memory_mib; /* the image's default */
     struct pool_vm *vms;
-    int64_t retry_after_ms; /* a failed boot backs off */
+    int64_t retry_after_ms;  /* a failed boot backs off */
+    struct pool_tpl *tpl;    /* per host */
+    uint64_t cloned, booted; /* warm VMs brought up each way */
 };
 
 static void hold(struct cdn_sched *s, int host, const struct sched_pool *p, bool take) {
@@ -63,6 +83,82 @@ static struct sched_pool *next_to_fill(struct cdn_sched *s, int *host) {
     return pick;
 }
 
+static const char *host_name(const struct cdn_sched *s, int host) {
+    return s->hosts[host].uri ? s->hosts[host].uri : "qemu:///system";
+}
+
+/* Turns cloning off for the pool on that host, saying why; its templates go. */
+static void clone_off(struct cdn_sched *s, struct sched_pool *p, int host, const char *why) {
+    struct pool_tpl *pt = &p->tpl[host];
+    sched_log(s, "warm pool %s: cloning off on %s, its VMs boot cold: %s", p->image,
+              host_name(s, host), why);
+    for (size_t i = 0; i < pt->n; i++)
+        cdn_warm_template_free(pt->t[i]);
+    free(pt->t);
+    pt->t = NULL;
+    pt->n = 0;
+    pt->off = true;
+}
+
+/* A template of p's on host with no clone running: one of those there, or a new one while there
+ * are fewer than can be in use at once; NULL: boot cold. */
+static struct cdn_warm_template *free_template(struct cdn_sched *s, struct sched_pool *p, int host,
+                                               const struct cdn_warm_spec *ws) {
+    struct pool_tpl *pt = &p->tpl[host];
+    for (size_t i = 0; i < pt->n; i++)
+        if (!cdn_warm_template_in_use(pt->t[i]))
+            return pt->t[i];
+    if (pt->n >= p->target + s->o.max_running)
+        return NULL;
+    struct cdn_warm_template **grown = realloc(pt->t, (pt->n + 1) * sizeof(*grown));
+    if (!grown)
+        return NULL;
+    pt->t = grown;
+    cdn_err *e = NULL;
+    struct cdn_warm_template *t = NULL;
+    if (cdn_warm_template_make(ws, &t, &e) < 0) {
+        if (!*ws->cancel)
+            clone_off(s, p, host, cdn_err_msg(e));
+        cdn_err_free(e);
+        return NULL;
+    }
+    pt->t[pt->n++] = t;
+    sched_log(s,
+              "warm pool %s: template %zu saved on %s (booted in %llu ms, saved in %llu ms): "
+              "VMs are cloned from it",
+              p->image, pt->n, host_name(s, host), (unsigned long long)cdn_warm_template_boot_ms(t),
+              (unsigned long long)cdn_warm_template_save_ms(t));
+    return t;
+}
+
+/* One warm VM for p on host: cloned from a free template, else booted. Called without mu. */
+static int bring_up(struct cdn_sched *s, struct sched_pool *p, int host,
+                    const struct cdn_warm_spec *ws, struct cdn_warm **w, cdn_err **e) {
+    struct pool_tpl *pt = &p->tpl[host];
+    struct cdn_warm_template *t =
+        s->o.warm_no_clone || pt->off ? NULL : free_template(s, p, host, ws);
+    if (t) {
+        int r = cdn_warm_clone(ws, t, w, e);
+        if (r == 0) {
+            uint64_t ms = cdn_warm_boot_ms(*w), cold = cdn_warm_template_boot_ms(t);
+            pt->slower = ms > cold ? pt->slower + 1 : 0;
+            if (pt->slower >= CLONE_SLOWER_LIMIT) {
+                char why[160];
+                snprintf(why, sizeof(why), "a clone took %llu ms, a boot %llu ms",
+                         (unsigned long long)ms, (unsigned long long)cold);
+                clone_off(s, p, host, why);
+            }
+            return 0;
+        }
+        if (*ws->cancel)
+            return r;
+        clone_off(s, p, host, cdn_err_msg(*e));
+        cdn_err_free(*e);
+        *e = NULL;
+    }
+    return cdn_warm_boot(ws, w, e);
+}
+
 static void *pool_thread(void *arg) {
     struct cdn_sched *s = arg;
     pthread_mutex_lock(&s->mu);
@@ -90,7 +186,7 @@ static void *pool_thread(void *arg) {
         pthread_mutex_unlock(&s->mu);
         struct cdn_warm *w = NULL;
         cdn_err *e = NULL;
-        int r = cdn_warm_boot(&ws, &w, &e);
+        int r = bring_up(s, p, host, &ws, &w, &e);
         struct pool_vm *v = r == 0 ? calloc(1, sizeof(*v)) : NULL;
         pthread_mutex_lock(&s->mu);
         p->booting--;
@@ -108,14 +204,22 @@ static void *pool_thread(void *arg) {
             pthread_mutex_lock(&s->mu);
             continue;
         }
+        if (cdn_warm_cloned(w))
+            p->cloned++;
+        else
+            p->booted++;
         v->w = w;
         v->host = host;
         v->next = p->vms;
         p->vms = v;
         p->ready++;
         if (p->ready == p->target)
-            sched_log(s, "warm pool %s: %u of %u ready (the last booted in %llu ms)", p->image,
-                      p->ready, p->target, (unsigned long long)cdn_warm_boot_ms(w));
+            sched_log(s,
+                      "warm pool %s: %u of %u ready (the last %s in %llu ms; %llu cloned, %llu "
+                      "booted so far)",
+                      p->image, p->ready, p->target, cdn_warm_cloned(w) ? "cloned" : "booted",
+                      (unsigned long long)cdn_warm_boot_ms(w), (unsigned long long)p->cloned,
+                      (unsigned long long)p->booted);
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
@@ -137,6 +241,8 @@ int sched_pool_open(struct cdn_sched *s, cdn_err **err) {
             return cdn_err_set(err, ENOMEM, "out of memory");
         p->target = o->size;
         p->memory_mib = sched_image_memory_mib(o->image);
+        if (!(p->tpl = calloc(s->n_hosts, sizeof(*p->tpl))))
+            return cdn_err_set(err, ENOMEM, "out of memory");
     }
     pthread_cond_init(&s->pool_cond, NULL);
     if (pthread_create(&s->pool_thread, NULL, pool_thread, s) != 0)
@@ -162,6 +268,12 @@ void sched_pool_close(struct cdn_sched *s) {
             cdn_warm_free(v->w);
             free(v);
         }
+        for (size_t h = 0; p->tpl && h < s->n_hosts; h++) {
+            for (size_t k = 0; k < p->tpl[h].n; k++)
+                cdn_warm_template_free(p->tpl[h].t[k]);
+            free(p->tpl[h].t);
+        }
+        free(p->tpl);
         free(p->image);
     }
     free(s->pools);
@@ -169,45 +281,40 @@ void sched_pool_close(struct cdn_sched *s) {
     s->n_pools = 0;
 }
 
-struct cdn_warm *sched_pool_take(struct cdn_sched *s, struct sbx *b) {
+/* The pool of b's image if b has the shape its warm VMs have (under mu). */
+static struct sched_pool *pool_for(struct cdn_sched *s, const struct sbx *b) {
     const struct cdn_task_spec *t = &b->spec;
     if ((b->kernel_args && *b->kernel_args) || b->vcpus != 1)
-        return NULL; /* not the shape warm VMs have */
-    for (;;) {
-        struct pool_vm *got = NULL;
-        pthread_mutex_lock(&s->mu);
-        for (size_t i = 0; i < s->n_pools && !got; i++) {
-            struct sched_pool *p = &s->pools[i];
-            if (strcmp(p->image, b->image) != 0 ||
-                (t->memory_mib && t->memory_mib != p->memory_mib))
-                continue;
-            for (struct pool_vm **pp = &p->vms; *pp; pp = &(*pp)->next)
-                if ((*pp)->host == b->host) {
-                    got = *pp;
-                    *pp = got->next;
-                    p->ready--;
-                    hold(s, got->host, p, false);          /* b holds its own share of the host */
-                    pthread_cond_broadcast(&s->pool_cond); /* a replacement boots */
-                    break;
-                }
-        }
-        pthread_mutex_unlock(&s->mu);
-        if (!got)
-            return NULL;
-        struct cdn_warm *w = got->w;
-        free(got);
-        if (cdn_warm_alive(w))
-            return w;
-        sched_log(s, "warm pool %s: a warm VM had died; discarded", b->image);
-        cdn_warm_free(w);
+        return NULL;
+    for (size_t i = 0; i < s->n_pools; i++) {
+        struct sched_pool *p = &s->pools[i];
+        if (strcmp(p->image, b->image) == 0 && (!t->memory_mib || t->memory_mib == p->memory_mib))
+            return p;
     }
+    return NULL;
 }
 
-void sched_pool_stats(struct cdn_sched *s, const char *image, unsigned *ready, unsigned *target) {
-    *ready = *target = 0;
-    for (size_t i = 0; i < s->n_pools; i++)
-        if (strcmp(s->pools[i].image, image) == 0) {
-            *ready = s->pools[i].ready;
-            *target = s->pools[i].target;
-        }
+struct cdn_warm *sched_pool_take_locked(struct cdn_sched *s, const struct sbx *b, int host) {
+    struct sched_pool *p = pool_for(s, b);
+    for (struct pool_vm **pp = p ? &p->vms : NULL; pp && *pp; pp = &(*pp)->next) {
+        if ((*pp)->host != host)
+            continue;
+        struct pool_vm *got = *pp;
+        *pp = got->next;
+        p->ready--;
+        hold(s, got->host, p, false);
+        pthread_cond_broadcast(&s->pool_cond); /* a replacement comes up */
+        struct cdn_warm *w = got->w;
+        free(got);
+        return w;
+    }
+    return NULL;
+}
+
+int sched_pool_host_locked(struct cdn_sched *s, const struct sbx *b) {
+    struct sched_pool *p = pool_for(s, b);
+    for (struct pool_vm *v = p ? p->vms : NULL; v; v = v->next)
+        if (!s->hosts[v->host].down)
+            return v->host;
+    return -1;
 }

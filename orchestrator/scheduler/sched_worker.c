@@ -69,7 +69,11 @@ static void cmd_record_end(struct worker *w, struct job *j, const char *state, i
  * and, on failure, the error; the sandbox then fails). */
 static int boot(struct worker *w, struct job *j, cdn_err **e) {
     w->b->booting_for = j;
-    struct cdn_warm *warm = sched_pool_take(w->s, w->b);
+    struct cdn_warm *warm = TAKE_PTR(w->b->warm);
+    if (warm && !cdn_warm_alive(warm)) {
+        sched_log(w->s, "sandbox %s: its warm VM had died; booting one", w->b->id);
+        cdn_warm_free(TAKE_PTR(warm));
+    }
     if (warm) {
         cdn_session_set_warm(w->sess, warm);
         sched_log(w->s, "sandbox %s: started from the warm pool", w->b->id);
@@ -600,6 +604,10 @@ void *sched_worker(void *arg) {
         }
     }
     cdn_err_free(te);
+    if (host_lost) {
+        sched_host_lost_vm(w.s, w.b, cdn_session_info(w.sess)->vm);
+        cdn_session_host_lost(w.sess);
+    }
     cdn_session_close(w.sess, r < 0 ? why : NULL, NULL);
     if (host_lost)
         cdn_store_sandbox_set_host(w.s->o.store, w.b->id, NULL, true, NULL);

@@ -60,6 +60,8 @@ struct cdn_sched_opts {
     size_t n_hosts;
     const struct cdn_sched_pool *pools; /* the warm pool (none: every sandbox boots cold) */
     size_t n_pools;
+    bool warm_no_clone;          /* warm VMs always boot (default: cloned from a template saved
+                                  * per image and host, where cloning is faster than booting) */
     unsigned cpu_overcommit;     /* vCPUs placed per host CPU (0: 16: idle sandboxes cost none) */
     unsigned memory_reserve_mib; /* of each host's memory, kept back (0: 1024) */
     int64_t host_check_ms;       /* how often hosts are asked whether they answer (0: 2000); one

@@ -158,8 +158,35 @@ bool cdn_warm_alive(struct cdn_warm *w);
 const char *cdn_warm_image(const struct cdn_warm *w);
 unsigned cdn_warm_memory_mib(const struct cdn_warm *w);
 uint64_t cdn_warm_boot_ms(const struct cdn_warm *w);
+/* Whether it was cloned from a template rather than booted. */
+bool cdn_warm_cloned(const struct cdn_warm *w);
 /* Destroys its VM and removes its folder. NULL is fine. */
 void cdn_warm_free(struct cdn_warm *w);
 /* The session boots into w (taken; freed with the session if it never boots). The session's
  * spec must ask for w's image and shape: memory, vCPUs and kernel arguments as w has them. */
 void cdn_session_set_warm(struct cdn_session *s, struct cdn_warm *w);
+/* The session's host stopped answering (its scheduler drained it): its close then makes no call
+ * to that host, which could wait forever, and leaves the VM to it. */
+void cdn_session_host_lost(struct cdn_session *s);
+
+/* A template: a warm VM booted once (on virtio-serial) and saved with its agent connected
+ * (libvirt's save image, and its disk for devbox), in an owner-marked folder of its own. Warm VMs
+ * of its image are then cloned from it (libvirt's restore, in a folder of their own on a copy of
+ * its disk) instead of booted; each clone gets the host's clock and fresh entropy from the
+ * channel's hello. libvirt restores a saved guest under its own name only: a clone runs as the
+ * template's domain, so one clone of a template runs at a time (cdn_warm_template_in_use), and
+ * the dead-daemon sweep (cdn_task_gc) reaps it with the template's folder. Clones share the
+ * template's kernel memory layout (KASLR). */
+struct cdn_warm_template;
+int cdn_warm_template_make(const struct cdn_warm_spec *spec, struct cdn_warm_template **out,
+                           cdn_err **err);
+int cdn_warm_clone(const struct cdn_warm_spec *spec, const struct cdn_warm_template *t,
+                   struct cdn_warm **out, cdn_err **err);
+/* Whether a clone of it runs now (its domain exists). */
+bool cdn_warm_template_in_use(const struct cdn_warm_template *t);
+/* The template's cold boot to its agent's hello, and its save. */
+uint64_t cdn_warm_template_boot_ms(const struct cdn_warm_template *t);
+uint64_t cdn_warm_template_save_ms(const struct cdn_warm_template *t);
+/* Removes the saved guest and its folder. NULL is fine. */
+void cdn_warm_template_free(struct cdn_warm_template *t);
+void cdn_warm_template_freep(struct cdn_warm_template **t);

@@ -36,6 +36,7 @@ struct cdn_session {
     size_t nsecrets;
     bool owned;            /* the owner mark is written */
     struct cdn_warm *warm; /* a warm VM to boot into (cdn_session_set_warm) */
+    bool host_lost;        /* its host stopped answering: close makes no call to it */
     char *warm_dir;        /* its folder once adopted (removed at close) */
 };
 
@@ -53,6 +54,9 @@ struct task_vm_req {
     const char *id, *dir; /* the domain is cordon-<id>; its socket and console go in dir */
     bool devbox;
     unsigned memory_mib, vcpus; /* 0: the image's default, 1 */
+    bool serial;                /* the agent's channel on virtio-serial even where vsock works */
+    const char *clone_of;       /* a saved guest (a template) to clone instead of booting */
+    const char *clone_disk;     /* devbox: the template's disk, copied for the clone */
     int boot_timeout_ms;
     volatile sig_atomic_t *cancel;
     void (*on_notice)(void *ud, const char *line);
@@ -70,6 +74,9 @@ struct task_vm_up {
 /* On failure u holds what got that far: task_vm_down it. */
 int task_vm_up(const struct task_vm_req *q, struct task_vm_up *u, cdn_err **err);
 void task_vm_down(struct task_vm_up *u);
+/* For a host that stopped answering, where any call could wait forever: u's local parts freed,
+ * its VM and connection left to the host (cdn_vm_abandon). */
+void task_vm_abandon(struct task_vm_up *u);
 /* A warm VM's parts move to u and its folder's path to *dir; w is freed (task_warm.c). */
 void task_warm_release(struct cdn_warm *w, struct task_vm_up *u, char **dir, uint64_t *idle_ms);
 

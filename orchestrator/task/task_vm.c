@@ -195,8 +195,13 @@ void task_vm_release(struct cdn_session *s) {
     cdn_egress_freep(&s->egress);
     struct task_vm_up u = {
         .vm = TAKE_PTR(s->vm), .overlay = TAKE_PTR(s->overlay), .host = TAKE_PTR(s->host)};
-    task_vm_down(&u);
+    if (s->host_lost)
+        task_vm_abandon(&u);
+    else
+        task_vm_down(&u);
 }
+
+void cdn_session_host_lost(struct cdn_session *s) { s->host_lost = true; }
 
 /* The VM's facts into the result and the evidence. */
 static void note_vm(struct cdn_session *t, const struct task_vm_up *u) {
@@ -250,12 +255,14 @@ int task_vm_boot(struct cdn_session *t, cdn_err **err) {
         struct task_vm_up u;
         uint64_t idle_ms;
         uint64_t boot_ms = cdn_warm_boot_ms(t->warm);
+        bool cloned = cdn_warm_cloned(t->warm);
         task_warm_release(TAKE_PTR(t->warm), &u, &t->warm_dir, &idle_ms);
         u.create_ms = 0;
         u.boot_ms = 0; /* this sandbox waited for no boot */
         take_vm(t, &u);
         cdn_evidence_fact(t->ev, "vm", t->res.vm);
         cdn_evidence_fact(t->ev, "started_from", "warm pool");
+        cdn_evidence_fact(t->ev, "warm_vm", cloned ? "cloned from a saved template" : "booted");
         cdn_evidence_fact_int(t->ev, "warm_boot_ms", (long long)boot_ms);
         cdn_evidence_fact_int(t->ev, "warm_idle_ms", (long long)idle_ms);
         return task_vm_ready(t, err);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* A VM up to its agent's hello: the overlay (devbox), the libvirt connection (leftovers swept),
- * the accelerator and the transport chosen, the domain started, the channel's handshake. A
+ * the accelerator and the transport chosen, the domain started (or cloned from a saved
+ * template), the channel's handshake. A
  * session's boot and a warm VM's both start here; what the VM then carries (the policy's egress,
  * a workspace) is theirs. */
 #include <errno.h>
@@ -62,7 +63,9 @@ int task_vm_up(const struct task_vm_req *q, struct task_vm_up *u, cdn_err **err)
             u->overlay = NULL;
             return cdn_err_set(err, ENOMEM, "out of memory");
         }
-        if ((r = cdn_vm_overlay_create(base, u->overlay, err)) < 0)
+        r = q->clone_disk ? cdn_vm_disk_copy(q->clone_disk, u->overlay, err)
+                          : cdn_vm_overlay_create(base, u->overlay, err);
+        if (r < 0)
             return r;
     }
     struct cdn_vm_host_opts hopts = {.uri = q->uri, .daemon_dir = daemons};
@@ -82,8 +85,9 @@ int task_vm_up(const struct task_vm_req *q, struct task_vm_up *u, cdn_err **err)
     u->accel = kvm ? "kvm" : "tcg";
     /* vhost-vsock is a kernel vhost device: it needs KVM's ioeventfd/irqfd, not only the node. */
     const char *why = "vsock needs KVM";
-    bool vsock = kvm && cdn_vm_vsock_usable(&why);
-    if (!vsock)
+    bool serial = q->serial || q->clone_of; /* a clone keeps its template's channel */
+    bool vsock = !serial && kvm && cdn_vm_vsock_usable(&why);
+    if (!vsock && !serial)
         vm_notice(q, "agent channel is virtio-serial: %s", why);
     u->transport = vsock ? "vsock" : "serial";
     /* A compiler needs more than the minimal image's default. */
@@ -101,7 +105,9 @@ int task_vm_up(const struct task_vm_req *q, struct task_vm_up *u, cdn_err **err)
                                 .kvm = kvm,
                                 .transport = vsock ? CDN_VM_VSOCK : CDN_VM_SERIAL};
     uint64_t boot0 = cdn_now_ms();
-    if ((r = cdn_vm_start(u->host, &vspec, &u->vm, err)) < 0)
+    r = q->clone_of ? cdn_vm_clone(u->host, q->clone_of, &vspec, &u->vm, err)
+                    : cdn_vm_start(u->host, &vspec, &u->vm, err);
+    if (r < 0)
         return r;
     u->create_ms = cdn_now_ms() - boot0;
     int boot_ms = q->boot_timeout_ms > 0 ? q->boot_timeout_ms : 60000;
@@ -126,4 +132,15 @@ void task_vm_down(struct task_vm_up *u) {
         u->overlay = NULL;
     }
     cdn_vm_host_closep(&u->host);
+}
+
+void task_vm_abandon(struct task_vm_up *u) {
+    cdn_channel_freep(&u->ch);
+    cdn_vm_abandon(TAKE_PTR(u->vm));
+    if (u->overlay) {
+        unlink(u->overlay);
+        free(u->overlay);
+        u->overlay = NULL;
+    }
+    cdn_vm_host_abandon(TAKE_PTR(u->host));
 }

@@ -25,29 +25,10 @@
 #include "cleanup.h"
 #include "clock.h"
 #include "vm_daemon.h"
+#include "vm_internal.h"
 #include "vm_stream.h"
 
 #define DAEMON_START_TIMEOUT_MS 20000
-
-struct cdn_vm_host {
-    virConnectPtr conn;
-    char *uri;
-    bool remote; /* over the network: the agent's channel travels in the libvirt connection */
-    struct vm_daemons daemons;
-};
-
-struct cdn_vm {
-    struct cdn_vm_host *host;
-    virDomainPtr dom;
-    char *name;
-    char *sock;
-    char *console;
-    enum cdn_vm_transport transport;
-    unsigned cid;             /* vsock: the guest's context id, as libvirt assigned it */
-    struct vm_stream *stream; /* a remote host's: the channel over libvirt */
-};
-
-DEFINE_TRIVIAL_CLEANUP_FUNC(virDomainPtr, virDomainFree)
 
 /* Library code never prints: libvirt's default handler would write every error to stderr. */
 static void quiet_errors(void *ud, virErrorPtr e) {
@@ -55,7 +36,7 @@ static void quiet_errors(void *ud, virErrorPtr e) {
     (void)e;
 }
 
-__attribute__((format(printf, 2, 3))) static int lv_err(cdn_err **err, const char *fmt, ...) {
+int vm_lv_err(cdn_err **err, const char *fmt, ...) {
     char what[512];
     va_list ap;
     va_start(ap, fmt);
@@ -102,6 +83,22 @@ static bool uri_is_remote(const char *uri) {
     return !(scheme >= 5 && strncmp(sep - 5, "+unix", 5) == 0);
 }
 
+static pthread_mutex_t abandoned_mu = PTHREAD_MUTEX_INITIALIZER;
+static void **abandoned;
+static size_t n_abandoned;
+
+void vm_keep_forever(void *p) {
+    if (!p)
+        return;
+    pthread_mutex_lock(&abandoned_mu);
+    void **grown = realloc(abandoned, (n_abandoned + 1) * sizeof(*grown));
+    if (grown) {
+        abandoned = grown;
+        abandoned[n_abandoned++] = p;
+    }
+    pthread_mutex_unlock(&abandoned_mu);
+}
+
 int cdn_vm_host_open(const struct cdn_vm_host_opts *opts, struct cdn_vm_host **out, cdn_err **err) {
     _cleanup_(cdn_vm_host_closep) struct cdn_vm_host *h = calloc(1, sizeof(*h));
     if (!h)
@@ -119,7 +116,7 @@ int cdn_vm_host_open(const struct cdn_vm_host_opts *opts, struct cdn_vm_host **o
     }
     h->conn = virConnectOpen(h->uri);
     if (!h->conn)
-        return lv_err(err, "connecting to %s", h->uri);
+        return vm_lv_err(err, "connecting to %s", h->uri);
     h->remote = uri_is_remote(h->uri);
     if (event_running)
         virConnectSetKeepAlive(h->conn, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT);
@@ -137,6 +134,15 @@ void cdn_vm_host_close(struct cdn_vm_host *h) {
     free(h);
 }
 
+void cdn_vm_host_abandon(struct cdn_vm_host *h) {
+    if (!h)
+        return;
+    vm_keep_forever(h->conn);
+    vm_daemons_stop(&h->daemons);
+    free(h->uri);
+    free(h);
+}
+
 void cdn_vm_host_closep(struct cdn_vm_host **h) {
     cdn_vm_host_close(*h);
     *h = NULL;
@@ -149,7 +155,7 @@ bool cdn_vm_host_started_daemons(const struct cdn_vm_host *h) {
 int cdn_vm_host_capacity(struct cdn_vm_host *h, struct cdn_vm_host_capacity *out, cdn_err **err) {
     virNodeInfo ni;
     if (virNodeGetInfo(h->conn, &ni) < 0)
-        return lv_err(err, "reading %s's CPUs and memory", h->uri);
+        return vm_lv_err(err, "reading %s's CPUs and memory", h->uri);
     out->cpus = ni.cpus;
     out->memory_mib = (uint64_t)ni.memory / 1024; /* KiB */
     return 0;
@@ -172,7 +178,7 @@ int cdn_vm_host_list(struct cdn_vm_host *h, char ***names, size_t *n, cdn_err **
     virDomainPtr *doms = NULL;
     int count = virConnectListAllDomains(h->conn, &doms, 0);
     if (count < 0)
-        return lv_err(err, "listing domains on %s", h->uri);
+        return vm_lv_err(err, "listing domains on %s", h->uri);
     char **out = calloc((size_t)count + 1, sizeof(char *));
     size_t k = 0;
     for (int i = 0; i < count; i++) {
@@ -189,12 +195,17 @@ int cdn_vm_host_list(struct cdn_vm_host *h, char ***names, size_t *n, cdn_err **
     return 0;
 }
 
+bool cdn_vm_host_has_domain(struct cdn_vm_host *h, const char *name) {
+    _cleanup_(virDomainFreep) virDomainPtr d = virDomainLookupByName(h->conn, name);
+    return d && virDomainIsActive(d) == 1;
+}
+
 int cdn_vm_host_destroy(struct cdn_vm_host *h, const char *name, cdn_err **err) {
     _cleanup_(virDomainFreep) virDomainPtr d = virDomainLookupByName(h->conn, name);
     if (!d)
         return 0;
     if (virDomainDestroy(d) < 0)
-        return lv_err(err, "destroying %s", name);
+        return vm_lv_err(err, "destroying %s", name);
     return 1;
 }
 
@@ -212,7 +223,7 @@ static int absolute(const char *id, const char *what, const char *path, char **o
 static int read_cid(struct cdn_vm *vm, cdn_err **err) {
     _cleanup_free_ char *xml = virDomainGetXMLDesc(vm->dom, 0);
     if (!xml)
-        return lv_err(err, "vm %s: reading its live XML", vm->name);
+        return vm_lv_err(err, "vm %s: reading its live XML", vm->name);
     const char *vsock = strstr(xml, "<vsock");
     const char *cid = vsock ? strstr(vsock, "<cid ") : NULL;
     const char *addr = cid ? strstr(cid, "address='") : NULL;
@@ -227,12 +238,11 @@ static int read_cid(struct cdn_vm *vm, cdn_err **err) {
     return 0;
 }
 
-int cdn_vm_start(struct cdn_vm_host *h, const struct cdn_vm_spec *spec_in, struct cdn_vm **out,
-                 cdn_err **err) {
+int vm_prepare(struct cdn_vm_host *h, const struct cdn_vm_spec *spec_in, const char *uuid,
+               struct cdn_vm **out, char **xml, cdn_err **err) {
     struct cdn_vm_spec spec = *spec_in;
     const char *id = spec.id ? spec.id : "";
-    _cleanup_free_ char *dir = NULL, *kernel = NULL, *initrd = NULL, *disk = NULL, *base = NULL,
-                        *xml = NULL;
+    _cleanup_free_ char *dir = NULL, *kernel = NULL, *initrd = NULL, *disk = NULL, *base = NULL;
     int r;
     if ((r = absolute(id, "task folder", spec.dir, &dir, err)) < 0 ||
         (r = absolute(id, "kernel", spec.kernel, &kernel, err)) < 0 ||
@@ -245,21 +255,36 @@ int cdn_vm_start(struct cdn_vm_host *h, const struct cdn_vm_spec *spec_in, struc
     spec.kernel = kernel;
     spec.initrd = initrd;
     spec.disk = disk;
-    r = cdn_vm_domain_xml(&spec, &xml, err);
-    if (r < 0)
+    spec.uuid = uuid;
+    if ((r = cdn_vm_domain_xml(&spec, xml, err)) < 0)
         return r;
     _cleanup_(cdn_vm_destroyp) struct cdn_vm *vm = calloc(1, sizeof(*vm));
     if (!vm || asprintf(&vm->name, "cordon-%s", spec.id) < 0 ||
         asprintf(&vm->sock, "%s/agent.sock", spec.dir) < 0 ||
-        asprintf(&vm->console, "%s/console.log", spec.dir) < 0)
+        asprintf(&vm->console, "%s/console.log", spec.dir) < 0) {
+        free(*xml);
+        *xml = NULL;
         return cdn_err_set(err, ENOMEM, "out of memory");
+    }
     vm->host = h;
     /* A stale socket from an earlier run would make QEMU's bind fail. */
     unlink(vm->sock);
     vm->transport = spec.transport;
+    *out = TAKE_PTR(vm);
+    return 0;
+}
+
+int cdn_vm_start(struct cdn_vm_host *h, const struct cdn_vm_spec *spec, struct cdn_vm **out,
+                 cdn_err **err) {
+    _cleanup_(cdn_vm_destroyp) struct cdn_vm *vm = NULL;
+    _cleanup_free_ char *xml = NULL;
+    int r = vm_prepare(h, spec, NULL, &vm, &xml, err);
+    if (r < 0)
+        return r;
     vm->dom = virDomainCreateXML(h->conn, xml, VIR_DOMAIN_START_AUTODESTROY);
     if (!vm->dom)
-        return lv_err(err, "vm %s: starting the domain", vm->name);
+        return vm_lv_err(err, "vm %s: starting the domain", vm->name);
+    vm->domid = virDomainGetID(vm->dom);
     if (vm->transport == CDN_VM_VSOCK && (r = read_cid(vm, err)) < 0)
         return r;
     *out = TAKE_PTR(vm);
@@ -342,11 +367,20 @@ const char *cdn_vm_console_path(const struct cdn_vm *vm) { return vm->console; }
 
 bool cdn_vm_running(struct cdn_vm *vm) { return cdn_vm_state(vm) != CDN_VM_GONE; }
 
+virDomainPtr vm_lookup(const struct cdn_vm *vm) {
+    virDomainPtr d = virDomainLookupByName(vm->host->conn, vm->name);
+    if (d && virDomainGetID(d) != vm->domid) {
+        virDomainFree(d);
+        return NULL;
+    }
+    return d;
+}
+
 enum cdn_vm_state cdn_vm_state(struct cdn_vm *vm) {
     if (!vm->dom)
         return CDN_VM_GONE;
     /* Looked up by name: a guest that powered off is gone, and its old handle says nothing. */
-    _cleanup_(virDomainFreep) virDomainPtr d = virDomainLookupByName(vm->host->conn, vm->name);
+    _cleanup_(virDomainFreep) virDomainPtr d = vm_lookup(vm);
     int state = 0, reason = 0;
     if (!d || virDomainIsActive(d) != 1)
         return CDN_VM_GONE;
@@ -359,37 +393,22 @@ enum cdn_vm_state cdn_vm_state(struct cdn_vm *vm) {
 
 enum cdn_vm_transport cdn_vm_transport(const struct cdn_vm *vm) { return vm->transport; }
 
-int cdn_vm_save(struct cdn_vm *vm, const char *path, cdn_err **err) {
-    if (virDomainSaveFlags(vm->dom, path, NULL, VIR_DOMAIN_SAVE_RUNNING) < 0)
-        return lv_err(err, "vm %s: saving to %s", vm->name, path);
-    if (vm->sock)
-        unlink(vm->sock); /* the restored QEMU makes its own */
-    return 0;
-}
-
-int cdn_vm_restore(struct cdn_vm *vm, const char *path, cdn_err **err) {
-    if (virDomainRestoreFlags(vm->host->conn, path, NULL, VIR_DOMAIN_SAVE_RUNNING) < 0)
-        return lv_err(err, "vm %s: restoring from %s", vm->name, path);
-    virDomainPtr d = virDomainLookupByName(vm->host->conn, vm->name);
-    if (!d)
-        return lv_err(err, "vm %s: looking it up after the restore", vm->name);
-    if (vm->dom)
-        virDomainFree(vm->dom);
-    vm->dom = d;
-    return 0;
-}
-
-void cdn_vm_destroy(struct cdn_vm *vm) {
+/* The domain destroyed (or, abandoned, left to its host: no call), the local parts freed. */
+static void vm_end(struct cdn_vm *vm, bool abandon) {
     if (!vm)
         return;
-    if (vm->dom) {
+    if (vm->dom && !abandon) {
         /* Looked up again: a guest that powered off is gone, and its old handle with it. */
-        _cleanup_(virDomainFreep) virDomainPtr d = virDomainLookupByName(vm->host->conn, vm->name);
+        _cleanup_(virDomainFreep) virDomainPtr d = vm_lookup(vm);
         if (d)
             virDomainDestroy(d);
-        virDomainFree(vm->dom);
     }
-    vm_stream_close(vm->stream); /* after the destroy: the stream has ended with the guest */
+    if (vm->dom)
+        virDomainFree(vm->dom); /* a local reference: no call */
+    if (abandon)
+        vm_stream_abandon(vm->stream);
+    else
+        vm_stream_close(vm->stream); /* after the destroy: the stream has ended with the guest */
     if (vm->sock)
         unlink(vm->sock);
     free(vm->name);
@@ -397,6 +416,9 @@ void cdn_vm_destroy(struct cdn_vm *vm) {
     free(vm->console);
     free(vm);
 }
+
+void cdn_vm_destroy(struct cdn_vm *vm) { vm_end(vm, false); }
+void cdn_vm_abandon(struct cdn_vm *vm) { vm_end(vm, true); }
 
 void cdn_vm_destroyp(struct cdn_vm **vm) {
     cdn_vm_destroy(*vm);

@@ -46,6 +46,8 @@ int cdn_vm_host_list(struct cdn_vm_host *h, char ***names, size_t *n, cdn_err **
 /* Destroys the running domain of that name, if any (leftovers: see cdn_task_gc). Returns 1 if one
  * was destroyed, 0 if there was none. */
 int cdn_vm_host_destroy(struct cdn_vm_host *h, const char *name, cdn_err **err);
+/* Whether a running domain of that name exists. */
+bool cdn_vm_host_has_domain(struct cdn_vm_host *h, const char *name);
 
 /* The agent's channel: vsock where the host has vhost-vsock (libvirt picks the guest's CID), else
  * a virtio-serial port backed by agent.sock in the task folder. The same frames flow on both. */
@@ -67,6 +69,7 @@ struct cdn_vm_spec {
     unsigned vcpus;            /* default 1 */
     bool kvm;                  /* domain type kvm (host CPU) instead of qemu (TCG, qemu64) */
     enum cdn_vm_transport transport;
+    const char *uuid; /* the domain's UUID; NULL: libvirt makes one (set by cdn_vm_clone) */
 };
 
 /* Creates a qcow2 overlay at path whose backing file is the (read-only) base image. */
@@ -92,10 +95,31 @@ enum cdn_vm_transport cdn_vm_transport(const struct cdn_vm *vm);
  * the connection: destroy it. */
 int cdn_vm_save(struct cdn_vm *vm, const char *path, cdn_err **err);
 int cdn_vm_restore(struct cdn_vm *vm, const char *path, cdn_err **err);
+/* Starts a new guest from one saved by cdn_vm_save (a template): its memory and devices, running,
+ * in spec's folder (its console and agent socket there), on spec's disk (a copy of the
+ * template's: see cdn_vm_disk_copy). Memory, vCPUs, accelerator and transport must be the
+ * template's, and the transport serial (a guest keeps its vsock CID). libvirt restores a saved
+ * guest under its own name and UUID only (it checks both): the clone is the template's domain
+ * cordon-<its id> (spec's id is not used), so one clone of a template runs at a time
+ * (cdn_vm_host_has_domain says whether one does). The guest wakes where it was saved: its agent
+ * answers a new host on its port (cdn_vm_agent_fd), and its clock and entropy are the template's
+ * until the channel's hello hands it the host's. Like a restored guest, a clone is not
+ * autodestroyed with the connection: destroy it. */
+int cdn_vm_clone(struct cdn_vm_host *h, const char *saved, const struct cdn_vm_spec *spec,
+                 struct cdn_vm **out, cdn_err **err);
+/* Copies a disk (a template's overlay) for a clone; the backing file stays shared. */
+int cdn_vm_disk_copy(const char *from, const char *to, cdn_err **err);
 /* Destroys the domain if it still exists and removes the agent socket; the console log stays as
  * evidence. Safe in every state, including after the guest powered itself off. */
 void cdn_vm_destroy(struct cdn_vm *vm);
 void cdn_vm_destroyp(struct cdn_vm **vm);
+/* For a host that stopped answering: libvirt's keepalive does not close a connection while a
+ * stream runs on it (measured: a frozen host's daemon left a lookup waiting forever), so any call
+ * could hang. Frees vm making no call to the host; a channel stream's threads are left waiting
+ * on it. The domain is the host's (autodestroyed when the connection drops). NULL is fine. */
+void cdn_vm_abandon(struct cdn_vm *vm);
+/* Likewise the connection: left open (a close is a call), the rest freed. NULL is fine. */
+void cdn_vm_host_abandon(struct cdn_vm_host *h);
 
 /* Which accelerator a guest gets. /dev/kvm existing is not enough (on nested hosts without
  * hardware virtualisation it exists and fails), so KVM is proven by booting a throwaway guest

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "vm_stream.h"
+#include "vm_internal.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -95,6 +96,20 @@ int vm_stream_open(virConnectPtr conn, virDomainPtr dom, const char *channel,
     *fd = pair[0];
     *out = s;
     return 0;
+}
+
+void vm_stream_abandon(struct vm_stream *s) {
+    if (!s)
+        return;
+    /* The sending side ends with our end of the pair; the receiving one waits on the host. The
+     * stream and its threads stay, reachable from those threads. */
+    if (s->fd >= 0)
+        shutdown(s->fd, SHUT_RDWR);
+    if (s->in_started)
+        pthread_detach(s->in);
+    if (s->out_started)
+        pthread_detach(s->out);
+    vm_keep_forever(s);
 }
 
 void vm_stream_close(struct vm_stream *s) {

@@ -16,3 +16,6 @@ int vm_stream_open(virConnectPtr conn, virDomainPtr dom, const char *channel,
                    struct vm_stream **out, int *fd, cdn_err **err);
 /* Ends the copying (the domain destroyed or not) and frees. NULL is fine. */
 void vm_stream_close(struct vm_stream *s);
+/* For a host that stopped answering: our end of the pair shut, the threads detached (the
+ * receiving one may wait on the host forever), nothing freed (vm_keep_forever). NULL is fine. */
+void vm_stream_abandon(struct vm_stream *s);

@@ -57,6 +57,14 @@ int cdn_vm_domain_xml(const struct cdn_vm_spec *spec, char **xml, cdn_err **err)
     _cleanup_free_ char *extra = xml_escape(spec->cmdline_extra ? spec->cmdline_extra : "");
     _cleanup_free_ char *disk = spec->disk ? xml_escape(spec->disk) : strdup("");
     _cleanup_free_ char *base = spec->disk_base ? xml_escape(spec->disk_base) : strdup("");
+    _cleanup_free_ char *uuid_xml = NULL;
+    if (spec->uuid) {
+        size_t n = strlen(spec->uuid);
+        if (n != 36 || strspn(spec->uuid, "0123456789abcdefABCDEF-") != n)
+            return cdn_err_set(err, EINVAL, "vm %s: '%s' is not a UUID", spec->id, spec->uuid);
+        if (asprintf(&uuid_xml, "  <uuid>%s</uuid>\n", spec->uuid) < 0)
+            return cdn_err_set(err, ENOMEM, "out of memory");
+    }
     if (!dir || !kernel || !initrd || !extra || !disk || !base)
         return cdn_err_set(err, EINVAL,
                            "vm %s: a path or the command line holds a control "
@@ -109,6 +117,7 @@ int cdn_vm_domain_xml(const struct cdn_vm_spec *spec, char **xml, cdn_err **err)
         xml,
         "<domain type='%s'>\n"
         "  <name>cordon-%s</name>\n"
+        "%s"
         "  <memory unit='MiB'>%u</memory>\n"
         "  <vcpu>%u</vcpu>\n"
         "  <os>\n"
@@ -132,8 +141,8 @@ int cdn_vm_domain_xml(const struct cdn_vm_spec *spec, char **xml, cdn_err **err)
         "    <memballoon model='none'/>\n"
         "  </devices>\n"
         "</domain>\n",
-        spec->kvm ? "kvm" : "qemu", spec->id, memory, vcpus, kernel, initrd,
-        vsock ? " cordon.transport=vsock" : "", extra,
+        spec->kvm ? "kvm" : "qemu", spec->id, uuid_xml ? uuid_xml : "", memory, vcpus, kernel,
+        initrd, vsock ? " cordon.transport=vsock" : "", extra,
         spec->kvm ? "<cpu mode='host-passthrough'/>"
                   : "<cpu mode='custom'><model>qemu64</model></cpu>",
         disk_xml ? disk_xml : "", dir, agent_xml);

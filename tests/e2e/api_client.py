@@ -405,12 +405,20 @@ def domains():
 
 
 def warm(sock, log):
-    """A pool of one minimal VM: a default-shaped sandbox takes it (no boot of its own), the pool
-    boots a replacement, a sandbox of another shape boots cold, and the used VM is destroyed with
-    its sandbox, never handed out again."""
+    """A pool of one minimal VM, cloned from templates the pool saved: a default-shaped sandbox
+    takes it (no boot of its own); its template being in use by it, the pool saves a second one
+    and clones the replacement from that; the next sandbox draws entropy of its own although its
+    memory came from a saved guest; once the first sandbox is gone its template serves again (no
+    third is made); a sandbox of another shape boots cold; the used VMs go with their sandboxes,
+    never handed out again."""
     s = stub(sock)
     ready = "warm pool minimal: 1 of 1 ready"
     wait_log(log, ready, 1)
+    if log_count(log, "warm pool minimal: template 1 saved on qemu:///system") != 1:
+        fail("the pool should have saved a template first")
+    if log_count(log, "the last cloned in") != 1:
+        fail("the pool's VM should be a clone of the template")
+    ok("the pool saved a template, then cloned its warm VM from it")
     pooled = domains()
     if len(pooled) != 1:
         fail("one warm VM expected, libvirt has %s" % pooled)
@@ -420,16 +428,28 @@ def warm(sock, log):
     took = time.time() - t0
     if out[1] != b"warm\n":
         fail("exec in the warm sandbox: %r" % out)
+    rand_a = run(s, a, ["cat", "/proc/sys/kernel/random/uuid"])[0][1]
+    wait_log(log, ready, 2)
+    if log_count(log, "template 2 saved on") != 1 or log_count(log, "the last cloned in") != 2:
+        fail("with template 1's clone in sandbox a, the replacement should be a clone of a second")
+    ok("the replacement is a clone of a second template (the first's clone is in use)")
     s.Cancel(pb.CancelRequest(id=a))  # the manifest's facts are complete once it stops
     man = json.loads(s.GetEvidence(pb.GetEvidenceRequest(sandbox_id=a)).manifest_json)
     if man.get("started_from") != "warm pool" or man.get("vm") not in pooled:
         fail("sandbox a did not take the warm VM: %s (pool had %s)" % ({k: man.get(k) for k in ("started_from", "vm")}, pooled))
+    if man.get("warm_vm") != "cloned from a saved template":
+        fail("the warm VM should have been a clone: %s" % man.get("warm_vm"))
     ok("a default-shaped sandbox took the warm VM %s: create to first exec done in %.0f ms" % (man["vm"], took * 1000))
-    wait_log(log, ready, 2)
-    refill = domains() - pooled
-    if len(refill) != 1:
-        fail("the pool should have booted one replacement: %s" % refill)
-    ok("the pool booted a replacement (%s)" % refill.pop())
+    c = s.CreateSandbox(pb.CreateSandboxRequest(policy_text=ALLOW_ALL)).id
+    rand_c = run(s, c, ["cat", "/proc/sys/kernel/random/uuid"])[0][1]
+    if rand_a == rand_c or len(rand_c) != 37:
+        fail("two clones of saved guests drew %r and %r: no fresh entropy" % (rand_a, rand_c))
+    ok("two clones drew different random numbers")
+    wait_log(log, ready, 3)
+    if log_count(log, "template 3 saved on") != 0 or log_count(log, "the last cloned in") != 3:
+        fail("template 1 is free again (sandbox a is gone): the pool should clone it")
+    ok("template 1 served again once sandbox a was gone")
+    s.Delete(pb.DeleteRequest(id=c))
     b = s.CreateSandbox(pb.CreateSandboxRequest(policy_text=ALLOW_ALL, limits=pb.Limits(memory_mib=256))).id
     run(s, b, ["true"])
     s.Cancel(pb.CancelRequest(id=b))
@@ -439,11 +459,36 @@ def warm(sock, log):
     ok("a sandbox of another shape (256 MiB) booted cold")
     s.Delete(pb.DeleteRequest(id=a))
     s.Delete(pb.DeleteRequest(id=b))
-    if man["vm"] in domains():
-        fail("the used warm VM %s outlived its sandbox" % man["vm"])
-    if log_count(log, "started from the warm pool") != 1:
-        fail("only sandbox a should have come from the pool")
-    ok("the used VM went with its sandbox; the pool keeps only fresh ones")
+    if log_count(log, "started from the warm pool") != 2:
+        fail("only sandboxes a and c should have come from the pool")
+    end = time.time() + 30
+    while len(domains()) != 1 and time.time() < end:
+        time.sleep(0.2)
+    if len(domains()) != 1:
+        fail("only the pool's fresh VM should be left: %s" % domains())
+    ok("the used VMs went with their sandboxes; the pool keeps only a fresh one")
+
+
+def warm_tight(sock, log):
+    """Room for one VM only, held by the pool's (booted: warm_clone never): a default-shaped
+    sandbox still starts, on that warm VM; the pool refills once the sandbox is gone."""
+    s = stub(sock)
+    ready = "warm pool minimal: 1 of 1 ready"
+    wait_log(log, ready, 1)
+    if log_count(log, "template") or log_count(log, "the last booted in") != 1:
+        fail("with warm_clone: never the pool's VM should be booted, no template saved")
+    a = s.CreateSandbox(pb.CreateSandboxRequest(policy_text=ALLOW_ALL)).id
+    out = run(s, a, ["echo", "fits"])[0]
+    if out[1] != b"fits\n":
+        fail("exec in the sandbox: %r" % out)
+    s.Cancel(pb.CancelRequest(id=a))
+    man = json.loads(s.GetEvidence(pb.GetEvidenceRequest(sandbox_id=a)).manifest_json)
+    if man.get("started_from") != "warm pool" or man.get("warm_vm") != "booted":
+        fail("the sandbox should have taken the booted warm VM: %s" % man)
+    ok("with the pool's VM holding the host's only room, a sandbox started on it")
+    s.Delete(pb.DeleteRequest(id=a))
+    wait_log(log, ready, 2)
+    ok("the pool refilled once the sandbox was gone")
 
 
 if __name__ == "__main__":
@@ -461,4 +506,5 @@ if __name__ == "__main__":
         "fair-after": lambda: fair_after(sock, sys.argv[3]),
         "fair-other": lambda: fair_other(sock, sys.argv[3]),
         "warm": lambda: warm(sock, sys.argv[3]),
+        "warm-tight": lambda: warm_tight(sock, sys.argv[3]),
     }[what]()

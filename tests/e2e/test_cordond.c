@@ -264,7 +264,7 @@ TEST_T(a_batch_resumes_after_kill_9_and_runs_no_task_twice, 600) {
 
 /* cordond's configuration: a mistake in hosts or tenants names FILE:LINE:COL and cordond exits 2
  * before it starts anything. */
-TEST(a_bad_hosts_or_tenants_setting_names_file_line_col) {
+TEST(a_bad_hosts_tenants_or_warm_setting_names_file_line_col) {
     _cleanup_free_ char *dir = th_tmpdir();
     static const struct {
         const char *yaml, *want;
@@ -275,6 +275,7 @@ TEST(a_bad_hosts_or_tenants_setting_names_file_line_col) {
         {"hosts:\n  - {uri: a}\n  - {uri: a}\n", ":3:5: host a is listed twice"},
         {"tenants:\n  \"uid:0\": {max_running: -1}\n", ":2:26: max_running must be a number"},
         {"tenants:\n  alice: {burst: 3}\n", ":2:11: unknown tenant setting 'burst'"},
+        {"warm_pool: {minimal: 1}\nwarm_clone: sometimes\n", ":2:13: warm_clone is auto or never"},
     };
     char bin[4200];
     snprintf(bin, sizeof(bin), "%sd", th_cordon_bin());
@@ -322,20 +323,29 @@ TEST_T(tenants_share_slots_fairly_and_a_full_queue_says_when_to_retry, 300) {
 
 /* The warm pool: one minimal VM kept booted; a sandbox of the default shape takes it and the pool
  * boots a replacement; another shape boots cold; the used VM goes with its sandbox. */
-TEST_T(the_warm_pool_hands_out_a_booted_vm_once_and_refills, 300) {
+TEST_T(the_warm_pool_clones_from_a_saved_template_hands_each_vm_out_once_and_refills, 300) {
     struct env e = {0};
     env_open_config(&e, "2", "warm_pool: {minimal: 1}\n");
     char log[4300];
     snprintf(log, sizeof(log), "%s/cordond.log", e.dir);
     ASSERT_EQ(py(&e, 0, (const char *[]){"warm", e.sock, log, NULL}), 0);
     env_close(&e);
+    /* The pool's VM holds the host's only room (a reserve larger than any host: 512 MiB left),
+     * booted this time: a sandbox still starts, on it. */
+    struct env t = {0};
+    env_open_config(&t, "2",
+                    "warm_pool: {minimal: 1}\nwarm_clone: never\nmemory_reserve_mib: 1000000\n");
+    snprintf(log, sizeof(log), "%s/cordond.log", t.dir);
+    ASSERT_EQ(py(&t, 0, (const char *[]){"warm-tight", t.sock, log, NULL}), 0);
+    env_close(&t);
 }
 
 /* Two libvirt hosts on this machine through different URIs: the system daemon and one in a
  * mount namespace of its own reached over TCP. A batch spreads over both; the second stops
  * answering (its libvirtd, virtlogd and QEMUs frozen with SIGSTOP: nothing closes, only
  * libvirt's keepalive notices) while tasks run on it: cordond drains it, its sandboxes fail
- * marked retryable, and the batch runs those tasks again on the host that is left. */
+ * marked retryable, and the batch runs those tasks again on the host that is left. Thawed, the
+ * host is placed on again, its lost sandboxes' guests destroyed first. */
 TEST_T(a_host_that_stops_answering_mid_batch_is_drained_and_its_tasks_run_again, 600) {
     struct env e = {0};
     setup(&e);
@@ -389,7 +399,6 @@ TEST_T(a_host_that_stops_answering_mid_batch_is_drained_and_its_tasks_run_again,
     int frozen = th_host2_freeze(&h2);
     printf("  the second host stopped answering: %d processes frozen\n", frozen);
     int st = th_cordon_wait(b);
-    th_host2_kill(&h2);
     _cleanup_free_ char *all = th_read_file(results);
     printf("%s", all);
     ASSERT_EQ(st, 0); /* every task passed in the end */
@@ -399,6 +408,22 @@ TEST_T(a_host_that_stops_answering_mid_batch_is_drained_and_its_tasks_run_again,
     snprintf(log, sizeof(log), "%s/cordond.log", e.dir);
     _cleanup_free_ char *dlog = th_read_file(log);
     ASSERT_CONTAINS(dlog, "stopped answering: drained");
+    /* It answers again: cordond places on it again, and first destroys the guests its lost
+     * sandboxes left there (their teardown could not reach it). */
+    th_host2_thaw(&h2);
+    char *back = NULL;
+    for (int i = 0; i < 300 && !(back && strstr(back, "answers again")); i++) {
+        free(back);
+        usleep(100000);
+        back = th_read_file(log);
+    }
+    ASSERT_CONTAINS(back, "answers again: placing sandboxes on it (");
+    free(back);
+    n = th_host2_guests(&h2);
+    for (int i = 0; i < 100 && n > 0; i++, usleep(100000))
+        n = th_host2_guests(&h2);
+    ASSERT_EQ(n, 0);
+    th_host2_kill(&h2);
     env_close(&e);
 }
 

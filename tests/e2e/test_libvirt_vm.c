@@ -3,6 +3,9 @@
  * stopped after), a transient domain boots the minimal image, the agent answers on the domain's
  * virtio-serial socket, and every exit path leaves no cordon-* domain and no socket behind. */
 #include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -185,6 +188,110 @@ TEST_T(libvirt_vm_boots_runs_and_leaves_nothing, 240) {
             usleep(50000);
         ASSERT_TRUE(kill(reaper, 0) < 0);
     }
+    th_rmtree(dir);
+}
+
+static char *run_out(struct cdn_channel *ch, const char *script) {
+    struct th_output o = {0};
+    struct cdn_exec_result r = th_run(ch, &o, ARGV("sh", "-c", script));
+    ASSERT_EQ(r.exit_code, 0);
+    char *s = strdup(th_output_str(&o, 1));
+    th_output_free(&o);
+    return s;
+}
+
+/* A guest saved while its agent was connected becomes a template: a clone of it runs in a folder
+ * of its own (its socket and console there) under the template's name (libvirt restores a saved
+ * guest under its own name and UUID only), so a second clone waits for the first to go; the next
+ * clone has the host's clock and fresh entropy (its kernel's random UUID differs from the first
+ * clone's although their memory was the same). A clone of another shape, or of a file that is
+ * no saved guest, is refused with libvirt's reason. */
+TEST_T(a_saved_guest_is_cloned_one_at_a_time_each_with_fresh_entropy, 240) {
+    _cleanup_free_ char *dir = th_tmpdir();
+    chmod(dir, 0711);
+    char daemons[4200], tdir[4200], c1[4200], c2[4200], saved[4200], kernel[4200], initrd[4200];
+    snprintf(daemons, sizeof(daemons), "%s/daemons", dir);
+    snprintf(tdir, sizeof(tdir), "%s/template", dir);
+    snprintf(c1, sizeof(c1), "%s/c1", dir);
+    snprintf(c2, sizeof(c2), "%s/c2", dir);
+    snprintf(saved, sizeof(saved), "%s/template.save", dir);
+    mkdir(tdir, 0711);
+    mkdir(c1, 0711);
+    mkdir(c2, 0711);
+    struct cdn_vm_host *h = th_host_hold(daemons);
+    cdn_err *err = NULL;
+    char id[64], name[80];
+    snprintf(id, sizeof(id), "tpl-%d", getpid());
+    snprintf(name, sizeof(name), "cordon-%s", id);
+
+    struct cdn_vm_spec spec;
+    spec_for(&spec, id, tdir, kernel, initrd, sizeof(kernel), "cordon.test=template");
+    struct cdn_vm *tpl = NULL;
+    ASSERT_OK(cdn_vm_start(h, &spec, &tpl, &err), err);
+    struct cdn_channel *ch = th_vm_agent(tpl);
+    _cleanup_free_ char *before = run_out(ch, "echo made-by-template > /tmp/mark; echo ok");
+    uint64_t t0 = th_now_ms();
+    ASSERT_OK(cdn_vm_save(tpl, saved, &err), err);
+    printf("  saved in %llu ms\n", (unsigned long long)(th_now_ms() - t0));
+    cdn_channel_free(ch); /* after the save: the agent never saw the host leave */
+    ASSERT_TRUE(!cdn_vm_running(tpl));
+    cdn_vm_destroy(tpl);
+    ASSERT_TRUE(!cdn_vm_host_has_domain(h, name));
+
+    struct cdn_vm *vm1 = NULL, *vm2 = NULL, *bad = NULL;
+    struct cdn_vm_spec s1 = spec, s2 = spec;
+    s1.id = "ignored-1";
+    s1.dir = c1;
+    s2.id = "ignored-2";
+    s2.dir = c2;
+    t0 = th_now_ms();
+    ASSERT_OK(cdn_vm_clone(h, saved, &s1, &vm1, &err), err);
+    struct cdn_channel *ch1 = th_vm_agent(vm1);
+    printf("  a clone answered %llu ms after its restore began\n",
+           (unsigned long long)(th_now_ms() - t0));
+    ASSERT_STREQ(cdn_vm_name(vm1), name);
+    ASSERT_TRUE(cdn_vm_host_has_domain(h, name));
+    ASSERT_CONTAINS(cdn_vm_console_path(vm1), c1);
+    char sock[4300];
+    snprintf(sock, sizeof(sock), "%s/agent.sock", c1);
+    ASSERT_TRUE(access(sock, F_OK) == 0);
+    /* One clone of a template at a time. */
+    ASSERT_FAILS(cdn_vm_clone(h, saved, &s2, &bad, &err), err, "restoring a clone of");
+
+    const char *probe = "cat /tmp/mark /proc/sys/kernel/random/uuid; date +%s";
+    _cleanup_free_ char *o1 = run_out(ch1, probe);
+    cdn_channel_free(ch1);
+    cdn_vm_destroy(vm1);
+    ASSERT_TRUE(!cdn_vm_host_has_domain(h, name));
+    ASSERT_OK(cdn_vm_clone(h, saved, &s2, &vm2, &err), err);
+    struct cdn_channel *ch2 = th_vm_agent(vm2);
+    ASSERT_CONTAINS(cdn_vm_console_path(vm2), c2);
+    _cleanup_free_ char *o2 = run_out(ch2, probe);
+    char u1[64] = "", u2[64] = "";
+    long long d1 = 0, d2 = 0;
+    ASSERT_EQ(sscanf(o1, "made-by-template %63s %lld", u1, &d1), 2);
+    ASSERT_EQ(sscanf(o2, "made-by-template %63s %lld", u2, &d2), 2);
+    if (strcmp(u1, u2) == 0)
+        FAIL("both clones drew the same random UUID %s: their entropy was not refreshed", u1);
+    long long now = (long long)time(NULL);
+    ASSERT_TRUE(llabs(d2 - now) <= 2 && d1 <= d2);
+    cdn_channel_free(ch2);
+    cdn_vm_destroy(vm2);
+
+    /* Another shape than the saved guest's is refused (libvirt checks the ABI). */
+    s1.memory_mib = 384;
+    ASSERT_FAILS(cdn_vm_clone(h, saved, &s1, &bad, &err), err, "restoring a clone of");
+    s1.memory_mib = spec.memory_mib;
+    s1.transport = CDN_VM_VSOCK;
+    ASSERT_FAILS(cdn_vm_clone(h, saved, &s1, &bad, &err), err, "only a virtio-serial guest");
+    s1.transport = CDN_VM_SERIAL;
+    char junk[4300];
+    snprintf(junk, sizeof(junk), "%s/junk.save", dir);
+    th_write_file(junk, "not a saved guest", 0600);
+    ASSERT_FAILS(cdn_vm_clone(h, junk, &s1, &bad, &err), err, "reading the saved guest");
+    cdn_err_free(err);
+    th_assert_no_cordon_domains(h);
+    th_host_release();
     th_rmtree(dir);
 }
 

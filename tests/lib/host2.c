@@ -149,6 +149,10 @@ static void stop(pid_t pid) { kill(pid, SIGSTOP); }
 
 int th_host2_freeze(struct th_host2 *h) { return h->pid > 0 ? each(h, stop) : 0; }
 
+static void cont(pid_t pid) { kill(pid, SIGCONT); }
+
+int th_host2_thaw(struct th_host2 *h) { return h->pid > 0 ? each(h, cont) : 0; }
+
 int th_host2_count(const struct th_host2 *h) { return h->pid > 0 ? each(h, NULL) : 0; }
 
 static int guests;

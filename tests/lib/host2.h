@@ -23,6 +23,8 @@ int th_host2_kill(struct th_host2 *h);
 /* The host stops answering without going away (a hung daemon, a partitioned network): every
  * process of its namespace stopped with SIGSTOP (th_host2_kill still ends them). */
 int th_host2_freeze(struct th_host2 *h);
+/* And it answers again (SIGCONT): what was frozen carries on where it stopped. */
+int th_host2_thaw(struct th_host2 *h);
 /* The processes of its namespace now (QEMUs included). */
 int th_host2_count(const struct th_host2 *h);
 /* Its QEMUs running cordon guests now (not libvirt's capability probes). */

@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 
+#include "channel.h"
 #include "test.h"
 
 static struct cdn_vm_host *held;
@@ -29,4 +30,14 @@ void th_assert_no_cordon_domains(struct cdn_vm_host *h) {
     for (size_t i = 0; i < n; i++)
         FAIL("leftover domain %s", names[i]);
     free(names);
+}
+
+struct cdn_channel *th_vm_agent(struct cdn_vm *vm) {
+    cdn_err *err = NULL;
+    int fd = cdn_vm_agent_fd(vm, 60000, &err);
+    ASSERT_OK(fd, err);
+    struct cdn_channel_opts o = {.name = cdn_vm_name(vm), .handshake_timeout_ms = 60000};
+    struct cdn_channel *ch = NULL;
+    ASSERT_OK(cdn_channel_open(fd, &o, &ch, &err), err);
+    return ch;
 }
