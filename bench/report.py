@@ -96,10 +96,16 @@ def main():
         fmt(get(warmj, "results", "warm_start", "ratio"), "x", 3), "<= 50 ms",
         None if warm_ms is None else warm_ms <= 50)
     if sr:
-        row("libvirt restore of a saved idle guest to first exec vs its cold boot to first exec "
-            "(save: %.0f ms, %.0f MiB file)" % (sr["save_ms"], sr["save_file_mib"]),
+        row("a clone of a saved idle guest (new name, libvirt restore) to first exec vs its cold "
+            "boot to first exec (save: %.0f ms, %.0f MiB file)" % (sr["save_ms"], sr["save_file_mib"]),
             fmt(sr["cordon"], "ms", 0), fmt(sr["baseline"], "ms", 0), fmt(sr["ratio"], "x", 2),
             "faster: use it", sr["ratio"] < 1)
+    refill = get(warmj, "results", "pool_refill")
+    if refill:
+        row("warm pool refill: a clone of its template to the agent's hello vs the template's "
+            "cold boot (%d cloned, %d booted)" % (refill["clones"], refill["boots"]),
+            fmt(refill["cordon"], "ms", 0), fmt(refill["baseline"], "ms", 0),
+            fmt(refill["ratio"], "x", 2), "faster: used", refill["ratio"] < 1)
     if api:
         e = get(api, "results", "exec_true")
         row("exec `true` through cordond vs over the agent channel", fmt(e["cordon"], "ms", 2),

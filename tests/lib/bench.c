@@ -2,10 +2,12 @@
 #include "bench.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 #include <sys/utsname.h>
 #include <time.h>
 
+#include "cleanup.h"
 #include "harness.h"
 #include "test.h"
 #include "vmhost.h"
@@ -26,4 +28,12 @@ void th_bench_finish(json_t *root, const char *name, const char *dir) {
     th_host_release();
     if (!getenv("BENCH_KEEP"))
         th_rmtree(dir);
+}
+
+unsigned th_log_count(const char *path, const char *needle) {
+    _cleanup_free_ char *text = th_read_file(path);
+    unsigned n = 0;
+    for (const char *p = text; p && (p = strstr(p, needle)); p++)
+        n++;
+    return n;
 }

@@ -8,3 +8,5 @@
  * bench/results/NAME.json); takes root. Then releases the libvirt host the run held and removes
  * its folder dir unless $BENCH_KEEP is set. Fails the benchmark if the file cannot be written. */
 void th_bench_finish(json_t *root, const char *name, const char *dir);
+/* How many times needle occurs in the file at path (0 if it cannot be read): a daemon's log. */
+unsigned th_log_count(const char *path, const char *needle);
