@@ -146,6 +146,12 @@ def main():
         row("batch of %d `true` tasks (%d at once): tasks/min vs raw QEMU boots" % (batch["tasks"], batch["parallel"]),
             fmt(t["cordon"], "/min"), fmt(t["baseline"], "/min"), fmt(batch["overhead"] * 100, "% overhead"),
             "<= 5%", batch["overhead"] <= 0.05)
+        pt = get(batch, "results", "pooled_throughput")
+        if pt:
+            row("batch of %d `true` tasks (%d at once) with a warm pool of %d (%d sandboxes from it): "
+                "tasks/min vs raw QEMU boots" % (pt["tasks"], batch["parallel"], batch["parallel"], pt["from_pool"]),
+                fmt(pt["cordon"], "/min"), fmt(pt["baseline"], "/min"), fmt(pt["baseline"] / pt["cordon"] * 100 - 100, "% overhead"),
+                "<= 5%", pt["baseline"] / pt["cordon"] - 1 <= 0.05)
         m = get(batch, "results", "cordond_rss")
         g = m["growth_ratio"]
         row("cordond RSS after warm-up vs at the end of the batch", fmt(m["at_end"] / 1024, "MiB"),
@@ -155,10 +161,11 @@ def main():
 
     start_png = plot(d, "start_latency", "Start latency (ms, medians)", "ms", [
         ("raw QEMU", raw_ms), ("cordon cold", cold_ms), ("cordon run true", run_ms),
-        ("cordon warm", warm_ms)])
+        ("cordon warm", warm_ms), ("clone of a saved guest", get(sr, "cordon"))])
     thr_png = plot(d, "batch_throughput", "Batch throughput (tasks/min)", "tasks/min", [
         ("raw QEMU boots", get(batch, "results", "throughput", "baseline")),
-        ("cordon batch", get(batch, "results", "throughput", "cordon"))])
+        ("cordon batch", get(batch, "results", "throughput", "cordon")),
+        ("cordon batch, warm pool", get(batch, "results", "pooled_throughput", "cordon"))])
 
     host = next((x["host"] for x in (boot, api, batch, dens, ch) if x and "host" in x), "?")
     accel = get(boot, "accel") or "?"

@@ -239,10 +239,14 @@ static void on_exit_msg(struct hstream *s, const CordonAgent__Exit *e) {
 }
 
 static int on_hello(struct cdn_channel *ch, const CordonAgent__Hello *h) {
-    if (ch->hello_seen && h->session == ch->session)
-        return 0; /* the answer to a repeated Hello of ours */
+    /* The agent echoes our session. Another one is an answer to an earlier host's Hello: a
+     * guest restored from a save (a warm pool's clone) may still send one it owed the host that
+     * booted it. Not ours: read and dropped, before or after our own. (None at all is an agent
+     * older than sessions: its hello is read, to say which protocol it speaks.) */
+    if (h->session && h->session != ch->session)
+        return 0;
     if (ch->hello_seen)
-        return chan_fault(ch, EPROTO, "guest fault: a second hello");
+        return 0; /* the answer to a repeated Hello of ours */
     ch->hello_seen = true;
     ch->peer_version = h->protocol_version;
     ch->peer_software = strndup(h->software_version, 256);

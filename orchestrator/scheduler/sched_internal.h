@@ -79,8 +79,6 @@ struct sched_host {
     bool down; /* stopped answering: drained, nothing placed on it */
     int64_t checked_ms;
     struct host_probe *probe; /* a drained host's reconnection in progress (the ticker's) */
-    char **lost_vms;          /* guests of its sandboxes left when it stopped answering */
-    size_t n_lost_vms;
 };
 
 /* A tenant's quotas and its share of the running slots. */
@@ -161,9 +159,9 @@ int sched_pool_open(struct cdn_sched *s, cdn_err **err);
 void sched_pool_close(struct cdn_sched *s);
 struct cdn_warm *sched_pool_take_locked(struct cdn_sched *s, const struct sbx *b, int host);
 int sched_pool_host_locked(struct cdn_sched *s, const struct sbx *b);
-/* b's guest, name, was left on its host when the host stopped answering (its close made no call
- * there): destroyed if the host answers again. */
-void sched_host_lost_vm(struct cdn_sched *s, struct sbx *b, const char *name);
+/* The host stopped answering (under mu): the pool's VMs there are dropped making no call to it
+ * (cdn_vm_host_reap_left destroys them when it answers again). */
+void sched_pool_host_lost_locked(struct cdn_sched *s, int host);
 /* b's VM failed: if its host does not answer either, the host is drained and b marked lost. */
 void sched_host_suspect(struct cdn_sched *s, struct sbx *b);
 /* Whether some host could ever hold b (its demand against the largest capacity). */

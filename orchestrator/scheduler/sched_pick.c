@@ -215,9 +215,6 @@ void sched_hosts_close(struct cdn_sched *s) {
             probe_unref(s->hosts[i].probe); /* a probe still hanging frees it when it ends */
         cdn_vm_host_closep(&s->hosts[i].conn);
         free(s->hosts[i].uri);
-        for (size_t k = 0; k < s->hosts[i].n_lost_vms; k++)
-            free(s->hosts[i].lost_vms[k]);
-        free(s->hosts[i].lost_vms);
     }
     free(s->hosts);
     s->hosts = NULL;
@@ -244,20 +241,9 @@ static void drain_locked(struct cdn_sched *s, size_t i) {
             b->cancel = 1;
             sched_wake(b->wake);
         }
+    sched_pool_host_lost_locked(s, (int)i);
     sched_log(s, "host %s stopped answering: drained (%u sandbox%s on it fail, retryable)", uri,
               lost, lost == 1 ? "" : "es");
-}
-
-void sched_host_lost_vm(struct cdn_sched *s, struct sbx *b, const char *name) {
-    pthread_mutex_lock(&s->mu);
-    struct sched_host *h = b->host >= 0 ? &s->hosts[b->host] : NULL;
-    char **grown = h && name ? realloc(h->lost_vms, (h->n_lost_vms + 1) * sizeof(char *)) : NULL;
-    if (grown) {
-        h->lost_vms = grown;
-        if ((grown[h->n_lost_vms] = strdup(name)))
-            h->n_lost_vms++;
-    }
-    pthread_mutex_unlock(&s->mu);
 }
 
 void sched_host_suspect(struct cdn_sched *s, struct sbx *b) {
@@ -382,25 +368,17 @@ void sched_hosts_check(struct cdn_sched *s) {
         pthread_mutex_lock(&s->mu);
         struct cdn_vm_host *old = h->conn;
         h->conn = conn;
-        char **lost = TAKE_PTR(h->lost_vms);
-        size_t n_lost = h->n_lost_vms;
-        h->n_lost_vms = 0;
         pthread_mutex_unlock(&s->mu);
         cdn_vm_host_closep(&old);
-        /* What its lost sandboxes left there goes before anything new is placed. */
-        unsigned gone = 0;
-        for (size_t k = 0; k < n_lost; k++) {
-            gone += cdn_vm_host_destroy(conn, lost[k], NULL) > 0;
-            free(lost[k]);
-        }
-        free(lost);
+        /* What this daemon could not destroy there goes before anything new is placed. */
+        unsigned gone = cdn_vm_host_reap_left(conn);
         pthread_mutex_lock(&s->mu);
         h->down = false;
         sched_dispatch_locked(s);
         pthread_mutex_unlock(&s->mu);
         sched_log(s,
-                  "host %s answers again: placing sandboxes on it (%u guest%s of its lost "
-                  "sandboxes destroyed)",
+                  "host %s answers again: placing sandboxes on it (%u guest%s left there "
+                  "destroyed)",
                   cdn_vm_host_uri(conn), gone, gone == 1 ? "" : "s");
     }
 }

@@ -318,3 +318,21 @@ int sched_pool_host_locked(struct cdn_sched *s, const struct sbx *b) {
             return v->host;
     return -1;
 }
+
+void sched_pool_host_lost_locked(struct cdn_sched *s, int host) {
+    for (size_t i = 0; i < s->n_pools; i++) {
+        struct sched_pool *p = &s->pools[i];
+        for (struct pool_vm **pp = &p->vms; *pp;) {
+            struct pool_vm *v = *pp;
+            if (v->host != host) {
+                pp = &v->next;
+                continue;
+            }
+            *pp = v->next;
+            p->ready--;
+            hold(s, host, p, false);
+            cdn_warm_abandon(v->w);
+            free(v);
+        }
+    }
+}

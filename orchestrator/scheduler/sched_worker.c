@@ -604,10 +604,8 @@ void *sched_worker(void *arg) {
         }
     }
     cdn_err_free(te);
-    if (host_lost) {
-        sched_host_lost_vm(w.s, w.b, cdn_session_info(w.sess)->vm);
+    if (host_lost)
         cdn_session_host_lost(w.sess);
-    }
     cdn_session_close(w.sess, r < 0 ? why : NULL, NULL);
     if (host_lost)
         cdn_store_sandbox_set_host(w.s->o.store, w.b->id, NULL, true, NULL);

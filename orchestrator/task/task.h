@@ -162,6 +162,9 @@ uint64_t cdn_warm_boot_ms(const struct cdn_warm *w);
 bool cdn_warm_cloned(const struct cdn_warm *w);
 /* Destroys its VM and removes its folder. NULL is fine. */
 void cdn_warm_free(struct cdn_warm *w);
+/* Its host stopped answering: its folder removed and w freed making no call to the host (its
+ * VM is left there: see cdn_vm_abandon). NULL is fine. */
+void cdn_warm_abandon(struct cdn_warm *w);
 /* The session boots into w (taken; freed with the session if it never boots). The session's
  * spec must ask for w's image and shape: memory, vCPUs and kernel arguments as w has them. */
 void cdn_session_set_warm(struct cdn_session *s, struct cdn_warm *w);

@@ -117,6 +117,16 @@ static int sweep_tasks(const char *tasks, struct cdn_vm_host *h, struct cdn_task
         int r = destroy_domain(h, e->d_name, rep, err);
         if (r < 0)
             return r;
+        /* A warm pool's clone runs as its template's domain (libvirt restores a saved guest
+         * under its own name), and libvirt does not destroy a restored guest with the
+         * connection: the folder names it. */
+        char tpl[80] = "";
+        _cleanup_close_ int cf = openat(fd, "clone-of", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        ssize_t n = cf >= 0 ? read(cf, tpl, sizeof(tpl) - 1) : -1;
+        tpl[n > 0 ? n : 0] = '\0';
+        if (valid_id(tpl) && (r = destroy_domain(h, tpl, rep, err)) < 0)
+            return r;
+        unlinkat(fd, "clone-of", 0);
         unlink_at(fd, "agent.sock", &rep->files);
         unlink_at(fd, "disk.qcow2", &rep->files);
         unlinkat(fd, "owner", 0);

@@ -24,8 +24,9 @@ struct cdn_task_gc_report {
 };
 
 /* For every folder under STATE/tasks whose owner is dead: destroys its domain cordon-<id> if it
- * still runs, removes its agent socket and overlay disk, and drops the mark; also removes the
- * folders of dead KVM probes and of dead `cordon run`s' own daemons (STATE/runs/X: a private
- * store, a socket, an address). What live processes own is never touched. */
+ * still runs (and, for a warm pool's clone, the domain its `clone-of` file names), removes its
+ * agent socket and overlay disk, and drops the mark; also removes the folders of dead KVM probes
+ * and of dead `cordon run`s' own daemons (STATE/runs/X: a private store, a socket, an address).
+ * What live processes own is never touched. */
 int cdn_task_gc(const char *state_dir, struct cdn_vm_host *h, struct cdn_task_gc_report *rep,
                 cdn_err **err);

@@ -109,8 +109,14 @@ static int warm_up(const struct cdn_warm_spec *spec, const struct cdn_warm_templ
             q.clone_of = t->saved;
             q.clone_disk = t->disk;
             w->cloned = true;
+            /* Written first: the clone runs as the template's domain, which a sweep after a
+             * crash finds through this (cdn_task_gc). */
+            char path[4200];
+            snprintf(path, sizeof(path), "%s/clone-of", w->dir);
+            r = cdn_write_atomic(path, t->id, strlen(t->id), err);
         }
-        r = task_vm_up(&q, &w->up, err);
+        if (r == 0)
+            r = task_vm_up(&q, &w->up, err);
     }
     if (r == 0 && t)
         r = warm_exec(w, err);
@@ -141,14 +147,20 @@ unsigned cdn_warm_memory_mib(const struct cdn_warm *w) { return w->up.memory_mib
 uint64_t cdn_warm_boot_ms(const struct cdn_warm *w) { return w->up.boot_ms; }
 bool cdn_warm_cloned(const struct cdn_warm *w) { return w->cloned; }
 
-void cdn_warm_free(struct cdn_warm *w) {
+static void warm_end(struct cdn_warm *w, bool abandon) {
     if (!w)
         return;
-    task_vm_down(&w->up);
+    if (abandon)
+        task_vm_abandon(&w->up);
+    else
+        task_vm_down(&w->up);
     drop_folder(w->dir);
     free(w->image);
     free(w);
 }
+
+void cdn_warm_free(struct cdn_warm *w) { warm_end(w, false); }
+void cdn_warm_abandon(struct cdn_warm *w) { warm_end(w, true); }
 
 void task_warm_release(struct cdn_warm *w, struct task_vm_up *u, char **dir, uint64_t *idle_ms) {
     *u = w->up;

@@ -87,6 +87,53 @@ static pthread_mutex_t abandoned_mu = PTHREAD_MUTEX_INITIALIZER;
 static void **abandoned;
 static size_t n_abandoned;
 
+/* Guests left on hosts, by URI and name (under abandoned_mu). */
+struct left_vm {
+    char *uri, *name;
+};
+static struct left_vm *left;
+static size_t n_left;
+
+static void note_left(const struct cdn_vm *vm) {
+    pthread_mutex_lock(&abandoned_mu);
+    struct left_vm *grown = realloc(left, (n_left + 1) * sizeof(*grown));
+    if (grown) {
+        left = grown;
+        left[n_left].uri = strdup(vm->host->uri);
+        left[n_left].name = strdup(vm->name);
+        if (left[n_left].uri && left[n_left].name)
+            n_left++;
+        else {
+            free(left[n_left].uri);
+            free(left[n_left].name);
+        }
+    }
+    pthread_mutex_unlock(&abandoned_mu);
+}
+
+unsigned cdn_vm_host_reap_left(struct cdn_vm_host *h) {
+    pthread_mutex_lock(&abandoned_mu);
+    struct left_vm *mine = calloc(n_left ? n_left : 1, sizeof(*mine));
+    size_t n_mine = 0, kept = 0;
+    for (size_t i = 0; mine && i < n_left; i++) {
+        if (strcmp(left[i].uri, h->uri) == 0)
+            mine[n_mine++] = left[i];
+        else
+            left[kept++] = left[i];
+    }
+    if (mine)
+        n_left = kept;
+    pthread_mutex_unlock(&abandoned_mu);
+    unsigned gone = 0;
+    for (size_t i = 0; i < n_mine; i++) {
+        gone += cdn_vm_host_destroy(h, mine[i].name, NULL) > 0;
+        free(mine[i].uri);
+        free(mine[i].name);
+    }
+    free(mine);
+    return gone;
+}
+
 void vm_keep_forever(void *p) {
     if (!p)
         return;
@@ -402,7 +449,11 @@ static void vm_end(struct cdn_vm *vm, bool abandon) {
         _cleanup_(virDomainFreep) virDomainPtr d = vm_lookup(vm);
         if (d)
             virDomainDestroy(d);
+        else if (virConnectIsAlive(vm->host->conn) != 1)
+            note_left(vm); /* the host did not answer: the guest may be there still */
     }
+    if (vm->dom && abandon)
+        note_left(vm);
     if (vm->dom)
         virDomainFree(vm->dom); /* a local reference: no call */
     if (abandon)

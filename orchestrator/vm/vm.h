@@ -120,6 +120,10 @@ void cdn_vm_destroyp(struct cdn_vm **vm);
 void cdn_vm_abandon(struct cdn_vm *vm);
 /* Likewise the connection: left open (a close is a call), the rest freed. NULL is fine. */
 void cdn_vm_host_abandon(struct cdn_vm_host *h);
+/* Guests this process left on a host: abandoned ones, and those whose destroy could not reach
+ * their host (its connection had closed). Destroys those of h's URI now (it answers again);
+ * returns how many were still there. */
+unsigned cdn_vm_host_reap_left(struct cdn_vm_host *h);
 
 /* Which accelerator a guest gets. /dev/kvm existing is not enough (on nested hosts without
  * hardware virtualisation it exists and fails), so KVM is proven by booting a throwaway guest
