@@ -182,7 +182,7 @@ def main():
     out.append("Not measured here yet (no benchmark produces them): " + ", ".join(
         n for n, v in (("warm start from a pool", warm_ms), ("exec vs qemu-guest-agent", qga),
                        ("1000-task batch", batch), ("idle density", dens)) if v is None) + "."
-               if any(v is None for v in (warm_ms, qga, batch, dens)) else "Every figure above was measured in this run.")
+               if any(v is None for v in (warm_ms, qga, batch, dens)) else "Every figure above was measured, each in its benchmark's last run (its JSON file has the date).")
     with open(os.path.join(d, "REPORT.md"), "w") as f:
         f.write("\n".join(out) + "\n")
     print("report: %s" % os.path.join(d, "REPORT.md"))
