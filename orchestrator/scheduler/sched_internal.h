@@ -112,6 +112,7 @@ struct cdn_sched {
     size_t n_pools;
     pthread_t pool_thread;
     pthread_cond_t pool_cond; /* a warm VM was taken, or closing */
+    pthread_mutex_t tpl_mu;   /* the pools' templates: which is free, cloning one, their lists */
     bool pool_running;
     volatile sig_atomic_t pool_cancel;
 };
@@ -162,6 +163,9 @@ int sched_pool_host_locked(struct cdn_sched *s, const struct sbx *b);
 /* The host stopped answering (under mu): the pool's VMs there are dropped making no call to it
  * (cdn_vm_host_reap_left destroys them when it answers again). */
 void sched_pool_host_lost_locked(struct cdn_sched *s, int host);
+/* No warm VM was ready for b (placed, not under mu): a clone of a free template of its image on
+ * its host, made now for it, or NULL (none free, cloning off, or it failed: b boots). */
+struct cdn_warm *sched_pool_clone(struct cdn_sched *s, struct sbx *b);
 /* b's VM failed: if its host does not answer either, the host is drained and b marked lost. */
 void sched_host_suspect(struct cdn_sched *s, struct sbx *b);
 /* Whether some host could ever hold b (its demand against the largest capacity). */

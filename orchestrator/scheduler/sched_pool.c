@@ -100,63 +100,127 @@ static void clone_off(struct cdn_sched *s, struct sched_pool *p, int host, const
     pt->off = true;
 }
 
-/* A template of p's on host with no clone running: one of those there, or a new one while there
- * are fewer than can be in use at once; NULL: boot cold. */
-static struct cdn_warm_template *free_template(struct cdn_sched *s, struct sched_pool *p, int host,
-                                               const struct cdn_warm_spec *ws) {
+/* A template of p's on host with no clone running, or NULL (under tpl_mu). */
+static struct cdn_warm_template *free_template(struct sched_pool *p, int host) {
     struct pool_tpl *pt = &p->tpl[host];
     for (size_t i = 0; i < pt->n; i++)
         if (!cdn_warm_template_in_use(pt->t[i]))
             return pt->t[i];
-    if (pt->n >= p->target + s->o.max_running)
-        return NULL;
-    struct cdn_warm_template **grown = realloc(pt->t, (pt->n + 1) * sizeof(*grown));
-    if (!grown)
-        return NULL;
-    pt->t = grown;
-    cdn_err *e = NULL;
-    struct cdn_warm_template *t = NULL;
-    if (cdn_warm_template_make(ws, &t, &e) < 0) {
-        if (!*ws->cancel)
-            clone_off(s, p, host, cdn_err_msg(e));
-        cdn_err_free(e);
-        return NULL;
-    }
-    pt->t[pt->n++] = t;
-    sched_log(s,
-              "warm pool %s: template %zu saved on %s (booted in %llu ms, saved in %llu ms): "
-              "VMs are cloned from it",
-              p->image, pt->n, host_name(s, host), (unsigned long long)cdn_warm_template_boot_ms(t),
-              (unsigned long long)cdn_warm_template_save_ms(t));
-    return t;
+    return NULL;
 }
 
-/* One warm VM for p on host: cloned from a free template, else booted. Called without mu. */
+/* A new template of p's on host while there are fewer than can be in use at once (NULL: none);
+ * made without tpl_mu (a boot), added under it. */
+static struct cdn_warm_template *new_template(struct cdn_sched *s, struct sched_pool *p, int host,
+                                              const struct cdn_warm_spec *ws) {
+    struct pool_tpl *pt = &p->tpl[host];
+    pthread_mutex_lock(&s->tpl_mu);
+    bool room = !pt->off && pt->n < p->target + s->o.max_running;
+    pthread_mutex_unlock(&s->tpl_mu);
+    if (!room)
+        return NULL;
+    cdn_err *e = NULL;
+    struct cdn_warm_template *t = NULL;
+    int r = cdn_warm_template_make(ws, &t, &e);
+    pthread_mutex_lock(&s->tpl_mu);
+    struct cdn_warm_template **grown =
+        r == 0 && !pt->off ? realloc(pt->t, (pt->n + 1) * sizeof(*grown)) : NULL;
+    if (grown) {
+        pt->t = grown;
+        pt->t[pt->n++] = t;
+        sched_log(s,
+                  "warm pool %s: template %zu saved on %s (booted in %llu ms, saved in %llu ms): "
+                  "VMs are cloned from it",
+                  p->image, pt->n, host_name(s, host),
+                  (unsigned long long)cdn_warm_template_boot_ms(t),
+                  (unsigned long long)cdn_warm_template_save_ms(t));
+    } else if (r < 0 && !*ws->cancel) {
+        clone_off(s, p, host, cdn_err_msg(e));
+    }
+    pthread_mutex_unlock(&s->tpl_mu);
+    cdn_err_free(e);
+    if (!grown)
+        cdn_warm_template_freep(&t);
+    return grown ? t : NULL;
+}
+
+/* A clone of t for p on host (under tpl_mu: no one else restores t meanwhile); a failure, or
+ * clones slower than a boot, turn cloning off there. */
+static int clone_locked(struct cdn_sched *s, struct sched_pool *p, int host,
+                        struct cdn_warm_template *t, const struct cdn_warm_spec *ws,
+                        struct cdn_warm **w, cdn_err **e) {
+    struct pool_tpl *pt = &p->tpl[host];
+    int r = cdn_warm_clone(ws, t, w, e);
+    if (r < 0) {
+        if (!*ws->cancel)
+            clone_off(s, p, host, cdn_err_msg(*e));
+        return r;
+    }
+    uint64_t ms = cdn_warm_boot_ms(*w), cold = cdn_warm_template_boot_ms(t);
+    pt->slower = ms > cold ? pt->slower + 1 : 0;
+    if (pt->slower >= CLONE_SLOWER_LIMIT) {
+        char why[160];
+        snprintf(why, sizeof(why), "a clone took %llu ms, a boot %llu ms", (unsigned long long)ms,
+                 (unsigned long long)cold);
+        clone_off(s, p, host, why);
+    }
+    return 0;
+}
+
+/* One warm VM for p on host: cloned from a free template (a new one if none is free), else
+ * booted. Called without mu. */
 static int bring_up(struct cdn_sched *s, struct sched_pool *p, int host,
                     const struct cdn_warm_spec *ws, struct cdn_warm **w, cdn_err **e) {
-    struct pool_tpl *pt = &p->tpl[host];
-    struct cdn_warm_template *t =
-        s->o.warm_no_clone || pt->off ? NULL : free_template(s, p, host, ws);
-    if (t) {
-        int r = cdn_warm_clone(ws, t, w, e);
-        if (r == 0) {
-            uint64_t ms = cdn_warm_boot_ms(*w), cold = cdn_warm_template_boot_ms(t);
-            pt->slower = ms > cold ? pt->slower + 1 : 0;
-            if (pt->slower >= CLONE_SLOWER_LIMIT) {
-                char why[160];
-                snprintf(why, sizeof(why), "a clone took %llu ms, a boot %llu ms",
-                         (unsigned long long)ms, (unsigned long long)cold);
-                clone_off(s, p, host, why);
-            }
-            return 0;
-        }
-        if (*ws->cancel)
+    if (!s->o.warm_no_clone) {
+        pthread_mutex_lock(&s->tpl_mu);
+        struct cdn_warm_template *t = p->tpl[host].off ? NULL : free_template(p, host);
+        pthread_mutex_unlock(&s->tpl_mu);
+        if (!t)
+            t = new_template(s, p, host, ws);
+        pthread_mutex_lock(&s->tpl_mu);
+        /* Still free (a sandbox may have cloned it meanwhile) and still listed. */
+        if (t && (p->tpl[host].off || cdn_warm_template_in_use(t)))
+            t = NULL;
+        int r = t ? clone_locked(s, p, host, t, ws, w, e) : 1;
+        pthread_mutex_unlock(&s->tpl_mu);
+        if (r <= 0 && (r == 0 || *ws->cancel))
             return r;
-        clone_off(s, p, host, cdn_err_msg(*e));
         cdn_err_free(*e);
         *e = NULL;
     }
     return cdn_warm_boot(ws, w, e);
+}
+
+static struct sched_pool *pool_for(struct cdn_sched *s, const struct sbx *b);
+
+struct cdn_warm *sched_pool_clone(struct cdn_sched *s, struct sbx *b) {
+    pthread_mutex_lock(&s->mu);
+    struct sched_pool *p = s->o.warm_no_clone ? NULL : pool_for(s, b);
+    int host = b->host;
+    const char *uri = host >= 0 ? s->hosts[host].uri : NULL;
+    pthread_mutex_unlock(&s->mu);
+    if (!p || host < 0)
+        return NULL;
+    struct cdn_warm_spec ws = {.state_dir = s->state_dir,
+                               .images_dir = s->images_dir,
+                               .image = p->image,
+                               .uri = uri,
+                               .accel = s->accel,
+                               .boot_timeout_ms = s->o.boot_timeout_ms,
+                               .cancel = &b->cancel,
+                               .on_notice = pool_log_notice,
+                               .ud = s};
+    struct cdn_warm *w = NULL;
+    cdn_err *e = NULL;
+    pthread_mutex_lock(&s->tpl_mu);
+    struct cdn_warm_template *t = p->tpl[host].off ? NULL : free_template(p, host);
+    if (t && clone_locked(s, p, host, t, &ws, &w, &e) < 0)
+        w = NULL;
+    pthread_mutex_unlock(&s->tpl_mu);
+    cdn_err_free(e);
+    if (w)
+        cdn_warm_set_for_sandbox(w);
+    return w;
 }
 
 static void *pool_thread(void *arg) {
@@ -245,6 +309,7 @@ int sched_pool_open(struct cdn_sched *s, cdn_err **err) {
             return cdn_err_set(err, ENOMEM, "out of memory");
     }
     pthread_cond_init(&s->pool_cond, NULL);
+    pthread_mutex_init(&s->tpl_mu, NULL);
     if (pthread_create(&s->pool_thread, NULL, pool_thread, s) != 0)
         return cdn_err_set(err, EAGAIN, "cannot start the warm pool's thread");
     s->pool_running = true;
@@ -259,6 +324,7 @@ void sched_pool_close(struct cdn_sched *s) {
         pthread_mutex_unlock(&s->mu);
         pthread_join(s->pool_thread, NULL);
         pthread_cond_destroy(&s->pool_cond);
+        pthread_mutex_destroy(&s->tpl_mu);
         s->pool_running = false;
     }
     for (size_t i = 0; i < s->n_pools; i++) {

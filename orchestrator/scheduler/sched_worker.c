@@ -77,6 +77,10 @@ static int boot(struct worker *w, struct job *j, cdn_err **e) {
     if (warm) {
         cdn_session_set_warm(w->sess, warm);
         sched_log(w->s, "sandbox %s: started from the warm pool", w->b->id);
+    } else if ((warm = sched_pool_clone(w->s, w->b))) {
+        /* None ready: a clone of a free template still beats a boot. */
+        cdn_session_set_warm(w->sess, warm);
+        sched_log(w->s, "sandbox %s: started from a clone of a warm pool template", w->b->id);
     }
     int r = cdn_session_boot(w->sess, e);
     w->b->booting_for = NULL;

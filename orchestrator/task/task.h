@@ -160,6 +160,9 @@ unsigned cdn_warm_memory_mib(const struct cdn_warm *w);
 uint64_t cdn_warm_boot_ms(const struct cdn_warm *w);
 /* Whether it was cloned from a template rather than booted. */
 bool cdn_warm_cloned(const struct cdn_warm *w);
+/* Cloned for the sandbox that takes it (the pool had none ready): its start waited for it. */
+void cdn_warm_set_for_sandbox(struct cdn_warm *w);
+bool cdn_warm_for_sandbox(const struct cdn_warm *w);
 /* Destroys its VM and removes its folder. NULL is fine. */
 void cdn_warm_free(struct cdn_warm *w);
 /* Its host stopped answering: its folder removed and w freed making no call to the host (its

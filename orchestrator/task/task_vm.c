@@ -255,13 +255,16 @@ int task_vm_boot(struct cdn_session *t, cdn_err **err) {
         struct task_vm_up u;
         uint64_t idle_ms;
         uint64_t boot_ms = cdn_warm_boot_ms(t->warm);
-        bool cloned = cdn_warm_cloned(t->warm);
+        bool cloned = cdn_warm_cloned(t->warm), own = cdn_warm_for_sandbox(t->warm);
         task_warm_release(TAKE_PTR(t->warm), &u, &t->warm_dir, &idle_ms);
-        u.create_ms = 0;
-        u.boot_ms = 0; /* this sandbox waited for no boot */
+        if (!own) {
+            u.create_ms = 0;
+            u.boot_ms = 0; /* this sandbox waited for no boot */
+        }
         take_vm(t, &u);
         cdn_evidence_fact(t->ev, "vm", t->res.vm);
-        cdn_evidence_fact(t->ev, "started_from", "warm pool");
+        cdn_evidence_fact(t->ev, "started_from",
+                          own ? "a clone of a warm pool template" : "warm pool");
         cdn_evidence_fact(t->ev, "warm_vm", cloned ? "cloned from a saved template" : "booted");
         cdn_evidence_fact_int(t->ev, "warm_boot_ms", (long long)boot_ms);
         cdn_evidence_fact_int(t->ev, "warm_idle_ms", (long long)idle_ms);

@@ -19,6 +19,7 @@ struct cdn_warm {
     char *image;
     struct task_vm_up up;
     bool cloned;
+    bool for_sandbox;  /* cloned for the sandbox that takes it: it waited for that */
     uint64_t ready_ms; /* cdn_now_ms() when the agent answered */
 };
 
@@ -146,6 +147,8 @@ const char *cdn_warm_image(const struct cdn_warm *w) { return w->image; }
 unsigned cdn_warm_memory_mib(const struct cdn_warm *w) { return w->up.memory_mib; }
 uint64_t cdn_warm_boot_ms(const struct cdn_warm *w) { return w->up.boot_ms; }
 bool cdn_warm_cloned(const struct cdn_warm *w) { return w->cloned; }
+void cdn_warm_set_for_sandbox(struct cdn_warm *w) { w->for_sandbox = true; }
+bool cdn_warm_for_sandbox(const struct cdn_warm *w) { return w->for_sandbox; }
 
 static void warm_end(struct cdn_warm *w, bool abandon) {
     if (!w)
