@@ -183,12 +183,26 @@ static int bring_up(struct cdn_sched *s, struct sched_pool *p, int host,
             t = NULL;
         int r = t ? clone_locked(s, p, host, t, ws, w, e) : 1;
         pthread_mutex_unlock(&s->tpl_mu);
-        if (r <= 0 && (r == 0 || *ws->cancel))
+        if (r == 0 || (r < 0 && *ws->cancel))
             return r;
-        cdn_err_free(*e);
+        cdn_err_free(*e); /* said in clone_off's line: boot instead */
         *e = NULL;
     }
     return cdn_warm_boot(ws, w, e);
+}
+
+/* What bringing up one of p's VMs on a host with that URI needs. */
+static struct cdn_warm_spec pool_spec(struct cdn_sched *s, const struct sched_pool *p,
+                                      const char *uri, volatile sig_atomic_t *cancel) {
+    return (struct cdn_warm_spec){.state_dir = s->state_dir,
+                                  .images_dir = s->images_dir,
+                                  .image = p->image,
+                                  .uri = uri,
+                                  .accel = s->accel,
+                                  .boot_timeout_ms = s->o.boot_timeout_ms,
+                                  .cancel = cancel,
+                                  .on_notice = pool_log_notice,
+                                  .ud = s};
 }
 
 static struct sched_pool *pool_for(struct cdn_sched *s, const struct sbx *b);
@@ -201,15 +215,7 @@ struct cdn_warm *sched_pool_clone(struct cdn_sched *s, struct sbx *b) {
     pthread_mutex_unlock(&s->mu);
     if (!p || host < 0)
         return NULL;
-    struct cdn_warm_spec ws = {.state_dir = s->state_dir,
-                               .images_dir = s->images_dir,
-                               .image = p->image,
-                               .uri = uri,
-                               .accel = s->accel,
-                               .boot_timeout_ms = s->o.boot_timeout_ms,
-                               .cancel = &b->cancel,
-                               .on_notice = pool_log_notice,
-                               .ud = s};
+    struct cdn_warm_spec ws = pool_spec(s, p, uri, &b->cancel);
     struct cdn_warm *w = NULL;
     cdn_err *e = NULL;
     pthread_mutex_lock(&s->tpl_mu);
@@ -238,15 +244,7 @@ static void *pool_thread(void *arg) {
         }
         hold(s, host, p, true);
         p->booting++;
-        struct cdn_warm_spec ws = {.state_dir = s->state_dir,
-                                   .images_dir = s->images_dir,
-                                   .image = p->image,
-                                   .uri = s->hosts[host].uri,
-                                   .accel = s->accel,
-                                   .boot_timeout_ms = s->o.boot_timeout_ms,
-                                   .cancel = &s->pool_cancel,
-                                   .on_notice = pool_log_notice,
-                                   .ud = s};
+        struct cdn_warm_spec ws = pool_spec(s, p, s->hosts[host].uri, &s->pool_cancel);
         pthread_mutex_unlock(&s->mu);
         struct cdn_warm *w = NULL;
         cdn_err *e = NULL;
