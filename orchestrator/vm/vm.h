@@ -90,11 +90,8 @@ enum cdn_vm_state { CDN_VM_GONE, CDN_VM_RUNNING, CDN_VM_PAUSED, CDN_VM_OTHER };
 enum cdn_vm_state cdn_vm_state(struct cdn_vm *vm);
 enum cdn_vm_transport cdn_vm_transport(const struct cdn_vm *vm);
 /* Saves the running guest (memory and devices) to path; the domain stops (libvirt's
- * virDomainSaveFlags). Restore brings back the same guest from it, running, under the same name:
- * its agent's port opens again (cdn_vm_agent_fd). The restored domain is not autodestroyed with
- * the connection: destroy it. */
+ * virDomainSaveFlags). cdn_vm_clone brings it back. */
 int cdn_vm_save(struct cdn_vm *vm, const char *path, cdn_err **err);
-int cdn_vm_restore(struct cdn_vm *vm, const char *path, cdn_err **err);
 /* Starts a new guest from one saved by cdn_vm_save (a template): its memory and devices, running,
  * in spec's folder (its console and agent socket there), on spec's disk (a copy of the
  * template's: see cdn_vm_disk_copy). Memory, vCPUs, accelerator and transport must be the

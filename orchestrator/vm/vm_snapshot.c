@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* cdn_vm saved guests: a running guest saved to a file (libvirt's virDomainSaveFlags), brought
- * back as itself, or cloned into new guests of their own name, folder and disk. */
+ * back as clones: its name, in a folder and on a disk of their own. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,12 +29,6 @@ static int adopt(struct cdn_vm *vm, const char *path, cdn_err **err) {
     vm->dom = d;
     vm->domid = virDomainGetID(d);
     return 0;
-}
-
-int cdn_vm_restore(struct cdn_vm *vm, const char *path, cdn_err **err) {
-    if (virDomainRestoreFlags(vm->host->conn, path, NULL, VIR_DOMAIN_SAVE_RUNNING) < 0)
-        return vm_lv_err(err, "vm %s: restoring from %s", vm->name, path);
-    return adopt(vm, path, err);
 }
 
 /* The text between <tag> and </tag> in xml, into out (size n). */
