@@ -466,7 +466,11 @@ static void on_envelope(struct agent_conn *c, const cdn_envelope *env) {
          * show the old one leaving): its predecessor's streams have nobody to report to, and
          * the newcomer numbers its streams from the start. */
         if (c->hello_done && env->hello->session && env->hello->session == c->session) {
-            send_hello_reply(c); /* the host repeated itself: same session, nothing reset */
+            /* The host repeated itself: same session, nothing reset. Its clock is taken again
+             * (a host repeats its Hello after resuming a guest that stood still). */
+            if (c->opts.take_host_seed)
+                take_host_seed(env->hello);
+            send_hello_reply(c);
             return;
         }
         if (c->hello_done) {

@@ -107,6 +107,14 @@ void api_call_fail(struct api_call *c, int rc, const cdn_err *e);
 bool api_call_gone(struct api_call *c);
 /* The caller's sandbox id (clear it after); when it is not one, the call has failed (NOT_FOUND). */
 int api_call_sandbox(struct api_call *c, const char *id, struct cdn_store_sandbox *sb);
+/* The sandbox's record as the call's answer (or the error reading it), and the call finished. */
+void api_send_sandbox(struct api_call *c, const char *id);
+/* A job for sandbox id, answered through ops with c as their ud (a reference held until done);
+ * a refusal fails the call at once. */
+void api_submit(struct api_call *c, const char *id, const struct cdn_job_spec *spec,
+                const struct cdn_job_ops *ops);
+/* ops->abandoned for a job whose ud is its call: the client went away. */
+bool api_job_abandoned(void *ud);
 /* Asks for the next message of a client-streaming call. */
 void api_call_recv(struct api_call *c);
 /* The cq thread's handling of a completed tag. */

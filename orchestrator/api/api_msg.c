@@ -29,6 +29,9 @@ Cordon__V1__Sandbox *api_msg_sandbox(const struct cdn_store_sandbox *sb) {
     m->error = dup0(sb->error);
     m->host = dup0(sb->host);
     m->retryable = sb->retryable;
+    m->persist = sb->persist;
+    m->owner = dup0(sb->persist ? (sb->owner ? sb->owner : sb->tenant) : NULL);
+    m->paused = dup0(sb->state == CDN_SANDBOX_PAUSED ? sb->paused : NULL);
     json_error_t je;
     json_t *labels = sb->labels_json ? json_loads(sb->labels_json, 0, &je) : NULL;
     size_t n = json_object_size(labels);
@@ -63,6 +66,8 @@ void api_msg_sandbox_free(Cordon__V1__Sandbox *m) {
     free(m->transport);
     free(m->error);
     free(m->host);
+    free(m->owner);
+    free(m->paused);
     for (size_t i = 0; i < m->n_labels; i++) {
         free(m->labels[i]->key);
         free(m->labels[i]->value);

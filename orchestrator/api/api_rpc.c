@@ -20,7 +20,7 @@
             api_call_finish((c), GRPC_STATUS_CANCELLED, "the call ended");                         \
     } while (0)
 
-static void send_sandbox(struct api_call *c, const char *id) {
+void api_send_sandbox(struct api_call *c, const char *id) {
     struct cdn_store_sandbox sb;
     cdn_err *e = NULL;
     int r = cdn_store_sandbox_get(c->api->o.store, c->tenant, id, &sb, &e);
@@ -85,6 +85,8 @@ static void create_sandbox(struct api_call *c) {
         .boot_timeout_s = q->boot_timeout_seconds,
         .defer_boot = q->defer_boot,
         .priority = q->priority,
+        .persist = q->persist,
+        .owner = q->owner,
     };
     if (q->limits)
         req.limits =
@@ -124,7 +126,7 @@ static void get_sandbox(struct api_call *c) {
         (void *)api_call_decode(c, &cordon__v1__get_sandbox_request__descriptor);
     if (!q)
         return;
-    send_sandbox(c, q->id);
+    api_send_sandbox(c, q->id);
     protobuf_c_message_free_unpacked(&q->base, NULL);
 }
 
@@ -150,7 +152,10 @@ static bool labels_match(const struct list_ctx *l, const char *labels) {
 
 static int list_one(void *ud, const struct cdn_store_sandbox *sb) {
     struct list_ctx *l = ud;
-    if (!labels_match(l, sb->labels_json))
+    if (!labels_match(l, sb->labels_json) || (l->q->sessions_only && !sb->persist))
+        return 0;
+    if (*l->q->owner &&
+        (!sb->persist || strcmp(sb->owner ? sb->owner : sb->tenant, l->q->owner) != 0))
         return 0;
     if (l->resp.n_sandboxes == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 16;
@@ -176,7 +181,7 @@ static void list_sandboxes(struct api_call *c) {
     cordon__v1__list_sandboxes_response__init(&l.resp);
     unsigned mask = 0;
     for (size_t i = 0; i < q->n_states; i++)
-        if (q->states[i] > 0 && q->states[i] < 7)
+        if (q->states[i] > 0 && (int)q->states[i] <= (int)CDN_SANDBOX_PAUSED)
             mask |= 1u << q->states[i];
     cdn_err *e = NULL;
     int r = cdn_store_sandbox_list(c->api->o.store, c->tenant, mask, list_one, &l, &e);
@@ -323,7 +328,7 @@ static void *stop_thread(void *arg) {
         SEND_AND_FINISH(c, &resp);
     } else {
         api_log(c->api, "%s cancelled sandbox %s", c->tenant, s->id);
-        send_sandbox(c, s->id);
+        api_send_sandbox(c, s->id);
     }
     cdn_err_free(e);
     api_call_unref(c);
@@ -370,18 +375,32 @@ void api_read_file(struct api_call *c);
 void api_get_diff(struct api_call *c);
 void api_update_policy(struct api_call *c);
 void api_watch_events(struct api_call *c);
+void api_pause(struct api_call *c);
+void api_resume(struct api_call *c);
+void api_reset(struct api_call *c);
+void api_extend(struct api_call *c);
 
 static const struct {
     const char *name;
     void (*fn)(struct api_call *c);
 } methods[] = {
-    {"CreateSandbox", create_sandbox},   {"GetSandbox", get_sandbox},
-    {"ListSandboxes", list_sandboxes},   {"Exec", api_exec},
-    {"ReadFile", api_read_file},         {"GetDiff", api_get_diff},
-    {"UpdatePolicy", api_update_policy}, {"GetEvidence", get_evidence},
-    {"ListApprovals", list_approvals},   {"Decide", decide},
-    {"Cancel", cancel_sandbox},          {"Delete", delete_sandbox},
+    {"CreateSandbox", create_sandbox},
+    {"GetSandbox", get_sandbox},
+    {"ListSandboxes", list_sandboxes},
+    {"Exec", api_exec},
+    {"ReadFile", api_read_file},
+    {"GetDiff", api_get_diff},
+    {"UpdatePolicy", api_update_policy},
+    {"GetEvidence", get_evidence},
+    {"ListApprovals", list_approvals},
+    {"Decide", decide},
+    {"Cancel", cancel_sandbox},
+    {"Delete", delete_sandbox},
     {"WatchEvents", api_watch_events},
+    {"Pause", api_pause},
+    {"Resume", api_resume},
+    {"Reset", api_reset},
+    {"Extend", api_extend},
 };
 
 void api_dispatch(struct api_call *c) {

@@ -18,7 +18,7 @@
 
 /* ---- jobs' callbacks: the call is the job's ud, referenced until done ---- */
 
-static bool job_abandoned(void *ud) { return api_call_gone(ud); }
+bool api_job_abandoned(void *ud) { return api_call_gone(ud); }
 
 static int exec_data(void *ud, int fd, const uint8_t *p, size_t n) {
     struct api_call *c = ud;
@@ -93,11 +93,11 @@ static void exec_notice(void *ud, const char *line) {
 static const struct cdn_job_ops exec_ops = {.data = exec_data,
                                             .pending = exec_pending,
                                             .done = exec_done,
-                                            .abandoned = job_abandoned,
+                                            .abandoned = api_job_abandoned,
                                             .notice = exec_notice};
 
-static void submit(struct api_call *c, const char *id, const struct cdn_job_spec *spec,
-                   const struct cdn_job_ops *ops) {
+void api_submit(struct api_call *c, const char *id, const struct cdn_job_spec *spec,
+                const struct cdn_job_ops *ops) {
     cdn_err *e = NULL;
     api_call_ref(c);
     int r = cdn_sched_submit(c->api->o.sched, c->tenant, id, spec, ops, c, &e);
@@ -136,7 +136,7 @@ void api_exec(struct api_call *c) {
         protobuf_c_message_free_unpacked(&q->base, NULL);
         return;
     }
-    submit(c, q->sandbox_id, &spec, &exec_ops);
+    api_submit(c, q->sandbox_id, &spec, &exec_ops);
     protobuf_c_message_free_unpacked(&q->base, NULL);
 }
 
@@ -172,7 +172,7 @@ static void plain_done(void *ud, int rc, const cdn_err *e, const struct cdn_job_
 }
 
 static const struct cdn_job_ops read_ops = {
-    .data = read_data, .done = plain_done, .abandoned = job_abandoned};
+    .data = read_data, .done = plain_done, .abandoned = api_job_abandoned};
 
 void api_read_file(struct api_call *c) {
     Cordon__V1__ReadFileRequest *q =
@@ -180,7 +180,7 @@ void api_read_file(struct api_call *c) {
     if (!q)
         return;
     struct cdn_job_spec spec = {.kind = CDN_JOB_READ, .path = q->path, .max_bytes = q->max_bytes};
-    submit(c, q->sandbox_id, &spec, &read_ops);
+    api_submit(c, q->sandbox_id, &spec, &read_ops);
     protobuf_c_message_free_unpacked(&q->base, NULL);
 }
 
@@ -197,7 +197,7 @@ static void write_done(void *ud, int rc, const cdn_err *e, const struct cdn_job_
     api_call_unref(c);
 }
 
-static const struct cdn_job_ops write_ops = {.done = write_done, .abandoned = job_abandoned};
+static const struct cdn_job_ops write_ops = {.done = write_done, .abandoned = api_job_abandoned};
 
 /* Each chunk is appended (bounded); the end of the client's stream submits the write. */
 void api_write_chunk(struct api_call *c) {
@@ -211,7 +211,7 @@ void api_write_chunk(struct api_call *c) {
                                     .mode = c->write_mode,
                                     .data = c->in,
                                     .len = c->in_len};
-        submit(c, c->write_sid, &spec, &write_ops);
+        api_submit(c, c->write_sid, &spec, &write_ops);
         return;
     }
     Cordon__V1__WriteFileChunk *q =
@@ -286,7 +286,7 @@ static void diff_done(void *ud, int rc, const cdn_err *e, const struct cdn_job_r
     api_call_unref(c);
 }
 
-static const struct cdn_job_ops diff_ops = {.done = diff_done, .abandoned = job_abandoned};
+static const struct cdn_job_ops diff_ops = {.done = diff_done, .abandoned = api_job_abandoned};
 
 /* A stopped sandbox's diff is what its evidence holds. */
 static void diff_from_evidence(struct api_call *c, const struct cdn_store_sandbox *sb) {
@@ -324,7 +324,7 @@ void api_get_diff(struct api_call *c) {
         diff_from_evidence(c, &sb);
     } else if (r >= 0) {
         struct cdn_job_spec spec = {.kind = CDN_JOB_DIFF};
-        submit(c, q->sandbox_id, &spec, &diff_ops);
+        api_submit(c, q->sandbox_id, &spec, &diff_ops);
     }
     if (r >= 0)
         cdn_store_sandbox_clear(&sb);
@@ -347,7 +347,7 @@ static void policy_done(void *ud, int rc, const cdn_err *e, const struct cdn_job
     api_call_unref(c);
 }
 
-static const struct cdn_job_ops policy_ops = {.done = policy_done, .abandoned = job_abandoned};
+static const struct cdn_job_ops policy_ops = {.done = policy_done, .abandoned = api_job_abandoned};
 
 void api_update_policy(struct api_call *c) {
     Cordon__V1__UpdatePolicyRequest *q =
@@ -365,7 +365,7 @@ void api_update_policy(struct api_call *c) {
                                     .data = (const uint8_t *)q->policy_yaml,
                                     .len = len,
                                     .path = by};
-        submit(c, q->sandbox_id, &spec, &policy_ops);
+        api_submit(c, q->sandbox_id, &spec, &policy_ops);
     }
     protobuf_c_message_free_unpacked(&q->base, NULL);
 }

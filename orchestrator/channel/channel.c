@@ -459,6 +459,31 @@ int chan_send_data(struct cdn_channel *ch, struct hstream *s, CordonAgent__Envel
     return 0;
 }
 
+/* Our Hello in env: the limits, the session, and the guest's clock and RNG seed from ours
+ * (applied when the agent is told to take them); h and seed hold what env points to. */
+static void hello_fill(struct cdn_channel *ch, cdn_envelope *env, CordonAgent__Hello *h,
+                       uint8_t seed[32]) {
+    cordon_agent__envelope__init(env);
+    env->body_case = CORDON_AGENT__ENVELOPE__BODY_HELLO;
+    env->hello = h;
+    cordon_agent__hello__init(h);
+    h->protocol_version = ch->opts.protocol_version;
+    h->software_version = (char *)HOST_VERSION;
+    h->max_frame_bytes = ch->opts.max_frame_bytes;
+    h->stream_window = ch->opts.stream_window;
+    h->max_streams = 1024;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    h->host_unix_ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+    if (getrandom(seed, 32, 0) == 32) {
+        h->entropy.data = seed;
+        h->entropy.len = 32;
+    }
+    while (!ch->session && getrandom(&ch->session, sizeof(ch->session), 0) < 0)
+        ;
+    h->session = ch->session;
+}
+
 int cdn_channel_open(int fd, const struct cdn_channel_opts *opts, struct cdn_channel **out,
                      cdn_err **err) {
     _cleanup_close_ int owned = fd;
@@ -485,27 +510,10 @@ int cdn_channel_open(int fd, const struct cdn_channel_opts *opts, struct cdn_cha
     if (fl < 0 || fcntl(ch->fd, F_SETFL, fl | O_NONBLOCK) < 0)
         return cdn_err_set(err, errno, "%s: fcntl: %m", ch->name);
 
-    CordonAgent__Hello h = CORDON_AGENT__HELLO__INIT;
-    h.protocol_version = ch->opts.protocol_version;
-    h.software_version = (char *)HOST_VERSION;
-    h.max_frame_bytes = ch->opts.max_frame_bytes;
-    h.stream_window = ch->opts.stream_window;
-    h.max_streams = 1024;
-    /* The guest's clock and RNG from ours (applied when the agent is told to take them). */
+    CordonAgent__Hello h;
     uint8_t seed[32];
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    h.host_unix_ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
-    if (getrandom(seed, sizeof(seed), 0) == (ssize_t)sizeof(seed)) {
-        h.entropy.data = seed;
-        h.entropy.len = sizeof(seed);
-    }
-    while (!ch->session && getrandom(&ch->session, sizeof(ch->session), 0) < 0)
-        ;
-    h.session = ch->session;
-    cdn_envelope env = CORDON_AGENT__ENVELOPE__INIT;
-    env.body_case = CORDON_AGENT__ENVELOPE__BODY_HELLO;
-    env.hello = &h;
+    cdn_envelope env;
+    hello_fill(ch, &env, &h, seed);
     uint64_t deadline = chan_deadline(ch, ch->opts.handshake_timeout_ms);
     while (!ch->hello_seen) {
         int left = chan_remaining_ms(deadline);
@@ -607,4 +615,15 @@ int cdn_channel_shutdown(struct cdn_channel *ch, bool kill_processes, int timeou
         chan_pump(ch, left, NULL);
     }
     return ch->shutdown_acked ? 0 : chan_fail(ch, err);
+}
+
+int cdn_channel_reseed(struct cdn_channel *ch, int timeout_ms, cdn_err **err) {
+    CordonAgent__Hello h;
+    uint8_t seed[32];
+    cdn_envelope env;
+    hello_fill(ch, &env, &h, seed);
+    int r = chan_send(ch, 0, &env, err);
+    explicit_bzero(seed, sizeof(seed));
+    /* Frames are handled in order: once the ping is answered the Hello was taken. */
+    return r < 0 ? r : cdn_channel_ping(ch, timeout_ms, err);
 }

@@ -41,6 +41,9 @@ int cdn_channel_poll(struct cdn_channel *ch, int timeout_ms, cdn_err **err);
 /* The same, also waking when wake_fd is readable (it returns 1 then; the caller drains it). */
 int cdn_channel_poll_wake(struct cdn_channel *ch, int wake_fd, int timeout_ms, cdn_err **err);
 int cdn_channel_ping(struct cdn_channel *ch, int timeout_ms, cdn_err **err);
+/* Repeats our Hello (same session: the agent resets nothing) with the host's clock and fresh
+ * entropy, for a guest that stood still (resumed from a pause), and waits until it was taken. */
+int cdn_channel_reseed(struct cdn_channel *ch, int timeout_ms, cdn_err **err);
 /* Asks the agent to stop (killing its commands if kill_processes) and waits for its answer. */
 int cdn_channel_shutdown(struct cdn_channel *ch, bool kill_processes, int timeout_ms,
                          cdn_err **err);

@@ -19,6 +19,8 @@ int cli_audit(int argc, char **argv);
 int cli_create(int argc, char **argv);
 int cli_ls(int argc, char **argv);
 int cli_stop(int argc, char **argv);
+/* pause, resume, reset, extend (argv[0] says which) */
+int cli_session(int argc, char **argv);
 int cli_rm(int argc, char **argv);
 int cli_exec(int argc, char **argv);
 int cli_cp(int argc, char **argv);

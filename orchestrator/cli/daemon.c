@@ -85,6 +85,8 @@ int cli_daemon_start(const struct cli_daemon_config *c, struct cli_daemon **out,
                                 .boot_timeout_ms = (int)c->boot_timeout_s * 1000,
                                 .default_ttl_s = c->default_ttl_s,
                                 .max_ttl_s = c->max_ttl_s,
+                                .session_max_ttl_s = c->session_max_ttl_s,
+                                .pause_to_disk_s = c->pause_to_disk_s,
                                 .approval_timeout_s = c->approval_timeout_s,
                                 .log = log};
     if ((r = cdn_sched_open(&so, &d->sched, err)) < 0)

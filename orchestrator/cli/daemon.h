@@ -15,7 +15,8 @@ struct cli_daemon_config {
     const char *state_dir, *images_dir, *policies_dir, *default_policy, *accel, *uri;
     unsigned max_running, max_queued, boot_timeout_s, default_ttl_s, max_ttl_s, approval_timeout_s;
     unsigned max_queued_total, tenant_max_running, cpu_overcommit, memory_reserve_mib, host_check_s;
-    const struct cdn_sched_host *hosts; /* none: one, uri */
+    unsigned session_max_ttl_s, pause_to_disk_s; /* sessions (persist) */
+    const struct cdn_sched_host *hosts;          /* none: one, uri */
     size_t n_hosts;
     const struct cdn_sched_tenant *tenants;
     size_t n_tenants;

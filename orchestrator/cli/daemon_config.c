@@ -32,6 +32,8 @@ void cli_daemon_config_defaults(struct cli_daemon_config *c) {
                                     .boot_timeout_s = 60,
                                     .default_ttl_s = 3600,
                                     .max_ttl_s = 86400,
+                                    .session_max_ttl_s = 7 * 86400,
+                                    .pause_to_disk_s = 600,
                                     .approval_timeout_s = 3600};
 }
 
@@ -240,6 +242,8 @@ int cli_daemon_config_load(struct cli_daemon_config *c, const char *path, cdn_er
         N("boot_timeout_seconds", boot_timeout_s, 3600),
         N("default_ttl_seconds", default_ttl_s, 30 * 86400),
         N("max_ttl_seconds", max_ttl_s, 30 * 86400),
+        N("session_max_ttl_seconds", session_max_ttl_s, 365 * 86400),
+        N("pause_to_disk_after_seconds", pause_to_disk_s, 30 * 86400),
         N("approval_timeout_seconds", approval_timeout_s, 30 * 86400),
 #undef S
 #undef N

@@ -25,11 +25,15 @@ static void usage(FILE *f) {
         "sandboxes kept by cordond (--addr, $CORDON_ADDR, default " CDN_CLIENT_DEFAULT_ADDR "):\n"
         "  create [OPTIONS]                a sandbox on a repository, under a policy; prints its "
         "id\n"
+        "                                  (--persist: a session, with an owner and an expiry)\n"
         "  exec ID -- CMD [ARGS...]        run CMD in it, streaming its output\n"
         "  cp LOCAL ID:PATH | ID:PATH LOCAL  copy a file in or out\n"
         "  diff ID                         the patch it made (git apply-able on its base)\n"
         "  show ID                         its record and evidence\n"
-        "  ls [--state S] [--label K=V]    the caller's sandboxes\n"
+        "  ls [--state S] [--label K=V]    the caller's sandboxes (sessions: owner, expiry)\n"
+        "  pause [--to-disk] ID | resume ID  a session suspended (its memory on disk) and back\n"
+        "  reset ID                        a session back at its base commit, same id\n"
+        "  extend ID SECONDS               a session's expiry moved to SECONDS from now\n"
         "  approvals [--all]               commands waiting for a person's approval\n"
         "  approve ID | deny ID            decide one (the first decision stands)\n"
         "  stop ID... | rm ID...           destroy its VM (rm: and forget it)\n"
@@ -73,6 +77,10 @@ static const struct subcommand subcommands[] = {
     {"cp", cli_cp, NULL},
     {"ls", cli_ls, NULL},
     {"stop", cli_stop, NULL},
+    {"pause", cli_session, NULL},
+    {"resume", cli_session, NULL},
+    {"reset", cli_session, NULL},
+    {"extend", cli_session, NULL},
     {"rm", cli_rm, NULL},
     {"events", cli_events, NULL},
     {"show", cli_show_remote, cli_show},

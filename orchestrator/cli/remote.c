@@ -86,15 +86,22 @@ int cli_remote_open(const char *cmd, const struct cli_remote *r, struct cdn_clie
     return rc;
 }
 
-int cli_remote_unary(const char *cmd, const struct cli_remote *r, const char *method,
-                     const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
-                     ProtobufCMessage **resp) {
+int cli_remote_unary_timeout(const char *cmd, const struct cli_remote *r, const char *method,
+                             const ProtobufCMessage *req,
+                             const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+                             int timeout_ms) {
     _cleanup_(cdn_client_freep) struct cdn_client *c = NULL;
     if (cli_remote_open(cmd, r, &c) < 0)
         return CLI_EXIT_FAILURE;
     cdn_err *err = NULL;
-    int rc = cdn_client_call(c, method, req, resp_desc, resp, 60000, &err);
+    int rc = cdn_client_call(c, method, req, resp_desc, resp, timeout_ms, &err);
     return rc < 0 ? cli_remote_fail(cmd, rc, err) : 0;
+}
+
+int cli_remote_unary(const char *cmd, const struct cli_remote *r, const char *method,
+                     const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
+                     ProtobufCMessage **resp) {
+    return cli_remote_unary_timeout(cmd, r, method, req, resp_desc, resp, 60000);
 }
 
 int cli_remote_fail(const char *cmd, int rc, cdn_err *err) {
@@ -109,7 +116,7 @@ int cli_remote_fail(const char *cmd, int rc, cdn_err *err) {
 }
 
 static const char *const state_names[] = {"unspecified", "queued",  "booting", "ready",
-                                          "stopping",    "stopped", "failed"};
+                                          "stopping",    "stopped", "failed",  "paused"};
 
 const char *cli_state_name(Cordon__V1__SandboxState s) {
     return (unsigned)s < sizeof(state_names) / sizeof(state_names[0]) ? state_names[s] : "unknown";
@@ -147,12 +154,21 @@ json_t *cli_sandbox_json(const Cordon__V1__Sandbox *s) {
                           time_json(s->expires_unix_ms));
     if (o && *s->error)
         json_object_set_new(o, "error", json_string(s->error));
+    if (o && s->persist) {
+        json_object_set_new(o, "session", json_true());
+        json_object_set_new(o, "owner", json_string(s->owner));
+    }
+    if (o && *s->paused)
+        json_object_set_new(o, "paused", json_string(s->paused));
     return o;
 }
 
 void cli_sandbox_print(const Cordon__V1__Sandbox *s) {
-    printf("sandbox   %s\nstate     %s%s%s\ntenant    %s\nimage     %s\n", s->id,
-           cli_state_name(s->state), *s->error ? ": " : "", s->error, s->tenant, s->image);
+    printf("sandbox   %s\nstate     %s%s%s%s%s%s\ntenant    %s\nimage     %s\n", s->id,
+           cli_state_name(s->state), *s->paused ? " (" : "", s->paused, *s->paused ? ")" : "",
+           *s->error ? ": " : "", s->error, s->tenant, s->image);
+    if (s->persist)
+        printf("session   owner %s\n", s->owner);
     if (*s->repo)
         printf("repo      %s\nbase      %s\nresult    %s\n", s->repo, s->base_commit,
                *s->result_commit ? s->result_commit : "(not taken yet)");

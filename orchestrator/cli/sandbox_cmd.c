@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -67,6 +68,9 @@ static void create_usage(FILE *f) {
           "  --cpus N, --memory MIB, --disk MIB, --command-timeout S, --wall S   limits,\n"
           "                     within the policy's\n"
           "  --ttl S            destroy it S seconds after creation (default: the daemon's)\n"
+          "  --persist          a session: kept until stopped or expired (a longer ttl allowed),\n"
+          "                     pausable (cordon pause/resume), resettable, extendable\n"
+          "  --owner NAME       whom the session is for (default: you), shown by cordon ls\n"
           "  --priority N       -1000..1000: among your queued sandboxes, higher starts first\n"
           "  --label KEY=VALUE  (repeatable) for `cordon ls --label`\n"
           "  --wait             return once it is ready (or failed); --wait-timeout S "
@@ -101,6 +105,8 @@ static int create_parse(int argc, char **argv, struct create_opts *o) {
                                              {"label", required_argument, NULL, 'l'},
                                              {"wait", no_argument, NULL, 'w'},
                                              {"wait-timeout", required_argument, NULL, 'x'},
+                                             {"persist", no_argument, NULL, 'S'},
+                                             {"owner", required_argument, NULL, 'O'},
                                              {"help", no_argument, NULL, 'h'},
                                              CLI_REMOTE_LONGOPTS,
                                              {NULL, 0, NULL, 0}};
@@ -145,6 +151,8 @@ static int create_parse(int argc, char **argv, struct create_opts *o) {
         }
         case 'x': rc = parse_u32("create", "--wait-timeout", optarg, &o->wait_timeout_s); break;
         case 'w': o->wait = true; break;
+        case 'S': q->persist = true; break;
+        case 'O': q->owner = optarg; break;
         case 'l':
             if (q->n_labels == MAX_LABELS) {
                 fprintf(stderr, "cordon create: at most %d labels\n", MAX_LABELS);
@@ -219,6 +227,8 @@ static int ls_parse(int argc, char **argv, struct cli_remote *r,
                     Cordon__V1__ListSandboxesRequest__LabelsEntry **labels) {
     static const struct option longopts[] = {{"state", required_argument, NULL, 's'},
                                              {"label", required_argument, NULL, 'l'},
+                                             {"owner", required_argument, NULL, 'O'},
+                                             {"sessions", no_argument, NULL, 'S'},
                                              {"help", no_argument, NULL, 'h'},
                                              CLI_REMOTE_LONGOPTS,
                                              {NULL, 0, NULL, 0}};
@@ -227,11 +237,15 @@ static int ls_parse(int argc, char **argv, struct cli_remote *r,
         if (c == 's' && q->n_states < 8) {
             if (cli_state_parse(optarg, &states[q->n_states++]) < 0) {
                 fprintf(stderr,
-                        "cordon ls: no state '%s' (queued, booting, ready, stopping, "
-                        "stopped, failed)\n",
+                        "cordon ls: no state '%s' (queued, booting, ready, paused, "
+                        "stopping, stopped, failed)\n",
                         optarg);
                 return -1;
             }
+        } else if (c == 'O') {
+            q->owner = optarg;
+        } else if (c == 'S') {
+            q->sessions_only = true;
         } else if (c == 'l' && q->n_labels < MAX_LABELS) {
             cordon__v1__list_sandboxes_request__labels_entry__init(&store[q->n_labels]);
             labels[q->n_labels] = &store[q->n_labels];
@@ -240,8 +254,10 @@ static int ls_parse(int argc, char **argv, struct cli_remote *r,
             q->n_labels++;
         } else if (!cli_remote_option(r, c, optarg)) {
             fprintf(c == 'h' ? stdout : stderr,
-                    "usage: cordon ls [--state STATE]... [--label KEY=VALUE]... [OPTIONS]\n"
-                    "\nThe caller's sandboxes, oldest first.\n\noptions:\n" CLI_REMOTE_USAGE);
+                    "usage: cordon ls [--state STATE]... [--label KEY=VALUE]... [--sessions] "
+                    "[--owner NAME] [OPTIONS]\n"
+                    "\nThe caller's sandboxes, oldest first; sessions with their owner and "
+                    "expiry.\n\noptions:\n" CLI_REMOTE_USAGE);
             if (c == 'h')
                 exit(0);
             return -1;
@@ -268,14 +284,34 @@ int cli_ls(int argc, char **argv) {
     Cordon__V1__ListSandboxesResponse *l = (Cordon__V1__ListSandboxesResponse *)m;
     json_t *all = r.json ? json_array() : NULL;
     if (!r.json)
-        printf("%-32s  %-8s  %-7s  %s\n", "ID", "STATE", "IMAGE", "REPO");
+        printf("%-16s  %-13s  %-7s  %-12s  %-8s  %s\n", "ID", "STATE", "IMAGE", "OWNER", "EXPIRES",
+               "REPO");
+    int64_t now = (int64_t)time(NULL) * 1000;
     for (size_t i = 0; i < l->n_sandboxes; i++) {
         const Cordon__V1__Sandbox *s = l->sandboxes[i];
-        if (all)
+        if (all) {
             json_array_append_new(all, cli_sandbox_json(s));
-        else
-            printf("%-32s  %-8s  %-7s  %s\n", s->id, cli_state_name(s->state),
-                   *s->image ? s->image : "-", *s->repo ? s->repo : "-");
+            continue;
+        }
+        char state[32], left[48] = "-";
+        snprintf(state, sizeof(state), "%s%s%s", cli_state_name(s->state), *s->paused ? "/" : "",
+                 s->paused);
+        bool live = s->state != CORDON__V1__SANDBOX_STATE__STOPPED &&
+                    s->state != CORDON__V1__SANDBOX_STATE__FAILED;
+        if (live && s->expires_unix_ms > now) { /* the time left, largest unit */
+            int64_t sec = (s->expires_unix_ms - now) / 1000;
+            if (sec >= 86400)
+                snprintf(left, sizeof(left), "%lldd%lldh", (long long)(sec / 86400),
+                         (long long)(sec % 86400 / 3600));
+            else if (sec >= 3600)
+                snprintf(left, sizeof(left), "%lldh%lldm", (long long)(sec / 3600),
+                         (long long)(sec % 3600 / 60));
+            else
+                snprintf(left, sizeof(left), "%lldm%llds", (long long)(sec / 60),
+                         (long long)(sec % 60));
+        }
+        printf("%-16s  %-13s  %-7s  %-12s  %-8s  %s\n", s->id, state, *s->image ? s->image : "-",
+               s->persist ? s->owner : "(ephemeral)", left, *s->repo ? s->repo : "-");
     }
     if (all)
         cli_json_print(all);

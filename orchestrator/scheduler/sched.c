@@ -293,6 +293,7 @@ static int sbx_from_record(struct cdn_sched *s, const struct cdn_store_sandbox *
     snprintf(b->id, sizeof(b->id), "%s", rec->id);
     b->state = rec->state;
     b->expires_ms = rec->expires_ms;
+    b->persist = rec->persist;
     b->tenant = strdup(rec->tenant);
     b->repo = rec->repo && *rec->repo ? strdup(rec->repo) : NULL;
     b->ref = rec->ref && *rec->ref ? strdup(rec->ref) : NULL;
@@ -453,10 +454,19 @@ int cdn_sched_create(struct cdn_sched *s, const char *tenant, const struct cdn_s
     pthread_mutex_unlock(&s->mu);
     if (r < 0)
         return r;
-    uint32_t ttl = req->ttl_s ? req->ttl_s : s->o.default_ttl_s;
-    if (ttl > s->o.max_ttl_s)
-        return cdn_err_set(err, EDQUOT, "ttl_seconds %u is over the daemon's limit of %u", ttl,
-                           s->o.max_ttl_s);
+    if (req->owner && (strlen(req->owner) > 128 || (*req->owner && !req->persist)))
+        return cdn_err_set(err, EINVAL,
+                           *req->owner && !req->persist
+                               ? "an owner is a session's: ask for persist too"
+                               : "owner is at most 128 bytes");
+    uint32_t max_ttl = req->persist ? s->o.session_max_ttl_s : s->o.max_ttl_s;
+    uint32_t ttl = req->ttl_s                      ? req->ttl_s
+                   : s->o.default_ttl_s <= max_ttl ? s->o.default_ttl_s
+                                                   : max_ttl;
+    if (ttl > max_ttl)
+        return cdn_err_set(err, EDQUOT, "ttl_seconds %u is over the daemon's limit of %u%s", ttl,
+                           max_ttl,
+                           req->persist ? " for a session" : " (a session may live longer)");
     const struct cdn_policy_limits *pl = policy ? cdn_policy_limits(policy) : NULL;
     if (pl && pl->wall_seconds && ttl > pl->wall_seconds)
         ttl = pl->wall_seconds; /* the policy's wall clock bounds the sandbox's life */
@@ -493,6 +503,9 @@ int cdn_sched_create(struct cdn_sched *s, const char *tenant, const struct cdn_s
                                     .policy = text,
                                     .labels_json = (char *)req->labels_json,
                                     .spec_json = spec_json,
+                                    .persist = req->persist,
+                                    .owner =
+                                        (char *)(req->owner && *req->owner ? req->owner : NULL),
                                     .created_ms = wall_ms()};
     rec.expires_ms = rec.created_ms + (int64_t)ttl * 1000;
     if ((r = cdn_store_sandbox_create(s->o.store, &rec, err)) < 0)
@@ -512,6 +525,16 @@ int cdn_sched_create(struct cdn_sched *s, const char *tenant, const struct cdn_s
 
 /* ---- jobs, decisions, stops ---- */
 
+const char *cdn_job_kind_name(enum cdn_job_kind k) {
+    static const char *const names[] = {"exec",  "write",  "read",  "diff",  "policy",
+                                        "pause", "resume", "reset", "extend"};
+    return (unsigned)k < sizeof(names) / sizeof(names[0]) ? names[k] : "unknown";
+}
+
+static bool session_job(enum cdn_job_kind k) {
+    return k == CDN_JOB_PAUSE || k == CDN_JOB_RESUME || k == CDN_JOB_RESET || k == CDN_JOB_EXTEND;
+}
+
 int cdn_sched_submit(struct cdn_sched *s, const char *tenant, const char *id,
                      const struct cdn_job_spec *spec, const struct cdn_job_ops *ops, void *ud,
                      cdn_err **err) {
@@ -528,6 +551,18 @@ int cdn_sched_submit(struct cdn_sched *s, const char *tenant, const char *id,
     pthread_mutex_lock(&s->mu);
     struct sbx *b = find_live(s, id);
     bool mine = b && strcmp(b->tenant, tenant) == 0;
+    if (mine && !b->stop && session_job(spec->kind) && !b->persist) {
+        pthread_mutex_unlock(&s->mu);
+        job_free(j);
+        return cdn_err_set(err, EBADFD,
+                           "sandbox %s is ephemeral: only a session (created with persist) can "
+                           "be %s",
+                           id,
+                           spec->kind == CDN_JOB_PAUSE    ? "paused"
+                           : spec->kind == CDN_JOB_RESUME ? "resumed"
+                           : spec->kind == CDN_JOB_RESET  ? "reset"
+                                                          : "extended");
+    }
     if (mine && !b->stop) {
         if (b->queue_tail)
             b->queue_tail->next = j;
@@ -716,6 +751,10 @@ int cdn_sched_open(const struct cdn_sched_opts *opts, struct cdn_sched **out, cd
         s->o.default_ttl_s = 3600;
     if (!s->o.max_ttl_s)
         s->o.max_ttl_s = 24 * 3600;
+    if (!s->o.session_max_ttl_s)
+        s->o.session_max_ttl_s = 7 * 24 * 3600;
+    if (!s->o.pause_to_disk_s)
+        s->o.pause_to_disk_s = 600;
     if (!s->o.approval_timeout_s)
         s->o.approval_timeout_s = 3600;
     if (s->o.boot_timeout_ms <= 0)

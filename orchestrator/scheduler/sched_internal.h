@@ -43,7 +43,8 @@ struct sbx {
     struct cdn_policy *policy; /* NULL: not gated (the "none" default policy) */
     char policy_sha256[65];    /* of its text, for the audit trail ("" without one) */
     struct cdn_rlimit nproc;
-    int64_t expires_ms;
+    int64_t expires_ms;           /* under mu once it runs (extend moves it) */
+    bool persist;                 /* a session */
     volatile sig_atomic_t cancel; /* interrupts a boot or transfer in progress */
     int wake;                     /* eventfd: jobs queued, a decision, a stop */
     pthread_t thread;
@@ -126,8 +127,40 @@ void job_free(struct job *j);
 /* Ends a job that never ran. */
 void job_fail(struct job *j, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* The worker thread of a sandbox (sched_worker.c). */
+/* The worker thread of a sandbox (sched_worker.c): the only one touching its session. */
+struct worker {
+    struct sbx *b;
+    struct cdn_sched *s;
+    struct cdn_session *sess;
+    struct job *waiting; /* for a person's decision */
+    struct job *running; /* commands in the guest */
+    bool booted;         /* a deferred sandbox boots for its first job */
+    cdn_err *fatal;      /* the deferred boot failed: the sandbox fails */
+    /* a session's pause (sched_session.c) */
+    bool paused;       /* its VM suspended, or saved to disk */
+    int64_t paused_ms; /* since when */
+    bool no_auto_save; /* saving it to disk failed once: it stays in memory */
+};
 void *sched_worker(void *arg);
+/* The sandbox's state, in the store and in memory. */
+void sched_set_state(struct worker *w, enum cdn_sandbox_state to, const char *error);
+void sched_save_evidence(struct worker *w);
+/* Its VM booted (a warm one when the pool has one; j, when it boots for a job, gets the
+ * notices). */
+int sched_boot(struct worker *w, struct job *j, cdn_err **e);
+/* Running and waiting commands ended (why, e.g. "was reset"): killed, waiting up to wait_ms for
+ * each one's exit, recorded cancelled. */
+void sched_end_commands(struct worker *w, const char *why, int wait_ms);
+
+/* A session's jobs (sched_session.c): PAUSE, RESUME, RESET, EXTEND, answered through j. */
+void sched_session_job(struct worker *w, struct job *j);
+/* While paused: saved to disk once it has been paused long enough (the daemon's
+ * pause_to_disk_s). */
+void sched_session_tick(struct worker *w);
+/* Before its teardown: a session paused in memory runs again (its result and its commands'
+ * ends are taken as usual); false when there is no VM to take anything from (saved to disk:
+ * its result was taken when it paused). */
+bool sched_session_unpause(struct worker *w);
 /* A deleted sandbox's folder and record gone. */
 int sched_remove(struct cdn_sched *s, const char *tenant, const char *id, cdn_err **err);
 /* Frees a sandbox no longer in the live list. */

@@ -24,17 +24,7 @@
 #define READ_CAP (64ull << 20) /* ReadFile's cap when the request gives none */
 #define PATCH_MAX (60u << 20)  /* a diff in one message (the API's is 64 MiB) */
 
-struct worker {
-    struct sbx *b;
-    struct cdn_sched *s;
-    struct cdn_session *sess;
-    struct job *waiting; /* for a person's decision */
-    struct job *running; /* commands in the guest */
-    bool booted;         /* a deferred sandbox boots for its first job */
-    cdn_err *fatal;      /* the deferred boot failed: the sandbox fails */
-};
-
-static void set_state(struct worker *w, enum cdn_sandbox_state to, const char *error) {
+void sched_set_state(struct worker *w, enum cdn_sandbox_state to, const char *error) {
     cdn_err *e = NULL;
     if (cdn_store_sandbox_set_state(w->s->o.store, w->b->tenant, w->b->id, to, error, &e) < 0)
         sched_log(w->s, "sandbox %s: recording %s: %s", w->b->id, cdn_sandbox_state_name(to),
@@ -45,7 +35,7 @@ static void set_state(struct worker *w, enum cdn_sandbox_state to, const char *e
     pthread_mutex_unlock(&w->s->mu);
 }
 
-static void save_evidence(struct worker *w) {
+void sched_save_evidence(struct worker *w) {
     cdn_err *e = NULL;
     cdn_evidence_save(cdn_session_evidence(w->sess), &e);
     cdn_err_free(e);
@@ -67,7 +57,7 @@ static void cmd_record_end(struct worker *w, struct job *j, const char *state, i
 
 /* The VM, booted now (a sandbox created with defer_boot: for the job j, which gets its notices
  * and, on failure, the error; the sandbox then fails). */
-static int boot(struct worker *w, struct job *j, cdn_err **e) {
+int sched_boot(struct worker *w, struct job *j, cdn_err **e) {
     w->b->booting_for = j;
     struct cdn_warm *warm = TAKE_PTR(w->b->warm);
     if (warm && !cdn_warm_alive(warm)) {
@@ -100,7 +90,7 @@ static int need_vm(struct worker *w, struct job *j, cdn_err **e) {
         return 0;
     if (!w->fatal) {
         cdn_err *be = NULL;
-        int r = boot(w, j, &be);
+        int r = sched_boot(w, j, &be);
         if (r >= 0)
             return 0;
         cdn_err_set(&w->fatal, -r, "%s%s", r == -ETIMEDOUT ? "boot deadline passed: " : "",
@@ -187,7 +177,7 @@ static void command_refused(struct worker *w, struct job *j, int r, cdn_err *e) 
     j->ops->done(j->ud, r, e, &res);
     cdn_err_free(e);
     job_free(j);
-    save_evidence(w);
+    sched_save_evidence(w);
 }
 
 /* A new command: the policy first. */
@@ -354,14 +344,15 @@ static int update_policy(struct worker *w, struct job *j, struct cdn_job_result 
     r = cdn_session_set_egress(w->sess, rules, j->spec.path, res->policy_sha256, e);
     cdn_policy_free(p);
     if (r >= 0)
-        save_evidence(w);
+        sched_save_evidence(w);
     return r;
 }
 
 static void run_job_now(struct worker *w, struct job *j) {
     struct cdn_job_result res = {0};
     cdn_err *e = NULL;
-    int r = j->spec.kind == CDN_JOB_POLICY ? 0 : need_vm(w, j, &e);
+    bool no_vm = j->spec.kind == CDN_JOB_POLICY || (w->paused && j->spec.kind == CDN_JOB_DIFF);
+    int r = no_vm ? 0 : need_vm(w, j, &e);
     struct cdn_channel *ch = cdn_session_channel(w->sess);
     switch (r < 0 ? -1 : (int)j->spec.kind) {
     case -1: break;
@@ -393,7 +384,9 @@ static void run_job_now(struct worker *w, struct job *j) {
             r = cdn_err_set(&e, EBADFD, "sandbox %s has no repository", w->b->id);
             break;
         }
-        r = cdn_session_take_result(w->sess, "the sandbox's commands so far", &e);
+        /* Paused: its result was taken when it paused. */
+        if (!w->paused)
+            r = cdn_session_take_result(w->sess, "the sandbox's commands so far", &e);
         if (r >= 0) {
             snprintf(res.base, sizeof(res.base), "%s", info->base);
             snprintf(res.result, sizeof(res.result), "%s", info->result);
@@ -446,6 +439,11 @@ static int serve(struct worker *w, cdn_err **e) {
             j->next = NULL;
             if (stop)
                 job_fail(j, ECANCELED, "sandbox %s is stopping", w->b->id);
+            else if (j->spec.kind >= CDN_JOB_PAUSE)
+                sched_session_job(w, j);
+            else if (w->paused && j->spec.kind != CDN_JOB_POLICY && j->spec.kind != CDN_JOB_DIFF)
+                job_fail(j, EBADFD, "sandbox %s is paused: resume it first (cordon resume %s)",
+                         w->b->id, w->b->id);
             else if (j->spec.kind == CDN_JOB_EXEC)
                 admit_command(w, j);
             else
@@ -453,14 +451,18 @@ static int serve(struct worker *w, cdn_err **e) {
         }
         if (stop)
             return 0;
-        check_waiting(w);
-        check_running(w);
+        if (w->paused) { /* nothing runs; decisions wait for the resume */
+            sched_session_tick(w);
+        } else {
+            check_waiting(w);
+            check_running(w);
+        }
         if (w->fatal) {
             *e = TAKE_PTR(w->fatal);
             return -cdn_err_code(*e);
         }
-        int r = w->booted ? cdn_session_poll(w->sess, w->b->wake, SLICE_MS, e)
-                          : wait_wake(w->b->wake, SLICE_MS);
+        int r = w->booted && !w->paused ? cdn_session_poll(w->sess, w->b->wake, SLICE_MS, e)
+                                        : wait_wake(w->b->wake, SLICE_MS);
         if (r == 1)
             drain(w->b->wake);
         else if (r == -EINTR) { /* the cancel flag: a stop is on its way */
@@ -472,15 +474,14 @@ static int serve(struct worker *w, cdn_err **e) {
     }
 }
 
-/* Everything still in flight ends: commands killed, waiting ones expired, queued ones failed. */
-static void end_all(struct worker *w, const char *why) {
+void sched_end_commands(struct worker *w, const char *why, int wait_ms) {
     for (struct job *j = w->running, *next; j; j = next) {
         next = j->next;
         j->killed = true;
         cdn_session_cmd_signal(w->sess, j->cmd, SIGKILL, NULL);
         struct cdn_job_result res = {0};
         cdn_err *e = NULL;
-        cdn_session_cmd_finish(w->sess, j->cmd, 2000, &res.exec, NULL);
+        cdn_session_cmd_finish(w->sess, j->cmd, wait_ms, &res.exec, NULL);
         cmd_record_end(w, j, "cancelled", res.exec.exit_code, res.exec.signal);
         cdn_err_set(&e, ECANCELED, "sandbox %s %s", w->b->id, why);
         j->ops->done(j->ud, -ECANCELED, e, &res);
@@ -500,6 +501,11 @@ static void end_all(struct worker *w, const char *why) {
         job_fail(j, ECANCELED, "sandbox %s %s", w->b->id, why);
     }
     w->waiting = NULL;
+}
+
+/* Everything still in flight ends: commands killed, waiting ones expired, queued ones failed. */
+static void end_all(struct worker *w, const char *why) {
+    sched_end_commands(w, why, 2000);
     bool stop;
     for (struct job *q = take_queue(w, &stop), *next; q; q = next) {
         next = q->next;
@@ -534,7 +540,7 @@ void *sched_worker(void *arg) {
     pthread_detach(pthread_self());
     cdn_store_sandbox_set_host(w.s->o.store, w.b->id,
                                w.b->spec.uri ? w.b->spec.uri : "qemu:///system", false, NULL);
-    set_state(&w, CDN_SANDBOX_BOOTING, NULL);
+    sched_set_state(&w, CDN_SANDBOX_BOOTING, NULL);
     cdn_err *e = NULL;
     int r = cdn_session_open(&w.b->spec, w.b->id, &w.sess, &e);
     if (r >= 0) {
@@ -543,7 +549,7 @@ void *sched_worker(void *arg) {
             cdn_store_sandbox_update(w.s->o.store, w.b->id, info->base, info->base, NULL, NULL,
                                      NULL);
         if (!w.b->defer_boot)
-            r = boot(&w, NULL, &e);
+            r = sched_boot(&w, NULL, &e);
     }
     pthread_mutex_lock(&w.s->mu);
     bool stopped_early = w.b->stop;
@@ -563,7 +569,7 @@ void *sched_worker(void *arg) {
         sched_log(w.s, "sandbox %s failed: %s", w.b->id, msg);
         end_all(&w, r == -ETIMEDOUT ? "missed its boot deadline" : "failed to start");
         cdn_session_close(w.sess, msg, NULL);
-        set_state(&w, CDN_SANDBOX_FAILED, msg);
+        sched_set_state(&w, CDN_SANDBOX_FAILED, msg);
         cdn_err_free(e);
         retire(&w);
         return NULL;
@@ -571,7 +577,7 @@ void *sched_worker(void *arg) {
     cdn_err_free(e);
     e = NULL;
     if (!stopped_early) {
-        set_state(&w, CDN_SANDBOX_READY, NULL);
+        sched_set_state(&w, CDN_SANDBOX_READY, NULL);
         r = serve(&w, &e);
     }
     /* Stopped, expired, or its VM died. */
@@ -587,15 +593,18 @@ void *sched_worker(void *arg) {
                  w.booted ? "its VM failed" : "its VM did not boot", cdn_err_msg(e));
     else
         snprintf(why, sizeof(why), "%s", reason);
+    /* Why it ends, on its audit trail (an expiry's reaping included). */
+    cdn_evidence_event(cdn_session_evidence(w.sess), "sandbox.stopping",
+                       json_pack("{s:s}", "reason", why));
+    bool has_vm = r >= 0 && w.booted && sched_session_unpause(&w);
     end_all(&w, r < 0 ? "failed" : "stopped");
-    set_state(&w, CDN_SANDBOX_STOPPING, why);
+    sched_set_state(&w, CDN_SANDBOX_STOPPING, why);
     w.b->cancel = 0;
     /* Its result (the workspace, the artifacts), when it has one: a result over its limits fails
      * the sandbox, the evidence up to then kept. */
     cdn_err *te = NULL;
     /* A lost host's guest is gone or unreachable: no result to take (its evidence stays). */
-    if (r >= 0 && w.booted && !host_lost &&
-        (cdn_session_info(w.sess)->has_repo || w.b->spec.n_artifacts)) {
+    if (has_vm && !host_lost && (cdn_session_info(w.sess)->has_repo || w.b->spec.n_artifacts)) {
         if (cdn_session_take_result(w.sess, "the sandbox's commands", &te) >= 0) {
             const struct cdn_task_result *info = cdn_session_info(w.sess);
             if (info->has_repo)
@@ -613,7 +622,7 @@ void *sched_worker(void *arg) {
     cdn_session_close(w.sess, r < 0 ? why : NULL, NULL);
     if (host_lost)
         cdn_store_sandbox_set_host(w.s->o.store, w.b->id, NULL, true, NULL);
-    set_state(&w, r < 0 || host_lost ? CDN_SANDBOX_FAILED : CDN_SANDBOX_STOPPED, why);
+    sched_set_state(&w, r < 0 || host_lost ? CDN_SANDBOX_FAILED : CDN_SANDBOX_STOPPED, why);
     cdn_err_free(e);
     retire(&w);
     return NULL;

@@ -71,6 +71,9 @@ struct cdn_sched_opts {
     int boot_timeout_ms;         /* 0: 60 s */
     uint32_t default_ttl_s;      /* 0: 1 hour */
     uint32_t max_ttl_s;          /* 0: 24 hours */
+    uint32_t session_max_ttl_s;  /* a session's (persist) ttl and extensions (0: 7 days) */
+    uint32_t pause_to_disk_s;    /* a session paused in memory this long is saved to disk (0:
+                                  * 600 s) */
     uint32_t approval_timeout_s; /* 0: 1 hour */
     void (*log)(void *ud, const char *line);
     void *log_ud;
@@ -104,8 +107,10 @@ struct cdn_sched_create {
     size_t n_artifacts;
     uint64_t max_artifact_bytes; /* per artifact (0: 64 MiB) */
     uint32_t boot_timeout_s;     /* 0: the daemon's (which also caps it) */
-    bool defer_boot; /* the VM boots for the first job the policy lets through (READY before) */
-    int priority;    /* -1000..1000, higher first among the tenant's queued sandboxes */
+    bool defer_boot;   /* the VM boots for the first job the policy lets through (READY before) */
+    int priority;      /* -1000..1000, higher first among the tenant's queued sandboxes */
+    bool persist;      /* a session: pausable, resettable, extendable, listed with its owner */
+    const char *owner; /* the session's (NULL or "": the tenant) */
 };
 /* Validates and queues a sandbox. Errors: -EINVAL (a bad request; for a policy, its
  * policy:LINE:COL message), -ENOENT (no such named policy), -EDQUOT (over the policy's limits,
@@ -129,8 +134,20 @@ struct cdn_sched_stats {
 void cdn_sched_stats(struct cdn_sched *s, struct cdn_sched_stats *out);
 
 /* POLICY: data/len is a policy's YAML whose network.egress replaces the sandbox's egress rules
- * (path: who asked); needs no VM. */
-enum cdn_job_kind { CDN_JOB_EXEC, CDN_JOB_WRITE, CDN_JOB_READ, CDN_JOB_DIFF, CDN_JOB_POLICY };
+ * (path: who asked); needs no VM. PAUSE (to_disk), RESUME, RESET and EXTEND (ttl_s) are a
+ * session's (path: who asked); an ephemeral sandbox refuses them (-EBADFD). */
+enum cdn_job_kind {
+    CDN_JOB_EXEC,
+    CDN_JOB_WRITE,
+    CDN_JOB_READ,
+    CDN_JOB_DIFF,
+    CDN_JOB_POLICY,
+    CDN_JOB_PAUSE,
+    CDN_JOB_RESUME,
+    CDN_JOB_RESET,
+    CDN_JOB_EXTEND,
+};
+const char *cdn_job_kind_name(enum cdn_job_kind k);
 
 struct cdn_job_result {
     struct cdn_exec_result exec;
@@ -143,6 +160,8 @@ struct cdn_job_result {
     /* POLICY */
     char policy_sha256[65];
     size_t egress_rules;
+    /* PAUSE, RESUME, RESET, EXTEND */
+    char sandbox_id[17];
 };
 
 /* The job's owner's side. Every callback runs on the sandbox's worker thread. */
@@ -180,6 +199,9 @@ struct cdn_job_spec {
     const uint8_t *data;
     size_t len;
     uint64_t max_bytes;
+    /* PAUSE / EXTEND */
+    bool to_disk;
+    uint32_t ttl_s;
 };
 
 /* Queues a job for tenant's sandbox id (copied: spec need not outlive the call). Errors:

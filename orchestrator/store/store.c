@@ -28,10 +28,10 @@ void cdn_store_on_event(struct cdn_store *s, void (*fn)(void *ud, const char *te
 }
 
 static const char *const state_names[] = {"unspecified", "queued",  "booting", "ready",
-                                          "stopping",    "stopped", "failed"};
+                                          "stopping",    "stopped", "failed",  "paused"};
 
 const char *cdn_sandbox_state_name(enum cdn_sandbox_state s) {
-    return (unsigned)s < 7 ? state_names[s] : "unknown";
+    return (unsigned)s < 8 ? state_names[s] : "unknown";
 }
 
 int db_err(struct cdn_store *s, cdn_err **err, const char *fmt, ...) {
@@ -83,6 +83,10 @@ static const char *const migrations[] = {
     /* 4: where it runs, and whether it failed for reasons outside it (safe to run again) */
     "ALTER TABLE sandboxes ADD COLUMN host TEXT;"
     "ALTER TABLE sandboxes ADD COLUMN retryable INTEGER NOT NULL DEFAULT 0;",
+    /* 5: sessions: kept (persist) with an owner; where a paused one's memory is */
+    "ALTER TABLE sandboxes ADD COLUMN owner TEXT;"
+    "ALTER TABLE sandboxes ADD COLUMN persist INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE sandboxes ADD COLUMN paused TEXT;",
 };
 
 static int exec_sql(struct cdn_store *s, const char *sql, cdn_err **err) {
@@ -167,7 +171,7 @@ void cdn_store_closep(struct cdn_store **s) {
 void cdn_store_sandbox_clear(struct cdn_store_sandbox *sb) {
     char **f[] = {&sb->tenant,      &sb->repo,      &sb->ref,  &sb->image,  &sb->policy,
                   &sb->labels_json, &sb->error,     &sb->base, &sb->result, &sb->spec_json,
-                  &sb->accel,       &sb->transport, &sb->host};
+                  &sb->accel,       &sb->transport, &sb->host, &sb->owner,  &sb->paused};
     for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
         free(*f[i]);
         *f[i] = NULL;
@@ -216,7 +220,8 @@ static int create_body(struct cdn_store *s, void *ud, cdn_err **err) {
     _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(s->db,
                            "INSERT INTO sandboxes(id, tenant, state, repo, ref, image, policy, "
-                           "labels, created_ms, expires_ms, spec) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                           "labels, created_ms, expires_ms, spec, owner, persist) VALUES "
+                           "(?,?,?,?,?,?,?,?,?,?,?,?,?)",
                            -1, &st, NULL) != SQLITE_OK)
         return db_err(s, err, "preparing a sandbox");
     bind_text(st, 1, sb->id);
@@ -230,6 +235,8 @@ static int create_body(struct cdn_store *s, void *ud, cdn_err **err) {
     sqlite3_bind_int64(st, 9, sb->created_ms);
     sqlite3_bind_int64(st, 10, sb->expires_ms);
     bind_text(st, 11, sb->spec_json);
+    bind_text(st, 12, sb->owner);
+    sqlite3_bind_int(st, 13, sb->persist);
     if (sqlite3_step(st) != SQLITE_DONE)
         return db_err(s, err, "creating sandbox %s", sb->id);
     return add_event(s, sb->tenant, sb->id, CDN_SANDBOX_QUEUED, "created", err);
@@ -260,7 +267,7 @@ char *col_dup(sqlite3_stmt *st, int i) {
 
 #define SANDBOX_COLUMNS                                                                            \
     "id, tenant, state, repo, ref, image, policy, labels, error, base, result, created_ms, "       \
-    "expires_ms, spec, accel, transport, host, retryable"
+    "expires_ms, spec, accel, transport, host, retryable, owner, persist, paused"
 
 static void read_row(sqlite3_stmt *st, struct cdn_store_sandbox *sb) {
     *sb = (struct cdn_store_sandbox){0};
@@ -283,6 +290,9 @@ static void read_row(sqlite3_stmt *st, struct cdn_store_sandbox *sb) {
     sb->transport = col_dup(st, 15);
     sb->host = col_dup(st, 16);
     sb->retryable = sqlite3_column_int(st, 17) != 0;
+    sb->owner = col_dup(st, 18);
+    sb->persist = sqlite3_column_int(st, 19) != 0;
+    sb->paused = col_dup(st, 20);
 }
 
 int cdn_store_sandbox_get(struct cdn_store *s, const char *tenant, const char *id,
@@ -430,8 +440,16 @@ struct recovery {
 
 static int recover_one(void *ud, const struct cdn_store_sandbox *sb) {
     struct recovery *rc = ud;
-    int r = cdn_store_sandbox_set_state(rc->s, sb->tenant, sb->id, CDN_SANDBOX_FAILED,
-                                        "cordond restarted: the sandbox's VM is gone", rc->err);
+    /* A session saved to disk lost nothing of its work: its result was taken when it paused. */
+    bool saved = sb->state == CDN_SANDBOX_PAUSED && sb->paused && !strcmp(sb->paused, "disk");
+    int r = cdn_store_sandbox_set_state(
+        rc->s, sb->tenant, sb->id, saved ? CDN_SANDBOX_STOPPED : CDN_SANDBOX_FAILED,
+        saved ? "cordond restarted while it was paused on disk: its saved memory is discarded; "
+                "its evidence and task branch as of the pause are kept"
+        : sb->state == CDN_SANDBOX_PAUSED
+            ? "cordond restarted while it was paused in memory: the sandbox's VM is gone"
+            : "cordond restarted: the sandbox's VM is gone",
+        rc->err);
     if (r < 0)
         return r;
     rc->marked++;
@@ -441,8 +459,8 @@ static int recover_one(void *ud, const struct cdn_store_sandbox *sb) {
 int cdn_store_recover(struct cdn_store *s, cdn_store_sandbox_fn fn, void *ud, cdn_err **err) {
     LOCKED(s);
     struct recovery rc = {.s = s, .fn = fn, .ud = ud, .err = err};
-    unsigned lost =
-        (1u << CDN_SANDBOX_BOOTING) | (1u << CDN_SANDBOX_READY) | (1u << CDN_SANDBOX_STOPPING);
+    unsigned lost = (1u << CDN_SANDBOX_BOOTING) | (1u << CDN_SANDBOX_READY) |
+                    (1u << CDN_SANDBOX_STOPPING) | (1u << CDN_SANDBOX_PAUSED);
     int r = cdn_store_sandbox_list(s, NULL, lost, recover_one, &rc, err);
     if (r < 0)
         return r;
@@ -492,6 +510,30 @@ int cdn_store_sandbox_set_host(struct cdn_store *s, const char *id, const char *
     bind_text(st, 1, host);
     sqlite3_bind_int(st, 2, retryable);
     bind_text(st, 3, id);
+    return sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(s, err, "updating sandbox %s", id);
+}
+
+int cdn_store_sandbox_set_expiry(struct cdn_store *s, const char *id, int64_t expires_ms,
+                                 cdn_err **err) {
+    LOCKED(s);
+    _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, "UPDATE sandboxes SET expires_ms = ? WHERE id = ?", -1, &st,
+                           NULL) != SQLITE_OK)
+        return db_err(s, err, "preparing an update");
+    sqlite3_bind_int64(st, 1, expires_ms);
+    bind_text(st, 2, id);
+    return sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(s, err, "updating sandbox %s", id);
+}
+
+int cdn_store_sandbox_set_paused(struct cdn_store *s, const char *id, const char *where,
+                                 cdn_err **err) {
+    LOCKED(s);
+    _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, "UPDATE sandboxes SET paused = ? WHERE id = ?", -1, &st, NULL) !=
+        SQLITE_OK)
+        return db_err(s, err, "preparing an update");
+    bind_text(st, 1, where);
+    bind_text(st, 2, id);
     return sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(s, err, "updating sandbox %s", id);
 }
 

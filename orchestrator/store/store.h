@@ -23,6 +23,7 @@ enum cdn_sandbox_state {
     CDN_SANDBOX_STOPPING = 4,
     CDN_SANDBOX_STOPPED = 5,
     CDN_SANDBOX_FAILED = 6,
+    CDN_SANDBOX_PAUSED = 7, /* a session's VM suspended (in memory) or saved to disk */
 };
 const char *cdn_sandbox_state_name(enum cdn_sandbox_state s);
 
@@ -37,6 +38,9 @@ struct cdn_store_sandbox {
     char *accel, *transport; /* once booted */
     char *host;              /* the libvirt URI it was placed on */
     bool retryable;          /* it failed for reasons outside it (its host was lost) */
+    bool persist;            /* a session: kept past its commands, pausable, with an owner */
+    char *owner;             /* who a session is for (NULL: its tenant) */
+    char *paused;            /* PAUSED: "memory" or "disk" (else NULL) */
     enum cdn_sandbox_state state;
     int64_t created_ms, expires_ms;
 };
@@ -68,6 +72,13 @@ int cdn_store_sandbox_update(struct cdn_store *s, const char *id, const char *ba
 int cdn_store_sandbox_set_host(struct cdn_store *s, const char *id, const char *host,
                                bool retryable, cdn_err **err);
 
+/* A session's expiry moved (extend). */
+int cdn_store_sandbox_set_expiry(struct cdn_store *s, const char *id, int64_t expires_ms,
+                                 cdn_err **err);
+/* Where a paused session's memory is ("memory", "disk"; NULL once it runs again). */
+int cdn_store_sandbox_set_paused(struct cdn_store *s, const char *id, const char *where,
+                                 cdn_err **err);
+
 /* A sandbox's commands: recorded when they start, completed with how they ended ("exited",
  * "failed", "denied", "cancelled", "timed_out"). After a restart, commands left running are
  * marked "interrupted". */
@@ -96,8 +107,9 @@ int cdn_store_events(struct cdn_store *s, const char *tenant, const char *sandbo
 /* The newest event's id (0: none yet). */
 int cdn_store_last_event_id(struct cdn_store *s, uint64_t *id, cdn_err **err);
 
-/* After a restart: sandboxes left BOOTING, READY or STOPPING lost their VM with the old daemon;
- * each is marked FAILED ("cordond restarted"), and its id passed to fn (to reap its domain).
+/* After a restart: sandboxes left BOOTING, READY, STOPPING or PAUSED lost their VM with the old
+ * daemon; each is marked FAILED ("cordond restarted"), a session paused on disk STOPPED (its
+ * result was taken when it paused), and its id passed to fn (to reap its domain).
  * QUEUED ones stay queued; approvals still pending expire (their commands are gone). Returns how
  * many sandboxes were marked. */
 int cdn_store_recover(struct cdn_store *s, cdn_store_sandbox_fn fn, void *ud, cdn_err **err);

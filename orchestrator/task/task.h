@@ -137,6 +137,18 @@ int cdn_session_cmd_stdin(struct cdn_session *s, struct cdn_session_cmd *c, cons
 int cdn_session_set_egress(struct cdn_session *s, const struct cdn_egress_rules *rules,
                            const char *by, const char *policy_sha256, cdn_err **err);
 
+/* A session's pauses (by: who asked, for the audit trail). pause suspends the VM where it is;
+ * save writes its memory to disk and ends the domain (from running or paused; the caller makes
+ * sure no command is running: their streams end with the channel); resume brings either back,
+ * the guest's clock set from the host's. reset releases the VM and puts the workspace back at
+ * the base commit (the result recorded as discarded); cdn_session_boot then starts a fresh VM. */
+int cdn_session_pause(struct cdn_session *s, const char *by, cdn_err **err);
+int cdn_session_save(struct cdn_session *s, const char *by, cdn_err **err);
+int cdn_session_resume(struct cdn_session *s, const char *by, cdn_err **err);
+int cdn_session_reset(struct cdn_session *s, const char *by, cdn_err **err);
+bool cdn_session_paused(const struct cdn_session *s);
+bool cdn_session_saved(const struct cdn_session *s);
+
 void cdn_task_result_free(struct cdn_task_result *res);
 
 /* A warm VM: booted for an image with the image's default shape (its memory, 1 vCPU, no extra

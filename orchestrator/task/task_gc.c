@@ -129,6 +129,7 @@ static int sweep_tasks(const char *tasks, struct cdn_vm_host *h, struct cdn_task
         unlinkat(fd, "clone-of", 0);
         unlink_at(fd, "agent.sock", &rep->files);
         unlink_at(fd, "disk.qcow2", &rep->files);
+        unlink_at(fd, "memory.save", &rep->files); /* a session paused on disk */
         unlinkat(fd, "owner", 0);
         rep->tasks++;
         /* A folder with nothing left (the task died before its console existed) goes too. */

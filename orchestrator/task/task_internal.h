@@ -38,6 +38,9 @@ struct cdn_session {
     struct cdn_warm *warm; /* a warm VM to boot into (cdn_session_set_warm) */
     bool host_lost;        /* its host stopped answering: close makes no call to it */
     char *warm_dir;        /* its folder once adopted (removed at close) */
+    bool paused;           /* its VM suspended, or saved (task_pause.c) */
+    char *saved;           /* the saved memory's file while it is on disk */
+    uint64_t paused_at_ms;
 };
 
 /* One line to the spec's on_notice (cdn_logf's formatting). */

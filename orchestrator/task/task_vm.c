@@ -199,6 +199,10 @@ void task_vm_release(struct cdn_session *s) {
         task_vm_abandon(&u);
     else
         task_vm_down(&u);
+    if (s->saved) { /* a paused session's memory on disk */
+        unlink(s->saved);
+        free(TAKE_PTR(s->saved));
+    }
 }
 
 void cdn_session_host_lost(struct cdn_session *s) { s->host_lost = true; }

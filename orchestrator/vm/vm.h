@@ -104,6 +104,13 @@ int cdn_vm_save(struct cdn_vm *vm, const char *path, cdn_err **err);
  * autodestroyed with the connection: destroy it. */
 int cdn_vm_clone(struct cdn_vm_host *h, const char *saved, const struct cdn_vm_spec *spec,
                  struct cdn_vm **out, cdn_err **err);
+/* Pauses the guest's vCPUs where they are (libvirt's virDomainSuspend; its memory stays), and
+ * lets them run again. The guest's clock stands still meanwhile. */
+int cdn_vm_suspend(struct cdn_vm *vm, cdn_err **err);
+int cdn_vm_resume(struct cdn_vm *vm, cdn_err **err);
+/* Brings back the guest cdn_vm_save saved from vm (same name, folder, disk and devices) into vm,
+ * running. Like a clone, the restored guest is not autodestroyed with the connection. */
+int cdn_vm_restore(struct cdn_vm *vm, const char *saved, cdn_err **err);
 /* Copies a disk (a template's overlay) for a clone; the backing file stays shared. */
 int cdn_vm_disk_copy(const char *from, const char *to, cdn_err **err);
 /* Destroys the domain if it still exists and removes the agent socket; the console log stays as

@@ -19,6 +19,18 @@ int cdn_vm_save(struct cdn_vm *vm, const char *path, cdn_err **err) {
     return 0;
 }
 
+int cdn_vm_suspend(struct cdn_vm *vm, cdn_err **err) {
+    if (virDomainSuspend(vm->dom) < 0)
+        return vm_lv_err(err, "vm %s: suspending", vm->name);
+    return 0;
+}
+
+int cdn_vm_resume(struct cdn_vm *vm, cdn_err **err) {
+    if (virDomainResume(vm->dom) < 0)
+        return vm_lv_err(err, "vm %s: resuming", vm->name);
+    return 0;
+}
+
 /* The domain of vm's name, once a restore has started it (a new run: a new id). */
 static int adopt(struct cdn_vm *vm, const char *path, cdn_err **err) {
     virDomainPtr d = virDomainLookupByName(vm->host->conn, vm->name);
@@ -83,4 +95,11 @@ int cdn_vm_clone(struct cdn_vm_host *h, const char *saved, const struct cdn_vm_s
         return r;
     *out = TAKE_PTR(vm);
     return 0;
+}
+
+int cdn_vm_restore(struct cdn_vm *vm, const char *saved, cdn_err **err) {
+    /* The saved definition as it was (same folder, socket, console, disk, vsock CID). */
+    if (virDomainRestoreFlags(vm->host->conn, saved, NULL, VIR_DOMAIN_SAVE_RUNNING) < 0)
+        return vm_lv_err(err, "vm %s: restoring it from %s", vm->name, saved);
+    return adopt(vm, saved, err);
 }

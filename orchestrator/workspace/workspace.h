@@ -30,6 +30,8 @@ int cdn_workspace_open(const struct cdn_workspace_opts *opts, struct cdn_workspa
 void cdn_workspace_free(struct cdn_workspace *ws);
 void cdn_workspace_freep(struct cdn_workspace **ws);
 
+/* The task branch and the worktree back at the base commit (files the task added removed). */
+int cdn_workspace_reset(struct cdn_workspace *ws, cdn_err **err);
 const char *cdn_workspace_path(const struct cdn_workspace *ws);
 const char *cdn_workspace_base(const struct cdn_workspace *ws);   /* 40 hex */
 const char *cdn_workspace_branch(const struct cdn_workspace *ws); /* cordon/<task-id> */

@@ -87,6 +87,21 @@ int cdn_workspace_open(const struct cdn_workspace_opts *o, struct cdn_workspace 
     return 0;
 }
 
+int cdn_workspace_reset(struct cdn_workspace *ws, cdn_err **err) {
+    git_oid base;
+    if (git_oid_fromstr(&base, ws->base) < 0)
+        return ws_git_err(err, "reading the base commit %s", ws->base);
+    _cleanup_(git_commit_freep) git_commit *commit = NULL;
+    if (git_commit_lookup(&commit, ws->repo, &base) < 0)
+        return ws_git_err(err, "looking up the base commit %s in %s", ws->base, ws->path);
+    /* The task branch (HEAD) back at the base, the files too, and nothing else left over. */
+    git_checkout_options cko = GIT_CHECKOUT_OPTIONS_INIT;
+    cko.checkout_strategy = GIT_CHECKOUT_FORCE | GIT_CHECKOUT_REMOVE_UNTRACKED;
+    if (git_reset(ws->repo, (const git_object *)commit, GIT_RESET_HARD, &cko) < 0)
+        return ws_git_err(err, "resetting %s to %s in %s", ws->branch, ws->base, ws->path);
+    return 0;
+}
+
 void cdn_workspace_free(struct cdn_workspace *ws) {
     if (!ws)
         return;

@@ -1,0 +1,329 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Sessions through cordond and the cordon CLI, on real VMs: a session paused in memory and on
+ * disk (by request, and by cordond after pause_to_disk_after_seconds) keeps its background
+ * process and gets the host's clock back; reset brings back the base commit under the same id;
+ * extend moves the expiry, and an expiry reaps the session with the reason on its audit trail;
+ * an ephemeral sandbox refuses all of it. Then kill -9 of cordond with one session paused on disk
+ * and another running: after the restart both are accounted for and no domain is left. */
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "cordon_cli.h"
+#include "cordond.h"
+#include "harness.h"
+#include "test.h"
+#include "vmhost.h"
+
+struct env {
+    char *dir;
+    char sock[4200], addr[4300], repo[4200], policy[4200], conf[4200], tasks[4300];
+    pid_t daemon;
+    struct cdn_vm_host *host;
+};
+
+static void env_start(struct env *e) {
+    const char *extra[] = {"--config", e->conf, "--max-running", "2", NULL};
+    e->daemon = th_cordond_start(e->dir, e->sock, "tcg", extra);
+}
+
+static void env_open(struct env *e) {
+    e->dir = th_tmpdir();
+    snprintf(e->sock, sizeof(e->sock), "%s/cordond.sock", e->dir);
+    snprintf(e->addr, sizeof(e->addr), "unix:%s", e->sock);
+    snprintf(e->repo, sizeof(e->repo), "%s/repo", e->dir);
+    snprintf(e->policy, sizeof(e->policy), "%s/allow.yaml", e->dir);
+    snprintf(e->conf, sizeof(e->conf), "%s/cordond.yaml", e->dir);
+    snprintf(e->tasks, sizeof(e->tasks), "%s/daemon/tasks", e->dir);
+    th_sh("git init -q -b main %s && cd %s && printf 'one\\ntwo\\n' > README && git add . && "
+          "git -c user.name=t -c user.email=t@t commit -qm init",
+          e->repo, e->repo);
+    th_write_file(e->policy, "version: 1\ncommands:\n  default: allow\n  unanalysable: allow\n",
+                  0644);
+    /* Short enough for a test to see cordond save a paused session by itself. */
+    th_write_file(e->conf, "pause_to_disk_after_seconds: 6\nsession_max_ttl_seconds: 900\n", 0644);
+    char daemons[4300];
+    snprintf(daemons, sizeof(daemons), "%s/run", e->dir);
+    e->host = th_host_hold(daemons);
+    env_start(e);
+}
+
+static void env_close(struct env *e) {
+    th_cordond_stop(e->daemon);
+    th_assert_no_cordon_domains(e->host);
+    th_host_release();
+    th_rmtree(e->dir);
+    free(e->dir);
+}
+
+#define CLI(tag, sub, ...)                                                                         \
+    th_cordon_at(e.addr, sub, e.dir, tag, (const char *[]){__VA_ARGS__, NULL})
+/* The same, failing the test with what it said unless it exits 0. */
+#define CLI_OK(tag, sub, ...)                                                                      \
+    ({                                                                                             \
+        struct th_ran r_ = CLI(tag, sub, __VA_ARGS__);                                             \
+        if (r_.code != 0)                                                                          \
+            FAIL("cordon %s: exit %d: %s", sub, r_.code, r_.err);                                  \
+        r_;                                                                                        \
+    })
+
+/* A string field of a JSON object (NULL when absent); caller frees. */
+static char *field(const char *text, const char *key) {
+    json_error_t je;
+    json_t *o = json_loads(text, 0, &je);
+    const char *v = json_string_value(json_object_get(o, key));
+    char *out = v ? strdup(v) : NULL;
+    json_decref(o);
+    return out;
+}
+
+/* `cordon show --json ID`'s field. */
+static char *show(struct env *ep, const char *id, const char *key) {
+    struct env e = *ep;
+    struct th_ran r = CLI_OK("show", "show", "--json", id);
+    if (r.code != 0)
+        FAIL("cordon show %s: %s", id, r.err);
+    json_error_t je;
+    json_t *o = json_loads(r.out, 0, &je);
+    json_t *sb = json_object_get(o, "sandbox");
+    const char *v = json_string_value(json_object_get(sb ? sb : o, key));
+    char *out = v ? strdup(v) : NULL;
+    json_decref(o);
+    th_ran_free(&r);
+    return out;
+}
+
+/* `cordon exec ID -- sh -c SCRIPT`: its stdout (the test fails unless it exits 0). */
+static char *sh_in(struct env *ep, const char *id, const char *script) {
+    struct env e = *ep;
+    struct th_ran r = CLI("exec", "exec", id, "--", "sh", "-c", script);
+    if (r.code != 0)
+        FAIL("exec %s in %s: exit %d: %s", script, id, r.code, r.err);
+    char *out = r.out;
+    r.out = NULL;
+    th_ran_free(&r);
+    return out;
+}
+
+/* The counter's pid and value, and how far the guest's clock is from ours (seconds). */
+struct probe {
+    long pid, count, skew;
+};
+
+static struct probe look(struct env *e, const char *id) {
+    _cleanup_free_ char *out = sh_in(e, id, "cat /tmp/counter.pid; cat /tmp/counter; date +%s");
+    struct probe p;
+    long guest;
+    if (sscanf(out, "%ld %ld %ld", &p.pid, &p.count, &guest) != 3)
+        FAIL("unexpected probe output: %s", out);
+    p.skew = labs(guest - (long)time(NULL));
+    return p;
+}
+
+static void expect_state(struct env *e, const char *id, const char *state, const char *paused) {
+    _cleanup_free_ char *st = show(e, id, "state");
+    _cleanup_free_ char *where = show(e, id, "paused");
+    if (!st || strcmp(st, state) != 0 || (paused && (!where || strcmp(where, paused) != 0)))
+        FAIL("sandbox %s is %s (%s), expected %s (%s)", id, st ? st : "?", where ? where : "-",
+             state, paused ? paused : "-");
+}
+
+TEST_T(a_session_pauses_in_memory_and_on_disk_resets_extends_and_expires, 600) {
+    struct env e = {0};
+    env_open(&e);
+    struct th_ran r = CLI_OK("create", "create", "--repo", e.repo, "--policy", e.policy,
+                             "--persist", "--owner", "alice", "--ttl", "300", "--wait", "--json");
+    _cleanup_free_ char *id = field(r.out, "id");
+    _cleanup_free_ char *owner = field(r.out, "owner");
+    ASSERT_STREQ(owner, "alice");
+    th_ran_free(&r);
+
+    /* An ephemeral sandbox has none of a session's controls. */
+    r = CLI_OK("eph", "create", "--policy", e.policy, "--json");
+    _cleanup_free_ char *eph = field(r.out, "id");
+    th_ran_free(&r);
+    r = CLI("eph-pause", "pause", eph);
+    ASSERT_TRUE(r.code != 0);
+    ASSERT_CONTAINS(r.err, "ephemeral");
+    th_ran_free(&r);
+    r = CLI("eph-owner", "create", "--owner", "bob", "--json");
+    ASSERT_TRUE(r.code != 0);
+    ASSERT_CONTAINS(r.err, "persist");
+    th_ran_free(&r);
+    r = CLI_OK("eph-stop", "stop", eph);
+    th_ran_free(&r);
+
+    /* listed with its owner and expiry */
+    r = CLI_OK("ls", "ls", "--sessions", "--owner", "alice");
+    ASSERT_CONTAINS(r.out, id);
+    ASSERT_CONTAINS(r.out, "alice");
+    ASSERT_TRUE(strstr(r.out, eph) == NULL);
+    ASSERT_TRUE(strstr(r.out, "4m") != NULL || strstr(r.out, "5m") != NULL);
+    th_ran_free(&r);
+
+    /* A background process (its own session, outside any command) and a change. */
+    free(sh_in(&e, id,
+               "setsid sh -c 'echo $$ > /tmp/counter.pid; i=0; while :; do i=$((i+1)); "
+               "echo $i > /tmp/counter; sleep 0.1; done' </dev/null >/dev/null 2>&1 & "
+               "echo change >> README; sleep 1"));
+    struct probe before = look(&e, id);
+    ASSERT_TRUE(before.count > 0);
+
+    /* Paused in memory: commands refused, the diff current, the counter frozen with it. */
+    r = CLI_OK("pause", "pause", id);
+    ASSERT_CONTAINS(r.out, "paused memory");
+    th_ran_free(&r);
+    r = CLI("paused-exec", "exec", id, "--", "true");
+    ASSERT_TRUE(r.code != 0);
+    ASSERT_CONTAINS(r.err, "is paused");
+    th_ran_free(&r);
+    r = CLI_OK("paused-diff", "diff", id);
+    ASSERT_CONTAINS(r.out, "+change");
+    th_ran_free(&r);
+    sleep(3); /* the guest's clock stands still meanwhile */
+    r = CLI_OK("resume", "resume", id);
+    ASSERT_CONTAINS(r.out, "ready");
+    th_ran_free(&r);
+    struct probe after = look(&e, id);
+    ASSERT_EQ(after.pid, before.pid);
+    ASSERT_TRUE(after.count >= before.count);
+    ASSERT_LE(after.skew, 1); /* 3 s behind without the host's clock */
+
+    /* Saved to disk: the domain gone, its memory in a file; restored, the same process. */
+    r = CLI_OK("pause-disk", "pause", "--to-disk", id);
+    ASSERT_CONTAINS(r.out, "paused disk");
+    th_ran_free(&r);
+    char saved[4400];
+    snprintf(saved, sizeof(saved), "%s/%s/memory.save", e.tasks, id);
+    struct stat st;
+    ASSERT_EQ(stat(saved, &st), 0);
+    ASSERT_TRUE(st.st_size > (1 << 20));
+    char dom[64];
+    snprintf(dom, sizeof(dom), "cordon-%s", id);
+    ASSERT_TRUE(!cdn_vm_host_has_domain(e.host, dom));
+    r = CLI("ls-disk", "ls", "--state", "paused");
+    ASSERT_CONTAINS(r.out, "paused/disk");
+    th_ran_free(&r);
+    sleep(2);
+    r = CLI_OK("resume-disk", "resume", id);
+    th_ran_free(&r);
+    ASSERT_TRUE(access(saved, F_OK) != 0);
+    struct probe restored = look(&e, id);
+    ASSERT_EQ(restored.pid, before.pid);
+    ASSERT_TRUE(restored.count >= after.count);
+    ASSERT_LE(restored.skew, 1);
+
+    /* Paused long enough (6 s here), cordond saves it to disk by itself. */
+    r = CLI_OK("pause2", "pause", id);
+    th_ran_free(&r);
+    expect_state(&e, id, "paused", "memory");
+    for (int i = 0; i < 150; i++) { /* the file appears as libvirt starts writing it */
+        _cleanup_free_ char *where = show(&e, id, "paused");
+        if (where && strcmp(where, "disk") == 0)
+            break;
+        usleep(100000);
+    }
+    expect_state(&e, id, "paused", "disk");
+    ASSERT_EQ(access(saved, F_OK), 0);
+    r = CLI_OK("resume2", "resume", id);
+    th_ran_free(&r);
+    ASSERT_EQ(look(&e, id).pid, before.pid);
+
+    /* Reset: the same id, the base commit, a fresh VM (no counter). */
+    r = CLI_OK("reset", "reset", id);
+    ASSERT_CONTAINS(r.out, id);
+    th_ran_free(&r);
+    _cleanup_free_ char *readme = sh_in(&e, id, "cat README; test -e /tmp/counter || echo fresh");
+    ASSERT_STREQ(readme, "one\ntwo\nfresh\n");
+    r = CLI_OK("diff-reset", "diff", "--json", id);
+    ASSERT_CONTAINS(r.out, "\"files_changed\":0");
+    th_ran_free(&r);
+
+    /* Extend: within the daemon's limit for sessions; then an expiry reaps it. */
+    r = CLI("extend-over", "extend", id, "100000");
+    ASSERT_TRUE(r.code != 0);
+    ASSERT_CONTAINS(r.err, "limit of 900");
+    th_ran_free(&r);
+    r = CLI_OK("extend", "extend", id, "600");
+    th_ran_free(&r);
+    r = CLI("ls-ext", "ls", "--sessions");
+    ASSERT_TRUE(strstr(r.out, "9m") != NULL || strstr(r.out, "10m") != NULL);
+    th_ran_free(&r);
+    r = CLI_OK("extend-short", "extend", id, "2");
+    th_ran_free(&r);
+    _cleanup_free_ char *state = NULL;
+    for (int i = 0; i < 300; i++) {
+        free(state);
+        state = show(&e, id, "state");
+        if (state && strcmp(state, "stopped") == 0)
+            break;
+        usleep(100000);
+    }
+    ASSERT_STREQ(state, "stopped");
+    _cleanup_free_ char *error = show(&e, id, "error");
+    ASSERT_CONTAINS(error, "ttl expired");
+    char trail[4400];
+    snprintf(trail, sizeof(trail), "%s/%s/evidence/audit.jsonl", e.tasks, id);
+    _cleanup_free_ char *audit = th_read_file(trail);
+    ASSERT_CONTAINS(audit, "\"session.paused\"");
+    ASSERT_CONTAINS(audit, "\"where\":\"disk\"");
+    ASSERT_CONTAINS(audit, "cordond (paused for 6 s)");
+    ASSERT_CONTAINS(audit, "\"session.resumed\"");
+    ASSERT_CONTAINS(audit, "\"session.reset\"");
+    ASSERT_CONTAINS(audit, "\"session.extended\"");
+    ASSERT_CONTAINS(audit, "its ttl expired");
+    char evidence[4400];
+    snprintf(evidence, sizeof(evidence), "%s/%s/evidence", e.tasks, id);
+    /* the trail with the session's events checks against its signed manifest */
+    th_sh("%s audit verify --state %s/daemon %s >/dev/null", th_cordon_bin(), e.dir, evidence);
+    env_close(&e);
+}
+
+TEST_T(kill_9_with_a_session_paused_on_disk_and_another_running_leaves_no_orphan, 600) {
+    struct env e = {0};
+    env_open(&e);
+    struct th_ran r = CLI_OK("c1", "create", "--repo", e.repo, "--policy", e.policy, "--persist",
+                             "--wait", "--json");
+    _cleanup_free_ char *paused = field(r.out, "id");
+    th_ran_free(&r);
+    r = CLI_OK("c2", "create", "--policy", e.policy, "--persist", "--wait", "--json");
+    _cleanup_free_ char *running = field(r.out, "id");
+    th_ran_free(&r);
+    free(sh_in(&e, paused, "echo kept >> README"));
+    r = CLI_OK("pause", "pause", "--to-disk", paused);
+    th_ran_free(&r);
+
+    kill(e.daemon, SIGKILL);
+    waitpid(e.daemon, NULL, 0);
+    env_start(&e);
+
+    /* The saved one stopped with its work (taken when it paused); the running one failed. */
+    _cleanup_free_ char *st1 = show(&e, paused, "state");
+    _cleanup_free_ char *er1 = show(&e, paused, "error");
+    ASSERT_STREQ(st1, "stopped");
+    ASSERT_CONTAINS(er1, "paused on disk");
+    r = CLI_OK("diff", "diff", paused);
+    ASSERT_CONTAINS(r.out, "+kept");
+    th_ran_free(&r);
+    _cleanup_free_ char *st2 = show(&e, running, "state");
+    _cleanup_free_ char *er2 = show(&e, running, "error");
+    ASSERT_STREQ(st2, "failed");
+    ASSERT_CONTAINS(er2, "cordond restarted");
+    /* Nothing of theirs is left: no domain, no saved memory, no disk. */
+    th_assert_no_cordon_domains(e.host);
+    char path[4400];
+    snprintf(path, sizeof(path), "%s/%s/memory.save", e.tasks, paused);
+    ASSERT_TRUE(access(path, F_OK) != 0);
+    snprintf(path, sizeof(path), "%s/%s/evidence/manifest.json", e.tasks, paused);
+    ASSERT_EQ(access(path, F_OK), 0);
+    th_sh("%s gc --state %s/daemon >/dev/null", th_cordon_bin(), e.dir);
+    th_assert_no_cordon_domains(e.host);
+    env_close(&e);
+}
