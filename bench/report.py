@@ -106,6 +106,14 @@ def main():
             "cold boot (%d cloned, %d booted)" % (refill["clones"], refill["boots"]),
             fmt(refill["cordon"], "ms", 0), fmt(refill["baseline"], "ms", 0),
             fmt(refill["ratio"], "x", 2), "faster: used", refill["ratio"] < 1)
+    sess = get(load(d, "session"), "results")
+    if sess:
+        for key, what in (("resume_memory", "a session paused in memory: resume to its next exec"),
+                          ("resume_disk", "a session saved to disk: resume (restore) to its next exec"),
+                          ("reset", "a session's reset (fresh VM at the base commit) to its next exec")):
+            r = sess[key]
+            row(what + " vs a new sandbox's create to first exec", fmt(r["cordon"], "ms", 0),
+                fmt(r["baseline"], "ms", 0), fmt(r["ratio"], "x", 2), "", None)
     if api:
         e = get(api, "results", "exec_true")
         row("exec `true` through cordond vs over the agent channel", fmt(e["cordon"], "ms", 2),
