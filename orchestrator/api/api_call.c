@@ -318,3 +318,15 @@ void api_call_on_tag(struct api_tag *t, bool ok) {
     case TAG_NEW: break;
     }
 }
+
+int api_call_on_thread(struct api_call *c, void *(*fn)(void *), void *arg) {
+    api_call_ref(c);
+    pthread_t t;
+    if (pthread_create(&t, NULL, fn, arg) != 0) {
+        api_call_unref(c);
+        api_call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "cannot start a thread");
+        return -1;
+    }
+    pthread_detach(t);
+    return 0;
+}

@@ -105,6 +105,10 @@ void api_call_finish(struct api_call *c, grpc_status_code code, const char *fmt,
 grpc_status_code api_status_of(int rc);
 void api_call_fail(struct api_call *c, int rc, const cdn_err *e);
 bool api_call_gone(struct api_call *c);
+/* fn(arg) on a detached thread of its own, holding a reference to c that fn drops
+ * (api_call_unref) when done; -1 when no thread could start (c finished, arg still the caller's).
+ */
+int api_call_on_thread(struct api_call *c, void *(*fn)(void *), void *arg);
 /* The caller's sandbox id (clear it after); when it is not one, the call has failed (NOT_FOUND). */
 int api_call_sandbox(struct api_call *c, const char *id, struct cdn_store_sandbox *sb);
 /* The sandbox's record as the call's answer (or the error reading it), and the call finished. */

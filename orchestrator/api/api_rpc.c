@@ -356,15 +356,8 @@ static void stop_sandbox(struct api_call *c, bool remove) {
     snprintf(s->id, sizeof(s->id), "%s", id);
     s->remove = remove;
     protobuf_c_message_free_unpacked(q, NULL);
-    api_call_ref(c);
-    pthread_t t;
-    if (pthread_create(&t, NULL, stop_thread, s) != 0) {
-        api_call_unref(c);
+    if (api_call_on_thread(c, stop_thread, s) < 0)
         free(s);
-        api_call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "cannot start a thread");
-        return;
-    }
-    pthread_detach(t);
 }
 
 static void cancel_sandbox(struct api_call *c) { stop_sandbox(c, false); }
@@ -379,6 +372,9 @@ void api_pause(struct api_call *c);
 void api_resume(struct api_call *c);
 void api_reset(struct api_call *c);
 void api_extend(struct api_call *c);
+void api_list_processes(struct api_call *c);
+void api_process_logs(struct api_call *c);
+void api_kill_process(struct api_call *c);
 
 static const struct {
     const char *name;
@@ -401,6 +397,9 @@ static const struct {
     {"Resume", api_resume},
     {"Reset", api_reset},
     {"Extend", api_extend},
+    {"ListProcesses", api_list_processes},
+    {"ProcessLogs", api_process_logs},
+    {"KillProcess", api_kill_process},
 };
 
 void api_dispatch(struct api_call *c) {

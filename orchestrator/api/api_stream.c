@@ -54,6 +54,17 @@ static void exec_pending(void *ud, const char *approval_id) {
 
 static void exec_done(void *ud, int rc, const cdn_err *e, const struct cdn_job_result *res) {
     struct api_call *c = ud;
+    if (rc == 0 && res->handle[0]) { /* started in the background */
+        Cordon__V1__Detached d = CORDON__V1__DETACHED__INIT;
+        d.handle = (char *)res->handle;
+        Cordon__V1__ExecEvent ev = CORDON__V1__EXEC_EVENT__INIT;
+        ev.event_case = CORDON__V1__EXEC_EVENT__EVENT_DETACHED;
+        ev.detached = &d;
+        if (api_call_send_last(c, &ev.base) < 0)
+            api_call_finish(c, GRPC_STATUS_CANCELLED, "the call ended");
+        api_call_unref(c);
+        return;
+    }
     if (rc == 0 || (rc == -ETIMEDOUT && res->exec.timed_out)) {
         Cordon__V1__Exit x = CORDON__V1__EXIT__INIT;
         x.exit_code = res->exec.exit_code;
@@ -122,7 +133,8 @@ void api_exec(struct api_call *c) {
                                 .stdin_data = q->stdin.data,
                                 .stdin_len = q->stdin.len,
                                 .approval_wait_s = q->approval_wait_seconds,
-                                .no_approval_wait = q->no_approval_wait};
+                                .no_approval_wait = q->no_approval_wait,
+                                .detach = q->detach};
     for (size_t i = 0; i < q->n_env; i++)
         if (!strchr(q->env[i], '=') || q->env[i][0] == '=') {
             api_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "env[%zu] '%.64s' is not KEY=VALUE", i,

@@ -21,6 +21,10 @@ int cli_ls(int argc, char **argv);
 int cli_stop(int argc, char **argv);
 /* pause, resume, reset, extend (argv[0] says which) */
 int cli_session(int argc, char **argv);
+/* background processes */
+int cli_ps(int argc, char **argv);
+int cli_logs(int argc, char **argv);
+int cli_kill(int argc, char **argv);
 int cli_rm(int argc, char **argv);
 int cli_exec(int argc, char **argv);
 int cli_cp(int argc, char **argv);

@@ -34,6 +34,7 @@ void cli_daemon_config_defaults(struct cli_daemon_config *c) {
                                     .max_ttl_s = 86400,
                                     .session_max_ttl_s = 7 * 86400,
                                     .pause_to_disk_s = 600,
+                                    .process_log_mib = 8,
                                     .approval_timeout_s = 3600};
 }
 
@@ -244,6 +245,7 @@ int cli_daemon_config_load(struct cli_daemon_config *c, const char *path, cdn_er
         N("max_ttl_seconds", max_ttl_s, 30 * 86400),
         N("session_max_ttl_seconds", session_max_ttl_s, 365 * 86400),
         N("pause_to_disk_after_seconds", pause_to_disk_s, 30 * 86400),
+        N("process_log_mib", process_log_mib, 4096),
         N("approval_timeout_seconds", approval_timeout_s, 30 * 86400),
 #undef S
 #undef N

@@ -24,8 +24,10 @@ static void usage(FILE *f) {
           "  --env K=V          set an environment variable (repeatable)\n"
           "  --workdir DIR      run in DIR (absolute; default /workspace)\n"
           "  --timeout S        kill its process group after S seconds (exit 124)\n"
-          "  --stdin FILE       feed FILE ('-': this stdin) to CMD, up to 16 MiB\n" CLI_REMOTE_USAGE
-          "\n"
+          "  --stdin FILE       feed FILE ('-': this stdin) to CMD, up to 16 MiB\n"
+          "  --detach           run it in the background: print its handle once it started\n"
+          "                     (cordon ps, logs, kill); no timeout unless "
+          "--timeout\n" CLI_REMOTE_USAGE "\n"
           "exit codes: CMD's own; 124 timed out; 125 cordon could not run it; 126 the policy\n"
           "refused it or nobody approved it; 128+N killed by signal N; 130 interrupted.\n",
           f);
@@ -56,6 +58,7 @@ struct exec_opts {
 static int parse(int argc, char **argv, struct exec_opts *o) {
     static const struct option longopts[] = {CLI_EXEC_LONGOPTS,
                                              {"stdin", required_argument, NULL, 'i'},
+                                             {"detach", no_argument, NULL, 'd'},
                                              {"help", no_argument, NULL, 'h'},
                                              CLI_REMOTE_LONGOPTS,
                                              {NULL, 0, NULL, 0}};
@@ -72,6 +75,7 @@ static int parse(int argc, char **argv, struct exec_opts *o) {
             if (read_stdin_file(optarg, &o->in) < 0)
                 return -1;
             break;
+        case 'd': q->detach = true; break;
         case 'h': usage(stdout); exit(0);
         default:
             if (cli_remote_option(&o->r, c, optarg))
@@ -112,8 +116,13 @@ int cli_exec(int argc, char **argv) {
     cdn_err *err = NULL;
     int rc = cli_exec_stream(c, &o.q, &x, &cli_interrupted, &err);
     cdn_buf_free(&o.in);
-    int code = rc < 0 ? cli_remote_fail("exec", rc, err) : cli_exec_code(&x);
-    if (rc >= 0 && o.r.json)
+    int code = rc < 0 ? cli_remote_fail("exec", rc, err) : x.handle[0] ? 0 : cli_exec_code(&x);
+    if (rc >= 0 && x.handle[0]) {
+        if (o.r.json)
+            cli_json_print(json_pack("{s:s, s:s}", "sandbox", o.q.sandbox_id, "handle", x.handle));
+        else
+            printf("%s\n", x.handle);
+    } else if (rc >= 0 && o.r.json)
         cli_json_print(cli_exec_json(&x, code));
     else if (rc >= 0 && x.exit.timed_out)
         fprintf(stderr, "cordon exec: command timed out after %u s; its process group was killed\n",

@@ -71,6 +71,9 @@ static int on_event(void *ud, const ProtobufCMessage *msg) {
         x->exit = *ev->exit;
         x->exited = true;
         return 0;
+    case CORDON__V1__EXEC_EVENT__EVENT_DETACHED:
+        snprintf(x->handle, sizeof(x->handle), "%.15s", ev->detached->handle);
+        return 0;
     default: return 0;
     }
 }
@@ -79,7 +82,13 @@ int cli_exec_stream(struct cdn_client *c, const Cordon__V1__ExecRequest *q, stru
                     const volatile sig_atomic_t *cancel, cdn_err **err) {
     int rc = cdn_client_stream(c, "Exec", &q->base, &cordon__v1__exec_event__descriptor, on_event,
                                x, cancel, 0, err);
-    return x->exited && rc != -EINTR ? 0 : rc < 0 ? rc : -EPROTO;
+    return (x->exited || x->handle[0]) && rc != -EINTR ? 0 : rc < 0 ? rc : -EPROTO;
+}
+
+int cli_exec_events(struct cdn_client *c, const char *method, const ProtobufCMessage *q,
+                    struct cli_exec *x, const volatile sig_atomic_t *cancel, cdn_err **err) {
+    return cdn_client_stream(c, method, q, &cordon__v1__exec_event__descriptor, on_event, x, cancel,
+                             0, err);
 }
 
 int cli_exec_code(const struct cli_exec *x) {

@@ -22,6 +22,7 @@ struct cli_exec {
     Cordon__V1__Exit exit;
     bool exited;
     char approval[64];
+    char handle[16]; /* started in the background (exec --detach): its handle */
 };
 
 /* The options both `cordon exec` and `cordon run` give a command: --env K=V ('e', into env,
@@ -34,9 +35,14 @@ struct cli_exec {
     }
 int cli_exec_option(const char *cmd, int c, char *arg, Cordon__V1__ExecRequest *q, char **env);
 
-/* Runs q through c until its exit (0) or a failure (< 0 with *err; -EINTR once *cancel is set). */
+/* Runs q through c until its exit or its start in the background (0), or a failure (< 0 with
+ * *err; -EINTR once *cancel is set). */
 int cli_exec_stream(struct cdn_client *c, const Cordon__V1__ExecRequest *q, struct cli_exec *x,
                     const volatile sig_atomic_t *cancel, cdn_err **err);
+/* Another call answering with ExecEvents (ProcessLogs): its output written (or kept) the same
+ * way, its Exit taken when one comes; 0 when the stream ended OK. */
+int cli_exec_events(struct cdn_client *c, const char *method, const ProtobufCMessage *q,
+                    struct cli_exec *x, const volatile sig_atomic_t *cancel, cdn_err **err);
 /* The exit code of an exited command: 124 timed out, 128+N killed by signal N, else its own. */
 int cli_exec_code(const struct cli_exec *x);
 /* exit_code, signal, timed_out, output_truncated, stdout, stderr, output_not_utf8, command_ms,

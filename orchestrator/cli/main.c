@@ -26,7 +26,9 @@ static void usage(FILE *f) {
         "  create [OPTIONS]                a sandbox on a repository, under a policy; prints its "
         "id\n"
         "                                  (--persist: a session, with an owner and an expiry)\n"
-        "  exec ID -- CMD [ARGS...]        run CMD in it, streaming its output\n"
+        "  exec ID -- CMD [ARGS...]        run CMD in it, streaming its output (--detach: in\n"
+        "                                  the background, its handle printed)\n"
+        "  ps ID | logs [--follow] ID H | kill ID H [SIG]  its background processes\n"
         "  cp LOCAL ID:PATH | ID:PATH LOCAL  copy a file in or out\n"
         "  diff ID                         the patch it made (git apply-able on its base)\n"
         "  show ID                         its record and evidence\n"
@@ -81,6 +83,9 @@ static const struct subcommand subcommands[] = {
     {"resume", cli_session, NULL},
     {"reset", cli_session, NULL},
     {"extend", cli_session, NULL},
+    {"ps", cli_ps, NULL},
+    {"logs", cli_logs, NULL},
+    {"kill", cli_kill, NULL},
     {"rm", cli_rm, NULL},
     {"events", cli_events, NULL},
     {"show", cli_show_remote, cli_show},

@@ -526,8 +526,8 @@ int cdn_sched_create(struct cdn_sched *s, const char *tenant, const struct cdn_s
 /* ---- jobs, decisions, stops ---- */
 
 const char *cdn_job_kind_name(enum cdn_job_kind k) {
-    static const char *const names[] = {"exec",  "write",  "read",  "diff",  "policy",
-                                        "pause", "resume", "reset", "extend"};
+    static const char *const names[] = {"exec",  "write",  "read",  "diff",   "policy",
+                                        "pause", "resume", "reset", "extend", "kill"};
     return (unsigned)k < sizeof(names) / sizeof(names[0]) ? names[k] : "unknown";
 }
 

@@ -22,6 +22,7 @@ struct job {
     struct cdn_session_cmd *cmd;
     int64_t cmd_id;
     bool killed;
+    char handle[16]; /* a background process's (sched_proc.c), once detached */
     /* EXEC, while waiting for a person */
     char approval[17];
     struct cdn_gate_pending *pending;
@@ -140,6 +141,7 @@ struct worker {
     bool paused;       /* its VM suspended, or saved to disk */
     int64_t paused_ms; /* since when */
     bool no_auto_save; /* saving it to disk failed once: it stays in memory */
+    unsigned procs;    /* background processes started (their handles' numbers) */
 };
 void *sched_worker(void *arg);
 /* The sandbox's state, in the store and in memory. */
@@ -151,6 +153,12 @@ int sched_boot(struct worker *w, struct job *j, cdn_err **e);
 /* Running and waiting commands ended (why, e.g. "was reset"): killed, waiting up to wait_ms for
  * each one's exit, recorded cancelled. */
 void sched_end_commands(struct worker *w, const char *why, int wait_ms);
+
+/* Background processes (sched_proc.c). j has just started with detach: its client is answered
+ * with a handle and its output goes to the ring from now on (the job stays on w->running). A KILL
+ * job: the signal to the running process its path names. */
+int sched_proc_detach(struct worker *w, struct job *j, cdn_err **e);
+void sched_proc_kill(struct worker *w, struct job *j);
 
 /* A session's jobs (sched_session.c): PAUSE, RESUME, RESET, EXTEND, answered through j. */
 void sched_session_job(struct worker *w, struct job *j);

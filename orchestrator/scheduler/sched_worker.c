@@ -119,6 +119,8 @@ static void start_command(struct worker *w, struct job *j) {
                               .output_limit = t->output_limit,
                               .rlimits = t->rlimits,
                               .n_rlimits = t->n_rlimits};
+    if (j->spec.detach)
+        x.timeout_ms = 0; /* a background process lives as long as its sandbox, unless asked */
     if (j->spec.timeout_s) {
         uint32_t want = j->spec.timeout_s * 1000u;
         if (t->timeout_ms && want > t->timeout_ms) {
@@ -135,6 +137,8 @@ static void start_command(struct worker *w, struct job *j) {
         r = cdn_session_cmd_start(w->sess, &x, on_output, j, &j->cmd, &e);
     if (r >= 0 && j->spec.stdin_len)
         r = cdn_session_cmd_stdin(w->sess, j->cmd, j->spec.stdin_data, j->spec.stdin_len, &e);
+    if (r >= 0 && j->spec.detach)
+        r = sched_proc_detach(w, j, &e);
     if (r < 0) {
         if (j->cmd) {
             struct cdn_exec_result ignored;
@@ -439,6 +443,8 @@ static int serve(struct worker *w, cdn_err **e) {
             j->next = NULL;
             if (stop)
                 job_fail(j, ECANCELED, "sandbox %s is stopping", w->b->id);
+            else if (j->spec.kind == CDN_JOB_KILL)
+                sched_proc_kill(w, j);
             else if (j->spec.kind >= CDN_JOB_PAUSE)
                 sched_session_job(w, j);
             else if (w->paused && j->spec.kind != CDN_JOB_POLICY && j->spec.kind != CDN_JOB_DIFF)

@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "channel.h"
 #include "err.h"
 #include "store.h"
@@ -74,6 +76,7 @@ struct cdn_sched_opts {
     uint32_t session_max_ttl_s;  /* a session's (persist) ttl and extensions (0: 7 days) */
     uint32_t pause_to_disk_s;    /* a session paused in memory this long is saved to disk (0:
                                   * 600 s) */
+    uint64_t process_log_bytes;  /* a background process's output kept on disk (0: 8 MiB) */
     uint32_t approval_timeout_s; /* 0: 1 hour */
     void (*log)(void *ud, const char *line);
     void *log_ud;
@@ -146,6 +149,7 @@ enum cdn_job_kind {
     CDN_JOB_RESUME,
     CDN_JOB_RESET,
     CDN_JOB_EXTEND,
+    CDN_JOB_KILL, /* a background process (path: its handle) gets signo */
 };
 const char *cdn_job_kind_name(enum cdn_job_kind k);
 
@@ -160,8 +164,10 @@ struct cdn_job_result {
     /* POLICY */
     char policy_sha256[65];
     size_t egress_rules;
-    /* PAUSE, RESUME, RESET, EXTEND */
+    /* PAUSE, RESUME, RESET, EXTEND, KILL */
     char sandbox_id[17];
+    /* EXEC with detach, KILL */
+    char handle[16];
 };
 
 /* The job's owner's side. Every callback runs on the sandbox's worker thread. */
@@ -202,6 +208,10 @@ struct cdn_job_spec {
     /* PAUSE / EXTEND */
     bool to_disk;
     uint32_t ttl_s;
+    /* EXEC in the background: done is called once it started, with res->handle; its output
+     * goes to the sandbox's process ring (sched_proc.c). KILL: the signal. */
+    bool detach;
+    int signo;
 };
 
 /* Queues a job for tenant's sandbox id (copied: spec need not outlive the call). Errors:
@@ -225,6 +235,17 @@ int cdn_sched_stop(struct cdn_sched *s, const char *tenant, const char *id, bool
 /* The patch (diff.patch) in an evidence folder, NUL-terminated (empty before any result was
  * taken); -EFBIG when it is too large for one API message. */
 int cdn_sched_read_patch(const char *evidence_dir, char **out, size_t *len, cdn_err **err);
+/* A sandbox's background processes, from their records in its evidence folder (procs/): fn gets
+ * each one's JSON record (handle, argv, state, exit_code, signal, started/ended_unix_ms,
+ * output_bytes, dropped_bytes), in handle order. */
+int cdn_sched_procs(const char *evidence_dir, int (*fn)(void *ud, json_t *rec), void *ud,
+                    cdn_err **err);
+/* Streams one's stored output (the ring: the older segment, then the current) to fn, then with
+ * follow what it writes until it ended (*rec then holds its final record; caller decrefs), or
+ * until stop() says so (checked every 100 ms). -ENOENT: no such handle. */
+int cdn_sched_proc_logs(const char *evidence_dir, const char *handle, bool follow,
+                        int (*fn)(void *ud, const uint8_t *p, size_t n), bool (*stop)(void *ud),
+                        void *ud, json_t **rec, cdn_err **err);
 /* The folder of a sandbox's evidence (whatever its state). */
 int cdn_sched_evidence_dir(struct cdn_sched *s, const char *id, char *out, size_t size);
 const char *cdn_sched_state_dir(const struct cdn_sched *s);

@@ -100,6 +100,9 @@ struct cdn_session_cmd;
 int cdn_session_cmd_start(struct cdn_session *s, const struct cdn_exec_spec *x, cdn_output_fn fn,
                           void *ud, struct cdn_session_cmd **out, cdn_err **err);
 bool cdn_session_cmd_done(struct cdn_session *s, const struct cdn_session_cmd *c);
+/* A command run in the background: its output (still redacted) goes to fn only, not to the
+ * evidence's logs (its owner keeps it: a bounded ring); its start and exit are recorded. */
+void cdn_session_cmd_detach(struct cdn_session *s, struct cdn_session_cmd *c);
 int cdn_session_cmd_signal(struct cdn_session *s, struct cdn_session_cmd *c, int signo,
                            cdn_err **err);
 /* Takes the exit (waiting up to timeout_ms) or, with failed set, records the command as failed. */

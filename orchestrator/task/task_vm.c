@@ -29,12 +29,14 @@ struct cdn_session_cmd {
     uint64_t stream;
     const struct cdn_redactor *redactor;
     struct cdn_redact_stream rs[2];
-    int fd; /* the one being fed (for the sink) */
+    int fd;        /* the one being fed (for the sink) */
+    bool detached; /* its output is not the evidence's to log */
 };
 
 static int tee_clean(void *ud, const uint8_t *data, size_t len) {
     struct cdn_session_cmd *c = ud;
-    cdn_evidence_cmd_output(c->ev, c->fd, data, len);
+    if (!c->detached)
+        cdn_evidence_cmd_output(c->ev, c->fd, data, len);
     return c->fn ? c->fn(c->ud, c->fd, data, len) : 0;
 }
 
@@ -116,6 +118,11 @@ int cdn_session_cmd_stdin(struct cdn_session *s, struct cdn_session_cmd *c, cons
         return cdn_err_set(err, ENOTCONN, "the sandbox has no VM");
     int r = len ? cdn_channel_exec_stdin(s->ch, c->stream, data, len, TRANSFER_TIMEOUT_MS, err) : 0;
     return r < 0 ? r : cdn_channel_exec_stdin_close(s->ch, c->stream, err);
+}
+
+void cdn_session_cmd_detach(struct cdn_session *s, struct cdn_session_cmd *c) {
+    (void)s;
+    c->detached = true;
 }
 
 bool cdn_session_cmd_done(struct cdn_session *s, const struct cdn_session_cmd *c) {

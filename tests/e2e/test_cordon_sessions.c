@@ -3,8 +3,11 @@
  * disk (by request, and by cordond after pause_to_disk_after_seconds) keeps its background
  * process and gets the host's clock back; reset brings back the base commit under the same id;
  * extend moves the expiry, and an expiry reaps the session with the reason on its audit trail;
- * an ephemeral sandbox refuses all of it. Then kill -9 of cordond with one session paused on disk
- * and another running: after the restart both are accounted for and no domain is left. */
+ * an ephemeral sandbox refuses all of it. Background processes (exec --detach): followed to their
+ * exit, a flood kept within its ring with the drop counted, a counter that keeps its state across
+ * a pause, a signal, and the one left running killed and recorded at the stop. Then kill -9 of
+ * cordond with one session paused on disk and another running: after the restart both are accounted
+ * for and no domain is left. */
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -48,7 +51,10 @@ static void env_open(struct env *e) {
     th_write_file(e->policy, "version: 1\ncommands:\n  default: allow\n  unanalysable: allow\n",
                   0644);
     /* Short enough for a test to see cordond save a paused session by itself. */
-    th_write_file(e->conf, "pause_to_disk_after_seconds: 6\nsession_max_ttl_seconds: 900\n", 0644);
+    th_write_file(e->conf,
+                  "pause_to_disk_after_seconds: 6\nsession_max_ttl_seconds: 900\n"
+                  "process_log_mib: 1\n",
+                  0644);
     char daemons[4300];
     snprintf(daemons, sizeof(daemons), "%s/run", e->dir);
     e->host = th_host_hold(daemons);
@@ -125,6 +131,13 @@ static struct probe look(struct env *e, const char *id) {
         FAIL("unexpected probe output: %s", out);
     p.skew = labs(guest - (long)time(NULL));
     return p;
+}
+
+/* The sandbox's audit trail; caller frees. */
+static char *audit_of(const struct env *e, const char *id) {
+    char trail[4400];
+    snprintf(trail, sizeof(trail), "%s/%s/evidence/audit.jsonl", e->tasks, id);
+    return th_read_file(trail);
 }
 
 static void expect_state(struct env *e, const char *id, const char *state, const char *paused) {
@@ -269,9 +282,7 @@ TEST_T(a_session_pauses_in_memory_and_on_disk_resets_extends_and_expires, 600) {
     ASSERT_STREQ(state, "stopped");
     _cleanup_free_ char *error = show(&e, id, "error");
     ASSERT_CONTAINS(error, "ttl expired");
-    char trail[4400];
-    snprintf(trail, sizeof(trail), "%s/%s/evidence/audit.jsonl", e.tasks, id);
-    _cleanup_free_ char *audit = th_read_file(trail);
+    _cleanup_free_ char *audit = audit_of(&e, id);
     ASSERT_CONTAINS(audit, "\"session.paused\"");
     ASSERT_CONTAINS(audit, "\"where\":\"disk\"");
     ASSERT_CONTAINS(audit, "cordond (paused for 6 s)");
@@ -325,5 +336,133 @@ TEST_T(kill_9_with_a_session_paused_on_disk_and_another_running_leaves_no_orphan
     ASSERT_EQ(access(path, F_OK), 0);
     th_sh("%s gc --state %s/daemon >/dev/null", th_cordon_bin(), e.dir);
     th_assert_no_cordon_domains(e.host);
+    env_close(&e);
+}
+
+/* `cordon ps --json ID`'s record of handle (the test fails without one); caller decrefs. */
+static json_t *proc(struct env *ep, const char *id, const char *handle) {
+    struct env e = *ep;
+    struct th_ran r = CLI_OK("ps", "ps", "--json", id);
+    json_error_t je;
+    json_t *all = json_loads(r.out, 0, &je), *found = NULL;
+    size_t i;
+    json_t *p;
+    json_array_foreach(all, i, p) if (strcmp(json_string_value(json_object_get(p, "handle")) ?: "",
+                                             handle) == 0) found = json_incref(p);
+    json_decref(all);
+    if (!found)
+        FAIL("no process %s in: %s", handle, r.out);
+    th_ran_free(&r);
+    return found;
+}
+
+static const char *proc_state(json_t *p) { return json_string_value(json_object_get(p, "state")); }
+
+/* Waits (up to 60 s) for handle to leave the running state; its record. */
+static json_t *proc_ended(struct env *e, const char *id, const char *handle) {
+    for (int i = 0; i < 600; i++) {
+        json_t *p = proc(e, id, handle);
+        if (strcmp(proc_state(p), "running") != 0)
+            return p;
+        json_decref(p);
+        usleep(100000);
+    }
+    FAIL("process %s still runs after 60 s", handle);
+}
+
+/* `cordon exec --detach ID -- sh -c SCRIPT`: its handle. */
+static char *detach(struct env *ep, const char *id, const char *script) {
+    struct env e = *ep;
+    struct th_ran r = CLI_OK("detach", "exec", "--detach", id, "--", "sh", "-c", script);
+    char *h = strndup(r.out, strcspn(r.out, "\n"));
+    th_ran_free(&r);
+    return h;
+}
+
+TEST_T(background_processes_are_followed_bounded_kept_across_a_pause_and_killed, 600) {
+    struct env e = {0};
+    env_open(&e);
+    struct th_ran r =
+        CLI_OK("create", "create", "--policy", e.policy, "--persist", "--wait", "--json");
+    _cleanup_free_ char *id = field(r.out, "id");
+    th_ran_free(&r);
+
+    /* Followed from the start to its exit: every line, then its exit code. */
+    _cleanup_free_ char *p1 =
+        detach(&e, id, "for i in 0 1 2 3 4; do echo tick $i; sleep 0.2; done; exit 7");
+    ASSERT_STREQ(p1, "p1");
+    r = CLI("follow", "logs", "--follow", id, "p1");
+    ASSERT_EQ(r.code, 7);
+    ASSERT_STREQ(r.out, "tick 0\ntick 1\ntick 2\ntick 3\ntick 4\n");
+    th_ran_free(&r);
+
+    /* 30 MB of output: on disk at most the ring (1 MiB here) and a chunk; the drop counted, the
+     * newest bytes kept. */
+    _cleanup_free_ char *p2 = detach(&e, id, "yes flood | head -c 30000000; echo END");
+    json_t *flood = proc_ended(&e, id, p2);
+    ASSERT_STREQ(proc_state(flood), "exited");
+    ASSERT_EQ(json_integer_value(json_object_get(flood, "output_bytes")), 30000004);
+    long long dropped = json_integer_value(json_object_get(flood, "dropped_bytes"));
+    json_decref(flood);
+    char seg[4400];
+    struct stat st;
+    long long kept = 0;
+    snprintf(seg, sizeof(seg), "%s/%s/evidence/procs/%s.log", e.tasks, id, p2);
+    if (stat(seg, &st) == 0)
+        kept += st.st_size;
+    snprintf(seg, sizeof(seg), "%s/%s/evidence/procs/%s.old", e.tasks, id, p2);
+    if (stat(seg, &st) == 0)
+        kept += st.st_size;
+    ASSERT_LE(kept, (2 << 20));
+    ASSERT_TRUE(kept >= (512 << 10));
+    ASSERT_EQ(kept + dropped, 30000004);
+    r = CLI_OK("flood-logs", "logs", id, p2);
+    ASSERT_EQ((long long)strlen(r.out), kept);
+    ASSERT_TRUE(strstr(r.out + strlen(r.out) - 4, "END\n") != NULL);
+    th_ran_free(&r);
+
+    /* A counter keeps its state across a pause; the stream of a follower waits meanwhile. */
+    _cleanup_free_ char *p3 =
+        detach(&e, id, "i=0; while :; do i=$((i+1)); echo $i > /tmp/c; sleep 0.1; done");
+    usleep(500000);
+    _cleanup_free_ char *c1 = sh_in(&e, id, "cat /tmp/c");
+    r = CLI("disk-refused", "pause", "--to-disk", id);
+    ASSERT_TRUE(r.code != 0);
+    ASSERT_CONTAINS(r.err, "running");
+    th_ran_free(&r);
+    r = CLI_OK("pause", "pause", id);
+    th_ran_free(&r);
+    sleep(1);
+    r = CLI_OK("resume", "resume", id);
+    th_ran_free(&r);
+    usleep(500000);
+    _cleanup_free_ char *c2 = sh_in(&e, id, "cat /tmp/c");
+    ASSERT_TRUE(atol(c2) > atol(c1));
+    json_t *alive = proc(&e, id, p3);
+    ASSERT_STREQ(proc_state(alive), "running");
+    json_decref(alive);
+
+    /* A signal by name; the one left running is killed at the stop, and recorded. */
+    r = CLI_OK("kill", "kill", id, p3, "TERM");
+    th_ran_free(&r);
+    json_t *killed = proc_ended(&e, id, p3);
+    ASSERT_STREQ(proc_state(killed), "killed");
+    ASSERT_EQ(json_integer_value(json_object_get(killed, "signal")), SIGTERM);
+    json_decref(killed);
+    _cleanup_free_ char *p4 = detach(&e, id, "exec sleep 1000");
+    r = CLI_OK("stop", "stop", id);
+    th_ran_free(&r);
+    json_t *stopped = proc(&e, id, p4); /* ps answers from the evidence after the stop too */
+    ASSERT_STREQ(proc_state(stopped), "killed");
+    ASSERT_EQ(json_integer_value(json_object_get(stopped, "signal")), SIGKILL);
+    json_decref(stopped);
+    _cleanup_free_ char *audit = audit_of(&e, id);
+    ASSERT_CONTAINS(audit, "\"process.detached\"");
+    ASSERT_CONTAINS(audit, "\"process.signalled\"");
+    ASSERT_CONTAINS(audit, "\"process.ended\"");
+    r = CLI("no-such", "logs", id, "p99");
+    ASSERT_TRUE(r.code != 0);
+    ASSERT_CONTAINS(r.err, "no process p99");
+    th_ran_free(&r);
     env_close(&e);
 }
