@@ -32,6 +32,10 @@ Cordon__V1__Sandbox *api_msg_sandbox(const struct cdn_store_sandbox *sb) {
     m->persist = sb->persist;
     m->owner = dup0(sb->persist ? (sb->owner ? sb->owner : sb->tenant) : NULL);
     m->paused = dup0(sb->state == CDN_SANDBOX_PAUSED ? sb->paused : NULL);
+    m->review = dup0(sb->review);
+    m->reviewed_by = dup0(sb->reviewed_by);
+    m->review_comment = dup0(sb->review_comment);
+    m->published = dup0(sb->published);
     json_error_t je;
     json_t *labels = sb->labels_json ? json_loads(sb->labels_json, 0, &je) : NULL;
     size_t n = json_object_size(labels);
@@ -68,6 +72,10 @@ void api_msg_sandbox_free(Cordon__V1__Sandbox *m) {
     free(m->host);
     free(m->owner);
     free(m->paused);
+    free(m->review);
+    free(m->reviewed_by);
+    free(m->review_comment);
+    free(m->published);
     for (size_t i = 0; i < m->n_labels; i++) {
         free(m->labels[i]->key);
         free(m->labels[i]->value);

@@ -181,7 +181,7 @@ static void list_sandboxes(struct api_call *c) {
     cordon__v1__list_sandboxes_response__init(&l.resp);
     unsigned mask = 0;
     for (size_t i = 0; i < q->n_states; i++)
-        if (q->states[i] > 0 && (int)q->states[i] <= (int)CDN_SANDBOX_PAUSED)
+        if (q->states[i] > 0 && (int)q->states[i] <= (int)CDN_SANDBOX_AWAITING_REVIEW)
             mask |= 1u << q->states[i];
     cdn_err *e = NULL;
     int r = cdn_store_sandbox_list(c->api->o.store, c->tenant, mask, list_one, &l, &e);
@@ -375,6 +375,8 @@ void api_extend(struct api_call *c);
 void api_list_processes(struct api_call *c);
 void api_process_logs(struct api_call *c);
 void api_kill_process(struct api_call *c);
+void api_get_review(struct api_call *c);
+void api_decide_review(struct api_call *c);
 
 static const struct {
     const char *name;
@@ -400,6 +402,8 @@ static const struct {
     {"ListProcesses", api_list_processes},
     {"ProcessLogs", api_process_logs},
     {"KillProcess", api_kill_process},
+    {"GetReview", api_get_review},
+    {"DecideReview", api_decide_review},
 };
 
 void api_dispatch(struct api_call *c) {

@@ -445,6 +445,8 @@ static json_t *attempt(struct batch *b, struct cdn_client *c, struct task *t, bo
                 json_object_set_new(res, "result_commit", json_string(sb->result_commit));
             if (*sb->base_commit)
                 json_object_set_new(res, "base_commit", json_string(sb->base_commit));
+            if (sb->state == CORDON__V1__SANDBOX_STATE__AWAITING_REVIEW)
+                json_object_set_new(res, "review", json_string("awaiting"));
             if (sb->state == CORDON__V1__SANDBOX_STATE__FAILED) {
                 ok = false;
                 json_object_set_new(res, "error", json_string(sb->error));

@@ -25,6 +25,8 @@ int cli_session(int argc, char **argv);
 int cli_ps(int argc, char **argv);
 int cli_logs(int argc, char **argv);
 int cli_kill(int argc, char **argv);
+/* the review gate */
+int cli_review(int argc, char **argv);
 int cli_rm(int argc, char **argv);
 int cli_exec(int argc, char **argv);
 int cli_cp(int argc, char **argv);

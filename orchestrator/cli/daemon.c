@@ -88,6 +88,7 @@ int cli_daemon_start(const struct cli_daemon_config *c, struct cli_daemon **out,
                                 .session_max_ttl_s = c->session_max_ttl_s,
                                 .pause_to_disk_s = c->pause_to_disk_s,
                                 .process_log_bytes = (uint64_t)c->process_log_mib << 20,
+                                .no_review_gate = c->no_review_gate,
                                 .approval_timeout_s = c->approval_timeout_s,
                                 .log = log};
     if ((r = cdn_sched_open(&so, &d->sched, err)) < 0)

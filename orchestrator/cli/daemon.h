@@ -17,7 +17,8 @@ struct cli_daemon_config {
     unsigned max_queued_total, tenant_max_running, cpu_overcommit, memory_reserve_mib, host_check_s;
     unsigned session_max_ttl_s, pause_to_disk_s; /* sessions (persist) */
     unsigned process_log_mib;                    /* a background process's output ring */
-    const struct cdn_sched_host *hosts;          /* none: one, uri */
+    bool no_review_gate;                /* `cordon run`'s own daemon: results never await review */
+    const struct cdn_sched_host *hosts; /* none: one, uri */
     size_t n_hosts;
     const struct cdn_sched_tenant *tenants;
     size_t n_tenants;

@@ -98,6 +98,23 @@ int cli_remote_unary_timeout(const char *cmd, const struct cli_remote *r, const 
     return rc < 0 ? cli_remote_fail(cmd, rc, err) : 0;
 }
 
+int cli_remote_sandbox_call(const char *cmd, const struct cli_remote *r, const char *method,
+                            const ProtobufCMessage *req, int timeout_ms,
+                            void (*print)(const Cordon__V1__Sandbox *sb)) {
+    ProtobufCMessage *m = NULL;
+    int code = cli_remote_unary_timeout(cmd, r, method, req, &cordon__v1__sandbox__descriptor, &m,
+                                        timeout_ms);
+    if (code)
+        return code;
+    const Cordon__V1__Sandbox *sb = (const Cordon__V1__Sandbox *)m;
+    if (r->json)
+        cli_json_print(cli_sandbox_json(sb));
+    else
+        print(sb);
+    protobuf_c_message_free_unpacked(m, NULL);
+    return 0;
+}
+
 int cli_remote_unary(const char *cmd, const struct cli_remote *r, const char *method,
                      const ProtobufCMessage *req, const ProtobufCMessageDescriptor *resp_desc,
                      ProtobufCMessage **resp) {
@@ -115,8 +132,9 @@ int cli_remote_fail(const char *cmd, int rc, cdn_err *err) {
     }
 }
 
-static const char *const state_names[] = {"unspecified", "queued",  "booting", "ready",
-                                          "stopping",    "stopped", "failed",  "paused"};
+static const char *const state_names[] = {"unspecified", "queued",   "booting",
+                                          "ready",       "stopping", "stopped",
+                                          "failed",      "paused",   "awaiting_review"};
 
 const char *cli_state_name(Cordon__V1__SandboxState s) {
     return (unsigned)s < sizeof(state_names) / sizeof(state_names[0]) ? state_names[s] : "unknown";
@@ -160,6 +178,11 @@ json_t *cli_sandbox_json(const Cordon__V1__Sandbox *s) {
     }
     if (o && *s->paused)
         json_object_set_new(o, "paused", json_string(s->paused));
+    if (o && *s->review)
+        json_object_set_new(o, "review",
+                            json_pack("{s:s, s:s*, s:s*, s:s*}", "state", s->review, "by",
+                                      s->reviewed_by, "comment", s->review_comment, "published",
+                                      s->published));
     return o;
 }
 

@@ -61,6 +61,10 @@ bool cli_remote_wanted(const struct cli_remote *r);
 /* Connects (lazily; the first call finds out); prints and returns < 0 on failure. */
 int cli_remote_open(const char *cmd, const struct cli_remote *r, struct cdn_client **out);
 /* Connects and makes one unary call: 0 with *resp, else the failure printed and its exit code. */
+/* A call answered with a Sandbox: printed as JSON with --json, else by print; the exit code. */
+int cli_remote_sandbox_call(const char *cmd, const struct cli_remote *r, const char *method,
+                            const ProtobufCMessage *req, int timeout_ms,
+                            void (*print)(const Cordon__V1__Sandbox *sb));
 /* The same with its own deadline (a call that may boot or restore a VM). */
 int cli_remote_unary_timeout(const char *cmd, const struct cli_remote *r, const char *method,
                              const ProtobufCMessage *req,

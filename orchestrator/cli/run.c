@@ -370,6 +370,7 @@ static int own_daemon_start(const struct run_opts *o, struct own_daemon *od, cdn
     c.max_running = 1;
     c.boot_timeout_s = o->create.boot_timeout_seconds ? o->create.boot_timeout_seconds : 60;
     c.default_ttl_s = c.max_ttl_s = 30 * 86400; /* the command's --timeout bounds it */
+    c.no_review_gate = true; /* the run prints the diff; its user is the reviewer */
     c.approval_timeout_s = APPROVAL_WAIT_MAX;
     c.log = quiet; /* what matters comes back through the calls */
     char runs[4096];
@@ -576,6 +577,11 @@ static int run_on(struct cdn_client *c, struct run_opts *o, const char *cmdline)
     stop_sandbox(c, id); /* its result taken, its VM destroyed */
     struct outcome oc = {0};
     outcome_take(c, id, &oc);
+    if (oc.sandbox && oc.sandbox->state == CORDON__V1__SANDBOX_STATE__AWAITING_REVIEW)
+        fprintf(stderr,
+                "cordon: the result awaits review: cordon review %s, then cordon review "
+                "approve|reject %s\n",
+                id, id);
     /* A sandbox that failed (its VM, its disk limit, a result over its limits) fails the run. */
     const char *failed = oc.sandbox && oc.sandbox->state == CORDON__V1__SANDBOX_STATE__FAILED
                              ? oc.sandbox->error

@@ -238,7 +238,7 @@ static int ls_parse(int argc, char **argv, struct cli_remote *r,
             if (cli_state_parse(optarg, &states[q->n_states++]) < 0) {
                 fprintf(stderr,
                         "cordon ls: no state '%s' (queued, booting, ready, paused, "
-                        "stopping, stopped, failed)\n",
+                        "stopping, stopped, failed, awaiting_review)\n",
                         optarg);
                 return -1;
             }
@@ -297,7 +297,8 @@ int cli_ls(int argc, char **argv) {
         snprintf(state, sizeof(state), "%s%s%s", cli_state_name(s->state), *s->paused ? "/" : "",
                  s->paused);
         bool live = s->state != CORDON__V1__SANDBOX_STATE__STOPPED &&
-                    s->state != CORDON__V1__SANDBOX_STATE__FAILED;
+                    s->state != CORDON__V1__SANDBOX_STATE__FAILED &&
+                    s->state != CORDON__V1__SANDBOX_STATE__AWAITING_REVIEW;
         if (live && s->expires_unix_ms > now) { /* the time left, largest unit */
             int64_t sec = (s->expires_unix_ms - now) / 1000;
             if (sec >= 86400)

@@ -27,6 +27,10 @@ static const struct session_cmd cmds[] = {
     {"extend", "Extend", "ID SECONDS", "Moves the session's expiry to SECONDS from now."},
 };
 
+static void print_state(const Cordon__V1__Sandbox *sb) {
+    printf("%s %s%s%s\n", sb->id, cli_state_name(sb->state), *sb->paused ? " " : "", sb->paused);
+}
+
 static int run(const struct session_cmd *k, int argc, char **argv) {
     static const struct option longopts[] = {{"to-disk", no_argument, NULL, 'D'},
                                              {"help", no_argument, NULL, 'h'},
@@ -83,20 +87,8 @@ static int run(const struct session_cmd *k, int argc, char **argv) {
         eq.ttl_seconds = (uint32_t)v;
         q = &eq.base;
     }
-    ProtobufCMessage *m = NULL;
     /* A reset boots a VM, a resume may restore one from disk: minutes at most. */
-    int code = cli_remote_unary_timeout(k->name, &r, k->method, q, &cordon__v1__sandbox__descriptor,
-                                        &m, 300000);
-    if (code)
-        return code;
-    const Cordon__V1__Sandbox *sb = (const Cordon__V1__Sandbox *)m;
-    if (r.json)
-        cli_json_print(cli_sandbox_json(sb));
-    else
-        printf("%s %s%s%s\n", sb->id, cli_state_name(sb->state), *sb->paused ? " " : "",
-               sb->paused);
-    protobuf_c_message_free_unpacked(m, NULL);
-    return 0;
+    return cli_remote_sandbox_call(k->name, &r, k->method, q, 300000, print_state);
 }
 
 int cli_session(int argc, char **argv) {

@@ -101,5 +101,15 @@ int cdn_evidence_sync(struct cdn_evidence *ev, cdn_err **err);
 struct json_t;
 int cdn_evidence_load(const char *dir, struct json_t **out, cdn_err **err);
 
+/* A sealed evidence folder (task_dir/evidence) opened again to record what happened after its
+ * task (a review's decision): the manifest as saved, the trail continued from its last line;
+ * cdn_evidence_seal it again after the events. */
+int cdn_evidence_reopen(const char *task_dir, struct cdn_evidence **out, cdn_err **err);
+/* What a reviewer reads before deciding, from a manifest (cdn_evidence_load's): base, result,
+ * diff stats, every command with how it ended, the failed ones, the commands refused or not
+ * approved, the approvals asked for and given, egress per destination (counts and bytes), the
+ * dependency changes and the limits hit. Caller decrefs. */
+struct json_t *cdn_evidence_review_summary(const struct json_t *manifest);
+
 /* Writes data to path through a temporary file, fsync and rename. */
 int cdn_write_atomic(const char *path, const void *data, size_t len, cdn_err **err);

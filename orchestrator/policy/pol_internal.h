@@ -31,6 +31,7 @@ struct cdn_policy {
     struct cdn_policy_packages packages;
     struct pol_secret *secrets;
     size_t nsecrets;
+    struct cdn_policy_review review; /* its strings owned here */
 };
 
 void pol_rule_clear(struct pol_rule *r);

@@ -663,18 +663,37 @@ static int parse_previews(struct ctx *c, const struct pnode *m) {
     return r;
 }
 
-static int parse_review(struct ctx *c, const struct pnode *m) {
-    static const char *const keys[] = {"required", "approvers", "merge", NULL};
+static int parse_review(struct ctx *c, const struct pnode *m, struct cdn_policy_review *rv) {
+    static const char *const keys[] = {"required", "approvers",   "merge", "branch",
+                                       "remote",   "credentials", NULL};
     static const char *const merges[] = {"none", "branch", "push", NULL};
     int r = check_keys(c, m, "review", keys, NULL), v;
     const struct pnode *n;
-    bool b;
     if (r == 0 && (n = get(m, "required")))
-        r = as_bool(c, n, "review.required", &b);
-    if (r == 0 && (n = get(m, "approvers")))
-        r = string_list(c, n, "review.approvers");
-    if (r == 0 && (n = get(m, "merge")))
-        r = as_enum(c, n, "review.merge", merges, &v);
+        r = as_bool(c, n, "review.required", &rv->required);
+    if (r == 0 && (n = get(m, "approvers")) && (r = string_list(c, n, "review.approvers")) == 0) {
+        char **a = calloc(n->n + 1, sizeof(char *));
+        rv->approvers = (const char *const *)a;
+        for (size_t i = 0; r == 0 && i < n->n; i++) {
+            r = a ? glob_word(c, n->kids[i], "review.approvers", &a[i]) : -ENOMEM;
+            rv->n_approvers += r == 0;
+        }
+    }
+    if (r == 0 && (n = get(m, "merge")) && (r = as_enum(c, n, "review.merge", merges, &v)) == 0)
+        rv->merge = (enum cdn_review_merge)v;
+    if (r == 0 && (n = get(m, "branch"))) {
+        r = glob_word(c, n, "review.branch", (char **)&rv->branch);
+        if (r == 0 && (!*rv->branch || strchr(rv->branch, ' ') || strstr(rv->branch, "..") ||
+                       rv->branch[0] == '-' || rv->branch[0] == '/'))
+            r = bad(c, n, "review.branch", "'%.60s' is not a branch name", rv->branch);
+    }
+    if (r == 0 && (n = get(m, "remote")))
+        r = glob_word(c, n, "review.remote", (char **)&rv->remote);
+    if (r == 0 && (n = get(m, "credentials")))
+        r = glob_word(c, n, "review.credentials", (char **)&rv->credentials);
+    if (r == 0 && rv->merge != CDN_REVIEW_PUSH && (rv->remote || rv->credentials))
+        r = bad(c, get(m, rv->remote ? "remote" : "credentials"),
+                rv->remote ? "review.remote" : "review.credentials", "is for merge: push only");
     return r;
 }
 
@@ -723,7 +742,8 @@ int pol_schema_apply(const char *name, const struct pnode *root, struct cdn_poli
         return r;
     if ((n = get(root, "previews")) && (r = parse_previews(&c, n)) < 0)
         return r;
-    if ((n = get(root, "review")) && (r = parse_review(&c, n)) < 0)
+    p->review.required = true;
+    if ((n = get(root, "review")) && (r = parse_review(&c, n, &p->review)) < 0)
         return r;
     if ((n = get(root, "retention")) && (r = parse_retention(&c, n)) < 0)
         return r;

@@ -58,9 +58,17 @@ void cdn_policy_free(struct cdn_policy *p) {
         free(sec->env);
     }
     free(p->secrets);
+    free((char *)p->review.branch);
+    free((char *)p->review.remote);
+    free((char *)p->review.credentials);
+    for (size_t i = 0; i < p->review.n_approvers; i++)
+        free((char *)p->review.approvers[i]);
+    free((char **)p->review.approvers);
     free(p->name);
     free(p);
 }
+
+const struct cdn_policy_review *cdn_policy_review(const struct cdn_policy *p) { return &p->review; }
 
 void pol_rule_clear(struct pol_rule *r) {
     free(r->program);

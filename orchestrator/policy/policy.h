@@ -37,6 +37,24 @@ int cdn_policy_load(const char *path, struct cdn_policy **out, cdn_err **err);
 void cdn_policy_free(struct cdn_policy *p);
 void cdn_policy_freep(struct cdn_policy **p);
 const struct cdn_policy_limits *cdn_policy_limits(const struct cdn_policy *p);
+
+/* The review section: what a sandbox's result needs before it leaves, and where it goes. */
+enum cdn_review_merge {
+    CDN_REVIEW_NONE,   /* an approval is recorded; nothing is pushed */
+    CDN_REVIEW_BRANCH, /* merged into a branch of the sandbox's repository (a path on the host) */
+    CDN_REVIEW_PUSH,   /* the task branch pushed to a remote */
+};
+struct cdn_policy_review {
+    bool required; /* a result with changes waits for a person (default true) */
+    enum cdn_review_merge merge;
+    const char *branch;      /* BRANCH: the branch merged into (NULL: the ref it started from);
+                              * PUSH: the remote branch (NULL: cordon/<id>) */
+    const char *remote;      /* PUSH: the remote's URL or path (NULL: the sandbox's repository) */
+    const char *credentials; /* a secret's name: its value is the remote's token (https) */
+    const char *const *approvers; /* who may decide (NULL: the sandbox's tenant) */
+    size_t n_approvers;
+};
+const struct cdn_policy_review *cdn_policy_review(const struct cdn_policy *p);
 const char *cdn_policy_name(const struct cdn_policy *p);
 
 /* One simple command of a request and what the policy says of it. */

@@ -732,6 +732,7 @@ int cdn_sched_open(const struct cdn_sched_opts *opts, struct cdn_sched **out, cd
     s->o = *opts;
     s->tick_wake = -1;
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->review_mu, NULL);
     pthread_cond_init(&s->cond, NULL);
     if (!s->o.max_running)
         s->o.max_running = 4;
@@ -860,6 +861,7 @@ void cdn_sched_free(struct cdn_sched *s) {
     free(s->tenants);
     free(s->daemon_dir);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->review_mu);
     pthread_cond_destroy(&s->cond);
     free(s->state_dir);
     free(s->images_dir);

@@ -113,8 +113,9 @@ struct cdn_sched {
     struct sched_pool *pools; /* the warm pool, per image (sched_pool.c) */
     size_t n_pools;
     pthread_t pool_thread;
-    pthread_cond_t pool_cond; /* a warm VM was taken, or closing */
-    pthread_mutex_t tpl_mu;   /* the pools' templates: which is free, cloning one, their lists */
+    pthread_cond_t pool_cond;  /* a warm VM was taken, or closing */
+    pthread_mutex_t tpl_mu;    /* the pools' templates: which is free, cloning one, their lists */
+    pthread_mutex_t review_mu; /* one review decision at a time */
     bool pool_running;
     volatile sig_atomic_t pool_cancel;
 };
@@ -159,6 +160,11 @@ void sched_end_commands(struct worker *w, const char *why, int wait_ms);
  * job: the signal to the running process its path names. */
 int sched_proc_detach(struct worker *w, struct job *j, cdn_err **e);
 void sched_proc_kill(struct worker *w, struct job *j);
+
+/* The review gate (sched_review.c): whether w's result waits for a person (its policy asks, it
+ * changed the repository); and its waiting recorded (evidence, store) before its close. */
+bool sched_review_gates(const struct worker *w);
+void sched_review_await(struct worker *w);
 
 /* A session's jobs (sched_session.c): PAUSE, RESUME, RESET, EXTEND, answered through j. */
 void sched_session_job(struct worker *w, struct job *j);

@@ -623,12 +623,22 @@ void *sched_worker(void *arg) {
         }
     }
     cdn_err_free(te);
+    /* A result that changed the repository waits for a person (its policy's review). */
+    bool gate = r >= 0 && !host_lost && sched_review_gates(&w);
+    if (gate)
+        sched_review_await(&w);
     if (host_lost)
         cdn_session_host_lost(w.sess);
     cdn_session_close(w.sess, r < 0 ? why : NULL, NULL);
     if (host_lost)
         cdn_store_sandbox_set_host(w.s->o.store, w.b->id, NULL, true, NULL);
-    sched_set_state(&w, r < 0 || host_lost ? CDN_SANDBOX_FAILED : CDN_SANDBOX_STOPPED, why);
+    if (gate)
+        snprintf(why + strlen(why), sizeof(why) - strlen(why), "; its result awaits review");
+    sched_set_state(&w,
+                    r < 0 || host_lost ? CDN_SANDBOX_FAILED
+                    : gate             ? CDN_SANDBOX_AWAITING_REVIEW
+                                       : CDN_SANDBOX_STOPPED,
+                    why);
     cdn_err_free(e);
     retire(&w);
     return NULL;

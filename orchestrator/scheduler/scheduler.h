@@ -77,6 +77,8 @@ struct cdn_sched_opts {
     uint32_t pause_to_disk_s;    /* a session paused in memory this long is saved to disk (0:
                                   * 600 s) */
     uint64_t process_log_bytes;  /* a background process's output kept on disk (0: 8 MiB) */
+    bool no_review_gate;         /* results never wait for a review (`cordon run`'s own daemon:
+                                  * its user reads the diff it prints) */
     uint32_t approval_timeout_s; /* 0: 1 hour */
     void (*log)(void *ud, const char *line);
     void *log_ud;
@@ -231,6 +233,20 @@ int cdn_sched_decide(struct cdn_sched *s, const char *tenant, const char *approv
  * Errors: -ENOENT. */
 int cdn_sched_stop(struct cdn_sched *s, const char *tenant, const char *id, bool remove,
                    cdn_err **err);
+
+/* A person's decision on a sandbox AWAITING_REVIEW (by: the caller's identity). Who may decide:
+ * the policy's review.approvers when it names any (of any tenant), else the sandbox's tenant.
+ * Approving first does what review.merge says (a push, a merge; refused if it fails: the sandbox
+ * still awaits review); then the decision, by and comment are recorded on its audit trail (its
+ * evidence sealed again) and in the store, and it is STOPPED. Errors: -ENOENT (no such sandbox
+ * for by), -EPERM (not an approver), -EALREADY (decided), -EBADFD (not awaiting review). */
+int cdn_sched_review(struct cdn_sched *s, const char *by, const char *id, bool approve,
+                     const char *comment, cdn_err **err);
+/* The record (and its parsed policy, NULL without one) of a sandbox by may review or see: its
+ * tenant's, or one whose policy's review.approvers names by. -ENOENT otherwise. */
+struct cdn_policy;
+int cdn_sched_review_get(struct cdn_sched *s, const char *by, const char *id,
+                         struct cdn_store_sandbox *rec, struct cdn_policy **p, cdn_err **err);
 
 /* The patch (diff.patch) in an evidence folder, NUL-terminated (empty before any result was
  * taken); -EFBIG when it is too large for one API message. */

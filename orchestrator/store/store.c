@@ -87,6 +87,11 @@ static const char *const migrations[] = {
     "ALTER TABLE sandboxes ADD COLUMN owner TEXT;"
     "ALTER TABLE sandboxes ADD COLUMN persist INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE sandboxes ADD COLUMN paused TEXT;",
+    /* 6: the review of its result: awaiting, approved or rejected, by whom, and where it went */
+    "ALTER TABLE sandboxes ADD COLUMN review TEXT;"
+    "ALTER TABLE sandboxes ADD COLUMN reviewed_by TEXT;"
+    "ALTER TABLE sandboxes ADD COLUMN review_comment TEXT;"
+    "ALTER TABLE sandboxes ADD COLUMN published TEXT;",
 };
 
 static int exec_sql(struct cdn_store *s, const char *sql, cdn_err **err) {
@@ -169,9 +174,11 @@ void cdn_store_closep(struct cdn_store **s) {
 }
 
 void cdn_store_sandbox_clear(struct cdn_store_sandbox *sb) {
-    char **f[] = {&sb->tenant,      &sb->repo,      &sb->ref,  &sb->image,  &sb->policy,
-                  &sb->labels_json, &sb->error,     &sb->base, &sb->result, &sb->spec_json,
-                  &sb->accel,       &sb->transport, &sb->host, &sb->owner,  &sb->paused};
+    char **f[] = {&sb->tenant,      &sb->repo,           &sb->ref,      &sb->image,
+                  &sb->policy,      &sb->labels_json,    &sb->error,    &sb->base,
+                  &sb->result,      &sb->spec_json,      &sb->accel,    &sb->transport,
+                  &sb->host,        &sb->owner,          &sb->paused,   &sb->review,
+                  &sb->reviewed_by, &sb->review_comment, &sb->published};
     for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
         free(*f[i]);
         *f[i] = NULL;
@@ -267,7 +274,8 @@ char *col_dup(sqlite3_stmt *st, int i) {
 
 #define SANDBOX_COLUMNS                                                                            \
     "id, tenant, state, repo, ref, image, policy, labels, error, base, result, created_ms, "       \
-    "expires_ms, spec, accel, transport, host, retryable, owner, persist, paused"
+    "expires_ms, spec, accel, transport, host, retryable, owner, persist, paused, review, "        \
+    "reviewed_by, review_comment, published"
 
 static void read_row(sqlite3_stmt *st, struct cdn_store_sandbox *sb) {
     *sb = (struct cdn_store_sandbox){0};
@@ -293,6 +301,10 @@ static void read_row(sqlite3_stmt *st, struct cdn_store_sandbox *sb) {
     sb->owner = col_dup(st, 18);
     sb->persist = sqlite3_column_int(st, 19) != 0;
     sb->paused = col_dup(st, 20);
+    sb->review = col_dup(st, 21);
+    sb->reviewed_by = col_dup(st, 22);
+    sb->review_comment = col_dup(st, 23);
+    sb->published = col_dup(st, 24);
 }
 
 int cdn_store_sandbox_get(struct cdn_store *s, const char *tenant, const char *id,
@@ -534,6 +546,24 @@ int cdn_store_sandbox_set_paused(struct cdn_store *s, const char *id, const char
         return db_err(s, err, "preparing an update");
     bind_text(st, 1, where);
     bind_text(st, 2, id);
+    return sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(s, err, "updating sandbox %s", id);
+}
+
+int cdn_store_sandbox_set_review(struct cdn_store *s, const char *id, const char *review,
+                                 const char *by, const char *comment, const char *published,
+                                 cdn_err **err) {
+    LOCKED(s);
+    _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "UPDATE sandboxes SET review = ?, reviewed_by = ?, review_comment = ?, "
+                           "published = ? WHERE id = ?",
+                           -1, &st, NULL) != SQLITE_OK)
+        return db_err(s, err, "preparing an update");
+    bind_text(st, 1, review);
+    bind_text(st, 2, by);
+    bind_text(st, 3, comment);
+    bind_text(st, 4, published);
+    bind_text(st, 5, id);
     return sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(s, err, "updating sandbox %s", id);
 }
 

@@ -23,7 +23,8 @@ enum cdn_sandbox_state {
     CDN_SANDBOX_STOPPING = 4,
     CDN_SANDBOX_STOPPED = 5,
     CDN_SANDBOX_FAILED = 6,
-    CDN_SANDBOX_PAUSED = 7, /* a session's VM suspended (in memory) or saved to disk */
+    CDN_SANDBOX_PAUSED = 7,          /* a session's VM suspended (in memory) or saved to disk */
+    CDN_SANDBOX_AWAITING_REVIEW = 8, /* its VM gone, its result waiting for a person's decision */
 };
 const char *cdn_sandbox_state_name(enum cdn_sandbox_state s);
 
@@ -41,6 +42,9 @@ struct cdn_store_sandbox {
     bool persist;            /* a session: kept past its commands, pausable, with an owner */
     char *owner;             /* who a session is for (NULL: its tenant) */
     char *paused;            /* PAUSED: "memory" or "disk" (else NULL) */
+    char *review;            /* "awaiting", "approved", "rejected" (NULL: none asked) */
+    char *reviewed_by, *review_comment;
+    char *published; /* where an approved result went ("pushed to ...", "merged ...") */
     enum cdn_sandbox_state state;
     int64_t created_ms, expires_ms;
 };
@@ -77,6 +81,11 @@ int cdn_store_sandbox_set_expiry(struct cdn_store *s, const char *id, int64_t ex
                                  cdn_err **err);
 /* Where a paused session's memory is ("memory", "disk"; NULL once it runs again). */
 int cdn_store_sandbox_set_paused(struct cdn_store *s, const char *id, const char *where,
+                                 cdn_err **err);
+
+/* Its review: awaiting, or decided (by, comment) and where it went (NULL ones cleared). */
+int cdn_store_sandbox_set_review(struct cdn_store *s, const char *id, const char *review,
+                                 const char *by, const char *comment, const char *published,
                                  cdn_err **err);
 
 /* A sandbox's commands: recorded when they start, completed with how they ended ("exited",

@@ -152,6 +152,11 @@ int cdn_session_reset(struct cdn_session *s, const char *by, cdn_err **err);
 bool cdn_session_paused(const struct cdn_session *s);
 bool cdn_session_saved(const struct cdn_session *s);
 
+/* A policy secret's value from where it says (env:NAME of this process, or file:/path); the
+ * caller wipes (explicit_bzero) and frees it. */
+int cdn_task_secret_read(const struct cdn_policy_secret *sec, char **value, size_t *len,
+                         cdn_err **err);
+
 void cdn_task_result_free(struct cdn_task_result *res);
 
 /* A warm VM: booted for an image with the image's default shape (its memory, 1 vCPU, no extra

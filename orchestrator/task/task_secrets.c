@@ -21,8 +21,8 @@ static const char *const no_scripts_env[] = {
     "npm_config_ignore_scripts=true", "YARN_IGNORE_SCRIPTS=true", "YARN_ENABLE_SCRIPTS=false"};
 #define N_NO_SCRIPTS (sizeof(no_scripts_env) / sizeof(no_scripts_env[0]))
 
-static int read_secret(const struct cdn_policy_secret *sec, char **value, size_t *len,
-                       cdn_err **err) {
+int cdn_task_secret_read(const struct cdn_policy_secret *sec, char **value, size_t *len,
+                         cdn_err **err) {
     if (strncmp(sec->from, "env:", 4) == 0) {
         const char *v = getenv(sec->from + 4);
         if (!v)
@@ -59,7 +59,7 @@ int task_secrets_load(struct cdn_session *t, cdn_err **err) {
         char *value = NULL;
         size_t len = 0;
         cdn_err *missing = NULL;
-        if ((r = read_secret(sec, &value, &len, &missing)) == -ENOENT && sec->optional) {
+        if ((r = cdn_task_secret_read(sec, &value, &len, &missing)) == -ENOENT && sec->optional) {
             cdn_evidence_event(t->ev, "secret.missing",
                                json_pack("{s:s, s:s, s:s}", "name", sec->name, "from", sec->from,
                                          "why", cdn_err_msg(missing)));

@@ -30,6 +30,16 @@ int cdn_workspace_open(const struct cdn_workspace_opts *opts, struct cdn_workspa
 void cdn_workspace_free(struct cdn_workspace *ws);
 void cdn_workspace_freep(struct cdn_workspace **ws);
 
+/* An approved result out of its worktree (tasks/<id>/workspace, branch task_branch): pushed to
+ * remote (a URL or path) as branch target, fast-forward only, with token (a secret) for https;
+ * or, with merge, merged into branch target of the repository at the path remote (fast-forward,
+ * else a merge commit; refused on conflicts, and when target is checked out there). sha: the
+ * commit the target then points at. */
+struct cdn_workspace_publish {
+    const char *worktree, *task_branch, *remote, *target, *token;
+    bool merge;
+};
+int cdn_workspace_publish(const struct cdn_workspace_publish *p, char sha[41], cdn_err **err);
 /* The task branch and the worktree back at the base commit (files the task added removed). */
 int cdn_workspace_reset(struct cdn_workspace *ws, cdn_err **err);
 const char *cdn_workspace_path(const struct cdn_workspace *ws);

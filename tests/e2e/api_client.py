@@ -167,12 +167,29 @@ def interop(sock, repo, id_file):
     ok("ListSandboxes by state and label")
 
     stopped = s.Cancel(pb.CancelRequest(id=sid))
-    if stopped.state != pb.STOPPED or stopped.result_commit != d.result_commit:
+    if stopped.state != pb.AWAITING_REVIEW or stopped.result_commit != d.result_commit \
+            or stopped.review != "awaiting":
         fail("cancel: %s" % stopped)
-    ok("Cancel: STOPPED, result kept")
+    ok("Cancel: AWAITING_REVIEW (its result changed the repository), result kept")
+    review = s.GetReview(pb.GetReviewRequest(sandbox_id=sid))
+    summary = json.loads(review.summary_json)
+    if review.patch != d.patch or summary["diff"]["files_changed"] < 1 or not summary["commands"] \
+            or not summary["approvals"]:
+        fail("review: %s" % review)
+    ok("GetReview: the summary (%d commands, %d approvals) and the patch"
+       % (len(summary["commands"]), len(summary["approvals"])))
+    decided = s.DecideReview(pb.DecideReviewRequest(sandbox_id=sid, approve=False,
+                                                    comment="not this way"))
+    if decided.state != pb.STOPPED or decided.review != "rejected" \
+            or decided.review_comment != "not this way" or not decided.reviewed_by.startswith("uid:"):
+        fail("reject: %s" % decided)
+    expect_code(grpc.StatusCode.FAILED_PRECONDITION,
+                lambda: s.DecideReview(pb.DecideReviewRequest(sandbox_id=sid, approve=True)),
+                "rejected already")
+    ok("DecideReview: rejected by %s, STOPPED; a second decision is refused" % decided.reviewed_by)
     watcher.join(30)
     states = [e.state for e in events]
-    for want in (pb.BOOTING, pb.READY, pb.STOPPING, pb.STOPPED):
+    for want in (pb.BOOTING, pb.READY, pb.STOPPING, pb.AWAITING_REVIEW, pb.STOPPED):
         if want not in states:
             fail("WatchEvents missed %s: %s" % (want, events))
     ok("WatchEvents streamed %d state changes" % len(events))

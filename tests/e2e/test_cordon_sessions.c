@@ -69,26 +69,8 @@ static void env_close(struct env *e) {
     free(e->dir);
 }
 
-#define CLI(tag, sub, ...)                                                                         \
-    th_cordon_at(e.addr, sub, e.dir, tag, (const char *[]){__VA_ARGS__, NULL})
-/* The same, failing the test with what it said unless it exits 0. */
-#define CLI_OK(tag, sub, ...)                                                                      \
-    ({                                                                                             \
-        struct th_ran r_ = CLI(tag, sub, __VA_ARGS__);                                             \
-        if (r_.code != 0)                                                                          \
-            FAIL("cordon %s: exit %d: %s", sub, r_.code, r_.err);                                  \
-        r_;                                                                                        \
-    })
-
-/* A string field of a JSON object (NULL when absent); caller frees. */
-static char *field(const char *text, const char *key) {
-    json_error_t je;
-    json_t *o = json_loads(text, 0, &je);
-    const char *v = json_string_value(json_object_get(o, key));
-    char *out = v ? strdup(v) : NULL;
-    json_decref(o);
-    return out;
-}
+#define CLI(tag, sub, ...) TH_CLI(e, tag, sub, __VA_ARGS__)
+#define CLI_OK(tag, sub, ...) TH_CLI_OK(e, tag, sub, __VA_ARGS__)
 
 /* `cordon show --json ID`'s field. */
 static char *show(struct env *ep, const char *id, const char *key) {
@@ -153,14 +135,14 @@ TEST_T(a_session_pauses_in_memory_and_on_disk_resets_extends_and_expires, 600) {
     env_open(&e);
     struct th_ran r = CLI_OK("create", "create", "--repo", e.repo, "--policy", e.policy,
                              "--persist", "--owner", "alice", "--ttl", "300", "--wait", "--json");
-    _cleanup_free_ char *id = field(r.out, "id");
-    _cleanup_free_ char *owner = field(r.out, "owner");
+    _cleanup_free_ char *id = th_json_str(r.out, "id");
+    _cleanup_free_ char *owner = th_json_str(r.out, "owner");
     ASSERT_STREQ(owner, "alice");
     th_ran_free(&r);
 
     /* An ephemeral sandbox has none of a session's controls. */
     r = CLI_OK("eph", "create", "--policy", e.policy, "--json");
-    _cleanup_free_ char *eph = field(r.out, "id");
+    _cleanup_free_ char *eph = th_json_str(r.out, "id");
     th_ran_free(&r);
     r = CLI("eph-pause", "pause", eph);
     ASSERT_TRUE(r.code != 0);
@@ -302,10 +284,10 @@ TEST_T(kill_9_with_a_session_paused_on_disk_and_another_running_leaves_no_orphan
     env_open(&e);
     struct th_ran r = CLI_OK("c1", "create", "--repo", e.repo, "--policy", e.policy, "--persist",
                              "--wait", "--json");
-    _cleanup_free_ char *paused = field(r.out, "id");
+    _cleanup_free_ char *paused = th_json_str(r.out, "id");
     th_ran_free(&r);
     r = CLI_OK("c2", "create", "--policy", e.policy, "--persist", "--wait", "--json");
-    _cleanup_free_ char *running = field(r.out, "id");
+    _cleanup_free_ char *running = th_json_str(r.out, "id");
     th_ran_free(&r);
     free(sh_in(&e, paused, "echo kept >> README"));
     r = CLI_OK("pause", "pause", "--to-disk", paused);
@@ -384,7 +366,7 @@ TEST_T(background_processes_are_followed_bounded_kept_across_a_pause_and_killed,
     env_open(&e);
     struct th_ran r =
         CLI_OK("create", "create", "--policy", e.policy, "--persist", "--wait", "--json");
-    _cleanup_free_ char *id = field(r.out, "id");
+    _cleanup_free_ char *id = th_json_str(r.out, "id");
     th_ran_free(&r);
 
     /* Followed from the start to its exit: every line, then its exit code. */

@@ -561,7 +561,8 @@ TEST_T(the_cordon_cli_is_a_client_of_cordond, 600) {
     th_ran_free(&r);
 
     /* `cordon run` against this daemon: the same calls its own daemon gets (a sandbox booted for
-     * the command, the approval decided by --approve-all, stopped with its result taken) */
+     * the command, the approval decided by --approve-all, stopped with its result taken); its
+     * change waits for a review here (its own daemon does not gate: its user reads the diff) */
     r = CLI("run", "run", "--json", "--repo", e.repo, "--policy", "policies/ci-tests.yaml",
             "--approve-all", "--kernel-arg", "quiet", "--", "sh", "-c",
             "echo four >> README; echo ran; exit 0");
@@ -571,11 +572,12 @@ TEST_T(the_cordon_cli_is_a_client_of_cordond, 600) {
     ASSERT_STREQ(run_out, "ran\n");
     ASSERT_CONTAINS(r.out, "\"changed\":true");
     ASSERT_CONTAINS(r.err, "approval needed");
+    ASSERT_CONTAINS(r.err, "the result awaits review: cordon review");
     _cleanup_free_ char *run_id = json_field(r.out, "task");
     th_ran_free(&r);
     r = CLI("runshow", "show", "--json", run_id);
     ASSERT_CONTAINS(r.out, "uid:0 (with --approve-all)");
-    ASSERT_CONTAINS(r.out, "\"state\":\"stopped\"");
+    ASSERT_CONTAINS(r.out, "\"state\":\"awaiting_review\"");
     th_ran_free(&r);
     r = CLI("runls", "ls", "--label", "cordon.run=1");
     ASSERT_CONTAINS(r.out, run_id);
@@ -646,7 +648,7 @@ TEST_T(the_cordon_cli_is_a_client_of_cordond, 600) {
 
     r = CLI("stop", "stop", "--json", id);
     ASSERT_EQ(r.code, 0);
-    ASSERT_CONTAINS(r.out, "\"state\":\"stopped\"");
+    ASSERT_CONTAINS(r.out, "\"state\":\"awaiting_review\""); /* it changed README */
     th_ran_free(&r);
     r = CLI("rm", "rm", id);
     ASSERT_EQ(r.code, 0);

@@ -2,6 +2,8 @@
 /* Running the cordon CLI from tests. */
 #include "cordon_cli.h"
 
+#include <jansson.h>
+
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,4 +98,13 @@ void th_ran_free(struct th_ran *r) {
     free(r->out);
     free(r->err);
     r->out = r->err = NULL;
+}
+
+char *th_json_str(const char *text, const char *key) {
+    json_error_t je;
+    json_t *o = json_loads(text, 0, &je);
+    const char *v = json_string_value(json_object_get(o, key));
+    char *out = v ? strdup(v) : NULL;
+    json_decref(o);
+    return out;
 }

@@ -28,3 +28,18 @@ pid_t th_cordon_spawn_at(const char *addr, const char *sub, const char *dir, con
                          const char *const *args);
 struct th_ran th_cordon_at(const char *addr, const char *sub, const char *dir, const char *tag,
                            const char *const *args);
+
+/* `cordon SUB ARGS...` against the daemon of a test's env e (fields addr and dir), its outputs
+ * in e.dir/TAG.{out,err}; the _OK form fails the test with what it said unless it exits 0. */
+#define TH_CLI(e, tag, sub, ...)                                                                   \
+    th_cordon_at((e).addr, sub, (e).dir, tag, (const char *[]){__VA_ARGS__, NULL})
+#define TH_CLI_OK(e, tag, sub, ...)                                                                \
+    ({                                                                                             \
+        struct th_ran r_ = TH_CLI(e, tag, sub, __VA_ARGS__);                                       \
+        if (r_.code != 0)                                                                          \
+            FAIL("cordon %s: exit %d: %s", sub, r_.code, r_.err);                                  \
+        r_;                                                                                        \
+    })
+
+/* A string field of a JSON object's text (NULL when absent or not a string); caller frees. */
+char *th_json_str(const char *text, const char *key);

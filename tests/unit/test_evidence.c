@@ -195,3 +195,43 @@ TEST(a_sealed_trail_names_the_first_line_tampered_with) {
     th_rmtree(task2);
     th_rmtree(task);
 }
+
+/* A sealed folder reopened (a review's decision after the task) goes on with the same chain and
+ * is sealed again: it verifies, with the later lines after the earlier ones; the review summary
+ * reads the manifest. */
+TEST(a_reopened_trail_continues_its_chain_and_is_resealed) {
+    _cleanup_free_ char *task = th_tmpdir();
+    struct cdn_evidence *ev = NULL;
+    cdn_err *err = NULL;
+    ASSERT_OK(cdn_evidence_open(task, "0123456789abcdef", &ev, &err), err);
+    one_command(ev, "one", 0);
+    one_command(ev, "two", 3);
+    char keys[4300], pub[4400];
+    snprintf(keys, sizeof(keys), "%s/keys", task);
+    snprintf(pub, sizeof(pub), "%s/host-ed25519.pub", keys);
+    ASSERT_OK(cdn_evidence_seal(ev, keys, &err), err);
+    _cleanup_free_ char *dir = strdup(cdn_evidence_dir(ev));
+    cdn_evidence_free(ev);
+    ASSERT_OK(cdn_evidence_reopen(task, &ev, &err), err);
+    cdn_evidence_event(ev, "review.rejected", json_pack("{s:s}", "by", "uid:1000"));
+    ASSERT_OK(cdn_evidence_seal(ev, keys, &err), err);
+    cdn_evidence_free(ev);
+    expect(dir, pub, NULL);
+    char trail[4400];
+    snprintf(trail, sizeof(trail), "%s/audit.jsonl", dir);
+    _cleanup_free_ char *text = th_read_file(trail);
+    ASSERT_CONTAINS(text, "\"seq\":5,");
+    ASSERT_CONTAINS(text, "\"review.rejected\"");
+    json_t *m = NULL;
+    ASSERT_OK(cdn_evidence_load(dir, &m, &err), err);
+    json_t *s = cdn_evidence_review_summary(m);
+    ASSERT_EQ(json_array_size(json_object_get(s, "commands")), 2);
+    ASSERT_EQ(json_array_size(json_object_get(s, "failed")), 1);
+    json_decref(s);
+    json_decref(m);
+    /* Edited after the reseal: still caught. */
+    _cleanup_free_ char *a = sealed_copy(dir, "edited");
+    rewrite_trail(a, edit_third);
+    expect(a, pub, "audit.jsonl:3: edited");
+    th_rmtree(task);
+}

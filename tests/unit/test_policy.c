@@ -241,6 +241,10 @@ static const struct {
      "3:15: previews.ports[1]: 70000 is out of range (1 to 65535)"},
     {"version: 1\nreview:\n  merge: force\n",
      "3:10: review.merge: 'force' is not one of none, branch, push"},
+    {"version: 1\nreview:\n  merge: none\n  remote: /srv/x.git\n",
+     "4:11: review.remote: is for merge: push only"},
+    {"version: 1\nreview:\n  merge: branch\n  branch: ../main\n",
+     "4:11: review.branch: '../main' is not a branch name"},
     {"version: 1\nretention:\n  evidence_days: 0\n",
      "3:18: retention.evidence_days: 0 is out of range (1 to 3650)"},
     {"version: 1\nbase: &b {cpus: 1}\nlimits: *b\n", "2:7: anchors (&name) are not allowed"},
@@ -284,6 +288,13 @@ TEST(shipped_policies_pass_and_their_limits_are_read) {
         struct cdn_policy *p = NULL;
         cdn_err *err = NULL;
         ASSERT_OK(cdn_policy_load(files[i], &p, &err), err);
+        const struct cdn_policy_review *rv = cdn_policy_review(p);
+        ASSERT_TRUE(rv->required);
+        ASSERT_EQ(rv->merge, i == 0 ? CDN_REVIEW_NONE : CDN_REVIEW_BRANCH);
+        if (i == 2) {
+            ASSERT_EQ(rv->n_approvers, 1);
+            ASSERT_STREQ(rv->approvers[0], "security-team");
+        }
         if (i == 1) {
             const struct cdn_policy_limits *l = cdn_policy_limits(p);
             ASSERT_EQ(l->cpus, 2);
