@@ -358,8 +358,8 @@ static void take_host_seed(const CordonAgent__Hello *h) {
 }
 
 static void hello_reply(const struct agent_conn *c, CordonAgent__Hello *reply) {
-    static const char *caps[] = {"exec",  "pty",   "signal",  "rlimits",
-                                 "stdin", "files", "archive", "egress"};
+    static const char *caps[] = {"exec",  "pty",     "signal", "rlimits", "stdin",
+                                 "files", "archive", "egress", "previews"};
     cordon_agent__hello__init(reply);
     reply->protocol_version = CDN_PROTOCOL_VERSION;
     reply->software_version = (char *)AGENT_VERSION;
@@ -415,7 +415,8 @@ static bool is_open_request(CordonAgent__Envelope__BodyCase bc) {
            bc == CORDON_AGENT__ENVELOPE__BODY_FILE_READ ||
            bc == CORDON_AGENT__ENVELOPE__BODY_FILE_WRITE ||
            bc == CORDON_AGENT__ENVELOPE__BODY_ARCHIVE_PUT ||
-           bc == CORDON_AGENT__ENVELOPE__BODY_ARCHIVE_GET;
+           bc == CORDON_AGENT__ENVELOPE__BODY_ARCHIVE_GET ||
+           bc == CORDON_AGENT__ENVELOPE__BODY_PORT_FORWARD;
 }
 
 static size_t data_len(const cdn_envelope *env) {

@@ -52,6 +52,9 @@ static void on_open(void *ud, struct agent_conn *c, uint64_t id, const cdn_envel
     case CORDON_AGENT__ENVELOPE__BODY_ARCHIVE_GET:
         agent_archive_get_open(c, id, env->archive_get);
         break;
+    case CORDON_AGENT__ENVELOPE__BODY_PORT_FORWARD:
+        agent_proxy_forward(a->proxy, c, id, env->port_forward);
+        break;
     default: break;
     }
 }

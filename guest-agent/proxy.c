@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -450,6 +451,28 @@ static void client_dispatch(struct agent_source *src, uint32_t events) {
     }
 }
 
+/* A client for fd (taken: closed on failure), in state, watched by the loop; NULL: none. */
+static struct client *client_add(struct agent_proxy *eg, int fd, enum cstate state) {
+    struct client *cl = eg->n_clients < MAX_CLIENTS ? calloc(1, sizeof(*cl)) : NULL;
+    if (!cl) {
+        close(fd);
+        return NULL;
+    }
+    cl->eg = eg;
+    cl->src.fd = fd;
+    cl->src.dispatch = client_dispatch;
+    cl->state = state;
+    cl->events = EPOLLIN;
+    eg->n_clients++;
+    if (agent_loop_add(eg->loop, &cl->src, EPOLLIN) < 0) {
+        close(fd);
+        eg->n_clients--;
+        free(cl);
+        return NULL;
+    }
+    return cl;
+}
+
 static void on_accept(struct agent_source *src, uint32_t events) {
     (void)events;
     struct agent_proxy *eg =
@@ -458,26 +481,55 @@ static void on_accept(struct agent_source *src, uint32_t events) {
         int fd = accept4(src->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return;
-        struct client *cl = eg->n_clients < MAX_CLIENTS ? calloc(1, sizeof(*cl)) : NULL;
-        if (!cl) {
-            close(fd);
+        struct client *cl = client_add(eg, fd, C_HEAD);
+        if (!cl)
             continue;
-        }
-        cl->eg = eg;
-        cl->src.fd = fd;
-        cl->src.dispatch = client_dispatch;
-        cl->events = EPOLLIN;
-        eg->n_clients++;
-        if (agent_loop_add(eg->loop, &cl->src, EPOLLIN) < 0) {
-            close(fd);
-            cl->src.fd = -1;
-            eg->n_clients--;
-            free(cl);
-            continue;
-        }
         cl->next = eg->waiting;
         eg->waiting = cl;
     }
+}
+
+void agent_proxy_forward(struct agent_proxy *eg, struct agent_conn *c, uint64_t id,
+                         const CordonAgent__PortForward *pf) {
+    if (!eg || pf->port == 0 || pf->port > 65535 || eg->n_clients >= MAX_CLIENTS) {
+        agent_conn_send_error(c, id, CORDON_AGENT__ERROR_CODE__ERROR_REFUSED,
+                              !eg ? "previews need the agent's relay (--egress-proxy)"
+                              : pf->port == 0 || pf->port > 65535
+                                  ? "port %u is not a port"
+                                  : "the guest has %u connections relayed already",
+                              !eg        ? 0
+                              : pf->port ? pf->port
+                                         : MAX_CLIENTS);
+        return;
+    }
+    /* Loopback: the connection is made (or refused) at once. */
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)pf->port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        agent_conn_send_error(c, id, CORDON_AGENT__ERROR_CODE__ERROR_REFUSED,
+                              "nothing answers on port %u in the guest: %s", pf->port,
+                              strerror(errno));
+        safe_close(fd);
+        return;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    struct client *cl = fl >= 0 && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0
+                            ? client_add(eg, fd, C_RELAY)
+                            : (close(fd), NULL);
+    if (!cl) {
+        agent_conn_send_error(c, id, CORDON_AGENT__ERROR_CODE__ERROR_INTERNAL,
+                              "cannot relay port %u", pf->port);
+        return;
+    }
+    agent_conn_add_stream(c, &cl->stream, id, &stream_ops);
+    cl->registered = true;
+    CordonAgent__PortForwardReady ready = CORDON_AGENT__PORT_FORWARD_READY__INIT;
+    cdn_envelope out = CORDON_AGENT__ENVELOPE__INIT;
+    out.body_case = CORDON_AGENT__ENVELOPE__BODY_PORT_FORWARD_READY;
+    out.port_forward_ready = &ready;
+    agent_conn_send(c, id, &out);
+    pump_up(cl);
 }
 
 /* A guest's loopback starts down; the proxy needs it up. */

@@ -14,6 +14,10 @@ int agent_proxy_new(struct agent_loop *loop, const char *listen, struct agent_pr
                     cdn_err **err);
 /* The connection new requests go to (NULL while the host is away: they get a 503). */
 void agent_proxy_set_conn(struct agent_proxy *p, struct agent_conn *c);
+/* A preview: the host opened stream id with PortForward; 127.0.0.1:port in the guest is connected
+ * and relayed on it (PortForwardReady), or the stream is refused with an Error. */
+void agent_proxy_forward(struct agent_proxy *p, struct agent_conn *c, uint64_t id,
+                         const CordonAgent__PortForward *pf);
 /* Closes the listener and the clients still sending their request; those with a stream belong to
  * the connection. */
 void agent_proxy_free(struct agent_proxy *p);

@@ -288,6 +288,8 @@ const char *cdn_frame_body_name(CordonAgent__Envelope__BodyCase c) {
     case CORDON_AGENT__ENVELOPE__BODY_EGRESS_OPEN: return "egress_open";
     case CORDON_AGENT__ENVELOPE__BODY_EGRESS_READY: return "egress_ready";
     case CORDON_AGENT__ENVELOPE__BODY_EGRESS_DATA: return "egress_data";
+    case CORDON_AGENT__ENVELOPE__BODY_PORT_FORWARD: return "port_forward";
+    case CORDON_AGENT__ENVELOPE__BODY_PORT_FORWARD_READY: return "port_forward_ready";
     default: return "unknown";
     }
 }

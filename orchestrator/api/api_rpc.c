@@ -377,6 +377,8 @@ void api_process_logs(struct api_call *c);
 void api_kill_process(struct api_call *c);
 void api_get_review(struct api_call *c);
 void api_decide_review(struct api_call *c);
+void api_open_preview(struct api_call *c);
+void api_close_preview(struct api_call *c);
 
 static const struct {
     const char *name;
@@ -404,6 +406,8 @@ static const struct {
     {"KillProcess", api_kill_process},
     {"GetReview", api_get_review},
     {"DecideReview", api_decide_review},
+    {"OpenPreview", api_open_preview},
+    {"ClosePreview", api_close_preview},
 };
 
 void api_dispatch(struct api_call *c) {

@@ -59,3 +59,56 @@ void api_reset(struct api_call *c) {
 void api_extend(struct api_call *c) {
     session_rpc(c, &cordon__v1__extend_request__descriptor, CDN_JOB_EXTEND);
 }
+
+/* ---- previews ---- */
+
+static void preview_done(void *ud, int rc, const cdn_err *e, const struct cdn_job_result *res) {
+    struct api_call *c = ud;
+    if (rc < 0) {
+        api_call_fail(c, rc, e);
+    } else {
+        Cordon__V1__Preview m = CORDON__V1__PREVIEW__INIT;
+        m.sandbox_id = (char *)res->sandbox_id;
+        m.port = res->port;
+        m.address = (char *)res->address;
+        if (api_call_send_last(c, &m.base) < 0)
+            api_call_finish(c, GRPC_STATUS_CANCELLED, "the call ended");
+    }
+    api_call_unref(c);
+}
+
+static const struct cdn_job_ops preview_ops = {.done = preview_done};
+
+static void preview_rpc(struct api_call *c, const char *id, struct cdn_job_spec *spec,
+                        uint32_t port, uint32_t host_port) {
+    char by[320];
+    snprintf(by, sizeof(by), "tenant %s", c->tenant);
+    spec->path = by;
+    if (port == 0 || port > 65535 || host_port > 65535)
+        api_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "ports are 1-65535");
+    else
+        api_submit(c, id, spec, &preview_ops);
+}
+
+void api_open_preview(struct api_call *c) {
+    Cordon__V1__OpenPreviewRequest *q =
+        (void *)api_call_decode(c, &cordon__v1__open_preview_request__descriptor);
+    if (!q)
+        return;
+    struct cdn_job_spec spec = {.kind = CDN_JOB_PREVIEW_OPEN,
+                                .port = (uint16_t)q->port,
+                                .host_port = (uint16_t)q->host_port,
+                                .unix_socket = q->unix_socket};
+    preview_rpc(c, q->sandbox_id, &spec, q->port, q->host_port);
+    protobuf_c_message_free_unpacked(&q->base, NULL);
+}
+
+void api_close_preview(struct api_call *c) {
+    Cordon__V1__ClosePreviewRequest *q =
+        (void *)api_call_decode(c, &cordon__v1__close_preview_request__descriptor);
+    if (!q)
+        return;
+    struct cdn_job_spec spec = {.kind = CDN_JOB_PREVIEW_CLOSE, .port = (uint16_t)q->port};
+    preview_rpc(c, q->sandbox_id, &spec, q->port, 0);
+    protobuf_c_message_free_unpacked(&q->base, NULL);
+}

@@ -86,8 +86,7 @@ struct hstream *chan_stream_new(struct cdn_channel *ch, enum hstream_kind kind) 
     struct hstream *s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
-    s->id = ch->next_id;
-    ch->next_id += 2; /* host streams are odd */
+    s->id = chan_next_stream_id(ch);
     s->kind = kind;
     s->recv = cdn_credit_init(ch->opts.stream_window);
     s->send_credit = ch->peer_window;
@@ -262,6 +261,12 @@ static int on_hello(struct cdn_channel *ch, const CordonAgent__Hello *h) {
     return 0;
 }
 
+uint64_t chan_next_stream_id(struct cdn_channel *ch) {
+    uint64_t id = ch->next_id;
+    ch->next_id += 2; /* host streams are odd */
+    return id;
+}
+
 static int dispatch(struct cdn_channel *ch, const cdn_envelope *env) {
     CordonAgent__Envelope__BodyCase bc = env->body_case;
     if (env->stream == 0) {
@@ -277,7 +282,7 @@ static int dispatch(struct cdn_channel *ch, const cdn_envelope *env) {
         return chan_fault(ch, EPROTO, "guest fault: unexpected %s on stream 0",
                           cdn_frame_body_name(bc));
     }
-    if (env->stream % 2 == 0) /* opened by the agent: egress */
+    if (env->stream % 2 == 0 || chan_egress_owns(ch, env->stream)) /* egress, or a preview */
         return chan_egress_frame(ch, env);
     struct hstream *s = chan_stream_find(ch, env->stream);
     if (!s || s->done)

@@ -146,6 +146,17 @@ struct cdn_channel_egress {
     void (*ended)(void *ud, void *token, uint64_t bytes_up, uint64_t bytes_down);
     void *ud;
 };
+/* A preview connection: fd (a connected client socket, non-blocking; taken) relayed to the
+ * guest's 127.0.0.1:port on a PortForward stream, driven by the polls like egress; ended(token,
+ * bytes to the guest, bytes from it, error or NULL) runs once on the channel's thread when it is
+ * over (also when the guest refused it: nothing listens there). */
+int cdn_channel_forward(struct cdn_channel *ch, int fd, uint16_t port, void *token,
+                        void (*ended)(void *token, uint64_t to_guest, uint64_t from_guest,
+                                      const char *error),
+                        cdn_err **err);
+/* Ends the preview connection of token now (its client's socket closed, the guest told; its
+ * ended runs with why). Nothing when it has ended already. */
+void cdn_channel_forward_abort(struct cdn_channel *ch, void *token, const char *why);
 /* Without hooks every egress stream is refused ("this sandbox has no network"). Set once, before
  * the first poll that may carry egress. */
 void cdn_channel_set_egress(struct cdn_channel *ch, const struct cdn_channel_egress *hooks);

@@ -39,6 +39,9 @@ struct eg_stream {
     struct cdn_buf to_up;
     uint64_t up, down;
     int poll_idx;
+    /* a preview (opened by us): its end goes here instead of the egress hooks */
+    void (*fwd_ended)(void *token, uint64_t to_guest, uint64_t from_guest, const char *error);
+    char *fwd_error;
     struct eg_stream *next;
 };
 
@@ -64,7 +67,9 @@ struct chan_egress {
     struct eg_job *jobs; /* every job not yet collected (under mu) */
     struct eg_stream *streams;
     size_t n;
-    uint64_t last_id; /* highest stream id the agent opened */
+    uint64_t last_id;       /* highest stream id the agent opened */
+    uint64_t fwd_ended[64]; /* previews we ended lately: frames that crossed are dropped */
+    unsigned fwd_ended_next;
 };
 
 void cdn_channel_set_egress(struct cdn_channel *ch, const struct cdn_channel_egress *hooks) {
@@ -94,6 +99,23 @@ static struct eg_stream *find(struct chan_egress *eg, uint64_t id) {
     return NULL;
 }
 
+/* A relay for stream id (fd: its host side, -1 until connected), in eg's list; NULL: no memory. */
+static struct eg_stream *stream_add(struct cdn_channel *ch, struct chan_egress *eg, uint64_t id,
+                                    int fd) {
+    struct eg_stream *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    *s = (struct eg_stream){.id = id,
+                            .fd = fd,
+                            .recv = cdn_credit_init(ch->opts.stream_window),
+                            .send_credit = ch->peer_window,
+                            .poll_idx = -1,
+                            .next = eg->streams};
+    eg->streams = s;
+    eg->n++;
+    return s;
+}
+
 /* The attempt is over: recorded through the hooks, forgotten here. */
 static void stream_end(struct cdn_channel *ch, struct eg_stream *s) {
     struct chan_egress *eg = ch->egress;
@@ -104,8 +126,14 @@ static void stream_end(struct cdn_channel *ch, struct eg_stream *s) {
             break;
         }
     safe_close(s->fd);
-    if (ch->egress_hooks.ended)
+    if (s->fwd_ended) {
+        /* up: the guest's bytes written to the client; down: the client's sent to the guest */
+        s->fwd_ended(s->token, s->down, s->up, s->fwd_error);
+        eg->fwd_ended[eg->fwd_ended_next++ % 64] = s->id;
+    } else if (ch->egress_hooks.ended) {
         ch->egress_hooks.ended(ch->egress_hooks.ud, s->token, s->up, s->down);
+    }
+    free(s->fwd_error);
     cdn_buf_free(&s->to_up);
     free(s);
 }
@@ -114,6 +142,8 @@ static void stream_end(struct cdn_channel *ch, struct eg_stream *s) {
 static void stream_abort(struct cdn_channel *ch, struct eg_stream *s, CordonAgent__ErrorCode code,
                          const char *msg) {
     chan_send_error(ch, s->id, code, msg);
+    if (s->fwd_ended && !s->fwd_error)
+        s->fwd_error = strdup(msg);
     stream_end(ch, s);
 }
 
@@ -269,21 +299,12 @@ static int on_open(struct cdn_channel *ch, uint64_t id, const CordonAgent__Egres
                         "egress refused: the sandbox already has 64 connections open");
         return 0;
     }
-    struct eg_stream *s = calloc(1, sizeof(*s));
     struct eg_job *j = calloc(1, sizeof(*j));
-    if (!s || !j) {
-        free(s);
+    struct eg_stream *s = j ? stream_add(ch, eg, id, -1) : NULL;
+    if (!s) {
         free(j);
         return chan_fault(ch, ENOMEM, "out of memory");
     }
-    *s = (struct eg_stream){.id = id,
-                            .fd = -1,
-                            .recv = cdn_credit_init(ch->opts.stream_window),
-                            .send_credit = ch->peer_window,
-                            .poll_idx = -1,
-                            .next = eg->streams};
-    eg->streams = s;
-    eg->n++;
     *j = (struct eg_job){.eg = eg,
                          .id = id,
                          .port = (uint16_t)o->port,
@@ -326,6 +347,56 @@ static int on_data(struct cdn_channel *ch, struct eg_stream *s, const CordonAgen
     return 0;
 }
 
+bool chan_egress_owns(struct cdn_channel *ch, uint64_t id) {
+    struct chan_egress *eg = ch->egress;
+    if (!eg)
+        return false;
+    if (find(eg, id))
+        return true;
+    for (unsigned i = 0; i < 64; i++)
+        if (eg->fwd_ended[i] == id)
+            return true;
+    return false;
+}
+
+int cdn_channel_forward(struct cdn_channel *ch, int fd, uint16_t port, void *token,
+                        void (*ended)(void *token, uint64_t to_guest, uint64_t from_guest,
+                                      const char *error),
+                        cdn_err **err) {
+    struct chan_egress *eg = egress_of(ch);
+    if (eg && eg->n >= CHAN_EGRESS_MAX) {
+        close(fd);
+        return cdn_err_set(err, EAGAIN, "%s: %d relayed connections are open already", ch->name,
+                           CHAN_EGRESS_MAX);
+    }
+    struct eg_stream *s = eg ? stream_add(ch, eg, chan_next_stream_id(ch), fd) : NULL;
+    if (!s) {
+        close(fd);
+        return cdn_err_set(err, ENOMEM, "out of memory");
+    }
+    s->token = token;
+    s->fwd_ended = ended;
+    CordonAgent__PortForward pf = CORDON_AGENT__PORT_FORWARD__INIT;
+    pf.port = port;
+    cdn_envelope env = CORDON_AGENT__ENVELOPE__INIT;
+    env.body_case = CORDON_AGENT__ENVELOPE__BODY_PORT_FORWARD;
+    env.port_forward = &pf;
+    int r = chan_send(ch, s->id, &env, err);
+    if (r < 0)
+        stream_end(ch, s);
+    return r;
+}
+
+void cdn_channel_forward_abort(struct cdn_channel *ch, void *token, const char *why) {
+    struct chan_egress *eg = ch->egress;
+    for (struct eg_stream *s = eg ? eg->streams : NULL; s; s = s->next)
+        if (s->fwd_ended && s->token == token) {
+            stream_abort(ch, s, CORDON_AGENT__ERROR_CODE__ERROR_CANCELLED, why);
+            chan_flush(ch);
+            return;
+        }
+}
+
 int chan_egress_frame(struct cdn_channel *ch, const cdn_envelope *env) {
     CordonAgent__Envelope__BodyCase bc = env->body_case;
     if (bc == CORDON_AGENT__ENVELOPE__BODY_EGRESS_OPEN)
@@ -333,12 +404,19 @@ int chan_egress_frame(struct cdn_channel *ch, const cdn_envelope *env) {
     struct chan_egress *eg = ch->egress;
     struct eg_stream *s = eg ? find(eg, env->stream) : NULL;
     if (!s) {
-        if (eg && env->stream <= eg->last_id)
+        if (eg &&
+            (env->stream % 2 ? chan_egress_owns(ch, env->stream) : env->stream <= eg->last_id))
             return 0; /* a frame that crossed our Error or our eof: dropped */
         return chan_fault(ch, EPROTO, "guest fault: %s on stream %" PRIu64 ", which is not open",
                           cdn_frame_body_name(bc), env->stream);
     }
     switch (bc) {
+    case CORDON_AGENT__ENVELOPE__BODY_PORT_FORWARD_READY:
+        if (!s->fwd_ended || s->state != EG_PENDING)
+            return chan_fault(ch, EPROTO, "guest fault: port_forward_ready on stream %" PRIu64,
+                              s->id);
+        s->state = EG_OPEN;
+        return 0;
     case CORDON_AGENT__ENVELOPE__BODY_EGRESS_DATA: return on_data(ch, s, env->egress_data);
     case CORDON_AGENT__ENVELOPE__BODY_CREDIT: {
         uint64_t add = env->credit->bytes;
@@ -346,7 +424,11 @@ int chan_egress_frame(struct cdn_channel *ch, const cdn_envelope *env) {
         return 0;
     }
     case CORDON_AGENT__ENVELOPE__BODY_ERROR: /* the agent gives up: no answer */
-        if (s->state == EG_PENDING)
+        if (s->fwd_ended) {                  /* a preview the guest refused or ended */
+            if (!s->fwd_error)
+                s->fwd_error = strndup(env->error->message, 512);
+            stream_end(ch, s);
+        } else if (s->state == EG_PENDING)
             s->aborted = true;
         else
             stream_end(ch, s);

@@ -99,3 +99,8 @@ size_t chan_egress_pollfds(struct cdn_channel *ch, struct pollfd *p, size_t max)
 void chan_egress_events(struct cdn_channel *ch, const struct pollfd *p, size_t n);
 /* Ends every egress connection (recorded through the hooks) and waits for pending decisions. */
 void chan_egress_free(struct cdn_channel *ch);
+
+/* The next stream id of ours (odd, increasing). */
+uint64_t chan_next_stream_id(struct cdn_channel *ch);
+/* Whether an odd stream id is a preview's (open, or ended lately: its late frames are dropped). */
+bool chan_egress_owns(struct cdn_channel *ch, uint64_t id);

@@ -3,6 +3,7 @@
  * does the same sweep before each task; this is for operators and for hosts between batches. */
 #include <getopt.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 
 #include "cli.h"
@@ -58,5 +59,17 @@ int cli_gc(int argc, char **argv) {
            "dead run folder%s removed\n",
            rep.tasks, rep.tasks == 1 ? "" : "s", rep.domains, rep.domains == 1 ? "" : "s",
            rep.files, rep.files == 1 ? "" : "s", rep.runs, rep.runs == 1 ? "" : "s");
+    /* Then the policies' retention on finished tasks. */
+    struct cdn_task_retention_report ret;
+    if (cdn_task_retention(state, (int64_t)time(NULL), &ret, &err) < 0) {
+        fprintf(stderr, "cordon gc: retention: %s\n", cdn_err_msg(err));
+        cdn_err_free(err);
+        return CLI_EXIT_FAILURE;
+    }
+    printf("cordon gc: retention: %u worktree%s and %u task folder%s past their policy's days "
+           "removed\n",
+           ret.workspaces, ret.workspaces == 1 ? "" : "s", ret.folders,
+           ret.folders == 1 ? "" : "s");
+    cdn_task_retention_report_clear(&ret);
     return 0;
 }

@@ -36,6 +36,7 @@ static void usage(FILE *f) {
         "  pause [--to-disk] ID | resume ID  a session suspended (its memory on disk) and back\n"
         "  reset ID                        a session back at its base commit, same id\n"
         "  extend ID SECONDS               a session's expiry moved to SECONDS from now\n"
+        "  preview ID PORT | --close ID PORT  a guest port its policy lists, on 127.0.0.1\n"
         "  review ID                       what a reviewer needs of a result awaiting review\n"
         "  review approve|reject ID        decide it (approve pushes/merges per its policy)\n"
         "  approvals [--all]               commands waiting for a person's approval\n"
@@ -89,6 +90,7 @@ static const struct subcommand subcommands[] = {
     {"logs", cli_logs, NULL},
     {"kill", cli_kill, NULL},
     {"review", cli_review, NULL},
+    {"preview", cli_preview, NULL},
     {"rm", cli_rm, NULL},
     {"events", cli_events, NULL},
     {"show", cli_show_remote, cli_show},

@@ -32,6 +32,9 @@ struct cdn_policy {
     struct pol_secret *secrets;
     size_t nsecrets;
     struct cdn_policy_review review; /* its strings owned here */
+    struct cdn_policy_retention retention;
+    uint16_t preview_ports[64]; /* previews.ports */
+    size_t n_preview_ports;
 };
 
 void pol_rule_clear(struct pol_rule *r);

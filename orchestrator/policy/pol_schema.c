@@ -651,13 +651,18 @@ static int parse_secrets(struct ctx *c, const struct pnode *s, struct cdn_policy
     return 0;
 }
 
-static int parse_previews(struct ctx *c, const struct pnode *m) {
+static int parse_previews(struct ctx *c, const struct pnode *m, struct cdn_policy *p) {
     static const char *const keys[] = {"ports", "public", NULL};
     int r = check_keys(c, m, "previews", keys, NULL);
     const struct pnode *n;
     bool b;
-    if (r == 0 && (n = get(m, "ports")))
-        r = port_list(c, n, "previews.ports");
+    if (r == 0 && (n = get(m, "ports")) && (r = port_list(c, n, "previews.ports")) == 0) {
+        if (n->n > sizeof(p->preview_ports) / sizeof(p->preview_ports[0]))
+            return bad(c, n, "previews.ports", "at most 64 ports");
+        for (size_t i = 0; i < n->n; i++)
+            p->preview_ports[p->n_preview_ports++] =
+                (uint16_t)strtoul(n->kids[i]->scalar, NULL, 10);
+    }
     if (r == 0 && (n = get(m, "public")))
         r = as_bool(c, n, "previews.public", &b);
     return r;
@@ -697,15 +702,19 @@ static int parse_review(struct ctx *c, const struct pnode *m, struct cdn_policy_
     return r;
 }
 
-static int parse_retention(struct ctx *c, const struct pnode *m) {
+static int parse_retention(struct ctx *c, const struct pnode *m, struct cdn_policy_retention *rt) {
     static const char *const keys[] = {"evidence_days", "workspace_days", NULL};
     int r = check_keys(c, m, "retention", keys, NULL);
     const struct pnode *n;
     uint64_t v;
-    if (r == 0 && (n = get(m, "evidence_days")))
-        r = as_uint(c, n, "retention.evidence_days", 1, 3650, false, &v);
-    if (r == 0 && (n = get(m, "workspace_days")))
-        r = as_uint(c, n, "retention.workspace_days", 0, 3650, false, &v);
+    if (r == 0 && (n = get(m, "evidence_days")) &&
+        (r = as_uint(c, n, "retention.evidence_days", 1, 3650, false, &v)) == 0)
+        rt->evidence_days = (unsigned)v;
+    if (r == 0 && (n = get(m, "workspace_days")) &&
+        (r = as_uint(c, n, "retention.workspace_days", 0, 3650, false, &v)) == 0) {
+        rt->workspace_days = (unsigned)v;
+        rt->workspace_set = true;
+    }
     return r;
 }
 
@@ -740,12 +749,12 @@ int pol_schema_apply(const char *name, const struct pnode *root, struct cdn_poli
         return r;
     if ((n = get(root, "secrets")) && (r = parse_secrets(&c, n, p)) < 0)
         return r;
-    if ((n = get(root, "previews")) && (r = parse_previews(&c, n)) < 0)
+    if ((n = get(root, "previews")) && (r = parse_previews(&c, n, p)) < 0)
         return r;
     p->review.required = true;
     if ((n = get(root, "review")) && (r = parse_review(&c, n, &p->review)) < 0)
         return r;
-    if ((n = get(root, "retention")) && (r = parse_retention(&c, n)) < 0)
+    if ((n = get(root, "retention")) && (r = parse_retention(&c, n, &p->retention)) < 0)
         return r;
     return 0;
 }

@@ -68,6 +68,24 @@ void cdn_policy_free(struct cdn_policy *p) {
     free(p);
 }
 
+const struct cdn_policy_retention *cdn_policy_retention(const struct cdn_policy *p) {
+    return &p->retention;
+}
+
+bool cdn_policy_preview_allowed(const struct cdn_policy *p, unsigned port) {
+    for (size_t i = 0; p && i < p->n_preview_ports; i++)
+        if (p->preview_ports[i] == port)
+            return true;
+    return false;
+}
+
+void cdn_policy_preview_ports(const struct cdn_policy *p, char *out, size_t size) {
+    size_t n = p ? p->n_preview_ports : 0;
+    snprintf(out, size, "%s", n ? "" : "none");
+    for (size_t i = 0, len = 0; i < n && len < size; i++)
+        len += (size_t)snprintf(out + len, size - len, "%s%u", i ? ", " : "", p->preview_ports[i]);
+}
+
 const struct cdn_policy_review *cdn_policy_review(const struct cdn_policy *p) { return &p->review; }
 
 void pol_rule_clear(struct pol_rule *r) {

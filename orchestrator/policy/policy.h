@@ -55,6 +55,16 @@ struct cdn_policy_review {
     size_t n_approvers;
 };
 const struct cdn_policy_review *cdn_policy_review(const struct cdn_policy *p);
+/* retention: how long a finished task's evidence and its worktree are kept (0: not set: kept). */
+struct cdn_policy_retention {
+    unsigned evidence_days, workspace_days;
+    bool workspace_set; /* workspace_days given (0: the worktree goes as soon as the task ends) */
+};
+const struct cdn_policy_retention *cdn_policy_retention(const struct cdn_policy *p);
+/* Whether previews.ports lists a guest port (none listed: no previews). */
+bool cdn_policy_preview_allowed(const struct cdn_policy *p, unsigned port);
+/* previews.ports as text, e.g. "3000, 5173" ("none"). */
+void cdn_policy_preview_ports(const struct cdn_policy *p, char *out, size_t size);
 const char *cdn_policy_name(const struct cdn_policy *p);
 
 /* One simple command of a request and what the policy says of it. */

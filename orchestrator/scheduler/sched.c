@@ -526,8 +526,9 @@ int cdn_sched_create(struct cdn_sched *s, const char *tenant, const struct cdn_s
 /* ---- jobs, decisions, stops ---- */
 
 const char *cdn_job_kind_name(enum cdn_job_kind k) {
-    static const char *const names[] = {"exec",  "write",  "read",  "diff",   "policy",
-                                        "pause", "resume", "reset", "extend", "kill"};
+    static const char *const names[] = {"exec",   "write", "read",         "diff",
+                                        "policy", "pause", "resume",       "reset",
+                                        "extend", "kill",  "preview open", "preview close"};
     return (unsigned)k < sizeof(names) / sizeof(names[0]) ? names[k] : "unknown";
 }
 
@@ -659,6 +660,31 @@ int cdn_sched_evidence_dir(struct cdn_sched *s, const char *id, char *out, size_
 
 const char *cdn_sched_state_dir(const struct cdn_sched *s) { return s->state_dir; }
 
+/* ---- retention ---- */
+
+/* The policies' retention on finished sandboxes' folders; those whose folder went are forgotten. */
+static void sched_retention(struct cdn_sched *s) {
+    struct cdn_task_retention_report rep;
+    cdn_err *e = NULL;
+    if (cdn_task_retention(s->state_dir, wall_ms() / 1000, &rep, &e) < 0) {
+        sched_log(s, "retention: %s", cdn_err_msg(e));
+        cdn_err_free(e);
+        return;
+    }
+    for (size_t i = 0; i < rep.n_removed; i++) {
+        struct cdn_store_sandbox rec;
+        if (cdn_store_sandbox_get(s->o.store, NULL, rep.removed[i], &rec, NULL) == 0) {
+            cdn_store_sandbox_delete(s->o.store, rec.tenant, rec.id, NULL);
+            cdn_store_sandbox_clear(&rec);
+        }
+    }
+    if (rep.workspaces || rep.folders)
+        sched_log(s, "retention: %u worktree%s and %u sandbox%s past their policy's days removed",
+                  rep.workspaces, rep.workspaces == 1 ? "" : "s", rep.folders,
+                  rep.folders == 1 ? "" : "es");
+    cdn_task_retention_report_clear(&rep);
+}
+
 /* ---- the ticker: TTLs ---- */
 
 static void *ticker(void *arg) {
@@ -684,6 +710,10 @@ static void *ticker(void *arg) {
             }
         pthread_mutex_unlock(&s->mu);
         sched_hosts_check(s);
+        if (now - s->retention_ms >= 3600 * 1000) { /* hourly */
+            s->retention_ms = now;
+            sched_retention(s);
+        }
         /* Queued sandboxes past their time never start. */
         struct sbx *expired = NULL;
         pthread_mutex_lock(&s->mu);

@@ -62,7 +62,8 @@ struct sbx {
     struct cdn_warm *warm; /* the warm VM taken for it when it was placed (its worker's then) */
     /* under sched->mu */
     enum cdn_sandbox_state state;
-    struct job *queue, *queue_tail; /* submitted, not yet taken by the worker */
+    struct job *queue, *queue_tail;     /* submitted, not yet taken by the worker */
+    struct preview_conn *preview_queue; /* accepted by a preview, not yet relayed */
     bool stop, remove;
     char *stop_reason;
     struct sbx *next;
@@ -100,7 +101,8 @@ struct cdn_sched {
     struct sbx *live;    /* QUEUED (in memory) and running sandboxes */
     unsigned running;
     bool closing;
-    pthread_t ticker; /* TTLs and queued starts */
+    pthread_t ticker;     /* TTLs and queued starts */
+    int64_t retention_ms; /* the ticker's last retention sweep (wall clock); at start too */
     int tick_wake;
     char *daemon_dir; /* pid files of the libvirt daemons cordond starts */
     struct sched_host *hosts;
@@ -139,10 +141,11 @@ struct worker {
     bool booted;         /* a deferred sandbox boots for its first job */
     cdn_err *fatal;      /* the deferred boot failed: the sandbox fails */
     /* a session's pause (sched_session.c) */
-    bool paused;       /* its VM suspended, or saved to disk */
-    int64_t paused_ms; /* since when */
-    bool no_auto_save; /* saving it to disk failed once: it stays in memory */
-    unsigned procs;    /* background processes started (their handles' numbers) */
+    bool paused;              /* its VM suspended, or saved to disk */
+    int64_t paused_ms;        /* since when */
+    bool no_auto_save;        /* saving it to disk failed once: it stays in memory */
+    unsigned procs;           /* background processes started (their handles' numbers) */
+    struct preview *previews; /* open ones (sched_preview.c) */
 };
 void *sched_worker(void *arg);
 /* The sandbox's state, in the store and in memory. */
@@ -165,6 +168,14 @@ void sched_proc_kill(struct worker *w, struct job *j);
  * changed the repository); and its waiting recorded (evidence, store) before its close. */
 bool sched_review_gates(const struct worker *w);
 void sched_review_await(struct worker *w);
+
+/* Previews (sched_preview.c): PREVIEW_OPEN / PREVIEW_CLOSE jobs; the connections their threads
+ * accepted, relayed (each worker turn); all of them closed (why: "paused", "stopped", ...). */
+struct preview;
+struct preview_conn;
+void sched_preview_job(struct worker *w, struct job *j);
+void sched_preview_relay(struct worker *w);
+void sched_preview_close_all(struct worker *w, const char *why);
 
 /* A session's jobs (sched_session.c): PAUSE, RESUME, RESET, EXTEND, answered through j. */
 void sched_session_job(struct worker *w, struct job *j);

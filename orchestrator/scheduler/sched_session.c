@@ -64,8 +64,10 @@ static int pause_session(struct worker *w, const struct job *j, cdn_err **e) {
             r = cdn_session_take_result(w->sess, "the sandbox's commands before its pause", e);
         if (r >= 0 && info->has_repo)
             cdn_store_sandbox_update(w->s->o.store, w->b->id, NULL, info->result, NULL, NULL, NULL);
-        if (r >= 0)
+        if (r >= 0) {
+            sched_preview_close_all(w, "the sandbox paused");
             r = cdn_session_pause(w->sess, by, e);
+        }
         if (r < 0)
             return cdn_err_prefix(e, "pausing sandbox %s", w->b->id);
         w->paused = true;
@@ -101,6 +103,7 @@ static int resume_session(struct worker *w, const char *by, cdn_err **e) {
 
 static int reset_session(struct worker *w, const char *by, cdn_err **e) {
     /* A paused guest answers nobody: its commands are ended without waiting. */
+    sched_preview_close_all(w, "the sandbox was reset");
     sched_end_commands(w, "was reset", w->paused ? 0 : 2000);
     int r = cdn_session_reset(w->sess, by, e);
     w->paused = false;

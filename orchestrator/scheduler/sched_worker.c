@@ -445,6 +445,8 @@ static int serve(struct worker *w, cdn_err **e) {
                 job_fail(j, ECANCELED, "sandbox %s is stopping", w->b->id);
             else if (j->spec.kind == CDN_JOB_KILL)
                 sched_proc_kill(w, j);
+            else if (j->spec.kind == CDN_JOB_PREVIEW_OPEN || j->spec.kind == CDN_JOB_PREVIEW_CLOSE)
+                sched_preview_job(w, j);
             else if (j->spec.kind >= CDN_JOB_PAUSE)
                 sched_session_job(w, j);
             else if (w->paused && j->spec.kind != CDN_JOB_POLICY && j->spec.kind != CDN_JOB_DIFF)
@@ -462,6 +464,7 @@ static int serve(struct worker *w, cdn_err **e) {
         } else {
             check_waiting(w);
             check_running(w);
+            sched_preview_relay(w);
         }
         if (w->fatal) {
             *e = TAKE_PTR(w->fatal);
@@ -602,6 +605,7 @@ void *sched_worker(void *arg) {
     /* Why it ends, on its audit trail (an expiry's reaping included). */
     cdn_evidence_event(cdn_session_evidence(w.sess), "sandbox.stopping",
                        json_pack("{s:s}", "reason", why));
+    sched_preview_close_all(&w, "the sandbox stopped");
     bool has_vm = r >= 0 && w.booted && sched_session_unpause(&w);
     end_all(&w, r < 0 ? "failed" : "stopped");
     sched_set_state(&w, CDN_SANDBOX_STOPPING, why);

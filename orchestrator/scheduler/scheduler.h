@@ -151,7 +151,9 @@ enum cdn_job_kind {
     CDN_JOB_RESUME,
     CDN_JOB_RESET,
     CDN_JOB_EXTEND,
-    CDN_JOB_KILL, /* a background process (path: its handle) gets signo */
+    CDN_JOB_KILL,          /* a background process (path: its handle) gets signo */
+    CDN_JOB_PREVIEW_OPEN,  /* a guest port (port) exposed on 127.0.0.1:host_port or a socket */
+    CDN_JOB_PREVIEW_CLOSE, /* and closed (its connections ended) */
 };
 const char *cdn_job_kind_name(enum cdn_job_kind k);
 
@@ -170,6 +172,9 @@ struct cdn_job_result {
     char sandbox_id[17];
     /* EXEC with detach, KILL */
     char handle[16];
+    /* PREVIEW_OPEN: where to connect ("127.0.0.1:PORT" or "unix:PATH"); and the guest port */
+    char address[4200];
+    uint16_t port;
 };
 
 /* The job's owner's side. Every callback runs on the sandbox's worker thread. */
@@ -214,6 +219,9 @@ struct cdn_job_spec {
      * goes to the sandbox's process ring (sched_proc.c). KILL: the signal. */
     bool detach;
     int signo;
+    /* PREVIEW_OPEN / PREVIEW_CLOSE */
+    uint16_t port, host_port; /* host_port 0: any free one */
+    bool unix_socket;         /* a unix socket in the state folder instead of a TCP port */
 };
 
 /* Queues a job for tenant's sandbox id (copied: spec need not outlive the call). Errors:

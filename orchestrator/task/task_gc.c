@@ -5,13 +5,16 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cleanup.h"
 #include "evidence.h"
+#include "fsutil.h"
 #include "vm.h"
 
 /* Field 22 of /proc/PID/stat, the start time in clock ticks since boot: 0 if the process is gone.
@@ -208,4 +211,70 @@ int cdn_task_gc(const char *state_dir, struct cdn_vm_host *h, struct cdn_task_gc
     sweep_runs(path, rep);
     snprintf(path, sizeof(path), "%s/probe", state_dir);
     return sweep_probes(path, h, rep, err);
+}
+
+/* ---- retention ---- */
+
+/* A finished task's folder (torn down: no owner mark; or its owner dead) against the retention
+ * its manifest records, aged from the manifest's last write (its seal, or a review's). */
+static void retain_one(int tasks_fd, const char *tasks, const char *id, int64_t now_s,
+                       struct cdn_task_retention_report *rep) {
+    _cleanup_close_ int fd = openat(tasks_fd, id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || (faccessat(fd, "owner", F_OK, 0) == 0 && !owner_dead(fd)))
+        return; /* a live task's */
+    char path[4800];
+    snprintf(path, sizeof(path), "%s/%s/evidence/manifest.json", tasks, id);
+    struct stat st;
+    json_error_t je;
+    if (stat(path, &st) < 0)
+        return;
+    json_t *m = json_load_file(path, 0, &je);
+    json_int_t ev_days = json_integer_value(json_object_get(m, "retention_evidence_days"));
+    json_t *ws = json_object_get(m, "retention_workspace_days");
+    bool has_ws = json_is_integer(ws);
+    json_int_t ws_days = json_integer_value(ws);
+    const char *review = json_string_value(json_object_get(m, "review"));
+    bool awaiting = review && strcmp(review, "awaiting") == 0;
+    json_decref(m);
+    int64_t age_days = (now_s - (int64_t)st.st_mtime) / 86400;
+    if (ev_days > 0 && age_days >= ev_days && !awaiting) {
+        snprintf(path, sizeof(path), "%s/%s", tasks, id);
+        cdn_rmtree(path);
+        char **ids = realloc(rep->removed, (rep->n_removed + 1) * sizeof(char *));
+        if (ids) {
+            rep->removed = ids;
+            if ((ids[rep->n_removed] = strdup(id)))
+                rep->n_removed++;
+        }
+        rep->folders++;
+        return;
+    }
+    /* The worktree (and the task branch in it) goes first; a result awaiting review keeps it. */
+    if (has_ws && age_days >= ws_days && !awaiting &&
+        faccessat(fd, "workspace", F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+        snprintf(path, sizeof(path), "%s/%s/workspace", tasks, id);
+        cdn_rmtree(path);
+        rep->workspaces++;
+    }
+}
+
+int cdn_task_retention(const char *state_dir, int64_t now_s, struct cdn_task_retention_report *rep,
+                       cdn_err **err) {
+    *rep = (struct cdn_task_retention_report){0};
+    char tasks[4200];
+    snprintf(tasks, sizeof(tasks), "%s/tasks", state_dir);
+    _cleanup_(closedirp) DIR *d = opendir(tasks);
+    if (!d)
+        return errno == ENOENT ? 0 : cdn_err_set(err, errno, "opening %s: %m", tasks);
+    for (struct dirent *e; (e = readdir(d));)
+        if (valid_id(e->d_name))
+            retain_one(dirfd(d), tasks, e->d_name, now_s, rep);
+    return 0;
+}
+
+void cdn_task_retention_report_clear(struct cdn_task_retention_report *rep) {
+    for (size_t i = 0; i < rep->n_removed; i++)
+        free(rep->removed[i]);
+    free(rep->removed);
+    *rep = (struct cdn_task_retention_report){0};
 }

@@ -30,3 +30,18 @@ struct cdn_task_gc_report {
  * What live processes own is never touched. */
 int cdn_task_gc(const char *state_dir, struct cdn_vm_host *h, struct cdn_task_gc_report *rep,
                 cdn_err **err);
+
+/* Retention, for the folders of finished tasks (torn down, or their owner dead): a task whose
+ * policy set retention has it in its manifest (retention_evidence_days, retention_workspace_days);
+ * aged from the manifest's last write, past workspace_days its worktree is removed, past
+ * evidence_days its whole folder (evidence included). A result awaiting review keeps both. Live
+ * tasks are never touched; tasks without retention are kept. removed: the ids whose folders went
+ * (for the caller's records). */
+struct cdn_task_retention_report {
+    unsigned workspaces, folders;
+    char **removed;
+    size_t n_removed;
+};
+int cdn_task_retention(const char *state_dir, int64_t now_s, struct cdn_task_retention_report *rep,
+                       cdn_err **err);
+void cdn_task_retention_report_clear(struct cdn_task_retention_report *rep);

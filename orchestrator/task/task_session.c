@@ -62,8 +62,15 @@ static int prepare(struct cdn_session *t, cdn_err **err) {
     const char *image = spec->image ? spec->image : "minimal";
     cdn_evidence_fact(t->ev, "image", image);
     cdn_evidence_fact(t->ev, "vm", res->vm);
-    if (spec->policy)
+    if (spec->policy) {
         cdn_evidence_fact(t->ev, "policy", cdn_policy_name(spec->policy));
+        /* What cdn_task_retention applies to the folder once the task is over. */
+        const struct cdn_policy_retention *rt = cdn_policy_retention(spec->policy);
+        if (rt->evidence_days)
+            cdn_evidence_fact_int(t->ev, "retention_evidence_days", rt->evidence_days);
+        if (rt->workspace_set)
+            cdn_evidence_fact_int(t->ev, "retention_workspace_days", rt->workspace_days);
+    }
     cdn_evidence_event(t->ev, "task.created",
                        json_pack("{s:s, s:s, s:s?, s:s?, s:s?, s:s?}", "task", res->id, "image",
                                  image, "repo", spec->repo, "ref", spec->ref, "policy",

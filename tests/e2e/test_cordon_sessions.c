@@ -8,12 +8,17 @@
  * a pause, a signal, and the one left running killed and recorded at the stop. Then kill -9 of
  * cordond with one session paused on disk and another running: after the restart both are accounted
  * for and no domain is left. */
+#include <arpa/inet.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -445,6 +450,126 @@ TEST_T(background_processes_are_followed_bounded_kept_across_a_pause_and_killed,
     r = CLI("no-such", "logs", id, "p99");
     ASSERT_TRUE(r.code != 0);
     ASSERT_CONTAINS(r.err, "no process p99");
+    th_ran_free(&r);
+    env_close(&e);
+}
+
+/* GET / from address ("127.0.0.1:PORT" or "unix:PATH"): the whole answer, or NULL when nothing
+ * accepts the connection (or it gives no answer within 10 s). */
+static char *http_get(const char *address) {
+    int fd;
+    if (strncmp(address, "unix:", 5) == 0) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", address + 5);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+            close(fd);
+            return NULL;
+        }
+    } else {
+        struct sockaddr_in sa = {.sin_family = AF_INET};
+        const char *colon = strrchr(address, ':');
+        sa.sin_port = htons((uint16_t)atoi(colon + 1));
+        inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+            close(fd);
+            return NULL;
+        }
+    }
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    const char req[] = "GET / HTTP/1.0\r\nHost: preview\r\n\r\n";
+    if (write(fd, req, sizeof(req) - 1) != (ssize_t)(sizeof(req) - 1)) {
+        close(fd);
+        return NULL;
+    }
+    char *buf = calloc(1, 65536);
+    size_t n = 0;
+    for (ssize_t k; n < 65535 && (k = read(fd, buf + n, 65535 - n)) > 0;)
+        n += (size_t)k;
+    close(fd);
+    if (n == 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* Until the dev server answers through address (it starts slowly under TCG): its answer. */
+static char *get_when_up(const char *address) {
+    for (int i = 0; i < 120; i++) {
+        char *got = http_get(address);
+        if (got && strstr(got, "200"))
+            return got;
+        free(got);
+        usleep(250000);
+    }
+    FAIL("nothing answered through %s within 30 s", address);
+}
+
+TEST_T(a_dev_server_is_previewed_on_loopback_only_until_closed_or_paused, 600) {
+    struct env e = {0};
+    env_open(&e);
+    char pol[4300];
+    snprintf(pol, sizeof(pol), "%s/preview.yaml", e.dir);
+    th_write_file(pol,
+                  "version: 1\ncommands:\n  default: allow\n  unanalysable: allow\n"
+                  "previews:\n  ports: [8000]\n",
+                  0644);
+    struct th_ran r = CLI_OK("create", "create", "--image", "devbox", "--policy", pol, "--persist",
+                             "--wait", "--json");
+    _cleanup_free_ char *id = th_json_str(r.out, "id");
+    th_ran_free(&r);
+    _cleanup_free_ char *h =
+        detach(&e, id,
+               "mkdir -p /tmp/site && echo hello preview > /tmp/site/index.html"
+               " && exec python3 -m http.server 8000 --bind 127.0.0.1 "
+               "--directory /tmp/site");
+    /* Only what the policy lists. */
+    r = CLI("not-listed", "preview", id, "9000");
+    ASSERT_TRUE(r.code != 0);
+    ASSERT_CONTAINS(r.err, "not in the policy's previews.ports (8000)");
+    th_ran_free(&r);
+    r = CLI_OK("open", "preview", id, "8000");
+    char addr[200];
+    snprintf(addr, sizeof(addr), "%.*s", (int)strcspn(r.out, "\n"), r.out);
+    th_ran_free(&r);
+    ASSERT_TRUE(strncmp(addr, "127.0.0.1:", 10) == 0); /* loopback, never another address */
+    _cleanup_free_ char *page = get_when_up(addr);
+    ASSERT_CONTAINS(page, "hello preview");
+    /* Closed: nothing answers there any more. */
+    r = CLI_OK("close", "preview", "--close", id, "8000");
+    th_ran_free(&r);
+    char *gone = http_get(addr);
+    ASSERT_TRUE(gone == NULL);
+    /* On a unix socket (mode 0600), and closed by a pause. */
+    r = CLI_OK("unix", "preview", "--unix", id, "8000");
+    char uaddr[4400];
+    snprintf(uaddr, sizeof(uaddr), "%.*s", (int)strcspn(r.out, "\n"), r.out);
+    th_ran_free(&r);
+    ASSERT_TRUE(strncmp(uaddr, "unix:", 5) == 0);
+    struct stat st;
+    ASSERT_EQ(stat(uaddr + 5, &st), 0);
+    ASSERT_EQ(st.st_mode & 0777, 0600);
+    _cleanup_free_ char *upage = get_when_up(uaddr);
+    ASSERT_CONTAINS(upage, "hello preview");
+    r = CLI_OK("pause", "pause", id);
+    th_ran_free(&r);
+    ASSERT_TRUE(access(uaddr + 5, F_OK) != 0);
+    r = CLI_OK("resume", "resume", id);
+    th_ran_free(&r);
+    r = CLI("paused-gone", "preview", "--close", id, "8000");
+    ASSERT_TRUE(r.code != 0);
+    ASSERT_CONTAINS(r.err, "has no preview of port 8000");
+    th_ran_free(&r);
+    _cleanup_free_ char *audit = audit_of(&e, id);
+    ASSERT_CONTAINS(audit, "\"preview.opened\"");
+    ASSERT_CONTAINS(audit, "\"preview.connection\"");
+    ASSERT_CONTAINS(audit, "\"peer\":\"127.0.0.1:");
+    ASSERT_CONTAINS(audit, "\"preview.closed\"");
+    ASSERT_CONTAINS(audit, "the sandbox paused");
+    r = CLI_OK("stop", "stop", id);
     th_ran_free(&r);
     env_close(&e);
 }

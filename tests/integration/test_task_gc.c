@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The sweep for dead tasks against tasks being set up: a folder whose owner mark is being written
- * while another sandbox's boot sweeps is never taken for a dead task's (the mark is written aside
- * and renamed in). Fails on a mark written in place, where a sweep can read it empty. */
+/* The sweep for dead tasks against tasks being set up, and the policies' retention: a folder whose
+ * owner mark is being written while another sandbox's boot sweeps is never taken for a dead task's
+ * (the mark is written aside and renamed in). Fails on a mark written in place, where a sweep can
+ * read it empty. */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -60,5 +63,62 @@ TEST_T(a_task_being_set_up_is_never_swept, 120) {
         pthread_join(t[i], NULL);
     ASSERT_EQ(lost, 0);
     ASSERT_EQ(sw.swept, 0); /* every owner was alive: nothing is a dead task */
+    th_rmtree(state);
+}
+
+/* A finished task's folder: its manifest (text) written days_old days ago, a worktree, and a live
+ * owner mark (ours) when owned. */
+static void task(const char *state, const char *id, const char *manifest, int days_old,
+                 bool owned) {
+    char dir[4400], path[4500];
+    snprintf(dir, sizeof(dir), "%s/tasks/%s", state, id);
+    th_sh("mkdir -p %s/evidence %s/workspace && echo x > %s/workspace/README", dir, dir, dir);
+    snprintf(path, sizeof(path), "%s/evidence/manifest.json", dir);
+    th_write_file(path, manifest, 0644);
+    struct timespec t[2];
+    clock_gettime(CLOCK_REALTIME, &t[0]);
+    t[0].tv_sec -= (time_t)days_old * 86400;
+    t[1] = t[0];
+    ASSERT_EQ(utimensat(AT_FDCWD, path, t, 0), 0);
+    if (owned) {
+        cdn_err *err = NULL;
+        ASSERT_OK(cdn_task_owner_write(dir, &err), err);
+    }
+}
+
+static bool exists(const char *state, const char *id, const char *sub) {
+    char path[4500];
+    snprintf(path, sizeof(path), "%s/tasks/%s%s", state, id, sub);
+    return access(path, F_OK) == 0;
+}
+
+TEST(retention_removes_worktrees_and_folders_past_their_days_only) {
+    _cleanup_free_ char *state = th_tmpdir();
+    task(state, "00000000000000a1", "{\"retention_evidence_days\": 30}", 31, false);
+    task(state, "00000000000000a2",
+         "{\"retention_evidence_days\": 30, \"retention_workspace_days\": 0}", 0, false);
+    task(state, "00000000000000a3",
+         "{\"retention_evidence_days\": 1, \"retention_workspace_days\": 0, \"review\": "
+         "\"awaiting\"}",
+         10, false);
+    task(state, "00000000000000a4", "{}", 900, false);                             /* none */
+    task(state, "00000000000000a5", "{\"retention_evidence_days\": 1}", 10, true); /* live */
+    struct cdn_task_retention_report rep;
+    cdn_err *err = NULL;
+    ASSERT_OK(cdn_task_retention(state, (int64_t)time(NULL), &rep, &err), err);
+    ASSERT_EQ(rep.folders, 1);
+    ASSERT_EQ(rep.workspaces, 1);
+    ASSERT_EQ(rep.n_removed, 1);
+    ASSERT_STREQ(rep.removed[0], "00000000000000a1");
+    ASSERT_TRUE(!exists(state, "00000000000000a1", ""));
+    ASSERT_TRUE(exists(state, "00000000000000a2", "/evidence/manifest.json"));
+    ASSERT_TRUE(!exists(state, "00000000000000a2", "/workspace"));
+    ASSERT_TRUE(exists(state, "00000000000000a3", "/workspace/README")); /* awaits review */
+    ASSERT_TRUE(exists(state, "00000000000000a4", "/workspace/README"));
+    ASSERT_TRUE(exists(state, "00000000000000a5", "/workspace/README"));
+    cdn_task_retention_report_clear(&rep);
+    char dir[4400];
+    snprintf(dir, sizeof(dir), "%s/tasks/00000000000000a5", state);
+    cdn_task_owner_clear(dir);
     th_rmtree(state);
 }
