@@ -74,13 +74,6 @@ static long qemu_pss_kib(const char *id) {
     return pss;
 }
 
-static int exit_ok(void *ud, const ProtobufCMessage *msg) {
-    const Cordon__V1__ExecEvent *ev = (const Cordon__V1__ExecEvent *)msg;
-    if (ev->event_case == CORDON__V1__EXEC_EVENT__EVENT_EXIT && ev->exit->exit_code == 0)
-        ++*(int *)ud;
-    return 0;
-}
-
 int main(void) {
     unsigned n = getenv("BENCH_DENSITY_SANDBOXES")
                      ? (unsigned)strtoul(getenv("BENCH_DENSITY_SANDBOXES"), NULL, 10)
@@ -101,7 +94,6 @@ int main(void) {
     struct cdn_client *c = NULL;
     ASSERT_OK(cdn_client_open(&(struct cdn_client_opts){.addr = addr}, &c, &err), err);
     char ids[64][17];
-    int ok = 0;
     for (unsigned i = 0; i < n; i++) {
         Cordon__V1__CreateSandboxRequest q = CORDON__V1__CREATE_SANDBOX_REQUEST__INIT;
         q.policy_case = CORDON__V1__CREATE_SANDBOX_REQUEST__POLICY_POLICY_TEXT;
@@ -114,17 +106,8 @@ int main(void) {
         snprintf(ids[i], sizeof(ids[i]), "%s", ((Cordon__V1__Sandbox *)m)->id);
         protobuf_c_message_free_unpacked(m, NULL);
     }
-    for (unsigned i = 0; i < n; i++) { /* each waits for its boot */
-        Cordon__V1__ExecRequest x = CORDON__V1__EXEC_REQUEST__INIT;
-        char *argv[] = {(char *)"true"};
-        x.sandbox_id = ids[i];
-        x.argv = argv;
-        x.n_argv = 1;
-        ASSERT_OK(cdn_client_stream(c, "Exec", &x.base, &cordon__v1__exec_event__descriptor,
-                                    exit_ok, &ok, NULL, 300000, &err),
-                  err);
-    }
-    ASSERT_EQ(ok, (int)n);
+    for (unsigned i = 0; i < n; i++) /* each waits for its boot */
+        th_bench_exec_true(c, ids[i], 300000);
     sleep(IDLE_S);
     double pss[64];
     for (unsigned i = 0; i < n; i++) {

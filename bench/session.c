@@ -23,27 +23,6 @@
 
 static const char allow_all[] = "version: 1\ncommands:\n  default: allow\n";
 
-static int exit_ok(void *ud, const ProtobufCMessage *msg) {
-    const Cordon__V1__ExecEvent *ev = (const Cordon__V1__ExecEvent *)msg;
-    if (ev->event_case == CORDON__V1__EXEC_EVENT__EVENT_EXIT && ev->exit->exit_code == 0)
-        ++*(int *)ud;
-    return 0;
-}
-
-static void exec_true(struct cdn_client *c, const char *id) {
-    Cordon__V1__ExecRequest x = CORDON__V1__EXEC_REQUEST__INIT;
-    char *argv[] = {(char *)"true"};
-    x.sandbox_id = (char *)id;
-    x.argv = argv;
-    x.n_argv = 1;
-    int ok = 0;
-    _cleanup_err_ cdn_err *err = NULL;
-    ASSERT_OK(cdn_client_stream(c, "Exec", &x.base, &cordon__v1__exec_event__descriptor, exit_ok,
-                                &ok, NULL, 180000, &err),
-              err);
-    ASSERT_EQ(ok, 1);
-}
-
 /* A sandbox (a session with persist): its id; *first_ms from the create to its first exec. */
 static void create(struct cdn_client *c, bool persist, char id[17], double *first_ms) {
     Cordon__V1__CreateSandboxRequest q = CORDON__V1__CREATE_SANDBOX_REQUEST__INIT;
@@ -58,7 +37,7 @@ static void create(struct cdn_client *c, bool persist, char id[17], double *firs
               err);
     snprintf(id, 17, "%s", ((Cordon__V1__Sandbox *)m)->id);
     protobuf_c_message_free_unpacked(m, NULL);
-    exec_true(c, id);
+    th_bench_exec_true(c, id, 180000);
     *first_ms = (th_now_s() - t0) * 1e3;
 }
 
@@ -117,16 +96,16 @@ int main(void) {
         pause_mem[i] = call(c, "Pause", id, false);
         double t0 = th_now_s();
         call(c, "Resume", id, false);
-        exec_true(c, id);
+        th_bench_exec_true(c, id, 180000);
         resume_mem[i] = (th_now_s() - t0) * 1e3;
         pause_disk[i] = call(c, "Pause", id, true);
         t0 = th_now_s();
         call(c, "Resume", id, false);
-        exec_true(c, id);
+        th_bench_exec_true(c, id, 180000);
         resume_disk[i] = (th_now_s() - t0) * 1e3;
         t0 = th_now_s();
         call(c, "Reset", id, false);
-        exec_true(c, id);
+        th_bench_exec_true(c, id, 180000);
         reset[i] = (th_now_s() - t0) * 1e3;
     }
     stop(c, id);

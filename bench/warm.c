@@ -33,27 +33,6 @@
 
 static const char allow_all[] = "version: 1\ncommands:\n  default: allow\n";
 
-static int exit_ok(void *ud, const ProtobufCMessage *msg) {
-    const Cordon__V1__ExecEvent *ev = (const Cordon__V1__ExecEvent *)msg;
-    if (ev->event_case == CORDON__V1__EXEC_EVENT__EVENT_EXIT && ev->exit->exit_code == 0)
-        ++*(int *)ud;
-    return 0;
-}
-
-static void exec_true(struct cdn_client *c, const char *id) {
-    Cordon__V1__ExecRequest x = CORDON__V1__EXEC_REQUEST__INIT;
-    char *argv[] = {(char *)"true"};
-    x.sandbox_id = (char *)id;
-    x.argv = argv;
-    x.n_argv = 1;
-    int ok = 0;
-    _cleanup_err_ cdn_err *err = NULL;
-    ASSERT_OK(cdn_client_stream(c, "Exec", &x.base, &cordon__v1__exec_event__descriptor, exit_ok,
-                                &ok, NULL, 180000, &err),
-              err);
-    ASSERT_EQ(ok, 1);
-}
-
 /* A sandbox created and its first `true` done: ms; *again the second `true`'s ms. */
 static double start_ms(struct cdn_client *c, bool cold, double *again) {
     Cordon__V1__CreateSandboxRequest q = CORDON__V1__CREATE_SANDBOX_REQUEST__INIT;
@@ -73,10 +52,10 @@ static double start_ms(struct cdn_client *c, bool cold, double *again) {
     char id[17];
     snprintf(id, sizeof(id), "%s", ((Cordon__V1__Sandbox *)m)->id);
     protobuf_c_message_free_unpacked(m, NULL);
-    exec_true(c, id);
+    th_bench_exec_true(c, id, 180000);
     double ms = (th_now_s() - t0) * 1e3;
     t0 = th_now_s();
-    exec_true(c, id);
+    th_bench_exec_true(c, id, 180000);
     *again = (th_now_s() - t0) * 1e3;
     Cordon__V1__DeleteRequest d = CORDON__V1__DELETE_REQUEST__INIT;
     d.id = id;

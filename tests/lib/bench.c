@@ -7,7 +7,9 @@
 #include <sys/utsname.h>
 #include <time.h>
 
+#include "api_client.h"
 #include "cleanup.h"
+#include "cordon.pb-c.h"
 #include "harness.h"
 #include "test.h"
 #include "vmhost.h"
@@ -36,4 +38,25 @@ unsigned th_log_count(const char *path, const char *needle) {
     for (const char *p = text; p && (p = strstr(p, needle)); p++)
         n++;
     return n;
+}
+
+static int exit_ok(void *ud, const ProtobufCMessage *msg) {
+    const Cordon__V1__ExecEvent *ev = (const Cordon__V1__ExecEvent *)msg;
+    if (ev->event_case == CORDON__V1__EXEC_EVENT__EVENT_EXIT && ev->exit->exit_code == 0)
+        ++*(int *)ud;
+    return 0;
+}
+
+void th_bench_exec_true(struct cdn_client *c, const char *id, int timeout_ms) {
+    Cordon__V1__ExecRequest x = CORDON__V1__EXEC_REQUEST__INIT;
+    char *argv[] = {(char *)"true"};
+    x.sandbox_id = (char *)id;
+    x.argv = argv;
+    x.n_argv = 1;
+    int ok = 0;
+    _cleanup_err_ cdn_err *err = NULL;
+    ASSERT_OK(cdn_client_stream(c, "Exec", &x.base, &cordon__v1__exec_event__descriptor, exit_ok,
+                                &ok, NULL, timeout_ms, &err),
+              err);
+    ASSERT_EQ(ok, 1);
 }

@@ -10,3 +10,8 @@
 void th_bench_finish(json_t *root, const char *name, const char *dir);
 /* How many times needle occurs in the file at path (0 if it cannot be read): a daemon's log. */
 unsigned th_log_count(const char *path, const char *needle);
+
+/* `true` in sandbox id through cordond's Exec (waiting up to timeout_ms, a boot included): fails
+ * the benchmark unless it exits 0. */
+struct cdn_client;
+void th_bench_exec_true(struct cdn_client *c, const char *id, int timeout_ms);
