@@ -100,6 +100,11 @@ endif
 deps:
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEB_PACKAGES)
+	# The MCP test's client is the official TypeScript SDK (npm), in a test-only folder; Node
+	# from Debian unless one is there already.
+	command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y \
+		--no-install-recommends nodejs npm
+	cd tests/e2e/mcp && npm ci --no-audit --no-fund
 
 $(GEN)/agent.pb-c.c $(GEN)/agent.pb-c.h &: proto/agent.proto
 	@mkdir -p $(GEN)
@@ -219,6 +224,9 @@ $(FUZZ_BUILD)/fuzz_egress: tests/fuzz/fuzz_egress.c $(EGRESS_SRCS) $(POLICY_SRCS
 	clang $(FUZZ_FLAGS) -Iproto -Iorchestrator/policy -Iorchestrator/egress -I$(FUZZ_BUILD)/gen \
 		-o $@ $< $(EGRESS_SRCS) $(POLICY_SRCS) $(PROTO_SRCS) $(FUZZ_BUILD)/gen/agent.pb-c.c \
 		$(LDLIBS) -lyaml -ljansson -lpthread
+# cordon mcp's line decoder links its file and jansson.
+$(FUZZ_BUILD)/fuzz_mcp: tests/fuzz/fuzz_mcp.c orchestrator/cli/mcp_rpc.c orchestrator/cli/mcp_rpc.h
+	clang $(FUZZ_FLAGS) -Iorchestrator/cli -o $@ $< orchestrator/cli/mcp_rpc.c -ljansson
 $(FUZZ_BUILD)/%: tests/fuzz/%.c $(PROTO_SRCS) $(wildcard proto/*.h) $(FUZZ_BUILD)/gen/agent.pb-c.c
 	clang $(FUZZ_FLAGS) -Iproto -I$(FUZZ_BUILD)/gen -o $@ $< $(PROTO_SRCS) \
 		$(FUZZ_BUILD)/gen/agent.pb-c.c $(LDLIBS)

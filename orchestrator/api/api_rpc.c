@@ -379,6 +379,7 @@ void api_get_review(struct api_call *c);
 void api_decide_review(struct api_call *c);
 void api_open_preview(struct api_call *c);
 void api_close_preview(struct api_call *c);
+void api_record_tool_call(struct api_call *c);
 
 static const struct {
     const char *name;
@@ -408,6 +409,7 @@ static const struct {
     {"DecideReview", api_decide_review},
     {"OpenPreview", api_open_preview},
     {"ClosePreview", api_close_preview},
+    {"RecordToolCall", api_record_tool_call},
 };
 
 void api_dispatch(struct api_call *c) {

@@ -2,7 +2,9 @@
 /* The session RPCs: Pause, Resume, Reset and Extend, each a job for the sandbox's worker (which
  * alone touches its VM), answered with the sandbox's record once done. */
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api_internal.h"
@@ -110,5 +112,54 @@ void api_close_preview(struct api_call *c) {
         return;
     struct cdn_job_spec spec = {.kind = CDN_JOB_PREVIEW_CLOSE, .port = (uint16_t)q->port};
     preview_rpc(c, q->sandbox_id, &spec, q->port, 0);
+    protobuf_c_message_free_unpacked(&q->base, NULL);
+}
+
+/* ---- a client's tool call, on the audit trail ---- */
+
+static void note_done(void *ud, int rc, const cdn_err *e, const struct cdn_job_result *res) {
+    (void)res;
+    struct api_call *c = ud;
+    Cordon__V1__RecordToolCallResponse m = CORDON__V1__RECORD_TOOL_CALL_RESPONSE__INIT;
+    if (rc < 0)
+        api_call_fail(c, rc, e);
+    else if (api_call_send_last(c, &m.base) < 0)
+        api_call_finish(c, GRPC_STATUS_CANCELLED, "the call ended");
+    api_call_unref(c);
+}
+
+static const struct cdn_job_ops note_ops = {.done = note_done};
+
+void api_record_tool_call(struct api_call *c) {
+    Cordon__V1__RecordToolCallRequest *q =
+        (void *)api_call_decode(c, &cordon__v1__record_tool_call_request__descriptor);
+    if (!q)
+        return;
+    json_error_t je;
+    json_t *args = strlen(q->arguments_json) <= (64u << 10)
+                       ? json_loads(q->arguments_json, 0, &je)
+                       : json_pack("{s:s}", "truncated", "over 64 KiB of arguments");
+    if (!json_is_object(args) || !*q->tool || strlen(q->tool) > 128 || strlen(q->client) > 64) {
+        api_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT,
+                        "a tool call needs a tool (1-128 bytes), a client (at most 64) and "
+                        "arguments_json that is a JSON object");
+    } else {
+        json_t *fields =
+            json_pack("{s:s, s:s, s:O}", "client", q->client, "tool", q->tool, "arguments", args);
+        char *text = json_dumps(fields, JSON_COMPACT);
+        json_decref(fields);
+        char by[320];
+        snprintf(by, sizeof(by), "tenant %s", c->tenant);
+        struct cdn_job_spec spec = {.kind = CDN_JOB_NOTE,
+                                    .data = (const uint8_t *)text,
+                                    .len = text ? strlen(text) : 0,
+                                    .path = by};
+        if (text)
+            api_submit(c, q->sandbox_id, &spec, &note_ops);
+        else
+            api_call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        free(text);
+    }
+    json_decref(args);
     protobuf_c_message_free_unpacked(&q->base, NULL);
 }

@@ -29,6 +29,8 @@ int cli_kill(int argc, char **argv);
 int cli_review(int argc, char **argv);
 /* previews */
 int cli_preview(int argc, char **argv);
+/* the MCP server */
+int cli_mcp(int argc, char **argv);
 int cli_rm(int argc, char **argv);
 int cli_exec(int argc, char **argv);
 int cli_cp(int argc, char **argv);

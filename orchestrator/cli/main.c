@@ -47,6 +47,8 @@ static void usage(FILE *f) {
         "run`'s tasks) with --state DIR, or when no daemon is there; approvals, approve and deny\n"
         "then ask the state folder's running `cordon run`s.\n"
         "\n"
+        "  mcp [OPTIONS]                   a Model Context Protocol server on stdio whose tools\n"
+        "                                  work in sandboxes (docs/mcp.md)\n"
         "  version                         print the version and protocol\n",
         f);
 }
@@ -91,6 +93,7 @@ static const struct subcommand subcommands[] = {
     {"kill", cli_kill, NULL},
     {"review", cli_review, NULL},
     {"preview", cli_preview, NULL},
+    {"mcp", cli_mcp, NULL},
     {"rm", cli_rm, NULL},
     {"events", cli_events, NULL},
     {"show", cli_show_remote, cli_show},

@@ -106,7 +106,8 @@ static struct job *job_new(const struct cdn_job_spec *spec, const struct cdn_job
     if (spec->path)
         ok = ok && (j->path = strdup(spec->path));
     j->spec.path = j->path;
-    bool carries = spec->kind == CDN_JOB_WRITE || spec->kind == CDN_JOB_POLICY;
+    bool carries =
+        spec->kind == CDN_JOB_WRITE || spec->kind == CDN_JOB_POLICY || spec->kind == CDN_JOB_NOTE;
     const uint8_t *src = carries ? spec->data : spec->stdin_data;
     size_t n = carries ? spec->len : spec->stdin_len;
     if (n) {

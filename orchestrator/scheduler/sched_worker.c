@@ -355,7 +355,8 @@ static int update_policy(struct worker *w, struct job *j, struct cdn_job_result 
 static void run_job_now(struct worker *w, struct job *j) {
     struct cdn_job_result res = {0};
     cdn_err *e = NULL;
-    bool no_vm = j->spec.kind == CDN_JOB_POLICY || (w->paused && j->spec.kind == CDN_JOB_DIFF);
+    bool no_vm = j->spec.kind == CDN_JOB_POLICY || j->spec.kind == CDN_JOB_NOTE ||
+                 (w->paused && j->spec.kind == CDN_JOB_DIFF);
     int r = no_vm ? 0 : need_vm(w, j, &e);
     struct cdn_channel *ch = cdn_session_channel(w->sess);
     switch (r < 0 ? -1 : (int)j->spec.kind) {
@@ -401,6 +402,18 @@ static void run_job_now(struct worker *w, struct job *j) {
         break;
     }
     case CDN_JOB_POLICY: r = update_policy(w, j, &res, &e); break;
+    case CDN_JOB_NOTE: { /* a client's tool call: its fields, who asked */
+        json_error_t je;
+        json_t *f = json_loadb((const char *)j->spec.data, j->spec.len, 0, &je);
+        if (!json_is_object(f)) {
+            json_decref(f);
+            r = cdn_err_set(&e, EINVAL, "the event's fields are not a JSON object");
+            break;
+        }
+        json_object_set_new(f, "by", json_string(j->spec.path ? j->spec.path : "?"));
+        cdn_evidence_event(cdn_session_evidence(w->sess), "tool.call", f);
+        break;
+    }
     default: r = cdn_err_set(&e, EINVAL, "unknown job");
     }
     j->ops->done(j->ud, r, e, &res);
@@ -447,9 +460,10 @@ static int serve(struct worker *w, cdn_err **e) {
                 sched_proc_kill(w, j);
             else if (j->spec.kind == CDN_JOB_PREVIEW_OPEN || j->spec.kind == CDN_JOB_PREVIEW_CLOSE)
                 sched_preview_job(w, j);
-            else if (j->spec.kind >= CDN_JOB_PAUSE)
+            else if (j->spec.kind >= CDN_JOB_PAUSE && j->spec.kind <= CDN_JOB_EXTEND)
                 sched_session_job(w, j);
-            else if (w->paused && j->spec.kind != CDN_JOB_POLICY && j->spec.kind != CDN_JOB_DIFF)
+            else if (w->paused && j->spec.kind != CDN_JOB_POLICY && j->spec.kind != CDN_JOB_DIFF &&
+                     j->spec.kind != CDN_JOB_NOTE)
                 job_fail(j, EBADFD, "sandbox %s is paused: resume it first (cordon resume %s)",
                          w->b->id, w->b->id);
             else if (j->spec.kind == CDN_JOB_EXEC)

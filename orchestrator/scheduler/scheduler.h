@@ -154,6 +154,7 @@ enum cdn_job_kind {
     CDN_JOB_KILL,          /* a background process (path: its handle) gets signo */
     CDN_JOB_PREVIEW_OPEN,  /* a guest port (port) exposed on 127.0.0.1:host_port or a socket */
     CDN_JOB_PREVIEW_CLOSE, /* and closed (its connections ended) */
+    CDN_JOB_NOTE,          /* an event on the audit trail: data/len its JSON fields, path who */
 };
 const char *cdn_job_kind_name(enum cdn_job_kind k);
 

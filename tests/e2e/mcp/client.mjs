@@ -1,0 +1,116 @@
+// SPDX-License-Identifier: Apache-2.0
+// A real MCP client cordon did not write (the official TypeScript SDK) against `cordon mcp`:
+// lists the tools, creates a sandbox on the test's repository, runs commands, writes and reads a
+// file, reads the diff, is refused by the policy with the rule named, cancels a long command and
+// checks that nothing of it is left in the guest, then destroys the sandbox. Prints one line per
+// step; exits non-zero at the first failure. Usage: node client.mjs CORDON ADDR REPO POLICY
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+
+const [cordon, addr, repo, policy] = process.argv.slice(2);
+function fail(msg) {
+  console.log("FAIL " + msg);
+  process.exit(1);
+}
+function ok(msg) {
+  console.log("ok " + msg);
+}
+function text(r) {
+  return r.content.map((c) => c.text).join("\n");
+}
+
+const transport = new StdioClientTransport({
+  command: cordon,
+  args: ["mcp", "--addr", addr, "--repo", repo, "--policy", policy],
+  stderr: "inherit",
+});
+const client = new Client({ name: "cordon-test", version: "1.0.0" });
+await client.connect(transport);
+ok("initialized: server " + JSON.stringify(client.getServerVersion()));
+
+const { tools } = await client.listTools();
+const names = tools.map((t) => t.name).sort();
+for (const want of ["diff", "exec", "read_file", "sandbox_create", "sandbox_destroy", "write_file"])
+  if (!names.includes(want)) fail("tools/list lacks " + want + ": " + names);
+for (const t of tools)
+  if (t.inputSchema?.type !== "object") fail(t.name + " has no object input schema");
+ok("tools/list: " + names.join(", "));
+
+const created = await client.callTool({ name: "sandbox_create", arguments: {} });
+if (created.isError) fail("sandbox_create: " + text(created));
+const sid = created.structuredContent.sandbox_id;
+ok("sandbox_create: " + text(created));
+
+const ran = await client.callTool({
+  name: "exec",
+  arguments: { sandbox_id: sid, command: "echo hi; echo changed >> README; echo err >&2; exit 3" },
+});
+if (ran.isError || ran.structuredContent.exit_code !== 3 || ran.structuredContent.stdout !== "hi\n" ||
+    ran.structuredContent.stderr !== "err\n")
+  fail("exec: " + JSON.stringify(ran));
+ok("exec: exit 3, stdout and stderr apart");
+
+const wrote = await client.callTool({
+  name: "write_file",
+  arguments: { sandbox_id: sid, path: "docs/notes.txt", content: "from mcp\n" },
+});
+if (wrote.isError) fail("write_file: " + text(wrote));
+const read = await client.callTool({ name: "read_file", arguments: { sandbox_id: sid, path: "docs/notes.txt" } });
+if (read.isError || read.structuredContent.content !== "from mcp\n") fail("read_file: " + JSON.stringify(read));
+ok("write_file then read_file: the same text");
+
+const d = await client.callTool({ name: "diff", arguments: { sandbox_id: sid } });
+if (d.isError || !text(d).includes("+changed") || !text(d).includes("docs/notes.txt") ||
+    d.structuredContent.files_changed !== 2)
+  fail("diff: " + text(d));
+ok("diff: " + text(d).split("\n")[0]);
+
+const denied = await client.callTool({ name: "exec", arguments: { sandbox_id: sid, argv: ["sudo", "id"] } });
+if (!denied.isError || !text(denied).includes("commands.rules[0]") || !text(denied).includes("no root"))
+  fail("a denied command: " + text(denied));
+ok("refused with the rule: " + text(denied));
+
+const asked = await client.callTool({ name: "exec", arguments: { sandbox_id: sid, command: "rm -rf /tmp/x" } });
+if (!asked.isError || !text(asked).startsWith("waiting for approval") || asked.structuredContent?.decision !== "approve")
+  fail("an approval: " + text(asked));
+ok("approval: " + text(asked).slice(0, 80) + "...");
+
+const bad = await client.callTool({ name: "exec", arguments: { sandbox_id: sid } });
+if (!bad.isError) fail("exec without a command was accepted");
+try {
+  await client.callTool({ name: "no_such_tool", arguments: {} });
+  fail("an unknown tool was accepted");
+} catch (e) {
+  ok("unknown tool: a protocol error (" + e.message + ")");
+}
+
+// A long command cancelled by the client: killed in the guest, nothing left.
+const ac = new AbortController();
+const long = client.callTool(
+  { name: "exec", arguments: { sandbox_id: sid, command: "exec sleep 300" } },
+  undefined,
+  { signal: ac.signal },
+);
+await new Promise((r) => setTimeout(r, 1500));
+ac.abort();
+try {
+  await long;
+  fail("the cancelled call returned");
+} catch (e) {
+  ok("cancelled: " + e.message);
+}
+let left = "";
+for (let i = 0; i < 20; i++) {
+  const ps = await client.callTool({ name: "exec", arguments: { sandbox_id: sid, command: "pgrep -x sleep; true" } });
+  left = ps.structuredContent.stdout;
+  if (left === "") break;
+  await new Promise((r) => setTimeout(r, 250));
+}
+if (left !== "") fail("the cancelled command is still running: " + left);
+ok("no process of the cancelled command left in the guest");
+
+const gone = await client.callTool({ name: "sandbox_destroy", arguments: { sandbox_id: sid } });
+if (gone.isError || gone.structuredContent.state !== "awaiting_review") fail("sandbox_destroy: " + text(gone));
+ok("sandbox_destroy: " + text(gone));
+console.log("SANDBOX " + sid);
+await client.close();
