@@ -19,6 +19,7 @@
 #include "cleanup.h"
 #include "mcp.h"
 #include "mcp_rpc.h"
+#include "own_daemon.h"
 
 #define MCP_LINE_MAX (8u << 20)
 #define MCP_MAX_CALLS 64
@@ -193,6 +194,9 @@ static void usage(FILE *f) {
           "diff, preview_open, sandbox_destroy. --repo, --ref, --policy and --image are\n"
           "sandbox_create's defaults. A command the policy sends to a person waits for a\n"
           "decision up to --approval-wait seconds (default 0: the tool says so at once).\n"
+          "Without --addr or $CORDON_ADDR it starts a cordond of its own (as cordon run does;\n"
+          "--state, --images, --accel, --uri are its), ending with the server; its sandboxes\n"
+          "get the default-deny policy unless one is given.\n"
           "See docs/mcp.md for registering it with agents.\n\noptions:\n" CLI_REMOTE_USAGE,
           f);
 }
@@ -204,6 +208,10 @@ static int parse(int argc, char **argv, struct mcp *m) {
                                              {"policy-name", required_argument, NULL, 'N'},
                                              {"image", required_argument, NULL, 'i'},
                                              {"approval-wait", required_argument, NULL, 'a'},
+                                             {"state", required_argument, NULL, 's'},
+                                             {"images", required_argument, NULL, 'I'},
+                                             {"accel", required_argument, NULL, 'A'},
+                                             {"uri", required_argument, NULL, 'u'},
                                              {"help", no_argument, NULL, 'h'},
                                              CLI_REMOTE_LONGOPTS,
                                              {NULL, 0, NULL, 0}};
@@ -230,6 +238,10 @@ static int parse(int argc, char **argv, struct mcp *m) {
             break;
         }
         case 'a': m->approval_wait_s = (uint32_t)strtoul(optarg, NULL, 10); break;
+        case 's': m->own.state = optarg; break;
+        case 'I': m->own.images = optarg; break;
+        case 'A': m->own.accel = optarg; break;
+        case 'u': m->own.uri = optarg; break;
         case 'h': usage(stdout); exit(0);
         default:
             if (cli_remote_option(&m->r, c, optarg))
@@ -251,6 +263,20 @@ int cli_mcp(int argc, char **argv) {
         return CLI_EXIT_FAILURE;
     }
     signal(SIGPIPE, SIG_IGN);
+    struct cli_own_daemon od = {0};
+    if (!cli_remote_given(&m.r)) { /* a daemon of its own */
+        cdn_err *e = NULL;
+        m.own.default_policy = "default-deny";
+        m.own.approval_timeout_s = m.approval_wait_s;
+        if (cli_own_daemon_start(&m.own, &od, &e) < 0) {
+            fprintf(stderr, "cordon mcp: starting its daemon: %s\n", cdn_err_msg(e));
+            cdn_err_free(e);
+            cli_own_daemon_stop(&od);
+            free(m.policy_text);
+            return CLI_EXIT_FAILURE;
+        }
+        m.r.addr = od.addr;
+    }
     /* Lines of any length are read; one past the bound is answered and skipped. */
     char *line = NULL;
     size_t cap = 0;
@@ -279,6 +305,7 @@ int cli_mcp(int argc, char **argv) {
         c->cancel = 1;
     pthread_mutex_unlock(&m.mu);
     reap(&m, true);
+    cli_own_daemon_stop(&od); /* its sandboxes stopped, their evidence kept */
     free(m.policy_text);
     pthread_mutex_destroy(&m.mu);
     pthread_mutex_destroy(&m.out_mu);

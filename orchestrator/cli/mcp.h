@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "own_daemon.h"
 #include "remote.h"
 
 struct call;
@@ -18,6 +19,7 @@ struct mcp {
     const char *repo, *ref, *image, *policy_name;
     char *policy_text;
     uint32_t approval_wait_s;
+    struct cli_own_daemon_opts own; /* without an address: a cordond of its own */
     bool initialized;
     pthread_mutex_t mu;     /* calls */
     pthread_mutex_t out_mu; /* stdout: one message at a time */

@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "daemon.h"
 #include "exec_stream.h"
+#include "own_daemon.h"
 #include "policy.h"
 #include "fsutil.h"
 #include "task_gc.h"
@@ -342,86 +343,6 @@ static void ask(void *ud, const Cordon__V1__Approval *ap) {
     }
 }
 
-/* ---- the run's own daemon ---- */
-
-static void quiet(void *ud, const char *line) { (void)ud, (void)line; }
-
-struct own_daemon {
-    struct cli_daemon *d;
-    char dir[4200];      /* STATE/runs/XXXXXX: its store, and its address for `cordon approve` */
-    char sock_dir[4200]; /* where its socket is: dir, or /tmp/cordon-run-XXXXXX when that is long */
-    char addr[4400];
-};
-
-/* A daemon of this process's own on a private socket and store (STATE/runs/XXXXXX), on the same
- * state folder as every other run: its sandboxes' folders carry this process as their owner, and
- * STATE/runs/XXXXXX/addr lets `cordon approvals --state` find it. */
-static int own_daemon_start(const struct run_opts *o, struct own_daemon *od, cdn_err **err) {
-    struct cli_daemon_config c;
-    cli_daemon_config_defaults(&c);
-    if (o->state)
-        c.state_dir = o->state;
-    if (o->images)
-        c.images_dir = o->images;
-    c.uri = o->uri;
-    if (o->accel)
-        c.accel = o->accel;
-    c.default_policy = "none"; /* no --policy: the command is not gated */
-    c.max_running = 1;
-    c.boot_timeout_s = o->create.boot_timeout_seconds ? o->create.boot_timeout_seconds : 60;
-    c.default_ttl_s = c.max_ttl_s = 30 * 86400; /* the command's --timeout bounds it */
-    c.no_review_gate = true; /* the run prints the diff; its user is the reviewer */
-    c.approval_timeout_s = APPROVAL_WAIT_MAX;
-    c.log = quiet; /* what matters comes back through the calls */
-    char runs[4096];
-    snprintf(runs, sizeof(runs), "%s/runs", c.state_dir);
-    if ((mkdir(c.state_dir, 0711) < 0 && errno != EEXIST) ||
-        (mkdir(runs, 0700) < 0 && errno != EEXIST))
-        return cdn_err_set(err, errno, "mkdir %s: %m", runs);
-    snprintf(od->dir, sizeof(od->dir), "%s/XXXXXX", runs);
-    if (!mkdtemp(od->dir))
-        return cdn_err_set(err, errno, "mkdtemp %s: %m", od->dir);
-    snprintf(od->sock_dir, sizeof(od->sock_dir), "%s", od->dir);
-    if (strlen(od->dir) + strlen("/cordond.sock") >= 100) { /* a unix socket's path is short */
-        snprintf(od->sock_dir, sizeof(od->sock_dir), "/tmp/cordon-run-XXXXXX");
-        if (!mkdtemp(od->sock_dir))
-            return cdn_err_set(err, errno, "mkdtemp %s: %m", od->sock_dir);
-    }
-    char sock[4300], db[4300], addr_file[4300];
-    snprintf(sock, sizeof(sock), "%s/cordond.sock", od->sock_dir);
-    snprintf(db, sizeof(db), "%s/cordond.db", od->dir);
-    snprintf(od->addr, sizeof(od->addr), "unix:%s", sock);
-    c.socket = sock;
-    c.socket_mode = 0600;
-    c.db = db;
-    int r = cli_daemon_start(&c, &od->d, err);
-    if (r < 0)
-        return r;
-    if ((r = cdn_task_owner_write(od->dir, err)) < 0) /* for `cordon gc`, should it be killed */
-        return r;
-    snprintf(addr_file, sizeof(addr_file), "%s/addr", od->dir);
-    _cleanup_fclose_ FILE *f = fopen(addr_file, "we");
-    if (!f || fprintf(f, "%s\n", od->addr) < 0)
-        return cdn_err_set(err, errno, "writing %s: %m", addr_file);
-    return 0;
-}
-
-static void own_daemon_stop(struct own_daemon *od) {
-    cli_daemon_stopp(&od->d);
-    if (!od->dir[0])
-        return;
-    static const char *const files[] = {"addr", "cordond.sock", "cordond.db", "cordond.db-wal",
-                                        "cordond.db-shm"};
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        char p[4400];
-        snprintf(p, sizeof(p), "%s/%s", i == 1 ? od->sock_dir : od->dir, files[i]);
-        unlink(p);
-    }
-    if (strcmp(od->sock_dir, od->dir) != 0)
-        rmdir(od->sock_dir);
-    cdn_task_owner_clear(od->dir); /* the mark, then the folder */
-}
-
 /* ---- the run ---- */
 
 static int read_policy(const char *path, char **text) {
@@ -655,15 +576,22 @@ int cli_run(int argc, char **argv) {
     cli_catch_interrupts();
     signal(SIGPIPE, SIG_IGN);
 
-    struct own_daemon od = {0};
+    struct cli_own_daemon od = {0};
     int code = CLI_EXIT_FAILURE;
     _cleanup_(cdn_client_freep) struct cdn_client *c = NULL;
     if (!cli_remote_given(&o.r)) {
         cdn_err *e = NULL;
-        if (own_daemon_start(&o, &od, &e) < 0) {
+        struct cli_own_daemon_opts oo = {.state = o.state,
+                                         .images = o.images,
+                                         .uri = o.uri,
+                                         .accel = o.accel,
+                                         .default_policy = "none", /* no --policy: not gated */
+                                         .boot_timeout_s = o.create.boot_timeout_seconds,
+                                         .approval_timeout_s = APPROVAL_WAIT_MAX};
+        if (cli_own_daemon_start(&oo, &od, &e) < 0) {
             fprintf(stderr, "cordon run: starting its daemon: %s\n", cdn_err_msg(e));
             cdn_err_free(e);
-            own_daemon_stop(&od);
+            cli_own_daemon_stop(&od);
             cdn_buf_free(&cmdline);
             return CLI_EXIT_FAILURE;
         }
@@ -672,7 +600,7 @@ int cli_run(int argc, char **argv) {
     if (cli_remote_open("run", &o.r, &c) == 0)
         code = run_on(c, &o, (const char *)cdn_buf_head(&cmdline));
     cdn_client_freep(&c);
-    own_daemon_stop(&od);
+    cli_own_daemon_stop(&od);
     cdn_buf_free(&cmdline);
     return code;
 }

@@ -3,7 +3,8 @@
  * (tests/e2e/mcp/client.mjs, installed by `make deps`) lists the tools and works in a real
  * sandbox on a test repository (commands, files, the diff, a refusal naming its rule, an
  * approval it cannot wait for, a cancelled long command leaving nothing in the guest); every
- * tool call is on the sandbox's audit trail. Then malformed input on the raw pipe: bad JSON, a
+ * tool call is on the sandbox's audit trail. Then a short round against the daemon the server
+ * starts itself when it is given none. Then malformed input on the raw pipe: bad JSON, a
  * request that is not one, an unknown method, a line over the limit, bad arguments; each gets
  * its JSON-RPC error and the server keeps answering. */
 #include <jansson.h>
@@ -80,6 +81,14 @@ TEST_T(an_mcp_client_works_in_a_sandbox_through_cordon_mcp, 600) {
     ASSERT_CONTAINS(audit, "\"tool\":\"write_file\"");
     ASSERT_CONTAINS(audit, "\"command\":\"echo hi; echo changed >> README;");
     ASSERT_CONTAINS(audit, "\"by\":\"tenant uid:0\"");
+
+    /* No daemon to talk to: the server starts one of its own, ended with it. */
+    snprintf(cmd, sizeof(cmd), "node %s/tests/e2e/mcp/client.mjs %s own:%s/own:%s %s %s 2>&1", root,
+             th_cordon_bin(), dir, getenv("CORDON_IMAGES"), repo, pol);
+    _cleanup_free_ char *own_out = NULL;
+    if ((code = run(cmd, &own_out)) != 0)
+        FAIL("the SDK client against the server's own daemon failed (exit %d)", code);
+    ASSERT_CONTAINS(own_out, "ok exec on the server's own daemon");
 
     /* Malformed input on the raw pipe; the server answers each and goes on. */
     char in[4400], resp[4400];

@@ -2,7 +2,8 @@
 // A real MCP client cordon did not write (the official TypeScript SDK) against `cordon mcp`:
 // lists the tools, creates a sandbox on the test's repository, runs commands, writes and reads a
 // file, reads the diff, is refused by the policy with the rule named, cancels a long command and
-// checks that nothing of it is left in the guest, then destroys the sandbox. Prints one line per
+// checks that nothing of it is left in the guest, then destroys the sandbox; or, with ADDR
+// own:STATE:IMAGES, a short round on the daemon the server starts itself. Prints one line per
 // step; exits non-zero at the first failure. Usage: node client.mjs CORDON ADDR REPO POLICY
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
@@ -19,10 +20,18 @@ function text(r) {
   return r.content.map((c) => c.text).join("\n");
 }
 
+// ADDR "own:STATE:IMAGES": no cordond to talk to; the server starts one of its own there.
+const own = addr.startsWith("own:");
+const [, ownState, ownImages] = addr.split(":");
+const env = { ...process.env }; // the sanitizers' options reach the server too (the SDK passes few)
+if (own) delete env.CORDON_ADDR;
 const transport = new StdioClientTransport({
   command: cordon,
-  args: ["mcp", "--addr", addr, "--repo", repo, "--policy", policy],
+  args: own
+    ? ["mcp", "--state", ownState, "--images", ownImages, "--accel", "tcg", "--repo", repo, "--policy", policy]
+    : ["mcp", "--addr", addr, "--repo", repo, "--policy", policy],
   stderr: "inherit",
+  env,
 });
 const client = new Client({ name: "cordon-test", version: "1.0.0" });
 await client.connect(transport);
@@ -40,6 +49,17 @@ const created = await client.callTool({ name: "sandbox_create", arguments: {} })
 if (created.isError) fail("sandbox_create: " + text(created));
 const sid = created.structuredContent.sandbox_id;
 ok("sandbox_create: " + text(created));
+
+if (own) { // the short round: a sandbox on the server's own daemon, a command, the end
+  const r = await client.callTool({ name: "exec", arguments: { sandbox_id: sid, argv: ["echo", "own daemon"] } });
+  if (r.isError || r.structuredContent.stdout !== "own daemon\n") fail("exec on its own daemon: " + text(r));
+  ok("exec on the server's own daemon");
+  const g = await client.callTool({ name: "sandbox_destroy", arguments: { sandbox_id: sid } });
+  if (g.isError || g.structuredContent.state !== "stopped") fail("sandbox_destroy: " + text(g));
+  ok("sandbox_destroy: " + text(g) + " (its own daemon does not gate)");
+  await client.close();
+  process.exit(0);
+}
 
 const ran = await client.callTool({
   name: "exec",
