@@ -237,7 +237,18 @@ static int parse(int argc, char **argv, struct mcp *m) {
             }
             break;
         }
-        case 'a': m->approval_wait_s = (uint32_t)strtoul(optarg, NULL, 10); break;
+        case 'a': {
+            char *end;
+            errno = 0;
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (errno || *end || end == optarg || v > 7 * 86400) {
+                fprintf(stderr, "cordon mcp: --approval-wait takes seconds (0-604800), not '%s'\n",
+                        optarg);
+                return -1;
+            }
+            m->approval_wait_s = (uint32_t)v;
+            break;
+        }
         case 's': m->own.state = optarg; break;
         case 'I': m->own.images = optarg; break;
         case 'A': m->own.accel = optarg; break;
