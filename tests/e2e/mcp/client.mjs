@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // A real MCP client cordon did not write (the official TypeScript SDK) against `cordon mcp`:
 // lists the tools, creates a sandbox on the test's repository, runs commands, writes and reads a
-// file, reads the diff, is refused by the policy with the rule named, cancels a long command and
+// file (progress reported while a command writes), reads the diff, is refused by the policy with
+// the rule named, cancels a long command and
 // checks that nothing of it is left in the guest, then destroys the sandbox; or, with ADDR
 // own:STATE:IMAGES, a short round on the daemon the server starts itself. Prints one line per
 // step; exits non-zero at the first failure. Usage: node client.mjs CORDON ADDR REPO POLICY
@@ -69,6 +70,18 @@ if (ran.isError || ran.structuredContent.exit_code !== 3 || ran.structuredConten
     ran.structuredContent.stderr !== "err\n")
   fail("exec: " + JSON.stringify(ran));
 ok("exec: exit 3, stdout and stderr apart");
+
+// Progress: a command that writes for a few seconds reports its output as it goes.
+const seen = [];
+const slow = await client.callTool(
+  { name: "exec", arguments: { sandbox_id: sid, command: "for i in 1 2 3; do echo tick $i; sleep 1; done" } },
+  undefined,
+  { onprogress: (p) => seen.push(p), timeout: 120000 },
+);
+if (slow.isError || slow.structuredContent.stdout !== "tick 1\ntick 2\ntick 3\n" || seen.length < 2 ||
+    !(seen[seen.length - 1].progress > seen[0].progress))
+  fail("progress: " + JSON.stringify(seen) + " " + text(slow));
+ok("progress: " + seen.map((p) => p.message).join(", "));
 
 const wrote = await client.callTool({
   name: "write_file",
