@@ -3,10 +3,10 @@
  * (tests/e2e/mcp/client.mjs, installed by `make deps`) lists the tools and works in a real
  * sandbox on a test repository (commands, files, the diff, a refusal naming its rule, an
  * approval it cannot wait for, a cancelled long command leaving nothing in the guest); every
- * tool call is on the sandbox's audit trail. Then a short round against the daemon the server
- * starts itself when it is given none. Then malformed input on the raw pipe: bad JSON, a
- * request that is not one, an unknown method, a line over the limit, bad arguments; each gets
- * its JSON-RPC error and the server keeps answering. */
+ * tool call is on the sandbox's audit trail, a secret in its arguments redacted. Then a short round
+ * against the daemon the server starts itself when it is given none. Then malformed input on the
+ * raw pipe: bad JSON, a request that is not one, an unknown method, a line over the limit, bad
+ * arguments; each gets its JSON-RPC error and the server keeps answering. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,8 +57,12 @@ TEST_T(an_mcp_client_works_in_a_sandbox_through_cordon_mcp, 600) {
                   "version: 1\ncommands:\n  default: allow\n  unanalysable: allow\n  rules:\n"
                   "    - match: \"sudo **\"\n      action: deny\n      reason: no root\n"
                   "    - match: \"rm **\"\n      action: approve\n"
-                  "      reason: deletions need a person\n",
+                  "      reason: deletions need a person\n"
+                  "secrets:\n  - {name: mcp-token, from: env:CORDON_MCP_TEST_TOKEN, env: TOKEN,\n"
+                  "     expose_to: [\"echo **\"]}\n",
                   0644);
+    /* cordond reads it; the client uses it in a call: the trail must not hold it */
+    setenv("CORDON_MCP_TEST_TOKEN", "tok-8c1e5f0b9d2a", 1);
     struct cdn_vm_host *h = th_host_hold(daemons);
     pid_t daemon = th_cordond_start(dir, sock, "tcg", NULL);
 
@@ -81,6 +85,8 @@ TEST_T(an_mcp_client_works_in_a_sandbox_through_cordon_mcp, 600) {
     ASSERT_CONTAINS(audit, "\"tool\":\"write_file\"");
     ASSERT_CONTAINS(audit, "\"command\":\"echo hi; echo changed >> README;");
     ASSERT_CONTAINS(audit, "\"by\":\"tenant uid:0\"");
+    ASSERT_TRUE(strstr(audit, "tok-8c1e5f0b9d2a") == NULL); /* the tool call's arguments too */
+    ASSERT_CONTAINS(audit, "\"argv\":[\"echo\",\"[REDACTED:mcp-token]\"]");
 
     /* No daemon to talk to: the server starts one of its own, ended with it. */
     snprintf(cmd, sizeof(cmd), "node %s/tests/e2e/mcp/client.mjs %s own:%s/own:%s %s %s 2>&1", root,

@@ -71,6 +71,14 @@ if (ran.isError || ran.structuredContent.exit_code !== 3 || ran.structuredConten
   fail("exec: " + JSON.stringify(ran));
 ok("exec: exit 3, stdout and stderr apart");
 
+// A secret in a call (cordond's CORDON_MCP_TEST_TOKEN): redacted in what comes back.
+const secret = process.env.CORDON_MCP_TEST_TOKEN;
+if (secret) {
+  const r = await client.callTool({ name: "exec", arguments: { sandbox_id: sid, argv: ["echo", secret] } });
+  if (r.isError || r.structuredContent.stdout !== "[REDACTED:mcp-token]\n") fail("a secret: " + text(r));
+  ok("a secret's value comes back redacted");
+}
+
 // Progress: a command that writes for a few seconds reports its output as it goes.
 const seen = [];
 const slow = await client.callTool(
