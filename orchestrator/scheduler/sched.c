@@ -28,12 +28,6 @@
 
 #define TICK_MS 250
 
-static int64_t wall_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void sched_wake(int fd) {
     uint64_t one = 1;
     if (fd >= 0 && write(fd, &one, sizeof(one)) < 0) {
@@ -507,7 +501,7 @@ int cdn_sched_create(struct cdn_sched *s, const char *tenant, const struct cdn_s
                                     .persist = req->persist,
                                     .owner =
                                         (char *)(req->owner && *req->owner ? req->owner : NULL),
-                                    .created_ms = wall_ms()};
+                                    .created_ms = sched_wall_ms()};
     rec.expires_ms = rec.created_ms + (int64_t)ttl * 1000;
     if ((r = cdn_store_sandbox_create(s->o.store, &rec, err)) < 0)
         return r;
@@ -667,7 +661,7 @@ const char *cdn_sched_state_dir(const struct cdn_sched *s) { return s->state_dir
 static void sched_retention(struct cdn_sched *s) {
     struct cdn_task_retention_report rep;
     cdn_err *e = NULL;
-    if (cdn_task_retention(s->state_dir, wall_ms() / 1000, &rep, &e) < 0) {
+    if (cdn_task_retention(s->state_dir, sched_wall_ms() / 1000, &rep, &e) < 0) {
         sched_log(s, "retention: %s", cdn_err_msg(e));
         cdn_err_free(e);
         return;
@@ -701,7 +695,7 @@ static void *ticker(void *arg) {
             pthread_mutex_unlock(&s->mu);
             return NULL;
         }
-        int64_t now = wall_ms();
+        int64_t now = sched_wall_ms();
         for (struct sbx *b = s->live; b; b = b->next)
             if (b->running && !b->stop && b->expires_ms && now >= b->expires_ms) {
                 b->stop = true;

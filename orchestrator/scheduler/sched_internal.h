@@ -124,6 +124,12 @@ struct cdn_sched {
 
 /* The monotonic clock (cdn_now_ms) as the signed ms the scheduler's deadlines use. */
 static inline int64_t sched_now_ms(void) { return (int64_t)cdn_now_ms(); }
+/* The wall clock in ms since the epoch: what the store's and the evidence's times are in. */
+static inline int64_t sched_wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 #define sched_log(s, ...) cdn_logf((s)->o.log, (s)->o.log_ud, __VA_ARGS__)
 void sched_wake(int fd);

@@ -35,12 +35,6 @@ struct proc {
     uint64_t seg_bytes, seg_max, total, dropped;
 };
 
-static int64_t wall_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void seg_path(const struct proc *p, const char *ext, char *out, size_t n) {
     snprintf(out, n, "%s/%s.%s", p->dir, p->handle, ext);
 }
@@ -108,7 +102,7 @@ static void proc_done(void *ud, int rc, const cdn_err *e, const struct cdn_job_r
     json_object_set_new(p->rec, "state", json_string(state));
     json_object_set_new(p->rec, "exit_code", json_integer(x->exit_code));
     json_object_set_new(p->rec, "signal", json_integer(x->signal));
-    json_object_set_new(p->rec, "ended_unix_ms", json_integer(wall_ms()));
+    json_object_set_new(p->rec, "ended_unix_ms", json_integer(sched_wall_ms()));
     if (rc < 0 && e)
         json_object_set_new(p->rec, "error", json_string(cdn_err_msg(e)));
     if (p->fd >= 0)
@@ -141,7 +135,7 @@ int sched_proc_detach(struct worker *w, struct job *j, cdn_err **e) {
     for (size_t i = 0; i < j->spec.argc; i++)
         json_array_append_new(argv, json_string(j->spec.argv[i]));
     p->rec = json_pack("{s:s, s:o, s:s, s:I, s:I}", "handle", p->handle, "argv", argv, "state",
-                       "running", "started_unix_ms", (json_int_t)wall_ms(), "ring_bytes",
+                       "running", "started_unix_ms", (json_int_t)sched_wall_ms(), "ring_bytes",
                        (json_int_t)ring);
     char cur[4400];
     if (!p->rec || asprintf(&p->dir, "%s/procs", ev) < 0) {

@@ -129,12 +129,6 @@ static int reset_session(struct worker *w, const char *by, cdn_err **e) {
     return 0;
 }
 
-static int64_t wall_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int extend_session(struct worker *w, const struct job *j, cdn_err **e) {
     struct cdn_sched *s = w->s;
     uint32_t ttl = j->spec.ttl_s;
@@ -142,7 +136,7 @@ static int extend_session(struct worker *w, const struct job *j, cdn_err **e) {
         return cdn_err_set(e, EDQUOT,
                            "ttl_seconds %u is over the daemon's limit of %u for a session", ttl,
                            s->o.session_max_ttl_s);
-    int64_t expires = wall_now_ms() + (int64_t)ttl * 1000;
+    int64_t expires = sched_wall_ms() + (int64_t)ttl * 1000;
     /* The policy's wall clock bounds the session's whole life. */
     const struct cdn_policy_limits *pl = w->b->policy ? cdn_policy_limits(w->b->policy) : NULL;
     if (pl && pl->wall_seconds) {
@@ -156,7 +150,7 @@ static int extend_session(struct worker *w, const struct job *j, cdn_err **e) {
                                "the policy's limits.wall_seconds (%u) ends sandbox %s %lld s from "
                                "now: it cannot be extended past that",
                                pl->wall_seconds, w->b->id,
-                               (long long)((cap - wall_now_ms()) / 1000));
+                               (long long)((cap - sched_wall_ms()) / 1000));
     }
     int r = cdn_store_sandbox_set_expiry(s->o.store, w->b->id, expires, e);
     if (r < 0)
