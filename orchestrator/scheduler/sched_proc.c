@@ -228,9 +228,11 @@ int cdn_sched_procs(const char *evidence_dir, int (*fn)(void *ud, json_t *rec), 
         if (!dot || strcmp(dot, ".json") != 0)
             continue;
         *dot = '\0';
-        if (valid_handle(e->d_name) && !(names[n] = strdup(e->d_name)))
+        if (!valid_handle(e->d_name))
+            continue;
+        if (!(names[n] = strdup(e->d_name)))
             break;
-        n += valid_handle(e->d_name);
+        n++;
     }
     qsort(names, n, sizeof(names[0]), by_number);
     int r = 0;
