@@ -330,3 +330,7 @@ int api_call_on_thread(struct api_call *c, void *(*fn)(void *), void *arg) {
     pthread_detach(t);
     return 0;
 }
+
+void api_call_who(const struct api_call *c, char *out, size_t size) {
+    snprintf(out, size, "tenant %s", c->tenant);
+}

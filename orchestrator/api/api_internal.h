@@ -117,6 +117,8 @@ void api_send_sandbox(struct api_call *c, const char *id);
  * a refusal fails the call at once. */
 void api_submit(struct api_call *c, const char *id, const struct cdn_job_spec *spec,
                 const struct cdn_job_ops *ops);
+/* Who made the call, as the audit trail names a decider: "tenant <identity>". */
+void api_call_who(const struct api_call *c, char *out, size_t size);
 /* ops->abandoned for a job whose ud is its call: the client went away. */
 bool api_job_abandoned(void *ud);
 /* Asks for the next message of a client-streaming call. */

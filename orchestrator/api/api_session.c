@@ -38,7 +38,7 @@ static void session_rpc(struct api_call *c, const ProtobufCMessageDescriptor *d,
         id = ((Cordon__V1__ResumeRequest *)m)->id;
     }
     char by[320];
-    snprintf(by, sizeof(by), "tenant %s", c->tenant);
+    api_call_who(c, by, sizeof(by));
     spec.path = by; /* who asked, for the audit trail */
     if (kind == CDN_JOB_EXTEND && !spec.ttl_s) {
         api_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "ttl_seconds must be at least 1");
@@ -84,7 +84,7 @@ static const struct cdn_job_ops preview_ops = {.done = preview_done};
 static void preview_rpc(struct api_call *c, const char *id, struct cdn_job_spec *spec,
                         uint32_t port, uint32_t host_port) {
     char by[320];
-    snprintf(by, sizeof(by), "tenant %s", c->tenant);
+    api_call_who(c, by, sizeof(by));
     spec->path = by;
     if (port == 0 || port > 65535 || host_port > 65535)
         api_call_finish(c, GRPC_STATUS_INVALID_ARGUMENT, "ports are 1-65535");
@@ -149,7 +149,7 @@ void api_record_tool_call(struct api_call *c) {
         char *text = json_dumps(fields, JSON_COMPACT);
         json_decref(fields);
         char by[320];
-        snprintf(by, sizeof(by), "tenant %s", c->tenant);
+        api_call_who(c, by, sizeof(by));
         struct cdn_job_spec spec = {.kind = CDN_JOB_NOTE,
                                     .data = (const uint8_t *)text,
                                     .len = text ? strlen(text) : 0,

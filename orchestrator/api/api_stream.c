@@ -372,7 +372,7 @@ void api_update_policy(struct api_call *c) {
                         CDN_POLICY_MAX_BYTES);
     } else {
         char by[320];
-        snprintf(by, sizeof(by), "tenant %s", c->tenant);
+        api_call_who(c, by, sizeof(by));
         struct cdn_job_spec spec = {.kind = CDN_JOB_POLICY,
                                     .data = (const uint8_t *)q->policy_yaml,
                                     .len = len,
