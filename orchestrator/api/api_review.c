@@ -97,12 +97,13 @@ static void *review_thread(void *arg) {
 
 static void start(struct api_call *c, const char *id, bool decide, bool approve,
                   const char *comment) {
+    if (strlen(id) >= sizeof(((struct review_req *)0)->id)) {
+        api_call_finish(c, GRPC_STATUS_NOT_FOUND, "no sandbox %.80s", id);
+        return;
+    }
     struct review_req *q = calloc(1, sizeof(*q));
-    if (!q || strlen(id) >= sizeof(q->id) || (comment && !(q->comment = strdup(comment)))) {
-        api_call_finish(c, q ? GRPC_STATUS_NOT_FOUND : GRPC_STATUS_RESOURCE_EXHAUSTED,
-                        "no sandbox %.80s", id);
-        if (q)
-            free(q->comment);
+    if (!q || (comment && !(q->comment = strdup(comment)))) {
+        api_call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         free(q);
         return;
     }
