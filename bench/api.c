@@ -125,14 +125,7 @@ static double api_batch_ms(struct api *a) {
 
 static void api_close(struct api *a) {
     ASSERT_EQ(a->ok, 1 + RUNS * BATCH);
-    _cleanup_err_ cdn_err *err = NULL;
-    Cordon__V1__DeleteRequest d = CORDON__V1__DELETE_REQUEST__INIT;
-    d.id = a->id;
-    ProtobufCMessage *m = NULL;
-    ASSERT_OK(cdn_client_call(a->c, "Delete", &d.base, &cordon__v1__delete_response__descriptor, &m,
-                              120000, &err),
-              err);
-    protobuf_c_message_free_unpacked(m, NULL);
+    th_bench_delete(a->c, a->id);
     cdn_client_free(a->c);
     th_cordond_stop(a->daemon);
 }

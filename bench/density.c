@@ -117,15 +117,8 @@ int main(void) {
         pss[i] = (double)k / 1024.0;
     }
     long avail1 = meminfo_kib("MemAvailable");
-    for (unsigned i = 0; i < n; i++) {
-        Cordon__V1__DeleteRequest d = CORDON__V1__DELETE_REQUEST__INIT;
-        d.id = ids[i];
-        ProtobufCMessage *m = NULL;
-        ASSERT_OK(cdn_client_call(c, "Delete", &d.base, &cordon__v1__delete_response__descriptor,
-                                  &m, 120000, &err),
-                  err);
-        protobuf_c_message_free_unpacked(m, NULL);
-    }
+    for (unsigned i = 0; i < n; i++)
+        th_bench_delete(c, ids[i]);
     cdn_client_free(c);
     th_cordond_stop(daemon);
     double med = th_median(pss, n), ratio = med / GUEST_MIB;

@@ -29,16 +29,7 @@ static void create(struct cdn_client *c, bool persist, char id[17], double *firs
     q.policy_case = CORDON__V1__CREATE_SANDBOX_REQUEST__POLICY_POLICY_TEXT;
     q.policy_text = (char *)allow_all;
     q.persist = persist;
-    _cleanup_err_ cdn_err *err = NULL;
-    ProtobufCMessage *m = NULL;
-    double t0 = th_now_s();
-    ASSERT_OK(cdn_client_call(c, "CreateSandbox", &q.base, &cordon__v1__sandbox__descriptor, &m,
-                              30000, &err),
-              err);
-    snprintf(id, 17, "%s", ((Cordon__V1__Sandbox *)m)->id);
-    protobuf_c_message_free_unpacked(m, NULL);
-    th_bench_exec_true(c, id, 180000);
-    *first_ms = (th_now_s() - t0) * 1e3;
+    *first_ms = th_bench_start(c, &q.base, id);
 }
 
 /* One of the session RPCs on id (Pause, with to_disk; Resume; Reset): its ms. */
@@ -55,17 +46,6 @@ static double call(struct cdn_client *c, const char *method, const char *id, boo
               err);
     protobuf_c_message_free_unpacked(m, NULL);
     return (th_now_s() - t0) * 1e3;
-}
-
-static void stop(struct cdn_client *c, const char *id) {
-    Cordon__V1__DeleteRequest q = CORDON__V1__DELETE_REQUEST__INIT;
-    q.id = (char *)id;
-    _cleanup_err_ cdn_err *err = NULL;
-    ProtobufCMessage *m = NULL;
-    ASSERT_OK(cdn_client_call(c, "Delete", &q.base, &cordon__v1__delete_response__descriptor, &m,
-                              120000, &err),
-              err);
-    protobuf_c_message_free_unpacked(m, NULL);
 }
 
 static json_t *row(double cordon, double baseline, const char *means) {
@@ -92,7 +72,7 @@ int main(void) {
     create(c, true, id, &ignored);
     for (int i = 0; i < RUNS; i++) {
         create(c, false, fresh, &cold[i]);
-        stop(c, fresh);
+        th_bench_delete(c, fresh);
         pause_mem[i] = call(c, "Pause", id, false);
         double t0 = th_now_s();
         call(c, "Resume", id, false);
@@ -108,7 +88,7 @@ int main(void) {
         th_bench_exec_true(c, id, 180000);
         reset[i] = (th_now_s() - t0) * 1e3;
     }
-    stop(c, id);
+    th_bench_delete(c, id);
     cdn_client_free(c);
     th_cordond_stop(daemon);
     double cl = th_median(cold, RUNS), pm = th_median(pause_mem, RUNS),

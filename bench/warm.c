@@ -43,26 +43,12 @@ static double start_ms(struct cdn_client *c, bool cold, double *again) {
         q.kernel_args = kargs;
         q.n_kernel_args = 1;
     }
-    _cleanup_err_ cdn_err *err = NULL;
-    ProtobufCMessage *m = NULL;
-    double t0 = th_now_s();
-    ASSERT_OK(cdn_client_call(c, "CreateSandbox", &q.base, &cordon__v1__sandbox__descriptor, &m,
-                              30000, &err),
-              err);
     char id[17];
-    snprintf(id, sizeof(id), "%s", ((Cordon__V1__Sandbox *)m)->id);
-    protobuf_c_message_free_unpacked(m, NULL);
-    th_bench_exec_true(c, id, 180000);
-    double ms = (th_now_s() - t0) * 1e3;
-    t0 = th_now_s();
+    double ms = th_bench_start(c, &q.base, id);
+    double t0 = th_now_s();
     th_bench_exec_true(c, id, 180000);
     *again = (th_now_s() - t0) * 1e3;
-    Cordon__V1__DeleteRequest d = CORDON__V1__DELETE_REQUEST__INIT;
-    d.id = id;
-    ASSERT_OK(cdn_client_call(c, "Delete", &d.base, &cordon__v1__delete_response__descriptor, &m,
-                              120000, &err),
-              err);
-    protobuf_c_message_free_unpacked(m, NULL);
+    th_bench_delete(c, id);
     return ms;
 }
 

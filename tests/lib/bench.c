@@ -60,3 +60,27 @@ void th_bench_exec_true(struct cdn_client *c, const char *id, int timeout_ms) {
               err);
     ASSERT_EQ(ok, 1);
 }
+
+double th_bench_start(struct cdn_client *c, const ProtobufCMessage *create, char id[17]) {
+    _cleanup_err_ cdn_err *err = NULL;
+    ProtobufCMessage *m = NULL;
+    double t0 = th_now_s();
+    ASSERT_OK(cdn_client_call(c, "CreateSandbox", create, &cordon__v1__sandbox__descriptor, &m,
+                              30000, &err),
+              err);
+    snprintf(id, 17, "%s", ((Cordon__V1__Sandbox *)m)->id);
+    protobuf_c_message_free_unpacked(m, NULL);
+    th_bench_exec_true(c, id, 180000);
+    return (th_now_s() - t0) * 1e3;
+}
+
+void th_bench_delete(struct cdn_client *c, const char *id) {
+    Cordon__V1__DeleteRequest q = CORDON__V1__DELETE_REQUEST__INIT;
+    q.id = (char *)id;
+    _cleanup_err_ cdn_err *err = NULL;
+    ProtobufCMessage *m = NULL;
+    ASSERT_OK(cdn_client_call(c, "Delete", &q.base, &cordon__v1__delete_response__descriptor, &m,
+                              120000, &err),
+              err);
+    protobuf_c_message_free_unpacked(m, NULL);
+}

@@ -15,3 +15,8 @@ unsigned th_log_count(const char *path, const char *needle);
  * the benchmark unless it exits 0. */
 struct cdn_client;
 void th_bench_exec_true(struct cdn_client *c, const char *id, int timeout_ms);
+/* A sandbox created (create: a CreateSandboxRequest) and its first `true` run: the ms between,
+ * id its id. And one deleted. Each fails the benchmark on an error. */
+struct ProtobufCMessage;
+double th_bench_start(struct cdn_client *c, const struct ProtobufCMessage *create, char id[17]);
+void th_bench_delete(struct cdn_client *c, const char *id);
