@@ -66,14 +66,13 @@ static int publish(struct cdn_sched *s, const struct cdn_store_sandbox *rec,
     *where = '\0';
     if (rv->merge == CDN_REVIEW_NONE)
         return 0;
-    char worktree[4300], branch[64], task_branch[64];
+    char worktree[4300], task_branch[64];
     snprintf(worktree, sizeof(worktree), "%s/tasks/%s/workspace", s->state_dir, rec->id);
     snprintf(task_branch, sizeof(task_branch), "cordon/%s", rec->id);
-    snprintf(branch, sizeof(branch), "%s", task_branch);
     struct cdn_workspace_publish q = {.worktree = worktree,
                                       .task_branch = task_branch,
                                       .remote = rv->remote ? rv->remote : rec->repo,
-                                      .target = rv->branch ? rv->branch : branch,
+                                      .target = rv->branch ? rv->branch : task_branch,
                                       .merge = rv->merge == CDN_REVIEW_BRANCH};
     if (q.merge && !rv->branch) {
         if (!rec->ref || !*rec->ref)
