@@ -79,14 +79,22 @@ if (secret) {
   ok("a secret's value comes back redacted");
 }
 
-// Progress: a command that writes for a few seconds reports its output as it goes.
+// Progress: a command that writes for a few seconds reports its output as it goes (a write
+// every 1.5 s: more than the server's one report a second, whatever the jitter; 300 bytes each:
+// output is held back by the secrets' redaction only while it could still be one, a few bytes).
 const seen = [];
 const slow = await client.callTool(
-  { name: "exec", arguments: { sandbox_id: sid, command: "for i in 1 2 3; do echo tick $i; sleep 1; done" } },
+  {
+    name: "exec",
+    arguments: {
+      sandbox_id: sid,
+      command: "for i in 1 2 3; do head -c 299 /dev/zero | tr '\\0' a; echo; sleep 1.5; done",
+    },
+  },
   undefined,
   { onprogress: (p) => seen.push(p), timeout: 120000 },
 );
-if (slow.isError || slow.structuredContent.stdout !== "tick 1\ntick 2\ntick 3\n" || seen.length < 2 ||
+if (slow.isError || slow.structuredContent.stdout !== ("a".repeat(299) + "\n").repeat(3) || seen.length < 2 ||
     !(seen[seen.length - 1].progress > seen[0].progress))
   fail("progress: " + JSON.stringify(seen) + " " + text(slow));
 ok("progress: " + seen.map((p) => p.message).join(", "));
