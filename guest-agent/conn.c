@@ -219,6 +219,8 @@ int agent_conn_data_splice(struct agent_conn *c, struct agent_stream *s,
     return 0;
 }
 
+uint32_t agent_conn_peer_max_frame(const struct agent_conn *c) { return c->peer_max_frame; }
+
 void agent_conn_send(struct agent_conn *c, uint64_t id, cdn_envelope *env) {
     if (c->closed)
         return;
@@ -358,8 +360,8 @@ static void take_host_seed(const CordonAgent__Hello *h) {
 }
 
 static void hello_reply(const struct agent_conn *c, CordonAgent__Hello *reply) {
-    static const char *caps[] = {"exec",  "pty",     "signal", "rlimits", "stdin",
-                                 "files", "archive", "egress", "previews"};
+    static const char *caps[] = {"exec",  "pty",     "signal", "rlimits",  "stdin",
+                                 "files", "archive", "egress", "previews", "list_dir"};
     cordon_agent__hello__init(reply);
     reply->protocol_version = CDN_PROTOCOL_VERSION;
     reply->software_version = (char *)AGENT_VERSION;
@@ -416,6 +418,7 @@ static bool is_open_request(CordonAgent__Envelope__BodyCase bc) {
            bc == CORDON_AGENT__ENVELOPE__BODY_FILE_WRITE ||
            bc == CORDON_AGENT__ENVELOPE__BODY_ARCHIVE_PUT ||
            bc == CORDON_AGENT__ENVELOPE__BODY_ARCHIVE_GET ||
+           bc == CORDON_AGENT__ENVELOPE__BODY_LIST_DIR ||
            bc == CORDON_AGENT__ENVELOPE__BODY_PORT_FORWARD;
 }
 

@@ -90,6 +90,8 @@ void agent_conn_data_end(struct agent_conn *c, struct agent_stream *s,
  * keeps its own dup of fd. Returns -errno (nothing queued) if it cannot start. */
 int agent_conn_data_splice(struct agent_conn *c, struct agent_stream *s,
                            CordonAgent__Envelope__BodyCase kind, int fd, uint64_t offset, size_t n);
+/* Largest frame the host accepts (its Hello's max_frame_bytes), length prefix excluded. */
+uint32_t agent_conn_peer_max_frame(const struct agent_conn *c);
 /* Queues a control message on stream id. */
 void agent_conn_send(struct agent_conn *c, uint64_t id, cdn_envelope *env);
 void agent_conn_send_error(struct agent_conn *c, uint64_t id, CordonAgent__ErrorCode code,

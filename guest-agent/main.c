@@ -15,6 +15,7 @@
 #include "cleanup.h"
 #include "conn.h"
 #include "exec.h"
+#include "dir.h"
 #include "file.h"
 #include "loop.h"
 #include "proxy.h"
@@ -43,6 +44,7 @@ static void on_open(void *ud, struct agent_conn *c, uint64_t id, const cdn_envel
     switch (env->body_case) {
     case CORDON_AGENT__ENVELOPE__BODY_EXEC: agent_exec_open(a->execs, c, id, env->exec); break;
     case CORDON_AGENT__ENVELOPE__BODY_FILE_READ: agent_file_read_open(c, id, env->file_read); break;
+    case CORDON_AGENT__ENVELOPE__BODY_LIST_DIR: agent_dir_list(c, id, env->list_dir); break;
     case CORDON_AGENT__ENVELOPE__BODY_FILE_WRITE:
         agent_file_write_open(c, id, env->file_write);
         break;

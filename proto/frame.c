@@ -285,6 +285,8 @@ const char *cdn_frame_body_name(CordonAgent__Envelope__BodyCase c) {
     case CORDON_AGENT__ENVELOPE__BODY_CREDIT: return "credit";
     case CORDON_AGENT__ENVELOPE__BODY_ERROR: return "error";
     case CORDON_AGENT__ENVELOPE__BODY_SHUTDOWN: return "shutdown";
+    case CORDON_AGENT__ENVELOPE__BODY_LIST_DIR: return "list_dir";
+    case CORDON_AGENT__ENVELOPE__BODY_DIR_LISTING: return "dir_listing";
     case CORDON_AGENT__ENVELOPE__BODY_EGRESS_OPEN: return "egress_open";
     case CORDON_AGENT__ENVELOPE__BODY_EGRESS_READY: return "egress_ready";
     case CORDON_AGENT__ENVELOPE__BODY_EGRESS_DATA: return "egress_data";

@@ -110,6 +110,7 @@ static void stream_free(struct cdn_channel *ch, struct hstream *s) {
         }
     }
     cdn_err_free(s->err);
+    cdn_dir_listing_free(s->listing);
     free(s);
 }
 
@@ -171,8 +172,8 @@ static void finish(struct cdn_channel *ch, struct hstream *s) {
 }
 
 static const char *kind_name(enum hstream_kind k) {
-    static const char *names[] = {"exec",        "file_read",   "file_write",
-                                  "archive_put", "archive_get", "ping"};
+    static const char *names[] = {"exec",        "file_read", "file_write", "archive_put",
+                                  "archive_get", "ping",      "list_dir"};
     return names[k];
 }
 
@@ -217,6 +218,7 @@ static bool body_fits(enum hstream_kind k, CordonAgent__Envelope__BodyCase bc) {
     case CORDON_AGENT__ENVELOPE__BODY_ARCHIVE_DATA: return k == HS_ARCHIVE_GET;
     case CORDON_AGENT__ENVELOPE__BODY_DONE: return k == HS_FILE_WRITE || k == HS_ARCHIVE_PUT;
     case CORDON_AGENT__ENVELOPE__BODY_PONG: return k == HS_PING;
+    case CORDON_AGENT__ENVELOPE__BODY_DIR_LISTING: return k == HS_LIST_DIR;
     case CORDON_AGENT__ENVELOPE__BODY_CREDIT:
     case CORDON_AGENT__ENVELOPE__BODY_ERROR: return true;
     default: return false;
@@ -304,6 +306,10 @@ static int dispatch(struct cdn_channel *ch, const cdn_envelope *env) {
     case CORDON_AGENT__ENVELOPE__BODY_ARCHIVE_DATA:
         return on_data_frame(ch, s, env, 0, &env->archive_data->data, env->archive_data->eof);
     case CORDON_AGENT__ENVELOPE__BODY_EXIT: on_exit_msg(s, env->exit); break;
+    case CORDON_AGENT__ENVELOPE__BODY_DIR_LISTING:
+        if (chan_dir_listing(ch, s, env->dir_listing) < 0)
+            return -1;
+        break;
     case CORDON_AGENT__ENVELOPE__BODY_DONE:
         s->done_bytes = env->done->bytes;
         s->done_entries = env->done->entries;
@@ -418,6 +424,31 @@ int chan_wait_done(struct cdn_channel *ch, struct hstream *s, uint64_t deadline,
         if (r < 0)
             return r;
     }
+    return 0;
+}
+
+int chan_finish_stream(struct cdn_channel *ch, struct hstream *s, uint64_t deadline,
+                       const char *what, cdn_err **err) {
+    int r = chan_wait_done(ch, s, deadline, what, err);
+    if (r == 0 && s->err)
+        r = cdn_err_set(err, cdn_err_code(s->err), "%s", cdn_err_msg(s->err));
+    return r;
+}
+
+int chan_open_stream(struct cdn_channel *ch, enum hstream_kind kind, cdn_envelope *env,
+                     struct hstream **out, cdn_err **err) {
+    if (ch->fault)
+        return chan_fail(ch, err);
+    struct hstream *s = chan_stream_new(ch, kind);
+    if (!s)
+        return cdn_err_set(err, ENOMEM, "out of memory");
+    int r = chan_send(ch, s->id, env, err);
+    if (r < 0) {
+        s->done = true;
+        chan_stream_release(ch, s);
+        return r;
+    }
+    *out = s;
     return 0;
 }
 

@@ -132,6 +132,34 @@ int cdn_channel_archive_get(struct cdn_channel *ch, const char *src, const char 
                             const struct cdn_archive_limits *limits, int timeout_ms,
                             uint64_t *entries, cdn_err **err);
 
+/* ---- folders ---- */
+
+enum cdn_dir_type { CDN_DIR_OTHER, CDN_DIR_FILE, CDN_DIR_DIR, CDN_DIR_SYMLINK };
+
+struct cdn_dir_entry {
+    char *name; /* 1..255 bytes, no '/'; the guest's bytes, not necessarily UTF-8 */
+    enum cdn_dir_type type;
+    uint64_t size;
+    uint32_t mode; /* permission bits */
+    int64_t mtime_ns;
+    char *link_target; /* a symlink's (up to 4096 bytes), else NULL */
+};
+
+struct cdn_dir_listing {
+    struct cdn_dir_entry *entries; /* sorted bytewise by name, no two alike */
+    size_t n;
+    bool truncated; /* the folder holds more (total) than are listed */
+    uint64_t total;
+};
+#define CDN_DIR_DEFAULT_ENTRIES 1000u
+#define CDN_DIR_MAX_ENTRIES 10000u
+void cdn_dir_listing_free(struct cdn_dir_listing *l);
+/* Lists the folder path in the guest: up to max_entries (0: CDN_DIR_DEFAULT_ENTRIES; at most
+ * CDN_DIR_MAX_ENTRIES) of its entries in name order, without following symlinks. Errors: -ENOENT,
+ * -EINVAL (not a folder, a bad request), others from the guest. */
+int cdn_channel_list_dir(struct cdn_channel *ch, const char *path, uint32_t max_entries,
+                         int timeout_ms, struct cdn_dir_listing **out, cdn_err **err);
+
 /* ---- egress: the network connections the guest's programs ask the agent's proxy for ---- */
 
 struct cdn_channel_egress {

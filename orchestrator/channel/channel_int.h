@@ -9,7 +9,15 @@
 
 struct pollfd;
 
-enum hstream_kind { HS_EXEC, HS_FILE_READ, HS_FILE_WRITE, HS_ARCHIVE_PUT, HS_ARCHIVE_GET, HS_PING };
+enum hstream_kind {
+    HS_EXEC,
+    HS_FILE_READ,
+    HS_FILE_WRITE,
+    HS_ARCHIVE_PUT,
+    HS_ARCHIVE_GET,
+    HS_PING,
+    HS_LIST_DIR
+};
 
 /* Called for each data frame's bytes (Output: fd 1/2; FileData, ArchiveData: fd 0). */
 typedef int (*hstream_data_fn)(void *ud, int fd, const uint8_t *data, size_t len);
@@ -29,6 +37,8 @@ struct hstream {
     uint32_t pid;
     struct cdn_exec_result exit;
     uint64_t done_bytes, done_entries;
+    uint32_t want_entries;           /* HS_LIST_DIR: the most asked for */
+    struct cdn_dir_listing *listing; /* and its answer, checked */
     struct hstream *next;
 };
 
@@ -76,6 +86,12 @@ int chan_send_data(struct cdn_channel *ch, struct hstream *s, CordonAgent__Envel
 /* Handles traffic until s is done or the deadline passes (then -ETIMEDOUT). */
 int chan_wait_done(struct cdn_channel *ch, struct hstream *s, uint64_t deadline, const char *what,
                    cdn_err **err);
+/* A new stream of kind opened with the request env (released again if it cannot be sent). */
+int chan_open_stream(struct cdn_channel *ch, enum hstream_kind kind, cdn_envelope *env,
+                     struct hstream **out, cdn_err **err);
+/* chan_wait_done, then the stream's own error (the agent's Error) if it ended with one. */
+int chan_finish_stream(struct cdn_channel *ch, struct hstream *s, uint64_t deadline,
+                       const char *what, cdn_err **err);
 /* Cancels s (the agent kills what it runs); s stays until the agent confirms. */
 void chan_cancel(struct cdn_channel *ch, struct hstream *s, const char *why);
 int chan_pump(struct cdn_channel *ch, int timeout_ms, cdn_err **err);
@@ -90,6 +106,10 @@ void chan_send_error(struct cdn_channel *ch, uint64_t id, CordonAgent__ErrorCode
 void chan_grant(struct cdn_channel *ch, uint64_t id, struct cdn_credit *recv, size_t n);
 /* Writes what the socket takes of the queued output (a failure is a fault). */
 int chan_flush(struct cdn_channel *ch);
+
+/* ---- folders (channel_dir.c) ---- */
+/* A DirListing on s: checked against what was asked (a lie is a guest fault) and kept. */
+int chan_dir_listing(struct cdn_channel *ch, struct hstream *s, const CordonAgent__DirListing *l);
 
 /* ---- egress (channel_egress.c): the streams the agent opens ---- */
 /* A frame on an even stream. */

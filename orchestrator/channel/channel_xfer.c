@@ -12,32 +12,6 @@
 
 #define PUT_CHUNK_BYTES (256u * 1024u)
 
-/* Sends the opening request, then waits for the stream's end; returns the stream's error. */
-static int finish_stream(struct cdn_channel *ch, struct hstream *s, uint64_t deadline,
-                         const char *what, cdn_err **err) {
-    int r = chan_wait_done(ch, s, deadline, what, err);
-    if (r == 0 && s->err)
-        r = cdn_err_set(err, cdn_err_code(s->err), "%s", cdn_err_msg(s->err));
-    return r;
-}
-
-static int open_stream(struct cdn_channel *ch, enum hstream_kind kind, cdn_envelope *env,
-                       struct hstream **out, cdn_err **err) {
-    if (ch->fault)
-        return chan_fail(ch, err);
-    struct hstream *s = chan_stream_new(ch, kind);
-    if (!s)
-        return cdn_err_set(err, ENOMEM, "out of memory");
-    int r = chan_send(ch, s->id, env, err);
-    if (r < 0) {
-        s->done = true;
-        chan_stream_release(ch, s);
-        return r;
-    }
-    *out = s;
-    return 0;
-}
-
 int cdn_channel_file_write(struct cdn_channel *ch, const char *path, uint32_t mode,
                            const void *data, size_t len, int timeout_ms, cdn_err **err) {
     uint64_t deadline = chan_deadline(ch, timeout_ms);
@@ -49,13 +23,13 @@ int cdn_channel_file_write(struct cdn_channel *ch, const char *path, uint32_t mo
     env.body_case = CORDON_AGENT__ENVELOPE__BODY_FILE_WRITE;
     env.file_write = &fw;
     struct hstream *s;
-    int r = open_stream(ch, HS_FILE_WRITE, &env, &s, err);
+    int r = chan_open_stream(ch, HS_FILE_WRITE, &env, &s, err);
     if (r < 0)
         return r;
     r = chan_send_data(ch, s, CORDON_AGENT__ENVELOPE__BODY_FILE_DATA, data, len, true, deadline,
                        err);
     if (r >= 0)
-        r = finish_stream(ch, s, deadline, "file_write", err);
+        r = chan_finish_stream(ch, s, deadline, "file_write", err);
     chan_stream_release(ch, s);
     return r < 0 ? cdn_err_prefix(err, "writing '%s'", path) : 0;
 }
@@ -94,12 +68,12 @@ int cdn_channel_file_read(struct cdn_channel *ch, const char *path, uint64_t max
     env.body_case = CORDON_AGENT__ENVELOPE__BODY_FILE_READ;
     env.file_read = &fr;
     struct hstream *s;
-    int r = open_stream(ch, HS_FILE_READ, &env, &s, err);
+    int r = chan_open_stream(ch, HS_FILE_READ, &env, &s, err);
     if (r < 0)
         return r;
     s->on_data = on_file_data;
     s->ud = &rc;
-    r = finish_stream(ch, s, deadline, "file_read", err);
+    r = chan_finish_stream(ch, s, deadline, "file_read", err);
     chan_stream_release(ch, s);
     if (r >= 0 && rc.too_big)
         r = cdn_err_set(err, EFBIG, "%s: '%s' is larger than %llu bytes", ch->name, path,
@@ -126,7 +100,7 @@ int cdn_channel_archive_put(struct cdn_channel *ch, int src_dirfd, const char *c
     env.body_case = CORDON_AGENT__ENVELOPE__BODY_ARCHIVE_PUT;
     env.archive_put = &ap;
     struct hstream *s;
-    r = open_stream(ch, HS_ARCHIVE_PUT, &env, &s, err);
+    r = chan_open_stream(ch, HS_ARCHIVE_PUT, &env, &s, err);
     if (r < 0)
         return r;
     for (bool eof = false; !eof && r >= 0;) {
@@ -139,7 +113,7 @@ int cdn_channel_archive_put(struct cdn_channel *ch, int src_dirfd, const char *c
                            deadline, err);
     }
     if (r >= 0)
-        r = finish_stream(ch, s, deadline, "archive_put", err);
+        r = chan_finish_stream(ch, s, deadline, "archive_put", err);
     if (r >= 0 && entries)
         *entries = s->done_entries;
     chan_stream_release(ch, s);
@@ -175,12 +149,12 @@ int cdn_channel_archive_get_sink(struct cdn_channel *ch, const char *src,
     env.body_case = CORDON_AGENT__ENVELOPE__BODY_ARCHIVE_GET;
     env.archive_get = &ag;
     struct hstream *s;
-    int r = open_stream(ch, HS_ARCHIVE_GET, &env, &s, err);
+    int r = chan_open_stream(ch, HS_ARCHIVE_GET, &env, &s, err);
     if (r < 0)
         return r;
     s->on_data = on_archive_data;
     s->ud = &g;
-    r = finish_stream(ch, s, deadline, "archive_get", err);
+    r = chan_finish_stream(ch, s, deadline, "archive_get", err);
     chan_stream_release(ch, s);
     if (g.err) { /* the reader (or the sink) refused: that is the error that matters */
         r = cdn_err_set(err, cdn_err_code(g.err), "%s: %s", ch->name, cdn_err_msg(g.err));

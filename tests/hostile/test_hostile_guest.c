@@ -38,7 +38,10 @@ static void stop_guest(pid_t pid) {
 }
 
 static void send_hello(int fd, uint32_t version, uint32_t window) {
+    static const char *caps[] = {"exec", "files", "list_dir"};
     CordonAgent__Hello h = CORDON_AGENT__HELLO__INIT;
+    h.capabilities = (char **)caps;
+    h.n_capabilities = ELEMENTSOF(caps);
     h.protocol_version = version;
     h.software_version = (char *)"hostile-guest";
     h.max_frame_bytes = 1u << 20;
@@ -358,4 +361,87 @@ TEST(cancellations_never_confirmed_become_a_fault) {
     cdn_err_free(err);
     cdn_channel_free(ch);
     stop_guest(pid);
+}
+
+/* ---- listings that lie ---- */
+
+enum lie {
+    LIE_TOO_MANY,
+    LIE_SLASH,
+    LIE_DOTDOT,
+    LIE_ORDER,
+    LIE_TWICE,
+    LIE_TOTAL,
+    LIE_TYPE,
+    LIE_TARGET
+};
+static enum lie the_lie; /* set before the guest forks */
+
+static void g_lying_listing(int fd, struct cdn_frame_decoder *dec) {
+    handshake(fd, dec);
+    cdn_envelope *env;
+    while (th_recv_env(fd, dec, 5000, &env) == 1 &&
+           env->body_case != CORDON_AGENT__ENVELOPE__BODY_LIST_DIR)
+        ;
+    const char *names[] = {"a", "b", "c"};
+    CordonAgent__DirEntry e[3], *ptrs[3];
+    for (size_t i = 0; i < 3; i++) {
+        cordon_agent__dir_entry__init(&e[i]);
+        e[i].name.data = (uint8_t *)names[i];
+        e[i].name.len = 1;
+        e[i].type = CORDON_AGENT__ENTRY_TYPE__ENTRY_FILE;
+        ptrs[i] = &e[i];
+    }
+    CordonAgent__DirListing l = CORDON_AGENT__DIR_LISTING__INIT;
+    l.entries = ptrs;
+    l.n_entries = 2; /* the host asked for 2 */
+    l.total = 2;
+    switch (the_lie) {
+    case LIE_TOO_MANY: l.n_entries = l.total = 3; break;
+    case LIE_SLASH: e[1].name = (ProtobufCBinaryData){2, (uint8_t *)"b/"}; break;
+    case LIE_DOTDOT: e[0].name = (ProtobufCBinaryData){2, (uint8_t *)".."}; break;
+    case LIE_ORDER: e[0].name.data = (uint8_t *)"c"; break;
+    case LIE_TWICE: e[1].name.data = (uint8_t *)"a"; break;
+    case LIE_TOTAL: l.total = 5; break; /* more than listed, yet not truncated */
+    case LIE_TYPE: e[1].type = 9; break;
+    case LIE_TARGET: e[0].link_target = (ProtobufCBinaryData){1, (uint8_t *)"x"}; break;
+    }
+    cdn_envelope out = CORDON_AGENT__ENVELOPE__INIT;
+    out.stream = env->stream;
+    out.body_case = CORDON_AGENT__ENVELOPE__BODY_DIR_LISTING;
+    out.dir_listing = &l;
+    th_send_env(fd, &out);
+}
+
+TEST(a_listing_that_lies_is_a_guest_fault) {
+    static const struct {
+        enum lie lie;
+        const char *message;
+    } cases[] = {
+        {LIE_TOO_MANY, "more entries than asked for"},
+        {LIE_SLASH, "a name with '/' or NUL"},
+        {LIE_DOTDOT, "'.' or '..'"},
+        {LIE_ORDER, "names out of order or listed twice"},
+        {LIE_TWICE, "names out of order or listed twice"},
+        {LIE_TOTAL, "a total that does not match its entries"},
+        {LIE_TYPE, "an unknown entry type"},
+        {LIE_TARGET, "a link target on an entry that is not a symlink"},
+    };
+    for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+        the_lie = cases[i].lie;
+        int fd;
+        pid_t pid = start_guest(g_lying_listing, &fd);
+        struct cdn_channel_opts opts = {.name = "vm liar"};
+        struct cdn_channel *ch = NULL;
+        cdn_err *err = NULL;
+        ASSERT_OK(cdn_channel_open(fd, &opts, &ch, &err), err);
+        struct cdn_dir_listing *l = NULL;
+        ASSERT_FAILS(cdn_channel_list_dir(ch, "/x", 2, 5000, &l, &err), err, cases[i].message);
+        ASSERT_CONTAINS(cdn_err_msg(err), "vm liar: guest fault: list_dir stream 1");
+        ASSERT_EQ(cdn_err_code(err), EPROTO);
+        ASSERT_TRUE(l == NULL);
+        cdn_err_free(err);
+        cdn_channel_free(ch);
+        stop_guest(pid);
+    }
 }

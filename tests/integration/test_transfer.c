@@ -233,3 +233,89 @@ TEST(a_cancelled_transfer_ends_at_once) {
     th_agent_kill(&a);
     th_rmtree(dir);
 }
+
+TEST(list_dir_describes_a_folder_in_name_order) {
+    struct th_agent a;
+    struct cdn_channel *ch = th_channel(&a, NULL);
+    _cleanup_free_ char *dir = th_tmpdir();
+    _cleanup_free_ char *file = fmt("%s/b.txt", dir);
+    th_write_file(file, "hello", 0640);
+    th_sh("cd %s && mkdir a && ln -s b.txt link && mkfifo p && touch \"$(printf 'z\\377')\"", dir);
+    struct cdn_dir_listing *l = NULL;
+    cdn_err *err = NULL;
+    ASSERT_OK(cdn_channel_list_dir(ch, dir, 0, 5000, &l, &err), err);
+    ASSERT_EQ(l->n, 5);
+    ASSERT_EQ(l->total, 5);
+    ASSERT_TRUE(!l->truncated);
+    const char *names[] = {"a", "b.txt", "link", "p", "z\377"};
+    const enum cdn_dir_type types[] = {CDN_DIR_DIR, CDN_DIR_FILE, CDN_DIR_SYMLINK, CDN_DIR_OTHER,
+                                       CDN_DIR_FILE};
+    for (size_t i = 0; i < 5; i++) {
+        ASSERT_STREQ(l->entries[i].name, names[i]);
+        ASSERT_EQ(l->entries[i].type, types[i]);
+    }
+    ASSERT_EQ(l->entries[1].size, 5);
+    ASSERT_EQ(l->entries[1].mode, 0640);
+    struct stat st;
+    ASSERT_EQ(lstat(file, &st), 0);
+    ASSERT_EQ(l->entries[1].mtime_ns,
+              (long long)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec);
+    ASSERT_STREQ(l->entries[2].link_target, "b.txt"); /* the link itself, not followed */
+    ASSERT_TRUE(l->entries[1].link_target == NULL);
+    cdn_dir_listing_free(l);
+    /* Fewer than there are: the first ones by name, and how many there were. */
+    ASSERT_OK(cdn_channel_list_dir(ch, dir, 2, 5000, &l, &err), err);
+    ASSERT_EQ(l->n, 2);
+    ASSERT_TRUE(l->truncated);
+    ASSERT_EQ(l->total, 5);
+    ASSERT_STREQ(l->entries[1].name, "b.txt");
+    cdn_dir_listing_free(l);
+    /* Errors name the path; the channel goes on. */
+    _cleanup_free_ char *missing = fmt("%s/missing", dir);
+    ASSERT_FAILS(cdn_channel_list_dir(ch, missing, 0, 5000, &l, &err), err,
+                 "No such file or directory");
+    ASSERT_EQ(cdn_err_code(err), ENOENT);
+    ASSERT_FAILS(cdn_channel_list_dir(ch, file, 0, 5000, &l, &err), err, "is not a folder");
+    ASSERT_EQ(cdn_err_code(err), EINVAL);
+    ASSERT_FAILS(cdn_channel_list_dir(ch, dir, CDN_DIR_MAX_ENTRIES + 1, 5000, &l, &err), err,
+                 "at most 10000 entries");
+    ASSERT_OK(cdn_channel_ping(ch, 5000, &err), err);
+    cdn_err_free(err);
+    th_rmtree(dir);
+    cdn_channel_free(ch);
+    th_agent_kill(&a);
+}
+
+TEST(list_dir_of_a_large_folder_fits_one_frame) {
+    struct th_agent a;
+    struct cdn_channel_opts opts = {.name = "small frames", .max_frame_bytes = 64u << 10};
+    struct cdn_channel *ch = th_channel(&a, &opts);
+    _cleanup_free_ char *dir = th_tmpdir();
+    /* 3000 names of 200 bytes: about 700 KiB of listing, more than a 64 KiB frame holds. */
+    char zeros[197];
+    memset(zeros, '0', 196);
+    zeros[196] = '\0';
+    for (int i = 1000; i < 4000; i++) {
+        _cleanup_free_ char *p = fmt("%s/%d%s", dir, i, zeros);
+        _cleanup_close_ int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        ASSERT_TRUE(fd >= 0);
+    }
+    struct cdn_dir_listing *l = NULL;
+    cdn_err *err = NULL;
+    ASSERT_OK(cdn_channel_list_dir(ch, dir, CDN_DIR_MAX_ENTRIES, 5000, &l, &err), err);
+    ASSERT_TRUE(l->truncated);
+    ASSERT_EQ(l->total, 3000);
+    ASSERT_TRUE(l->n > 100 && l->n < 3000);
+    for (size_t i = 0; i < l->n; i++) { /* the first ones, in order */
+        char want[8];
+        snprintf(want, sizeof(want), "%zu", 1000 + i);
+        ASSERT_TRUE(strncmp(l->entries[i].name, want, 4) == 0);
+        ASSERT_EQ(strlen(l->entries[i].name), 200);
+    }
+    printf("  %zu of 3000 entries of 200 bytes in one 64 KiB frame\n", l->n);
+    cdn_dir_listing_free(l);
+    cdn_err_free(err);
+    th_rmtree(dir);
+    cdn_channel_free(ch);
+    th_agent_kill(&a);
+}
