@@ -227,6 +227,11 @@ $(FUZZ_BUILD)/fuzz_egress: tests/fuzz/fuzz_egress.c $(EGRESS_SRCS) $(POLICY_SRCS
 # cordon mcp's line decoder links its file and jansson.
 $(FUZZ_BUILD)/fuzz_mcp: tests/fuzz/fuzz_mcp.c orchestrator/cli/mcp_rpc.c orchestrator/cli/mcp_rpc.h
 	clang $(FUZZ_FLAGS) -Iorchestrator/cli -o $@ $< orchestrator/cli/mcp_rpc.c -ljansson
+# The guest's folder listings: the checker's file and protobuf-c.
+$(FUZZ_BUILD)/fuzz_listing: tests/fuzz/fuzz_listing.c orchestrator/channel/dir_listing.c \
+		orchestrator/channel/dir_listing.h orchestrator/channel/channel.h $(FUZZ_BUILD)/gen/agent.pb-c.c
+	clang $(FUZZ_FLAGS) -Iproto -Iorchestrator/channel -I$(FUZZ_BUILD)/gen -o $@ $< \
+		orchestrator/channel/dir_listing.c $(FUZZ_BUILD)/gen/agent.pb-c.c $(LDLIBS)
 $(FUZZ_BUILD)/%: tests/fuzz/%.c $(PROTO_SRCS) $(wildcard proto/*.h) $(FUZZ_BUILD)/gen/agent.pb-c.c
 	clang $(FUZZ_FLAGS) -Iproto -I$(FUZZ_BUILD)/gen -o $@ $< $(PROTO_SRCS) \
 		$(FUZZ_BUILD)/gen/agent.pb-c.c $(LDLIBS)

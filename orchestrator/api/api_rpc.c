@@ -365,6 +365,7 @@ static void delete_sandbox(struct api_call *c) { stop_sandbox(c, true); }
 
 void api_exec(struct api_call *c);
 void api_read_file(struct api_call *c);
+void api_list_dir(struct api_call *c);
 void api_get_diff(struct api_call *c);
 void api_update_policy(struct api_call *c);
 void api_watch_events(struct api_call *c);
@@ -390,6 +391,7 @@ static const struct {
     {"ListSandboxes", list_sandboxes},
     {"Exec", api_exec},
     {"ReadFile", api_read_file},
+    {"ListDir", api_list_dir},
     {"GetDiff", api_get_diff},
     {"UpdatePolicy", api_update_policy},
     {"GetEvidence", get_evidence},

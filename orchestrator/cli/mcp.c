@@ -81,8 +81,9 @@ static void initialize(struct mcp *m, json_t *id, json_t *params) {
                         "title", "cordon sandboxes", "version", "0.1.0", "instructions",
                         "Each tool works in a cordon sandbox: a microVM under a policy. Create "
                         "one with sandbox_create (or use the one this server was started "
-                        "with), run commands with exec, move files with read_file and "
-                        "write_file, read your change with diff, end it with sandbox_destroy. "
+                        "with), run commands with exec, look around with list_dir, move files "
+                        "with read_file and write_file, read your change with diff, end it "
+                        "with sandbox_destroy. "
                         "A refused command says which policy rule refused it."));
 }
 
@@ -186,19 +187,20 @@ static void handle(struct mcp *m, const char *line, size_t len) {
 }
 
 static void usage(FILE *f) {
-    fputs("usage: cordon mcp [--repo URL|PATH] [--ref REF] [--policy FILE | --policy-name NAME]\n"
-          "                  [--image NAME] [--approval-wait S] [OPTIONS]\n"
-          "\n"
-          "A Model Context Protocol server on stdin/stdout (JSON-RPC 2.0, one message per line)\n"
-          "whose tools work in cordond's sandboxes: sandbox_create, exec, read_file, write_file,\n"
-          "diff, preview_open, sandbox_destroy. --repo, --ref, --policy and --image are\n"
-          "sandbox_create's defaults. A command the policy sends to a person waits for a\n"
-          "decision up to --approval-wait seconds (default 0: the tool says so at once).\n"
-          "Without --addr or $CORDON_ADDR it starts a cordond of its own (as cordon run does;\n"
-          "--state, --images, --accel, --uri are its), ending with the server; its sandboxes\n"
-          "get the default-deny policy unless one is given.\n"
-          "See docs/mcp.md for registering it with agents.\n\noptions:\n" CLI_REMOTE_USAGE,
-          f);
+    fputs(
+        "usage: cordon mcp [--repo URL|PATH] [--ref REF] [--policy FILE | --policy-name NAME]\n"
+        "                  [--image NAME] [--approval-wait S] [OPTIONS]\n"
+        "\n"
+        "A Model Context Protocol server on stdin/stdout (JSON-RPC 2.0, one message per line)\n"
+        "whose tools work in cordond's sandboxes: sandbox_create, exec, read_file, list_dir,\n"
+        "write_file, diff, preview_open, sandbox_destroy. --repo, --ref, --policy and --image are\n"
+        "sandbox_create's defaults. A command the policy sends to a person waits for a\n"
+        "decision up to --approval-wait seconds (default 0: the tool says so at once).\n"
+        "Without --addr or $CORDON_ADDR it starts a cordond of its own (as cordon run does;\n"
+        "--state, --images, --accel, --uri are its), ending with the server; its sandboxes\n"
+        "get the default-deny policy unless one is given.\n"
+        "See docs/mcp.md for registering it with agents.\n\noptions:\n" CLI_REMOTE_USAGE,
+        f);
 }
 
 static int parse(int argc, char **argv, struct mcp *m) {

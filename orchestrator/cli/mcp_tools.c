@@ -65,6 +65,17 @@ json_t *mcp_tools_list(void) {
                          schema("{" SANDBOX_ID ", \"path\": {\"type\": \"string\"}}",
                                 "[\"sandbox_id\", \"path\"]")));
     json_array_append_new(
+        tools,
+        json_pack("{s:s, s:s, s:o}", "name", "list_dir", "description",
+                  "List a folder in the sandbox (relative to /workspace, or absolute; default "
+                  "/workspace): each entry's name, type (file, dir, symlink, other), size and "
+                  "mode, in name order, symlinks not followed. Says when there are more than "
+                  "max_entries (default 1000).",
+                  "inputSchema",
+                  schema("{" SANDBOX_ID ", \"path\": {\"type\": \"string\"}, \"max_entries\": "
+                         "{\"type\": \"integer\", \"minimum\": 1, \"maximum\": 10000}}",
+                         "[\"sandbox_id\"]")));
+    json_array_append_new(
         tools, json_pack("{s:s, s:s, s:o}", "name", "write_file", "description",
                          "Write a text file in the sandbox (replaced whole; folders made), up "
                          "to 8 MiB.",
@@ -369,6 +380,71 @@ static void read_file(struct mcp *m, struct cdn_client *c, json_t *id, json_t *a
     cdn_buf_free(&b);
 }
 
+static json_t *entry_json(const Cordon__V1__DirEntry *e, const char *type) {
+    char mode[8];
+    snprintf(mode, sizeof(mode), "%04o", e->mode & 07777);
+    json_t *j =
+        json_pack("{s:s, s:s, s:I, s:s, s:I}", "name", e->name, "type", type, "size",
+                  (json_int_t)e->size, "mode", mode, "mtime_unix_ns", (json_int_t)e->mtime_unix_ns);
+    if (j && e->type == CORDON__V1__ENTRY_TYPE__ENTRY_TYPE_SYMLINK)
+        json_object_set_new(j, "link_target", json_string(e->link_target));
+    return j;
+}
+
+/* One line per entry, as `ls -l` would say it: type, size, mode, name (a folder's with '/', a
+ * symlink's with its target). */
+static void entry_line(FILE *f, const Cordon__V1__DirEntry *e, const char *type) {
+    bool dir = e->type == CORDON__V1__ENTRY_TYPE__ENTRY_TYPE_DIR;
+    bool link = e->type == CORDON__V1__ENTRY_TYPE__ENTRY_TYPE_SYMLINK;
+    fprintf(f, "%-7s %10llu %04o %s%s%s%s\n", type, (unsigned long long)e->size, e->mode & 07777,
+            e->name, dir ? "/" : "", link ? " -> " : "", link ? e->link_target : "");
+}
+
+static void list_dir(struct mcp *m, struct cdn_client *c, json_t *id, json_t *a) {
+    static const char *const types[] = {"other", "file", "dir", "symlink"};
+    const char *sid = json_string_value(json_object_get(a, "sandbox_id"));
+    const char *p = json_string_value(json_object_get(a, "path"));
+    json_t *max = json_object_get(a, "max_entries");
+    json_int_t n = max ? json_integer_value(max) : 1000;
+    if (!sid || n < 1 || n > 10000)
+        return result(m, id, true, NULL, "list_dir needs sandbox_id (and max_entries 1-10000)");
+    record(c, sid, "list_dir", a);
+    _cleanup_free_ char *path = p && *p ? guest_path(p) : strdup("/workspace");
+    Cordon__V1__ListDirRequest q = CORDON__V1__LIST_DIR_REQUEST__INIT;
+    q.sandbox_id = (char *)sid;
+    q.path = path;
+    q.max_entries = (uint32_t)n;
+    ProtobufCMessage *resp =
+        ask(m, c, id, path, "ListDir", &q.base, &cordon__v1__list_dir_response__descriptor, 60000);
+    if (!resp)
+        return;
+    const Cordon__V1__ListDirResponse *l = (const Cordon__V1__ListDirResponse *)resp;
+    json_t *entries = json_array();
+    _cleanup_free_ char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (f)
+        fprintf(f, "%s: %llu entr%s\n", path, (unsigned long long)l->total,
+                l->total == 1 ? "y" : "ies");
+    for (size_t i = 0; i < l->n_entries; i++) {
+        const Cordon__V1__DirEntry *e = l->entries[i];
+        const char *type = (unsigned)e->type < ELEMENTSOF(types) ? types[e->type] : "other";
+        json_array_append_new(entries, entry_json(e, type));
+        if (f)
+            entry_line(f, e, type);
+    }
+    if (f && l->truncated)
+        fprintf(f, "(only the first %zu by name: ask for more with max_entries, up to 10000)\n",
+                l->n_entries);
+    if (f)
+        fclose(f);
+    result(m, id, false,
+           json_pack("{s:s, s:o, s:b, s:I}", "path", path, "entries", entries, "truncated",
+                     l->truncated, "total", (json_int_t)l->total),
+           "%s", text ? text : "");
+    protobuf_c_message_free_unpacked(resp, NULL);
+}
+
 struct upload {
     Cordon__V1__WriteFileChunk chunk;
     bool sent;
@@ -499,6 +575,8 @@ void mcp_tools_call(struct mcp *m, json_t *id, json_t *params, volatile sig_atom
         exec(m, c, id, args, token, cancel);
     else if (!strcmp(name, "read_file"))
         read_file(m, c, id, args);
+    else if (!strcmp(name, "list_dir"))
+        list_dir(m, c, id, args);
     else if (!strcmp(name, "write_file"))
         write_file(m, c, id, args);
     else if (!strcmp(name, "diff"))
@@ -509,8 +587,8 @@ void mcp_tools_call(struct mcp *m, json_t *id, json_t *params, volatile sig_atom
         sandbox_destroy(m, c, id, args);
     else
         mcp_error(m, id, -32602,
-                  "unknown tool '%.100s' (sandbox_create, exec, read_file, write_file, diff, "
-                  "preview_open, sandbox_destroy)",
+                  "unknown tool '%.100s' (sandbox_create, exec, read_file, list_dir, write_file, "
+                  "diff, preview_open, sandbox_destroy)",
                   name);
     cdn_client_free(c);
 }

@@ -521,9 +521,9 @@ int cdn_sched_create(struct cdn_sched *s, const char *tenant, const struct cdn_s
 /* ---- jobs, decisions, stops ---- */
 
 const char *cdn_job_kind_name(enum cdn_job_kind k) {
-    static const char *const names[] = {"exec",   "write", "read",         "diff",
-                                        "policy", "pause", "resume",       "reset",
-                                        "extend", "kill",  "preview open", "preview close"};
+    static const char *const names[] = {
+        "exec",  "write",  "read", "diff",         "policy",        "pause", "resume",
+        "reset", "extend", "kill", "preview open", "preview close", "note",  "list"};
     return (unsigned)k < sizeof(names) / sizeof(names[0]) ? names[k] : "unknown";
 }
 
@@ -536,7 +536,7 @@ int cdn_sched_submit(struct cdn_sched *s, const char *tenant, const char *id,
                      cdn_err **err) {
     if (spec->kind == CDN_JOB_EXEC && !spec->argc)
         return cdn_err_set(err, EINVAL, "argv is empty");
-    if ((spec->kind == CDN_JOB_WRITE || spec->kind == CDN_JOB_READ) &&
+    if ((spec->kind == CDN_JOB_WRITE || spec->kind == CDN_JOB_READ || spec->kind == CDN_JOB_LIST) &&
         (!spec->path || spec->path[0] != '/'))
         return cdn_err_set(err, EINVAL, "path must be absolute (got '%s')",
                            spec->path ? spec->path : "");

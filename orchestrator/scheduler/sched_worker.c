@@ -321,6 +321,29 @@ static int read_sink(void *ud, const uint8_t *p, size_t n) {
     return cdn_redact_feed(x->r, &x->st, p, n, false, read_clean, x->j);
 }
 
+/* Names and link targets leave the sandbox like file bytes: redacted of its secrets. */
+static int redact_text(const struct cdn_redactor *r, char **s) {
+    if (!*s)
+        return 0;
+    size_t n;
+    char *clean = cdn_redact(r, *s, strlen(*s), &n);
+    if (!clean)
+        return -ENOMEM;
+    free(*s);
+    *s = clean;
+    return 0;
+}
+
+static int redact_listing(const struct cdn_redactor *r, struct cdn_dir_listing *l, cdn_err **e) {
+    if (cdn_redactor_empty(r))
+        return 0;
+    for (size_t i = 0; i < l->n; i++)
+        if (redact_text(r, &l->entries[i].name) < 0 ||
+            redact_text(r, &l->entries[i].link_target) < 0)
+            return cdn_err_set(e, ENOMEM, "out of memory");
+    return 0;
+}
+
 int cdn_sched_read_patch(const char *dir, char **out, size_t *len, cdn_err **err) {
     _cleanup_free_ char *path = NULL;
     if (asprintf(&path, "%s/diff.patch", dir) < 0)
@@ -354,6 +377,7 @@ static int update_policy(struct worker *w, struct job *j, struct cdn_job_result 
 
 static void run_job_now(struct worker *w, struct job *j) {
     struct cdn_job_result res = {0};
+    struct cdn_dir_listing *listing = NULL;
     cdn_err *e = NULL;
     bool no_vm = j->spec.kind == CDN_JOB_POLICY || j->spec.kind == CDN_JOB_NOTE ||
                  (w->paused && j->spec.kind == CDN_JOB_DIFF);
@@ -383,6 +407,13 @@ static void run_job_now(struct worker *w, struct job *j) {
         cdn_redact_stream_clear(&x.st);
         break;
     }
+    case CDN_JOB_LIST:
+        r = cdn_channel_list_dir(ch, j->spec.path, j->spec.max_entries, FILE_TIMEOUT_MS, &listing,
+                                 &e);
+        if (r >= 0)
+            r = redact_listing(cdn_session_redactor(w->sess), listing, &e);
+        res.listing = listing;
+        break;
     case CDN_JOB_DIFF: {
         const struct cdn_task_result *info = cdn_session_info(w->sess);
         if (!info->has_repo) {
@@ -417,6 +448,7 @@ static void run_job_now(struct worker *w, struct job *j) {
     default: r = cdn_err_set(&e, EINVAL, "unknown job");
     }
     j->ops->done(j->ud, r, e, &res);
+    cdn_dir_listing_free(listing);
     free(res.patch);
     cdn_err_free(e);
     job_free(j);

@@ -155,6 +155,7 @@ enum cdn_job_kind {
     CDN_JOB_PREVIEW_OPEN,  /* a guest port (port) exposed on 127.0.0.1:host_port or a socket */
     CDN_JOB_PREVIEW_CLOSE, /* and closed (its connections ended) */
     CDN_JOB_NOTE,          /* an event on the audit trail: data/len its JSON fields, path who */
+    CDN_JOB_LIST,          /* the folder path's entries (max_entries of them) */
 };
 const char *cdn_job_kind_name(enum cdn_job_kind k);
 
@@ -176,6 +177,8 @@ struct cdn_job_result {
     /* PREVIEW_OPEN: where to connect ("127.0.0.1:PORT" or "unix:PATH"); and the guest port */
     char address[4200];
     uint16_t port;
+    /* LIST: borrowed for the length of done */
+    const struct cdn_dir_listing *listing;
 };
 
 /* The job's owner's side. Every callback runs on the sandbox's worker thread. */
@@ -207,12 +210,13 @@ struct cdn_job_spec {
     size_t stdin_len;
     uint32_t approval_wait_s; /* 0: the daemon's approval timeout (which also caps it) */
     bool no_approval_wait;    /* an approval request expires at once: nobody to ask */
-    /* WRITE / READ */
+    /* WRITE / READ / LIST */
     const char *path;
     uint32_t mode;
     const uint8_t *data;
     size_t len;
     uint64_t max_bytes;
+    uint32_t max_entries; /* LIST; 0: CDN_DIR_DEFAULT_ENTRIES */
     /* PAUSE / EXTEND */
     bool to_disk;
     uint32_t ttl_s;

@@ -143,6 +143,24 @@ def interop(sock, repo, id_file):
         fail("read back %d bytes, wrote %d" % (len(back), len(data)))
     ok("WriteFile and ReadFile round-trip 1 MiB")
 
+    run(s, sid, ["sh", "-c", "mkdir -p /tmp/ls/sub && ln -s ../x /tmp/ls/link && "
+                 "printf 12345 > /tmp/ls/a && cd /tmp/ls && printf 'bad\\377' | xargs touch"])
+    ls = s.ListDir(pb.ListDirRequest(sandbox_id=sid, path="/tmp/ls"))
+    got = [(e.name, e.type, e.raw_name) for e in ls.entries]
+    want = [("a", pb.ENTRY_TYPE_FILE, b""), ("bad\ufffd", pb.ENTRY_TYPE_FILE, b"bad\xff"),
+            ("link", pb.ENTRY_TYPE_SYMLINK, b""), ("sub", pb.ENTRY_TYPE_DIR, b"")]
+    if got != want or ls.total != 4 or ls.truncated or ls.entries[0].size != 5 \
+            or ls.entries[2].link_target != "../x":
+        fail("ListDir: %s" % ls)
+    two = s.ListDir(pb.ListDirRequest(sandbox_id=sid, path="/tmp/ls", max_entries=2))
+    if len(two.entries) != 2 or not two.truncated or two.total != 4:
+        fail("ListDir max_entries=2: %s" % two)
+    expect_code(grpc.StatusCode.NOT_FOUND, lambda: s.ListDir(pb.ListDirRequest(sandbox_id=sid, path="/tmp/none")))
+    expect_code(grpc.StatusCode.INVALID_ARGUMENT,
+                lambda: s.ListDir(pb.ListDirRequest(sandbox_id=sid, path="/tmp/ls/a")), "not a folder")
+    ok("ListDir: types, sizes, a symlink's target, a name that is not UTF-8 (raw_name), "
+       "max_entries, NOT_FOUND, not a folder")
+
     d = s.GetDiff(pb.GetDiffRequest(sandbox_id=sid))
     patch = d.patch.decode()
     for needle in ("new.txt", "approved.txt", "+ONE", "blob.bin"):
@@ -214,6 +232,7 @@ def other_tenant(sock, sid):
         ("GetDiff", lambda: s.GetDiff(pb.GetDiffRequest(sandbox_id=sid))),
         ("GetEvidence", lambda: s.GetEvidence(pb.GetEvidenceRequest(sandbox_id=sid))),
         ("ReadFile", lambda: list(s.ReadFile(pb.ReadFileRequest(sandbox_id=sid, path="/etc/hostname")))),
+        ("ListDir", lambda: s.ListDir(pb.ListDirRequest(sandbox_id=sid, path="/"))),
         ("Cancel", lambda: s.Cancel(pb.CancelRequest(id=sid))),
         ("Delete", lambda: s.Delete(pb.DeleteRequest(id=sid))),
         ("WatchEvents", lambda: list(s.WatchEvents(pb.WatchEventsRequest(sandbox_id=sid), timeout=5))),
@@ -222,7 +241,7 @@ def other_tenant(sock, sid):
         expect_code(grpc.StatusCode.NOT_FOUND, fn)
     if s.ListSandboxes(pb.ListSandboxesRequest()).sandboxes:
         fail("another tenant's sandboxes are listed")
-    ok("uid %d sees none of the other tenant's sandbox (NOT_FOUND x9, empty list)" % os.getuid())
+    ok("uid %d sees none of the other tenant's sandbox (NOT_FOUND x10, empty list)" % os.getuid())
 
 
 def errors(sock):

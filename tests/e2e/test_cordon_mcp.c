@@ -83,6 +83,7 @@ TEST_T(an_mcp_client_works_in_a_sandbox_through_cordon_mcp, 600) {
     ASSERT_CONTAINS(audit, "\"event\":\"tool.call\"");
     ASSERT_CONTAINS(audit, "\"client\":\"mcp\"");
     ASSERT_CONTAINS(audit, "\"tool\":\"write_file\"");
+    ASSERT_CONTAINS(audit, "\"tool\":\"list_dir\"");
     ASSERT_CONTAINS(audit, "\"command\":\"echo hi; echo changed >> README;");
     ASSERT_CONTAINS(audit, "\"by\":\"tenant uid:0\"");
     ASSERT_TRUE(strstr(audit, "tok-8c1e5f0b9d2a") == NULL); /* the tool call's arguments too */

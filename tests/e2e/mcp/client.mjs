@@ -40,7 +40,7 @@ ok("initialized: server " + JSON.stringify(client.getServerVersion()));
 
 const { tools } = await client.listTools();
 const names = tools.map((t) => t.name).sort();
-for (const want of ["diff", "exec", "read_file", "sandbox_create", "sandbox_destroy", "write_file"])
+for (const want of ["diff", "exec", "list_dir", "read_file", "sandbox_create", "sandbox_destroy", "write_file"])
   if (!names.includes(want)) fail("tools/list lacks " + want + ": " + names);
 for (const t of tools)
   if (t.inputSchema?.type !== "object") fail(t.name + " has no object input schema");
@@ -107,6 +107,22 @@ if (wrote.isError) fail("write_file: " + text(wrote));
 const read = await client.callTool({ name: "read_file", arguments: { sandbox_id: sid, path: "docs/notes.txt" } });
 if (read.isError || read.structuredContent.content !== "from mcp\n") fail("read_file: " + JSON.stringify(read));
 ok("write_file then read_file: the same text");
+
+const listed = await client.callTool({ name: "list_dir", arguments: { sandbox_id: sid, path: "docs" } });
+const notes = listed.structuredContent?.entries?.find((e) => e.name === "notes.txt");
+if (listed.isError || listed.structuredContent.path !== "/workspace/docs" || !notes ||
+    notes.type !== "file" || notes.size !== 9 || !text(listed).includes("notes.txt"))
+  fail("list_dir docs: " + JSON.stringify(listed));
+const top = await client.callTool({ name: "list_dir", arguments: { sandbox_id: sid, max_entries: 1 } });
+const tops = top.structuredContent?.entries ?? [];
+if (top.isError || tops.length !== 1 || !top.structuredContent.truncated ||
+    !(top.structuredContent.total > 1) || !text(top).includes("max_entries"))
+  fail("list_dir /workspace, max_entries 1: " + JSON.stringify(top));
+const nodir = await client.callTool({ name: "list_dir", arguments: { sandbox_id: sid, path: "no/such" } });
+if (!nodir.isError || !text(nodir).includes("/workspace/no/such") || !text(nodir).includes("No such file"))
+  fail("list_dir of a missing folder: " + JSON.stringify(nodir));
+ok("list_dir: docs/notes.txt (file, 9 bytes), /workspace cut at max_entries 1 of " +
+   top.structuredContent.total + ", a missing folder is a tool error naming it");
 
 const d = await client.callTool({ name: "diff", arguments: { sandbox_id: sid } });
 if (d.isError || !text(d).includes("+changed") || !text(d).includes("docs/notes.txt") ||
