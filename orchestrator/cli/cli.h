@@ -2,6 +2,8 @@
 /* The cordon CLI's subcommands: each parses its own arguments and returns the process exit code. */
 #pragma once
 
+#include <stdint.h>
+
 /* Exit codes besides a command's own: */
 #define CLI_EXIT_TIMEOUT 124 /* the command hit --timeout (as timeout(1)) */
 #define CLI_EXIT_FAILURE 125 /* cordon could not run it (bad usage, boot failure, ...) */
@@ -18,6 +20,9 @@ int cli_audit(int argc, char **argv);
 /* Through cordond (remote.h): */
 int cli_create(int argc, char **argv);
 int cli_ls(int argc, char **argv);
+/* cordon ls ID:PATH: a folder in a sandbox (max entries, 0: the daemon's default) */
+struct cli_remote;
+int cli_ls_dir(const struct cli_remote *r, char *target, uint32_t max);
 int cli_stop(int argc, char **argv);
 /* pause, resume, reset, extend (argv[0] says which) */
 int cli_session(int argc, char **argv);

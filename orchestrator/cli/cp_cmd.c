@@ -27,17 +27,6 @@ static void usage(FILE *f) {
           f);
 }
 
-/* "ID:PATH" split in place; false when s is a local path. */
-static bool remote_spec(char *s, char **id, char **path) {
-    char *colon = strchr(s, ':'), *slash = strchr(s, '/');
-    if (!colon || colon == s || (slash && slash < colon))
-        return false;
-    *colon = '\0';
-    *id = s;
-    *path = colon + 1;
-    return true;
-}
-
 struct upload {
     int fd;
     Cordon__V1__WriteFileChunk chunk;
@@ -77,7 +66,7 @@ static int next_chunk(void *ud, const ProtobufCMessage **msg) {
     return 1;
 }
 
-static int upload(struct cdn_client *c, const char *local, char *id, char *path, bool json) {
+static int upload(struct cdn_client *c, const char *local, char *id, const char *path, bool json) {
     _cleanup_close_ int fd = open(local, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
@@ -90,7 +79,7 @@ static int upload(struct cdn_client *c, const char *local, char *id, char *path,
     struct upload u = {.fd = fd, .buf = buf};
     cordon__v1__write_file_chunk__init(&u.chunk);
     u.chunk.sandbox_id = id;
-    u.chunk.path = path;
+    u.chunk.path = (char *)path;
     u.chunk.mode = st.st_mode & 07777;
     ProtobufCMessage *m = NULL;
     cdn_err *err = NULL;
@@ -134,11 +123,11 @@ static int on_chunk(void *ud, const ProtobufCMessage *msg) {
 
 /* Into LOCAL's folder as a temporary file renamed over LOCAL once complete: a failed copy leaves
  * no half file. */
-static int download(struct cdn_client *c, char *id, char *path, const char *local,
+static int download(struct cdn_client *c, char *id, const char *path, const char *local,
                     uint64_t max_bytes, bool json) {
     Cordon__V1__ReadFileRequest q = CORDON__V1__READ_FILE_REQUEST__INIT;
     q.sandbox_id = id;
-    q.path = path;
+    q.path = (char *)path;
     q.max_bytes = max_bytes;
     bool to_stdout = strcmp(local, "-") == 0;
     char target[4200], tmp[4300];
@@ -205,19 +194,16 @@ int cli_cp(int argc, char **argv) {
         usage(stderr);
         return CLI_EXIT_FAILURE;
     }
-    bool in = remote_spec(argv[optind + 1], &id, &path);
-    if (!in && !remote_spec(argv[optind], &id, &path)) {
+    bool in = cli_remote_target(argv[optind + 1], &id, &path);
+    if (!in && !cli_remote_target(argv[optind], &id, &path)) {
         fprintf(stderr, "cordon cp: one side must be ID:PATH\n");
         return CLI_EXIT_FAILURE;
     }
     char abs_path[4200];
-    if (path[0] != '/') {
-        snprintf(abs_path, sizeof(abs_path), "/workspace/%s", path);
-        path = abs_path;
-    }
+    const char *gpath = cli_guest_path(path, abs_path, sizeof(abs_path));
     _cleanup_(cdn_client_freep) struct cdn_client *c = NULL;
     if (cli_remote_open("cp", &r, &c) < 0)
         return CLI_EXIT_FAILURE;
-    return in ? upload(c, argv[optind], id, path, r.json)
-              : download(c, id, path, argv[optind + 1], max_bytes, r.json);
+    return in ? upload(c, argv[optind], id, gpath, r.json)
+              : download(c, id, gpath, argv[optind + 1], max_bytes, r.json);
 }

@@ -33,6 +33,7 @@ static void usage(FILE *f) {
         "  diff ID                         the patch it made (git apply-able on its base)\n"
         "  show ID                         its record and evidence\n"
         "  ls [--state S] [--label K=V]    the caller's sandboxes (sessions: owner, expiry)\n"
+        "  ls ID:PATH                      a folder in a sandbox\n"
         "  pause [--to-disk] ID | resume ID  a session suspended (its memory on disk) and back\n"
         "  reset ID                        a session back at its base commit, same id\n"
         "  extend ID SECONDS               a session's expiry moved to SECONDS from now\n"

@@ -380,28 +380,17 @@ static void read_file(struct mcp *m, struct cdn_client *c, json_t *id, json_t *a
     cdn_buf_free(&b);
 }
 
-static json_t *entry_json(const Cordon__V1__DirEntry *e, const char *type) {
-    char mode[8];
-    snprintf(mode, sizeof(mode), "%04o", e->mode & 07777);
-    json_t *j =
-        json_pack("{s:s, s:s, s:I, s:s, s:I}", "name", e->name, "type", type, "size",
-                  (json_int_t)e->size, "mode", mode, "mtime_unix_ns", (json_int_t)e->mtime_unix_ns);
-    if (j && e->type == CORDON__V1__ENTRY_TYPE__ENTRY_TYPE_SYMLINK)
-        json_object_set_new(j, "link_target", json_string(e->link_target));
-    return j;
-}
-
 /* One line per entry, as `ls -l` would say it: type, size, mode, name (a folder's with '/', a
  * symlink's with its target). */
-static void entry_line(FILE *f, const Cordon__V1__DirEntry *e, const char *type) {
+static void entry_line(FILE *f, const Cordon__V1__DirEntry *e) {
     bool dir = e->type == CORDON__V1__ENTRY_TYPE__ENTRY_TYPE_DIR;
     bool link = e->type == CORDON__V1__ENTRY_TYPE__ENTRY_TYPE_SYMLINK;
-    fprintf(f, "%-7s %10llu %04o %s%s%s%s\n", type, (unsigned long long)e->size, e->mode & 07777,
-            e->name, dir ? "/" : "", link ? " -> " : "", link ? e->link_target : "");
+    fprintf(f, "%-7s %10llu %04o %s%s%s%s\n", cli_entry_type_name(e->type),
+            (unsigned long long)e->size, e->mode & 07777, e->name, dir ? "/" : "",
+            link ? " -> " : "", link ? e->link_target : "");
 }
 
 static void list_dir(struct mcp *m, struct cdn_client *c, json_t *id, json_t *a) {
-    static const char *const types[] = {"other", "file", "dir", "symlink"};
     const char *sid = json_string_value(json_object_get(a, "sandbox_id"));
     const char *p = json_string_value(json_object_get(a, "path"));
     json_t *max = json_object_get(a, "max_entries");
@@ -427,11 +416,9 @@ static void list_dir(struct mcp *m, struct cdn_client *c, json_t *id, json_t *a)
         fprintf(f, "%s: %llu entr%s\n", path, (unsigned long long)l->total,
                 l->total == 1 ? "y" : "ies");
     for (size_t i = 0; i < l->n_entries; i++) {
-        const Cordon__V1__DirEntry *e = l->entries[i];
-        const char *type = (unsigned)e->type < ELEMENTSOF(types) ? types[e->type] : "other";
-        json_array_append_new(entries, entry_json(e, type));
+        json_array_append_new(entries, cli_dir_entry_json(l->entries[i]));
         if (f)
-            entry_line(f, e, type);
+            entry_line(f, l->entries[i]);
     }
     if (f && l->truncated)
         fprintf(f, "(only the first %zu by name: ask for more with max_entries, up to 10000)\n",

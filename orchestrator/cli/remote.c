@@ -292,3 +292,20 @@ int cli_sandbox_wait(struct cdn_client *c, const char *id, unsigned timeout_s,
         usleep(polls < 50 ? 20000 : 100000); /* quick at first: a boot takes seconds */
     }
 }
+
+bool cli_remote_target(char *s, char **id, char **path) {
+    char *colon = strchr(s, ':'), *slash = strchr(s, '/');
+    if (!colon || colon == s || (slash && slash < colon))
+        return false;
+    *colon = '\0';
+    *id = s;
+    *path = colon + 1;
+    return true;
+}
+
+const char *cli_guest_path(const char *path, char *buf, size_t size) {
+    if (path[0] == '/')
+        return path;
+    snprintf(buf, size, "/workspace%s%s", *path ? "/" : "", path);
+    return buf;
+}

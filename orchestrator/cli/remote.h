@@ -87,8 +87,16 @@ int cli_state_parse(const char *name, Cordon__V1__SandboxState *out);
 json_t *cli_sandbox_json(const Cordon__V1__Sandbox *s);
 void cli_sandbox_print(const Cordon__V1__Sandbox *s);
 json_t *cli_approval_json(const Cordon__V1__Approval *a);
+/* A folder's entry (dir_cmd.c): its type as a word, and as JSON (name, type, size, mode as
+ * "0644", mtime_unix_ns, a symlink's link_target). */
+const char *cli_entry_type_name(Cordon__V1__EntryType t);
+json_t *cli_dir_entry_json(const Cordon__V1__DirEntry *e);
 /* Output as a JSON string. Output that is not UTF-8 (binary) cannot be one: its bytes >= 0x80
  * become '?' and *lossy says so. */
 json_t *cli_output_json(struct cdn_buf *b, bool *lossy);
+/* "ID:PATH" split in place (true); false when s is a local path (no ':' before any '/'). */
+bool cli_remote_target(char *s, char **id, char **path);
+/* A guest path as the API takes it: a relative one (or "") under /workspace, in buf. */
+const char *cli_guest_path(const char *path, char *buf, size_t size);
 /* Prints j (compact) on a line of its own and frees it. */
 void cli_json_print(json_t *j);

@@ -221,11 +221,14 @@ int cli_create(int argc, char **argv) {
 
 /* ---- ls ---- */
 
+/* The options of both forms; *target is ID:PATH when one is given (a folder's listing). */
 static int ls_parse(int argc, char **argv, struct cli_remote *r,
                     Cordon__V1__ListSandboxesRequest *q, Cordon__V1__SandboxState *states,
                     Cordon__V1__ListSandboxesRequest__LabelsEntry *store,
-                    Cordon__V1__ListSandboxesRequest__LabelsEntry **labels) {
+                    Cordon__V1__ListSandboxesRequest__LabelsEntry **labels, char **target,
+                    unsigned long *max) {
     static const struct option longopts[] = {{"state", required_argument, NULL, 's'},
+                                             {"max", required_argument, NULL, 'm'},
                                              {"label", required_argument, NULL, 'l'},
                                              {"owner", required_argument, NULL, 'O'},
                                              {"sessions", no_argument, NULL, 'S'},
@@ -242,6 +245,13 @@ static int ls_parse(int argc, char **argv, struct cli_remote *r,
                         optarg);
                 return -1;
             }
+        } else if (c == 'm') {
+            char *end;
+            *max = strtoul(optarg, &end, 10);
+            if (*end || *max < 1 || *max > 10000) {
+                fprintf(stderr, "cordon ls: --max takes 1 to 10000 (got '%s')\n", optarg);
+                return -1;
+            }
         } else if (c == 'O') {
             q->owner = optarg;
         } else if (c == 'S') {
@@ -256,8 +266,12 @@ static int ls_parse(int argc, char **argv, struct cli_remote *r,
             fprintf(c == 'h' ? stdout : stderr,
                     "usage: cordon ls [--state STATE]... [--label KEY=VALUE]... [--sessions] "
                     "[--owner NAME] [OPTIONS]\n"
+                    "       cordon ls [--max N] [OPTIONS] ID:PATH\n"
                     "\nThe caller's sandboxes, oldest first; sessions with their owner and "
-                    "expiry.\n\noptions:\n" CLI_REMOTE_USAGE);
+                    "expiry.\nWith ID:PATH: the entries of a folder in sandbox ID (a relative "
+                    "PATH is under\n/workspace) in name order, each as itself (a symlink with its "
+                    "target, not followed),\ntimes in UTC; at most --max N of them (default 1000, "
+                    "up to 10000).\n\noptions:\n" CLI_REMOTE_USAGE);
             if (c == 'h')
                 exit(0);
             return -1;
@@ -265,7 +279,16 @@ static int ls_parse(int argc, char **argv, struct cli_remote *r,
     }
     q->states = states;
     q->labels = labels;
-    return optind == argc ? 0 : -1;
+    bool filters = q->n_states || q->n_labels || *q->owner || q->sessions_only;
+    if (argc - optind == 1 && !filters) {
+        *target = argv[optind];
+        return 0;
+    }
+    if (argc - optind == 0 && !*max)
+        return 0;
+    fprintf(stderr, "usage: cordon ls [--state S]... [--label K=V]... [--sessions] [--owner N]\n"
+                    "       cordon ls [--max N] ID:PATH\n");
+    return -1;
 }
 
 int cli_ls(int argc, char **argv) {
@@ -274,8 +297,12 @@ int cli_ls(int argc, char **argv) {
     Cordon__V1__ListSandboxesRequest q = CORDON__V1__LIST_SANDBOXES_REQUEST__INIT;
     Cordon__V1__SandboxState states[8];
     Cordon__V1__ListSandboxesRequest__LabelsEntry store[MAX_LABELS], *labels[MAX_LABELS];
-    if (ls_parse(argc, argv, &r, &q, states, store, labels) < 0)
+    char *target = NULL;
+    unsigned long max = 0;
+    if (ls_parse(argc, argv, &r, &q, states, store, labels, &target, &max) < 0)
         return CLI_EXIT_FAILURE;
+    if (target)
+        return cli_ls_dir(&r, target, (uint32_t)max);
     ProtobufCMessage *m = NULL;
     int code = cli_remote_unary("ls", &r, "ListSandboxes", &q.base,
                                 &cordon__v1__list_sandboxes_response__descriptor, &m);

@@ -532,6 +532,28 @@ TEST_T(the_cordon_cli_is_a_client_of_cordond, 600) {
     th_ran_free(&r);
     _cleanup_free_ char *got = th_read_file(back);
     ASSERT_STREQ(got, "notes\n");
+    /* the folder it landed in, and the workspace's top: names, types, sizes */
+    char folder[100];
+    snprintf(folder, sizeof(folder), "%s:docs/new", id);
+    r = CLI("ls-dir", "ls", folder);
+    if (r.code != 0)
+        FAIL("cordon ls %s: exit %d: %s", folder, r.code, r.err);
+    ASSERT_CONTAINS(r.out, "file     0644             6  ");
+    ASSERT_CONTAINS(r.out, "  notes.txt\n");
+    th_ran_free(&r);
+    snprintf(folder, sizeof(folder), "%s:", id);
+    r = CLI("ls-top", "ls", "--json", "--max", "1", folder);
+    if (r.code != 0)
+        FAIL("cordon ls --max 1 %s: exit %d: %s", folder, r.code, r.err);
+    ASSERT_CONTAINS(r.out, "\"path\":\"/workspace\"");
+    ASSERT_CONTAINS(r.out, "\"truncated\":true");
+    th_ran_free(&r);
+    snprintf(folder, sizeof(folder), "%s:no/such", id);
+    r = CLI("ls-none", "ls", folder);
+    ASSERT_EQ(r.code, 125);
+    ASSERT_CONTAINS(r.err, "/workspace/no/such");
+    ASSERT_CONTAINS(r.err, "No such file or directory");
+    th_ran_free(&r);
     r = CLI("diff", "diff", id);
     ASSERT_EQ(r.code, 0);
     ASSERT_CONTAINS(r.out, "+three");
