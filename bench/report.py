@@ -118,6 +118,15 @@ def main():
         e = get(api, "results", "exec_true")
         row("exec `true` through cordond vs over the agent channel", fmt(e["cordon"], "ms", 2),
             fmt(e["baseline"], "ms", 2), fmt(e["ratio"], "x", 2), "<= 1.3x", e["ratio"] <= 1.3)
+    mcp = load(d, "mcp")
+    if mcp:
+        goal = get(mcp, "goal_added_ms")
+        for key, what in (("exec_true", "exec `true`"), ("list_dir", "list_dir /etc")):
+            e = get(mcp, "results", key)
+            if e:
+                row("%s as an MCP tool call through `cordon mcp` vs the same gRPC call (+%.2f ms)"
+                    % (what, e["added_ms"]), fmt(e["cordon"], "ms", 2), fmt(e["baseline"], "ms", 2),
+                    fmt(e["ratio"], "x", 2), "<= +%.0f ms" % goal, e["added_ms"] <= goal)
     qga = get(load(d, "qga"), "results", "exec_true")
     row("exec `true` vs qemu-guest-agent guest-exec + guest-exec-status",
         fmt(get(qga, "cordon"), "ms", 2), fmt(get(qga, "baseline"), "ms", 2),

@@ -318,6 +318,7 @@ int cli_mcp(int argc, char **argv) {
         c->cancel = 1;
     pthread_mutex_unlock(&m.mu);
     reap(&m, true);
+    mcp_tools_close(&m);
     cli_own_daemon_stop(&od); /* its sandboxes stopped, their evidence kept */
     free(m.policy_text);
     pthread_mutex_destroy(&m.mu);

@@ -25,6 +25,9 @@ struct mcp {
     pthread_mutex_t out_mu; /* stdout: one message at a time */
     struct call *calls;
     unsigned n_calls;
+    /* connections to cordond between calls (under mu): a call takes one, or opens one */
+    struct cdn_client *idle[8];
+    unsigned n_idle;
 };
 
 /* A result for request id (result taken); a notification (params taken). Thread-safe. */
@@ -40,3 +43,5 @@ json_t *mcp_tools_list(void);
  * thread; *cancel set means the client cancelled (the tool stops, its command is killed; no
  * answer is owed then). */
 void mcp_tools_call(struct mcp *m, json_t *id, json_t *params, volatile sig_atomic_t *cancel);
+/* Closes the idle connections (at exit, once no call runs). */
+void mcp_tools_close(struct mcp *m);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* cordon mcp's tools, each a call (or a few) to cordond on a connection of its own, recorded on
+/* cordon mcp's tools, each a call (or a few) to cordond on a connection of its own (kept open for
+ * the next call once it is done), recorded on
  * the sandbox's audit trail (RecordToolCall: the tool and its arguments; cordond redacts the
  * sandbox's secrets). A failure a model can act on (the policy rule that refused, a limit, a path
  * refused, a sandbox that is gone) is a tool result with isError; JSON-RPC errors are kept for
@@ -540,6 +541,33 @@ static void sandbox_destroy(struct mcp *m, struct cdn_client *c, json_t *id, jso
     protobuf_c_message_free_unpacked(resp, NULL);
 }
 
+/* A connection to cordond for one call: an idle one (gRPC reconnects it if cordond went away
+ * meanwhile), else a new one. Kept open between calls, a call costs no connection setup. */
+static int conn_take(struct mcp *m, struct cdn_client **out) {
+    pthread_mutex_lock(&m->mu);
+    *out = m->n_idle ? m->idle[--m->n_idle] : NULL;
+    pthread_mutex_unlock(&m->mu);
+    return *out ? 0 : cli_remote_open("mcp", &m->r, out);
+}
+
+/* Back to the idle ones after a call that ran its course (one cancelled midway is closed). */
+static void conn_give(struct mcp *m, struct cdn_client *c, bool cancelled) {
+    pthread_mutex_lock(&m->mu);
+    if (!cancelled && m->n_idle < ELEMENTSOF(m->idle)) {
+        m->idle[m->n_idle++] = c;
+        c = NULL;
+    }
+    pthread_mutex_unlock(&m->mu);
+    cdn_client_free(c);
+}
+
+void mcp_tools_close(struct mcp *m) {
+    pthread_mutex_lock(&m->mu);
+    while (m->n_idle)
+        cdn_client_free(m->idle[--m->n_idle]);
+    pthread_mutex_unlock(&m->mu);
+}
+
 void mcp_tools_call(struct mcp *m, json_t *id, json_t *params, volatile sig_atomic_t *cancel) {
     const char *name = json_string_value(json_object_get(params, "name"));
     json_t *args = json_object_get(params, "arguments");
@@ -552,7 +580,7 @@ void mcp_tools_call(struct mcp *m, json_t *id, json_t *params, volatile sig_atom
     if (!args)
         args = empty;
     struct cdn_client *c = NULL;
-    if (cli_remote_open("mcp", &m->r, &c) < 0) {
+    if (conn_take(m, &c) < 0) {
         result(m, id, true, NULL, "cordond does not answer (see the server's stderr)");
         return;
     }
@@ -577,5 +605,5 @@ void mcp_tools_call(struct mcp *m, json_t *id, json_t *params, volatile sig_atom
                   "unknown tool '%.100s' (sandbox_create, exec, read_file, list_dir, write_file, "
                   "diff, preview_open, sandbox_destroy)",
                   name);
-    cdn_client_free(c);
+    conn_give(m, c, *cancel);
 }
