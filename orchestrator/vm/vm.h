@@ -52,7 +52,7 @@ bool cdn_vm_host_has_domain(struct cdn_vm_host *h, const char *name);
 /* The agent's channel: vsock where the host has vhost-vsock (libvirt picks the guest's CID), else
  * a virtio-serial port backed by agent.sock in the task folder. The same frames flow on both. */
 enum cdn_vm_transport { CDN_VM_SERIAL, CDN_VM_VSOCK };
-#define CDN_VM_VSOCK_PORT 1024
+#define CDN_VM_VSOCK_PORT 1024u
 
 /* Whether guests can get a vsock device here (/dev/vhost-vsock opens); if not, *why says why. */
 bool cdn_vm_vsock_usable(const char **why);
