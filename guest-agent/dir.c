@@ -161,7 +161,8 @@ void agent_dir_list(struct agent_conn *c, uint64_t id, const CordonAgent__ListDi
                               strerror(-r));
         return;
     }
-    qsort(names.v, names.n, sizeof(*names.v), cmp_names);
+    if (names.n > 1)
+        qsort(names.v, names.n, sizeof(*names.v), cmp_names);
     size_t cap = names.n < want ? names.n : want;
     struct listing l = {.entries = calloc(cap ? cap : 1, sizeof(*l.entries)),
                         .ptrs = calloc(cap ? cap : 1, sizeof(*l.ptrs)),

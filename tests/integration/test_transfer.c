@@ -270,6 +270,13 @@ TEST(list_dir_describes_a_folder_in_name_order) {
     ASSERT_EQ(l->total, 5);
     ASSERT_STREQ(l->entries[1].name, "b.txt");
     cdn_dir_listing_free(l);
+    /* An empty folder: nothing, and nothing more. */
+    _cleanup_free_ char *empty = fmt("%s/a", dir);
+    ASSERT_OK(cdn_channel_list_dir(ch, empty, 0, 5000, &l, &err), err);
+    ASSERT_EQ(l->n, 0);
+    ASSERT_EQ(l->total, 0);
+    ASSERT_TRUE(!l->truncated);
+    cdn_dir_listing_free(l);
     /* Errors name the path; the channel goes on. */
     _cleanup_free_ char *missing = fmt("%s/missing", dir);
     ASSERT_FAILS(cdn_channel_list_dir(ch, missing, 0, 5000, &l, &err), err,
