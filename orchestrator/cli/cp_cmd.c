@@ -199,8 +199,11 @@ int cli_cp(int argc, char **argv) {
         fprintf(stderr, "cordon cp: one side must be ID:PATH\n");
         return CLI_EXIT_FAILURE;
     }
-    char abs_path[4200];
-    const char *gpath = cli_guest_path(path, abs_path, sizeof(abs_path));
+    _cleanup_free_ char *gpath = cli_guest_path(path);
+    if (!gpath) {
+        fprintf(stderr, "cordon cp: out of memory\n");
+        return CLI_EXIT_FAILURE;
+    }
     _cleanup_(cdn_client_freep) struct cdn_client *c = NULL;
     if (cli_remote_open("cp", &r, &c) < 0)
         return CLI_EXIT_FAILURE;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cleanup.h"
 #include "cli.h"
 #include "remote.h"
 
@@ -46,10 +47,14 @@ int cli_ls_dir(const struct cli_remote *r, char *target, uint32_t max) {
         fprintf(stderr, "cordon ls: '%s' is not ID:PATH\n", target);
         return CLI_EXIT_FAILURE;
     }
-    char buf[4200];
+    _cleanup_free_ char *gpath = cli_guest_path(path);
+    if (!gpath) {
+        fprintf(stderr, "cordon ls: out of memory\n");
+        return CLI_EXIT_FAILURE;
+    }
     Cordon__V1__ListDirRequest q = CORDON__V1__LIST_DIR_REQUEST__INIT;
     q.sandbox_id = id;
-    q.path = (char *)cli_guest_path(path, buf, sizeof(buf));
+    q.path = gpath;
     q.max_entries = max;
     ProtobufCMessage *m = NULL;
     int code = cli_remote_unary("ls", r, "ListDir", &q.base,

@@ -148,14 +148,6 @@ static ProtobufCMessage *ask(struct mcp *m, struct cdn_client *c, json_t *id, co
     return resp;
 }
 
-/* A path as the guest API takes it: relative ones under /workspace. */
-static char *guest_path(const char *p) {
-    char *out = NULL;
-    if (asprintf(&out, "%s%s", p[0] == '/' ? "" : "/workspace/", p) < 0)
-        return NULL;
-    return out;
-}
-
 /* The call on the sandbox's audit trail (best effort: a failure is logged, the tool runs). */
 static void record(struct cdn_client *c, const char *sandbox, const char *tool, json_t *args) {
     Cordon__V1__RecordToolCallRequest q = CORDON__V1__RECORD_TOOL_CALL_REQUEST__INIT;
@@ -354,7 +346,9 @@ static void read_file(struct mcp *m, struct cdn_client *c, json_t *id, json_t *a
     if (!sid || !p || !*p)
         return result(m, id, true, NULL, "read_file needs sandbox_id and path");
     record(c, sid, "read_file", a);
-    _cleanup_free_ char *path = guest_path(p);
+    _cleanup_free_ char *path = cli_guest_path(p);
+    if (!path)
+        return result(m, id, true, NULL, "out of memory");
     Cordon__V1__ReadFileRequest q = CORDON__V1__READ_FILE_REQUEST__INIT;
     q.sandbox_id = (char *)sid;
     q.path = path;
@@ -399,7 +393,9 @@ static void list_dir(struct mcp *m, struct cdn_client *c, json_t *id, json_t *a)
     if (!sid || n < 1 || n > 10000)
         return result(m, id, true, NULL, "list_dir needs sandbox_id (and max_entries 1-10000)");
     record(c, sid, "list_dir", a);
-    _cleanup_free_ char *path = p && *p ? guest_path(p) : strdup("/workspace");
+    _cleanup_free_ char *path = cli_guest_path(p ? p : "");
+    if (!path)
+        return result(m, id, true, NULL, "out of memory");
     Cordon__V1__ListDirRequest q = CORDON__V1__LIST_DIR_REQUEST__INIT;
     q.sandbox_id = (char *)sid;
     q.path = path;
@@ -462,7 +458,9 @@ static void write_file(struct mcp *m, struct cdn_client *c, json_t *id, json_t *
         json_pack("{s:s, s:s, s:I}", "sandbox_id", sid, "path", p, "bytes", (json_int_t)len);
     record(c, sid, "write_file", noted);
     json_decref(noted);
-    _cleanup_free_ char *path = guest_path(p);
+    _cleanup_free_ char *path = cli_guest_path(p);
+    if (!path)
+        return result(m, id, true, NULL, "out of memory");
     struct upload u = {.chunk = CORDON__V1__WRITE_FILE_CHUNK__INIT};
     u.chunk.sandbox_id = (char *)sid;
     u.chunk.path = path;

@@ -303,9 +303,9 @@ bool cli_remote_target(char *s, char **id, char **path) {
     return true;
 }
 
-const char *cli_guest_path(const char *path, char *buf, size_t size) {
+char *cli_guest_path(const char *path) {
     if (path[0] == '/')
-        return path;
-    snprintf(buf, size, "/workspace%s%s", *path ? "/" : "", path);
-    return buf;
+        return strdup(path);
+    char *out = NULL;
+    return asprintf(&out, "/workspace%s%s", *path ? "/" : "", path) < 0 ? NULL : out;
 }

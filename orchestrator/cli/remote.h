@@ -96,7 +96,8 @@ json_t *cli_dir_entry_json(const Cordon__V1__DirEntry *e);
 json_t *cli_output_json(struct cdn_buf *b, bool *lossy);
 /* "ID:PATH" split in place (true); false when s is a local path (no ':' before any '/'). */
 bool cli_remote_target(char *s, char **id, char **path);
-/* A guest path as the API takes it: a relative one (or "") under /workspace, in buf. */
-const char *cli_guest_path(const char *path, char *buf, size_t size);
+/* A guest path as the API takes it, allocated: a relative one (or "") under /workspace. NULL: no
+ * memory. (Never cut short: a path too long is the guest's to refuse, not ours to shorten.) */
+char *cli_guest_path(const char *path);
 /* Prints j (compact) on a line of its own and frees it. */
 void cli_json_print(json_t *j);
