@@ -16,9 +16,6 @@
 
 #define MAX_PATH_BYTES 4096u
 #define SCAN_MAX 65536u /* names kept for sorting; beyond, only counted */
-#define DEFAULT_ENTRIES 1000u
-#define MAX_ENTRIES 10000u
-#define LINK_MAX_BYTES 4096u
 /* The envelope around the listing: stream id, body tag and length, truncated, total. */
 #define FRAME_SLACK 64u
 /* One entry's tag and length prefix inside the listing. */
@@ -99,8 +96,8 @@ static bool describe(int dfd, const char *name, CordonAgent__DirEntry *e, char *
     e->size = st.st_size > 0 ? (uint64_t)st.st_size : 0;
     e->mode = st.st_mode & 07777;
     e->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-    if (S_ISLNK(st.st_mode) && (*target = malloc(LINK_MAX_BYTES))) {
-        ssize_t n = readlinkat(dfd, name, *target, LINK_MAX_BYTES);
+    if (S_ISLNK(st.st_mode) && (*target = malloc(CDN_DIR_TARGET_MAX))) {
+        ssize_t n = readlinkat(dfd, name, *target, CDN_DIR_TARGET_MAX);
         if (n > 0) {
             e->link_target.data = (uint8_t *)*target;
             e->link_target.len = (size_t)n;
@@ -143,11 +140,11 @@ static int open_folder(struct agent_conn *c, uint64_t id, const char *path) {
 
 void agent_dir_list(struct agent_conn *c, uint64_t id, const CordonAgent__ListDir *req) {
     size_t plen = strnlen(req->path, MAX_PATH_BYTES + 1);
-    uint32_t want = req->max_entries ? req->max_entries : DEFAULT_ENTRIES;
-    if (plen == 0 || plen > MAX_PATH_BYTES || want > MAX_ENTRIES) {
+    uint32_t want = req->max_entries ? req->max_entries : CDN_DIR_DEFAULT_ENTRIES;
+    if (plen == 0 || plen > MAX_PATH_BYTES || want > CDN_DIR_MAX_ENTRIES) {
         agent_conn_send_error(c, id, CORDON_AGENT__ERROR_CODE__ERROR_BAD_REQUEST,
                               "list_dir: the path must be 1 to %u bytes and max_entries at most %u",
-                              MAX_PATH_BYTES, MAX_ENTRIES);
+                              MAX_PATH_BYTES, CDN_DIR_MAX_ENTRIES);
         return;
     }
     _cleanup_close_ int fd = open_folder(c, id, req->path);

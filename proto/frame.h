@@ -18,6 +18,13 @@ typedef CordonAgent__Envelope cdn_envelope;
 /* Smallest max_frame_bytes either side may negotiate: room for a useful data chunk. */
 #define CDN_FRAME_MIN_MAX 4096u
 
+/* ListDir's bounds, the same on both sides: entries asked for (0 means the default), a name's
+ * bytes, a symlink target's bytes. */
+#define CDN_DIR_DEFAULT_ENTRIES 1000u
+#define CDN_DIR_MAX_ENTRIES 10000u
+#define CDN_DIR_NAME_MAX 255u
+#define CDN_DIR_TARGET_MAX 4096u
+
 /* Appends one frame holding env to out. Fails with -EMSGSIZE if the encoding exceeds
  * max_frame_bytes. */
 int cdn_frame_encode(struct cdn_buf *out, const cdn_envelope *env, uint32_t max_frame_bytes,

@@ -11,6 +11,7 @@
 
 #include "archive.h"
 #include "err.h"
+#include "frame.h" /* CDN_DIR_* */
 
 struct cdn_channel;
 
@@ -151,8 +152,6 @@ struct cdn_dir_listing {
     bool truncated; /* the folder holds more (total) than are listed */
     uint64_t total;
 };
-#define CDN_DIR_DEFAULT_ENTRIES 1000u
-#define CDN_DIR_MAX_ENTRIES 10000u
 void cdn_dir_listing_free(struct cdn_dir_listing *l);
 /* Lists the folder path in the guest: up to max_entries (0: CDN_DIR_DEFAULT_ENTRIES; at most
  * CDN_DIR_MAX_ENTRIES) of its entries in name order, without following symlinks. Errors: -ENOENT,

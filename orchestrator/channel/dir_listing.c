@@ -9,9 +9,6 @@
 
 #include "dir_listing.h"
 
-#define NAME_MAX_BYTES 255u
-#define TARGET_MAX_BYTES 4096u
-
 void cdn_dir_listing_free(struct cdn_dir_listing *l) {
     if (!l)
         return;
@@ -24,7 +21,7 @@ void cdn_dir_listing_free(struct cdn_dir_listing *l) {
 }
 
 static const char *bad_name(const ProtobufCBinaryData *n) {
-    if (n->len == 0 || n->len > NAME_MAX_BYTES)
+    if (n->len == 0 || n->len > CDN_DIR_NAME_MAX)
         return "a name of 0 or more than 255 bytes";
     if (memchr(n->data, '/', n->len) || memchr(n->data, '\0', n->len))
         return "a name with '/' or NUL";
@@ -55,7 +52,7 @@ static const char *bad_listing(uint32_t want, const CordonAgent__DirListing *l) 
             return "an unknown entry type";
         if (e->mode > 07777)
             return "a mode beyond the permission bits";
-        if (e->link_target.len > TARGET_MAX_BYTES ||
+        if (e->link_target.len > CDN_DIR_TARGET_MAX ||
             memchr(e->link_target.data ? (const void *)e->link_target.data : "", '\0',
                    e->link_target.len))
             return "a link target over 4096 bytes or with NUL";
